@@ -1,0 +1,1 @@
+"""Wire <-> domain mapping: decoding never raises, it returns a failure with a reason."""

@@ -1,0 +1,42 @@
+"""Domain availability to the ``oms.availability.v1`` wire format (JSON built without pydantic on the hot path)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from oms_streams.domain.visibility import ChannelView, SkuAvailability
+
+
+def availability_record(availability: SkuAvailability, rules_version: str, now_ms: int) -> dict[str, Any]:
+    """Matches ``schemas.availability.AvailabilityRecord`` (a contract test keeps them in step)."""
+    return {
+        "sku": availability.sku,
+        "published_at": datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(),
+        "rules_version": rules_version,
+        "network_atp": availability.network_atp,
+        "channels": {
+            view.channel: {"total": view.total, "locations": dict(view.by_location)}
+            for view in availability.channels
+        },
+        "lead_time_hours": dict(availability.lead_time_hours),
+    }
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record)
+
+
+def availability_from_record(record: dict[str, Any]) -> SkuAvailability:
+    """Back from the wire, to compare a published record with a fresh computation."""
+    return SkuAvailability(
+        sku=record["sku"],
+        network_atp=record["network_atp"],
+        channels=tuple(
+            ChannelView(channel, view["total"], view["locations"]) for channel, view in record["channels"].items()
+        ),
+        lead_time_hours=record.get("lead_time_hours", {}),
+        hidden={},
+    )

@@ -1,0 +1,37 @@
+"""Dead letters: the reason, where the input came from, and the original bytes, intact."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+import orjson
+
+
+def _as_text(raw: bytes | None) -> tuple[str | None, str]:
+    if raw is None:
+        return None, "utf-8"
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii"), "base64"
+
+
+def dead_letter(
+    reason: str, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, now_ms: int
+) -> bytes:
+    """Matches ``schemas.dlq.DeadLetter``. The key is decoded as text only when it is valid UTF-8."""
+    payload, encoding = _as_text(value)
+    key_text, _ = _as_text(key)
+    return orjson.dumps(
+        {
+            "reason": reason,
+            "source_topic": topic,
+            "source_partition": partition,
+            "source_offset": offset,
+            "key": key_text,
+            "payload": payload,
+            "payload_encoding": encoding,
+            "failed_at": datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(),
+        }
+    )

@@ -1,0 +1,127 @@
+"""Decode stock events from the wire into ledger commands, and ledger rows to and from tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from oms_streams.domain.inventory import (
+    Count,
+    JournalEntry,
+    Movement,
+    MovementKind,
+    StockPosition,
+    SupplierFeed,
+)
+from oms_streams.domain.ledger import StockCommand
+from oms_streams.schemas.inventory import StockCount, StockMovement, SupplierStock
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedStock:
+    sku: str
+    kind: str
+    """Metric label: the movement kind, 'count' or 'supplier_stock'."""
+    commands: list[StockCommand]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    reason: str
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _validation_reason(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "payload"
+    more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"schema violation at {where}: {first['msg']}{more}"
+
+
+def _parse(model: type[M], value: bytes | None) -> M | Failure:
+    if value is None:
+        return Failure("empty message (tombstone) on a stock topic")
+    try:
+        return model.model_validate_json(value)
+    except ValidationError as error:
+        if any(e["type"] == "json_invalid" for e in error.errors()):
+            return Failure("malformed JSON")
+        return Failure(_validation_reason(error))
+
+
+def decode_movement(key: bytes | None, value: bytes | None) -> DecodedStock | Failure:
+    wire = _parse(StockMovement, value)
+    if isinstance(wire, Failure):
+        return wire
+    movement = Movement(wire.event_id, MovementKind(wire.kind), wire.quantity, epoch_ms(wire.occurred_at))
+    return _keyed(key, DecodedStock(wire.sku, wire.kind, [StockCommand(wire.location_id, movement)]))
+
+
+def decode_count(key: bytes | None, value: bytes | None) -> DecodedStock | Failure:
+    wire = _parse(StockCount, value)
+    if isinstance(wire, Failure):
+        return wire
+    as_of = epoch_ms(wire.occurred_at)
+    commands = [
+        StockCommand(p.location_id, Count(wire.event_id, p.on_hand, as_of, p.unsellable)) for p in wire.positions
+    ]
+    return _keyed(key, DecodedStock(wire.sku, "count", commands))
+
+
+def decode_supplier_stock(key: bytes | None, value: bytes | None) -> DecodedStock | Failure:
+    wire = _parse(SupplierStock, value)
+    if isinstance(wire, Failure):
+        return wire
+    feed = SupplierFeed(wire.event_id, wire.quantity, wire.lead_time_hours, epoch_ms(wire.occurred_at))
+    return _keyed(key, DecodedStock(wire.sku, "supplier_stock", [StockCommand(wire.location_id, feed)]))
+
+
+def _keyed(key: bytes | None, decoded: DecodedStock) -> DecodedStock | Failure:
+    # The key decides the partition, and the partition decides which worker owns the SKU's ledger:
+    # an event keyed otherwise could be applied by a worker that does not own the SKU.
+    if key != decoded.sku.encode():
+        shown = key.decode(errors="replace") if key is not None else None
+        return Failure(f"message key {shown!r} is not the SKU {decoded.sku!r}")
+    return decoded
+
+
+# --- table rows -------------------------------------------------------------------------------
+# Rows are compact JSON lists written whole on every change (faust writes the changelog only on
+# ``table[key] = value``): [on_hand, reserved, unsellable, inbound, lead_time, counted_at, horizon,
+# [[event_id, occurred_at_ms, on_hand_delta, unsellable_delta], ...]].
+
+Row = list[object]
+
+
+def position_to_row(p: StockPosition) -> Row:
+    return [
+        p.on_hand, p.reserved, p.unsellable, p.inbound, p.lead_time_hours, p.counted_at_ms, p.horizon_ms,
+        [[e.event_id, e.occurred_at_ms, e.on_hand_delta, e.unsellable_delta] for e in p.journal],
+    ]
+
+
+def row_to_position(row: Row) -> StockPosition:
+    on_hand, reserved, unsellable, inbound, lead_time, counted_at, horizon, journal = row
+    return StockPosition(
+        on_hand=on_hand,  # type: ignore[arg-type]
+        reserved=reserved,  # type: ignore[arg-type]
+        unsellable=unsellable,  # type: ignore[arg-type]
+        inbound=inbound,  # type: ignore[arg-type]
+        lead_time_hours=lead_time,  # type: ignore[arg-type]
+        counted_at_ms=counted_at,  # type: ignore[arg-type]
+        horizon_ms=horizon,  # type: ignore[arg-type]
+        journal=tuple(JournalEntry(*entry) for entry in journal),  # type: ignore[attr-defined]
+    )
+
+
+def position_key(sku: str, location_id: str) -> str:
+    # '|' cannot occur in identifiers (see schemas.envelope.Identifier).
+    return f"{sku}|{location_id}"

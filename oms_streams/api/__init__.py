@@ -1,0 +1,1 @@
+"""HTTP API served by every worker: availability, metrics, health, OpenAPI description."""

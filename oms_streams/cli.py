@@ -1,0 +1,119 @@
+"""The ``oms`` command: run a worker, manage topics and config, generate docs, simulate and watch."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from oms_streams.config import Settings
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    import faust
+
+    from oms_streams.api.http import register_views
+    from oms_streams.streaming.admin import ensure_topics
+    from oms_streams.streaming.app import create_app
+
+    created = ensure_topics(settings)
+    if created:
+        print(f"created topics: {', '.join(created)}", flush=True)
+    worker = create_app(settings)
+    register_views(worker)
+    print(f"oms-streams worker {settings.app_id}: Kafka {settings.kafka_bootstrap}, "
+          f"HTTP http://{settings.web_host}:{settings.web_port}", flush=True)
+    faust.Worker(
+        worker.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
+        override_logging=True,
+    ).execute_from_commandline()
+    return 0
+
+
+def _topics(settings: Settings, args: argparse.Namespace) -> int:
+    from oms_streams.streaming.admin import ensure_topics
+    from oms_streams.streaming.topics import ALL_TOPICS
+
+    if args.action == "create":
+        created = ensure_topics(settings)
+        print("created: " + (", ".join(created) or "nothing, all exist"))
+    else:
+        for spec in ALL_TOPICS:
+            print(f"{settings.topic(spec.name):40} key={spec.key:14} partitions={spec.partitions(settings):<3} "
+                  f"{'compacted' if spec.compacted else 'delete':9} {spec.description}")
+    return 0
+
+
+def _config_publish(settings: Settings, args: argparse.Namespace) -> int:
+    from oms_streams.streaming.config_publisher import publish_network_config
+
+    counts = publish_network_config(settings, Path(args.file))
+    print(f"published {counts['locations']} locations and {counts['rules']} rules document(s)")
+    return 0
+
+
+def _generate(settings: Settings, args: argparse.Namespace) -> int:
+    from oms_streams.streaming.catalogue import write_generated
+
+    for path in write_generated(Path(args.root)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from oms_streams.streaming.simulator import run_simulation
+
+    run_simulation(settings, rate=args.rate, seconds=args.seconds, seed=args.seed)
+    return 0
+
+
+def _watch(settings: Settings, args: argparse.Namespace) -> int:
+    from oms_streams.streaming.watch import watch_availability
+
+    watch_availability(settings, args.skus, channel=args.channel)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oms", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help="run a stream worker with its HTTP API").set_defaults(run=_worker)
+    topics = sub.add_parser("topics", help="create or list the topics")
+    topics.add_argument("action", choices=["create", "list"])
+    topics.set_defaults(run=_topics)
+    config = sub.add_parser("config", help="publish locations and visibility rules from YAML")
+    config.add_argument("action", choices=["publish"])
+    config.add_argument("file")
+    config.set_defaults(run=_config_publish)
+    generate = sub.add_parser("generate", help="write schemas/ and topologies/ from the code")
+    generate.add_argument("--root", default=".")
+    generate.set_defaults(run=_generate)
+    simulate = sub.add_parser("simulate", help="play ERP receipts, POS sales and a supplier feed")
+    simulate.add_argument("--rate", type=float, default=20.0, help="events per second")
+    simulate.add_argument("--seconds", type=float, default=0, help="0 runs until Ctrl-C")
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.set_defaults(run=_simulate)
+    watch = sub.add_parser("watch", help="print availability changes of SKUs as they are published")
+    watch.add_argument("skus", nargs="*")
+    watch.add_argument("--channel", default="webshop")
+    watch.set_defaults(run=_watch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(settings, args))
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, ValueError) as error:
+        print(f"oms {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

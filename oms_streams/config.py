@@ -1,0 +1,103 @@
+"""Settings: one frozen object read from the environment (prefix ``OMS_``), built once and passed down."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TopicOverride(BaseSettings):
+    partitions: int | None = Field(default=None, ge=1)
+    replication_factor: int | None = Field(default=None, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMS_", frozen=True, env_nested_delimiter="__")
+
+    # --- Kafka ---------------------------------------------------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+
+    # --- Topics --------------------------------------------------------------------------------
+    topic_prefix: str = Field(default="", description="Prepended to every topic name (tenancy, tests).")
+    partitions: int = Field(default=6, ge=1, description="Default for every topic keyed by SKU.")
+    replication_factor: int = Field(default=1, ge=1)
+    topic_overrides: dict[str, TopicOverride] = Field(
+        default={}, description="Per topic name (without prefix): partitions / replication_factor."
+    )
+
+    # --- Worker --------------------------------------------------------------------------------
+    app_id: str = "oms-streams"
+    data_dir: Path = Path(".run/worker")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    batch_max: int = Field(default=5000, ge=1, description="Stock events applied per batch.")
+    batch_within_s: float = Field(default=0.02, gt=0, description="Longest wait to fill a batch.")
+    stream_buffer_max: int = Field(default=20_000, ge=1)
+    table_store: Literal["rocksdb", "memory"] = "rocksdb"
+    log_level: str = "WARNING"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        context = ssl.create_default_context(cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None)
+        if self.kafka_ssl_certfile:
+            context.load_cert_chain(
+                str(self.kafka_ssl_certfile),
+                str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+                self.kafka_ssl_key_password.get_secret_value() if self.kafka_ssl_key_password else None,
+            )
+        return context
+
+    def confluent_config(self) -> dict[str, Any]:
+        """Client settings for confluent-kafka (admin, CLI producers, tools)."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol.startswith("SASL"):
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+            config["sasl.username"] = self.kafka_sasl_username or ""
+            config["sasl.password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
+            )
+        if self.kafka_ssl_cafile:
+            config["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        if self.kafka_ssl_certfile:
+            config["ssl.certificate.location"] = str(self.kafka_ssl_certfile)
+        if self.kafka_ssl_keyfile:
+            config["ssl.key.location"] = str(self.kafka_ssl_keyfile)
+        if self.kafka_ssl_key_password:
+            config["ssl.key.password"] = self.kafka_ssl_key_password.get_secret_value()
+        return config
+
+    def aiokafka_config(self) -> dict[str, Any]:
+        """The same settings for aiokafka clients (the availability view, benchmarks)."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol.startswith("SASL"):
+            config["sasl_mechanism"] = self.kafka_sasl_mechanism
+            config["sasl_plain_username"] = self.kafka_sasl_username
+            config["sasl_plain_password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            )
+        context = self.ssl_context()
+        if context is not None:
+            config["ssl_context"] = context
+        return config

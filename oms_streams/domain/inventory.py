@@ -1,0 +1,246 @@
+"""The stock ledger of one (SKU, location): movements, full counts and third-party feeds.
+
+Pure functions over frozen values. Times are epoch milliseconds handed in by the caller; the domain
+never reads a clock.
+
+Idempotency and count semantics share one mechanism, the *journal*: the movements applied since the
+latest count, newest last, at most ``JOURNAL_WINDOW`` of them.
+
+- A movement whose event id is in the journal is a duplicate.
+- A count sets on hand *as of its time*: movements that occurred up to that time are already in the
+  counted figure, so the journal entries after it are replayed on top of the count and the older
+  ones are absorbed. A movement that arrives later but occurred before the latest count is likewise
+  already counted (``SUPERSEDED``).
+- The window is bounded so a busy position does not grow without end. When an entry falls out of the
+  window its time becomes the ``horizon``: a duplicate older than the window can no longer be
+  recognised, and a count older than the horizon cannot be reconciled exactly, so it is rejected
+  with a reason rather than applied wrongly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+JOURNAL_WINDOW = 64
+"""Movements remembered per (SKU, location) for duplicate detection and count reconciliation."""
+
+MAX_QUANTITY = 1_000_000_000
+"""Larger quantities are treated as corrupt input, not as stock."""
+
+
+class MovementKind(StrEnum):
+    RECEIPT = "receipt"
+    SALE = "sale"
+    CUSTOMER_RETURN_RESTOCKED = "customer_return_restocked"
+    TRANSFER_OUT = "transfer_out"
+    TRANSFER_IN = "transfer_in"
+    ADJUSTMENT = "adjustment"
+    UNSELLABLE_IN = "unsellable_in"
+    UNSELLABLE_OUT = "unsellable_out"
+    INBOUND_ANNOUNCED = "inbound_announced"
+
+
+class Verdict(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    SUPERSEDED = "superseded"
+    """Already contained in a newer count or feed snapshot: ignored like a duplicate."""
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    event_id: str
+    kind: MovementKind
+    quantity: int
+    """Units moved; positive, except for adjustments, which are signed and non-zero."""
+    occurred_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """A full stock count: the absolute on-hand (and optionally unsellable) quantity as of a time."""
+
+    event_id: str
+    on_hand: int
+    as_of_ms: int
+    unsellable: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SupplierFeed:
+    """A third party's stock snapshot: what it can ship us, and how long that takes."""
+
+    event_id: str
+    quantity: int
+    lead_time_hours: int
+    as_of_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    event_id: str
+    occurred_at_ms: int
+    on_hand_delta: int
+    unsellable_delta: int
+
+
+@dataclass(frozen=True, slots=True)
+class StockPosition:
+    on_hand: int = 0
+    reserved: int = 0
+    unsellable: int = 0
+    inbound: int = 0
+    lead_time_hours: int | None = None
+    """Set for third-party stock only: how long until it can be shipped from the supplier."""
+    counted_at_ms: int | None = None
+    horizon_ms: int | None = None
+    journal: tuple[JournalEntry, ...] = ()
+
+    def knows(self, event_id: str) -> bool:
+        return any(entry.event_id == event_id for entry in self.journal)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    position: StockPosition
+    verdict: Verdict
+    reason: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.verdict is Verdict.APPLIED
+
+
+def _effect(movement: Movement, position: StockPosition) -> tuple[int, int, int]:
+    """(on hand, unsellable, inbound) deltas of a movement."""
+    q = movement.quantity
+    kind = movement.kind
+    if kind in (MovementKind.RECEIPT, MovementKind.TRANSFER_IN):
+        # Arriving goods first fulfil what was announced as inbound.
+        return q, 0, -min(q, max(position.inbound, 0))
+    if kind is MovementKind.CUSTOMER_RETURN_RESTOCKED:
+        return q, 0, 0
+    if kind in (MovementKind.SALE, MovementKind.TRANSFER_OUT):
+        return -q, 0, 0
+    if kind is MovementKind.ADJUSTMENT:
+        return q, 0, 0
+    if kind is MovementKind.UNSELLABLE_IN:
+        return 0, q, 0
+    if kind is MovementKind.UNSELLABLE_OUT:
+        return 0, -q, 0
+    return 0, 0, q  # INBOUND_ANNOUNCED
+
+
+def movement_problem(movement: Movement) -> str | None:
+    """Why a movement cannot be stock, or None when its quantity is plausible."""
+    q = movement.quantity
+    if abs(q) > MAX_QUANTITY:
+        return f"impossible quantity {q}: more than {MAX_QUANTITY} units"
+    if movement.kind is MovementKind.ADJUSTMENT:
+        return "adjustment of zero units" if q == 0 else None
+    if q <= 0:
+        return f"impossible quantity {q} for {movement.kind.value}: must be positive"
+    return None
+
+
+def apply_movement(position: StockPosition, movement: Movement) -> Outcome:
+    problem = movement_problem(movement)
+    if problem is not None:
+        return Outcome(position, Verdict.REJECTED, problem)
+    if position.knows(movement.event_id):
+        return Outcome(position, Verdict.DUPLICATE)
+    if position.counted_at_ms is not None and movement.occurred_at_ms <= position.counted_at_ms:
+        return Outcome(position, Verdict.SUPERSEDED)
+    d_on_hand, d_unsellable, d_inbound = _effect(movement, position)
+    entry = JournalEntry(movement.event_id, movement.occurred_at_ms, d_on_hand, d_unsellable)
+    journal = (*position.journal, entry)
+    horizon = position.horizon_ms
+    if len(journal) > JOURNAL_WINDOW:
+        dropped, journal = journal[: -JOURNAL_WINDOW], journal[-JOURNAL_WINDOW:]
+        horizon = max([d.occurred_at_ms for d in dropped] + ([horizon] if horizon is not None else []))
+    return Outcome(
+        replace(
+            position,
+            on_hand=position.on_hand + d_on_hand,
+            unsellable=position.unsellable + d_unsellable,
+            inbound=position.inbound + d_inbound,
+            journal=journal,
+            horizon_ms=horizon,
+        ),
+        Verdict.APPLIED,
+    )
+
+
+def apply_count(position: StockPosition, count: Count) -> Outcome:
+    if not 0 <= count.on_hand <= MAX_QUANTITY:
+        return Outcome(position, Verdict.REJECTED, f"impossible counted quantity {count.on_hand}")
+    if count.unsellable is not None and not 0 <= count.unsellable <= count.on_hand:
+        return Outcome(
+            position, Verdict.REJECTED, f"counted unsellable {count.unsellable} outside 0..{count.on_hand}"
+        )
+    if position.counted_at_ms is not None and count.as_of_ms <= position.counted_at_ms:
+        return Outcome(position, Verdict.SUPERSEDED)
+    if position.horizon_ms is not None and count.as_of_ms < position.horizon_ms:
+        return Outcome(
+            position,
+            Verdict.REJECTED,
+            f"count as of {count.as_of_ms} is older than the {JOURNAL_WINDOW}-movement reconciliation "
+            f"window (horizon {position.horizon_ms}); recount or resend a newer snapshot",
+        )
+    later = tuple(e for e in position.journal if e.occurred_at_ms > count.as_of_ms)
+    on_hand = count.on_hand + sum(e.on_hand_delta for e in later)
+    unsellable = (
+        position.unsellable
+        if count.unsellable is None
+        else count.unsellable + sum(e.unsellable_delta for e in later)
+    )
+    return Outcome(
+        replace(
+            position,
+            on_hand=on_hand,
+            unsellable=unsellable,
+            counted_at_ms=count.as_of_ms,
+            horizon_ms=None,
+            journal=later,
+        ),
+        Verdict.APPLIED,
+    )
+
+
+def apply_supplier_feed(position: StockPosition, feed: SupplierFeed) -> Outcome:
+    """A supplier's snapshot replaces the previous one; it has no movements to reconcile."""
+    if not 0 <= feed.quantity <= MAX_QUANTITY:
+        return Outcome(position, Verdict.REJECTED, f"impossible supplier quantity {feed.quantity}")
+    if not 0 <= feed.lead_time_hours <= 24 * 365:
+        return Outcome(position, Verdict.REJECTED, f"impossible lead time {feed.lead_time_hours} h")
+    if position.counted_at_ms is not None and feed.as_of_ms <= position.counted_at_ms:
+        return Outcome(position, Verdict.SUPERSEDED)
+    return Outcome(
+        replace(
+            position,
+            on_hand=feed.quantity,
+            lead_time_hours=feed.lead_time_hours,
+            counted_at_ms=feed.as_of_ms,
+            horizon_ms=None,
+            journal=(),
+        ),
+        Verdict.APPLIED,
+    )
+
+
+def available_to_promise(position: StockPosition, protection: int = 0) -> int:
+    """ATP = on hand − reserved − unsellable − protection, never below zero."""
+    return max(0, position.on_hand - position.reserved - max(0, position.unsellable) - max(0, protection))
+
+
+StockEvent = Movement | Count | SupplierFeed
+
+
+def apply_stock_event(position: StockPosition, event: StockEvent) -> Outcome:
+    if isinstance(event, Movement):
+        return apply_movement(position, event)
+    if isinstance(event, Count):
+        return apply_count(position, event)
+    return apply_supplier_feed(position, event)

@@ -1,0 +1,230 @@
+"""What each sales channel may see of the physical stock.
+
+Visibility never changes a physical position; it is a view over ATP decided by rules that are data:
+channel exposure (which location types a channel sees), hierarchical safety stock (most specific
+wins), a cap on how much of a store's stock goes online, and a maximum lead time for third-party
+stock. Every unit a rule hides is accounted for, so operators can see what each rule costs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from oms_streams.domain.inventory import StockPosition, available_to_promise
+
+
+class LocationType(StrEnum):
+    DC = "dc"
+    STORE = "store"
+    THIRD_PARTY = "third_party"
+
+
+class HiddenBy(StrEnum):
+    """The rule that kept units of ATP out of a channel's view."""
+
+    EXPOSURE = "exposure"
+    LEAD_TIME = "lead_time"
+    SAFETY_STOCK = "safety_stock"
+    STORE_CAP = "store_cap"
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    location_id: str
+    type: LocationType
+    name: str = ""
+    lat: float | None = None
+    lon: float | None = None
+    region: str = ""
+    active: bool = True
+    online_cap_pct: float | None = None
+    """Overrides the rules' store cap for this store."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRule:
+    channel: str
+    location_types: frozenset[LocationType]
+    store_cap_applies: bool = False
+    """Whether the per-store cap on online exposure limits this channel."""
+    max_lead_time_hours: int | None = None
+    """Third-party stock slower than this is hidden; None shows any lead time."""
+    low_stock: int = 0
+    """Quantity at or below which the webshop shows 'low stock'; a publication threshold."""
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyStock:
+    """Units held back per position; the most specific entry wins."""
+
+    default: int = 0
+    by_location_type: Mapping[LocationType, int] = field(default_factory=dict)
+    by_sku_location: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    by_sku_location_channel: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def for_position(self, sku: str, location: Location, channel: str) -> int:
+        key = (sku, location.location_id)
+        if (sku, location.location_id, channel) in self.by_sku_location_channel:
+            return self.by_sku_location_channel[(sku, location.location_id, channel)]
+        if key in self.by_sku_location:
+            return self.by_sku_location[key]
+        return self.by_location_type.get(location.type, self.default)
+
+
+@dataclass(frozen=True, slots=True)
+class VisibilityRules:
+    channels: tuple[ChannelRule, ...]
+    safety_stock: SafetyStock = SafetyStock()
+    store_online_cap_pct: float = 100.0
+    thresholds_only: bool = False
+    """Publish only when a visible quantity crosses 0 or its channel's low-stock level."""
+    version: str = "builtin"
+
+
+DEFAULT_RULES = VisibilityRules(
+    channels=(
+        ChannelRule("webshop", frozenset({LocationType.DC, LocationType.STORE, LocationType.THIRD_PARTY}),
+                    store_cap_applies=True, max_lead_time_hours=72, low_stock=3),
+        ChannelRule("marketplace", frozenset({LocationType.DC}), low_stock=3),
+        ChannelRule("click_and_collect", frozenset({LocationType.STORE}), low_stock=1),
+    ),
+)
+"""Used until a rules document arrives on the config topic: DCs and stores for the webshop,
+DCs only for marketplaces, each pickup store for click & collect."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelView:
+    channel: str
+    total: int
+    by_location: Mapping[str, int]
+    """Visible units per location, only where positive."""
+
+
+@dataclass(frozen=True, slots=True)
+class SkuAvailability:
+    sku: str
+    network_atp: int
+    channels: tuple[ChannelView, ...]
+    lead_time_hours: Mapping[str, int]
+    """Lead time of each visible third-party location."""
+    hidden: Mapping[tuple[str, LocationType, HiddenBy], int]
+    """Units of ATP hidden per (channel, location type, rule)."""
+
+    def channel(self, name: str) -> ChannelView | None:
+        return next((c for c in self.channels if c.channel == name), None)
+
+
+def visible_quantity(
+    sku: str,
+    location: Location,
+    position: StockPosition,
+    rule: ChannelRule,
+    rules: VisibilityRules,
+    protection: int = 0,
+) -> tuple[int, dict[HiddenBy, int]]:
+    """Units of one position a channel may see, and how many units each rule hid."""
+    atp = available_to_promise(position, protection)
+    if not location.active or location.type not in rule.location_types:
+        return 0, {HiddenBy.EXPOSURE: atp}
+    if (
+        location.type is LocationType.THIRD_PARTY
+        and rule.max_lead_time_hours is not None
+        and (position.lead_time_hours or 0) > rule.max_lead_time_hours
+    ):
+        return 0, {HiddenBy.LEAD_TIME: atp}
+    hidden: dict[HiddenBy, int] = {}
+    visible = max(0, atp - max(0, rules.safety_stock.for_position(sku, location, rule.channel)))
+    hidden[HiddenBy.SAFETY_STOCK] = atp - visible
+    if rule.store_cap_applies and location.type is LocationType.STORE:
+        pct = location.online_cap_pct if location.online_cap_pct is not None else rules.store_online_cap_pct
+        cap = math.floor(atp * min(max(pct, 0.0), 100.0) / 100.0)
+        if visible > cap:
+            hidden[HiddenBy.STORE_CAP] = visible - cap
+            visible = cap
+    return visible, hidden
+
+
+def sku_availability(
+    sku: str,
+    positions: Mapping[str, StockPosition],
+    locations: Mapping[str, Location],
+    rules: VisibilityRules,
+    protection: Mapping[str, int] | None = None,
+) -> SkuAvailability:
+    """The view of one SKU across the network. Positions at unknown locations are never visible."""
+    protection = protection or {}
+    known = [(locations[loc_id], pos) for loc_id, pos in sorted(positions.items()) if loc_id in locations]
+    hidden: dict[tuple[str, LocationType, HiddenBy], int] = {}
+    views = []
+    for rule in rules.channels:
+        by_location: dict[str, int] = {}
+        for location, position in known:
+            qty, hidden_here = visible_quantity(
+                sku, location, position, rule, rules, protection.get(location.location_id, 0)
+            )
+            if qty > 0:
+                by_location[location.location_id] = qty
+            for why, units in hidden_here.items():
+                if units:
+                    key = (rule.channel, location.type, why)
+                    hidden[key] = hidden.get(key, 0) + units
+        views.append(ChannelView(rule.channel, sum(by_location.values()), by_location))
+    return SkuAvailability(
+        sku=sku,
+        network_atp=sum(available_to_promise(p, protection.get(loc.location_id, 0)) for loc, p in known),
+        channels=tuple(views),
+        lead_time_hours={
+            loc.location_id: pos.lead_time_hours
+            for loc, pos in known
+            if loc.type is LocationType.THIRD_PARTY and pos.lead_time_hours is not None
+        },
+        hidden=hidden,
+    )
+
+
+def _level(quantity: int, low_stock: int) -> int:
+    """0 = out of stock, 1 = low stock, 2 = in stock."""
+    return 0 if quantity <= 0 else 1 if quantity <= low_stock else 2
+
+
+def publication_signature(availability: SkuAvailability, rules: VisibilityRules) -> tuple[object, ...]:
+    """What must differ from the last publication for a new one to be worth sending.
+
+    Exact visible quantities by default; with ``thresholds_only`` just the stock level (out / low /
+    in stock) of every visible quantity, so a busy till does not flood the webshop.
+    """
+    low = {r.channel: r.low_stock for r in rules.channels}
+    if not rules.thresholds_only:
+        return tuple(
+            (view.channel, tuple(sorted(view.by_location.items()))) for view in availability.channels
+        )
+    return tuple(
+        (
+            view.channel,
+            _level(view.total, low[view.channel]),
+            tuple(sorted((loc, _level(q, low[view.channel])) for loc, q in view.by_location.items())),
+        )
+        for view in availability.channels
+    )
+
+
+def within_radius(
+    locations: Iterable[Location], lat: float, lon: float, radius_km: float
+) -> frozenset[str]:
+    """Ids of the locations with coordinates within ``radius_km`` of a point (great-circle)."""
+    return frozenset(
+        loc.location_id
+        for loc in locations
+        if loc.lat is not None and loc.lon is not None and haversine_km(lat, lon, loc.lat, loc.lon) <= radius_km
+    )
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0088 * math.asin(math.sqrt(min(1.0, a)))

@@ -1,0 +1,72 @@
+"""Prometheus metrics: one registry, bounded labels (never a SKU, order or event id as a label)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """All of a worker's metrics. Tests build their own instance; a worker builds exactly one."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.stock_events = Counter(
+            "oms_stock_events", "Stock events by kind and verdict "
+            "(applied, duplicate, superseded, dead_lettered).", ["kind", "verdict"], registry=r,
+        )
+        self.dead_letters = Counter(
+            "oms_dead_letters", "Messages sent to the dead-letter topic, by source topic and reason class.",
+            ["topic", "reason"], registry=r,
+        )
+        self.config_updates = Counter(
+            "oms_config_updates", "Config records applied, by kind (location, rules) and verdict.",
+            ["kind", "verdict"], registry=r,
+        )
+        self.availability_published = Counter(
+            "oms_availability_published", "Availability records published, by trigger (stock, resync).",
+            ["trigger"], registry=r,
+        )
+        self.event_to_availability = Histogram(
+            "oms_event_to_availability_seconds",
+            "From a stock event's Kafka timestamp to the publication of the availability it changed.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r,
+        )
+        self.batch_size = Histogram(
+            "oms_stock_batch_events", "Stock events applied per batch.",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000), registry=r,
+        )
+        self.units_hidden = Gauge(
+            "oms_units_hidden", "ATP units hidden from a channel, by location type and rule, over the SKUs "
+            "this worker owns.", ["channel", "location_type", "rule"], registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "oms_consumer_lag", "Messages not yet processed, per input topic (summed over partitions).",
+            ["topic"], registry=r,
+        )
+        self.positions = Gauge("oms_ledger_positions", "Stock positions held in memory.", registry=r)
+
+    def scrape(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def reason_class(reason: str) -> str:
+    """A bounded label for a dead-letter reason (the full reason travels in the message)."""
+    for prefix, label in (
+        ("malformed JSON", "malformed"),
+        ("schema violation", "schema"),
+        ("empty message", "schema"),
+        ("message key", "key"),
+        ("unknown location", "unknown_location"),
+        ("supplier feed for", "wrong_location_type"),
+        ("impossible", "impossible_quantity"),
+        ("adjustment of zero", "impossible_quantity"),
+        ("counted unsellable", "impossible_quantity"),
+        ("count as of", "stale_count"),
+        ("invalid", "schema"),
+    ):
+        if reason.startswith(prefix):
+            return label
+    return "other"

@@ -1,0 +1,23 @@
+"""The availability feed the webshop consumes (``oms.availability.v1``, compacted, keyed by SKU)."""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, Field
+
+from oms_streams.schemas.envelope import WireModel
+
+
+class ChannelAvailability(WireModel):
+    total: int = Field(description="Visible units over the whole network for this channel.")
+    locations: dict[str, int] = Field(description="Visible units per location; absent means zero.")
+
+
+class AvailabilityRecord(WireModel):
+    """The whole visible state of one SKU; the latest record per key is the truth."""
+
+    sku: str
+    published_at: AwareDatetime
+    rules_version: str
+    network_atp: int = Field(description="ATP summed over all known locations, before channel rules.")
+    channels: dict[str, ChannelAvailability]
+    lead_time_hours: dict[str, int] = Field(default={}, description="Per visible third-party location.")

@@ -1,0 +1,18 @@
+"""Dead letters (``oms.dlq.v1``): input we could not apply, with the reason and where it came from."""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, Field
+
+from oms_streams.schemas.envelope import WireModel
+
+
+class DeadLetter(WireModel):
+    reason: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    key: str | None = Field(description="The original key, as text (base64 when it was not UTF-8).")
+    payload: str | None = Field(description="The original value, as text (base64 when it was not UTF-8).")
+    payload_encoding: str = Field(description="'utf-8' or 'base64'.")
+    failed_at: AwareDatetime

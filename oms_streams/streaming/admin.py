@@ -1,0 +1,36 @@
+"""Create the topics of the catalogue (idempotent) with the settings' partitions and replication."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from oms_streams.config import Settings
+from oms_streams.streaming.topics import ALL_TOPICS, TopicSpec
+
+
+def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = ALL_TOPICS, timeout_s: float = 30) -> list[str]:
+    """Create missing topics; returns the names created. Existing topics are left as they are."""
+    admin = AdminClient(settings.confluent_config())
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [
+        NewTopic(
+            settings.topic(spec.name),
+            num_partitions=spec.partitions(settings),
+            replication_factor=spec.replication_factor(settings),
+            config=spec.kafka_config(),
+        )
+        for spec in specs
+        if settings.topic(spec.name) not in existing
+    ]
+    if not wanted:
+        return []
+    created = []
+    for name, future in admin.create_topics(wanted, request_timeout=timeout_s).items():
+        try:
+            future.result(timeout=timeout_s)
+            created.append(name)
+        except KafkaException as error:
+            if error.args[0].name() != "TOPIC_ALREADY_EXISTS":  # another worker won the race
+                raise
+    return created

@@ -1,0 +1,1 @@
+"""Agents: short shells that hand batches to the runtime. No business decisions here."""

@@ -1,0 +1,163 @@
+"""``create_app(settings)``: the faust worker with its topics, tables, agents and followers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from oms_streams.adapters.stock import decode_count, decode_movement, decode_supplier_stock
+from oms_streams.config import Settings
+from oms_streams.metrics import Metrics
+from oms_streams.streaming.agents import stock
+from oms_streams.streaming.follower import TopicFollower
+from oms_streams.streaming.ledger_runtime import AvailabilityView, LedgerRuntime
+from oms_streams.streaming.network import NetworkState
+from oms_streams.streaming.tables import define_tables
+from oms_streams.streaming.topics import (
+    AVAILABILITY,
+    COUNTS,
+    DLQ,
+    LOCATIONS,
+    MOVEMENTS,
+    SUPPLIER_STOCK,
+    VISIBILITY_RULES,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    app: faust.App
+    runtime: LedgerRuntime
+    settings: Settings
+    metrics: Metrics
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.kafka_security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=settings.ssl_context(),
+        )
+    context = settings.ssl_context()
+    return faust.SSLCredentials(context) if context is not None else None
+
+
+def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
+    metrics = metrics or Metrics()
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{hostport}" for hostport in settings.kafka_bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        store="rocksdb://" if settings.table_store == "rocksdb" else "memory://",
+        datadir=str(settings.data_dir),
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        topic_partitions=MOVEMENTS.partitions(settings),
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        table_standby_replicas=0,  # a resync iterates local tables: they must hold only active partitions
+        stream_buffer_maxsize=settings.stream_buffer_max,
+        producer_linger=0.005,
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        loghandlers=[],
+    )
+
+    def raw_topic(name: str) -> Any:
+        return app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
+                         key_serializer="raw", value_serializer="raw", internal=False)
+
+    availability_topic = raw_topic(AVAILABILITY.name)
+    dlq_topic = raw_topic(DLQ.name)
+    stock_source = app.topic(
+        *(settings.topic(s.name) for s in (MOVEMENTS, COUNTS, SUPPLIER_STOCK)),
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+    )
+
+    def send_availability(key: bytes, value: bytes) -> None:
+        availability_topic.send_soon(key=key, value=value)
+
+    def send_dead_letter(key: bytes, value: bytes) -> None:
+        dlq_topic.send_soon(key=key, value=value)
+
+    resync_requested = asyncio.Event()
+
+    def dead_letter_config(reason: str, record: Any) -> None:
+        from oms_streams.adapters.dlq import dead_letter
+        import time
+
+        send_dead_letter(record.topic.encode(), dead_letter(
+            reason, record.topic, record.partition, record.offset, record.key, record.value,
+            int(time.time() * 1000)))
+
+    network = NetworkState(
+        settings.topic(LOCATIONS.name), settings.topic(VISIBILITY_RULES.name), metrics,
+        dead_letter_config, on_change=resync_requested.set,
+    )
+    config_follower = TopicFollower(
+        settings, [settings.topic(LOCATIONS.name), settings.topic(VISIBILITY_RULES.name)], network.on_records,
+        loop=None,
+    )
+    view = AvailabilityView()
+    view_follower = TopicFollower(settings, [settings.topic(AVAILABILITY.name)], view.on_records)
+    app.add_dependency(config_follower)
+    app.add_dependency(view_follower)
+
+    runtime = LedgerRuntime(
+        tables=define_tables(app, settings),
+        network=network,
+        config_follower=config_follower,
+        view=view,
+        view_follower=view_follower,
+        decoders={
+            settings.topic(MOVEMENTS.name): decode_movement,
+            settings.topic(COUNTS.name): decode_count,
+            settings.topic(SUPPLIER_STOCK.name): decode_supplier_stock,
+        },
+        send_availability=send_availability,
+        send_dead_letter=send_dead_letter,
+        metrics=metrics,
+    )
+    stock.register(app, stock_source, runtime, settings)
+
+    @app.on_rebalance_complete.connect  # type: ignore[untyped-decorator]
+    async def after_rebalance(sender: Any, **kwargs: Any) -> None:
+        runtime.forget_ownership()
+        resync_requested.set()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def resync_when_requested() -> None:
+        # Config changes and rebalances ask for a resync; bursts of them coalesce into one.
+        while True:
+            await resync_requested.wait()
+            await asyncio.sleep(0.05)
+            resync_requested.clear()
+            try:
+                published = await runtime.resync()
+                log.info("resync published %d availability records", published)
+            except Exception:
+                log.exception("resync failed; will retry on the next request")
+
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+    async def measure_lag() -> None:
+        lag: dict[str, int] = {}
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            position = consumer._committed_offset.get(tp)  # noqa: SLF001 - faust offers no public accessor
+            if highwater is not None and tp.topic in runtime.decoders:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - (position or 0))
+        for topic, value in lag.items():
+            metrics.consumer_lag.labels(topic).set(value)
+
+    return Worker(app=app, runtime=runtime, settings=settings, metrics=metrics)

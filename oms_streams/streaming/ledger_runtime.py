@@ -1,0 +1,267 @@
+"""The imperative shell around the stock ledger: decode, load, decide (domain), store, emit, measure.
+
+One instance per worker. ``apply_batch`` is called by the ``apply_stock_events`` agent with a batch
+of faust events; ``resync`` recomputes every SKU this worker owns after a config change or a
+rebalance. Both run under one lock so the availability published for a SKU is always computed from
+its latest positions, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import orjson
+from faust.streams import _current_event
+
+from oms_streams.adapters.availability import availability_from_record, availability_record, encode
+from oms_streams.adapters.dlq import dead_letter
+from oms_streams.adapters.stock import (
+    DecodedStock,
+    Failure,
+    decode_count,
+    decode_movement,
+    decode_supplier_stock,
+    position_key,
+    position_to_row,
+    row_to_position,
+)
+from oms_streams.domain.inventory import StockPosition, Verdict
+from oms_streams.domain.ledger import StockCommand, apply_commands
+from oms_streams.domain.visibility import SkuAvailability, publication_signature, sku_availability
+from oms_streams.metrics import Metrics, reason_class
+from oms_streams.streaming.follower import TopicFollower
+from oms_streams.streaming.network import NetworkState
+from oms_streams.streaming.tables import Tables
+
+log = logging.getLogger(__name__)
+
+Decoder = Callable[[bytes | None, bytes | None], DecodedStock | Failure]
+
+
+@contextlib.contextmanager
+def in_partition_of(event: Any) -> Iterator[None]:
+    """Make table writes go to ``event``'s partition.
+
+    faust picks a table's changelog partition (and local store) from the *current event*. A batch
+    from ``take_events`` mixes partitions, so each SKU's writes are made in the context of one of
+    its own events; this keeps every key co-partitioned with its source topic.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class AvailabilityView:
+    """The latest record per SKU on the availability topic, as raw JSON (decoded only when read)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, bytes] = {}
+
+    def on_records(self, records: Sequence[Any]) -> None:
+        for record in records:
+            if record.key is None:
+                continue
+            sku = record.key.decode(errors="replace")
+            if record.value is None:
+                self.records.pop(sku, None)
+            else:
+                self.records[sku] = record.value
+
+    def get(self, sku: str) -> dict[str, Any] | None:
+        raw = self.records.get(sku)
+        return orjson.loads(raw) if raw is not None else None
+
+
+class LedgerRuntime:
+    def __init__(
+        self,
+        *,
+        tables: Tables,
+        network: NetworkState,
+        config_follower: TopicFollower,
+        view: AvailabilityView,
+        view_follower: TopicFollower,
+        decoders: dict[str, Decoder],
+        send_availability: Callable[[bytes, bytes], None],
+        send_dead_letter: Callable[[bytes, bytes], None],
+        metrics: Metrics,
+    ) -> None:
+        self.tables = tables
+        self.network = network
+        self.config_follower = config_follower
+        self.view = view
+        self.view_follower = view_follower
+        self.decoders = decoders
+        self.send_availability = send_availability
+        self.send_dead_letter = send_dead_letter
+        self.metrics = metrics
+        self.lock = asyncio.Lock()
+        # Write-through cache of the SKUs this worker touched: sku -> location -> position.
+        self._positions: dict[str, dict[str, StockPosition]] = {}
+        # What this worker last published per SKU; authoritative over the (lagging) view.
+        self._published: dict[str, tuple[object, ...]] = {}
+        self._hidden_by_sku: dict[str, dict[tuple[str, str, str], int]] = {}
+        self._hidden_totals: dict[tuple[str, str, str], int] = defaultdict(int)
+
+    # --- the hot path ---------------------------------------------------------------------------
+
+    async def apply_batch(self, events: Sequence[Any]) -> None:
+        by_partition: dict[int, tuple[Any, dict[str, list[tuple[Any, DecodedStock]]]]] = {}
+        for event in events:
+            message = event.message
+            decoded = self.decoders[message.topic](message.key, message.value)
+            if isinstance(decoded, Failure):
+                self.metrics.stock_events.labels("unknown", "dead_lettered").inc()
+                self._dead_letter(decoded.reason, message)
+                continue
+            _, skus = by_partition.setdefault(message.partition, (event, {}))
+            skus.setdefault(decoded.sku, []).append((event, decoded))
+        if not by_partition:
+            return
+        await self._await_unknown_locations(by_partition.values())
+        now_ms = int(time.time() * 1000)
+        async with self.lock:
+            for context_event, skus in by_partition.values():
+                with in_partition_of(context_event):
+                    for sku, items in skus.items():
+                        self._apply_sku(sku, items, now_ms)
+        self.metrics.batch_size.observe(len(events))
+
+    def _apply_sku(self, sku: str, items: list[tuple[Any, DecodedStock]], now_ms: int) -> None:
+        commands: list[StockCommand] = []
+        owners: list[tuple[Any, str]] = []  # (event, kind) per command, to report verdicts
+        for event, decoded in items:
+            commands.extend(decoded.commands)
+            owners.extend((event, decoded.kind) for _ in decoded.commands)
+        positions = self._load(sku)
+        result = apply_commands(positions, commands, self.network.locations)
+        rejected_events: set[int] = set()
+        for (event, kind), (verdict, reason) in zip(owners, result.verdicts, strict=True):
+            if verdict is Verdict.REJECTED:
+                self.metrics.stock_events.labels(kind, "dead_lettered").inc()
+                if id(event) not in rejected_events:  # one dead letter per message, with the first reason
+                    rejected_events.add(id(event))
+                    self._dead_letter(reason, event.message)
+            else:
+                self.metrics.stock_events.labels(kind, verdict.value).inc()
+        if not result.changed:
+            return
+        self._store(sku, positions, result.changed)
+        if self._publish_if_changed(sku, now_ms, "stock"):
+            observe = self.metrics.event_to_availability.observe
+            now_s = now_ms / 1000
+            for event, _ in items:
+                observe(max(0.0, now_s - event.message.timestamp))
+
+    def _load(self, sku: str) -> dict[str, StockPosition]:
+        cached = self._positions.get(sku)
+        if cached is not None:
+            return cached
+        raw_locations = self.tables.sku_locations.get(sku.encode())
+        positions: dict[str, StockPosition] = {}
+        for location_id in orjson.loads(raw_locations) if raw_locations else ():
+            row = self.tables.stock_positions.get(position_key(sku, location_id).encode())
+            if row is not None:
+                positions[location_id] = row_to_position(orjson.loads(row))
+        self._positions[sku] = positions
+        return positions
+
+    def _store(self, sku: str, positions: dict[str, StockPosition], changed: dict[str, StockPosition]) -> None:
+        new_locations = changed.keys() - positions.keys()
+        for location_id, position in changed.items():
+            positions[location_id] = position
+            self.tables.stock_positions[position_key(sku, location_id).encode()] = orjson.dumps(
+                position_to_row(position)
+            )
+        if new_locations:
+            self.tables.sku_locations[sku.encode()] = orjson.dumps(sorted(positions))
+
+    def _publish_if_changed(self, sku: str, now_ms: int, trigger: str, force: bool = False) -> bool:
+        rules = self.network.rules
+        availability = sku_availability(sku, self._positions[sku], self.network.locations, rules)
+        self._account_hidden(availability)
+        signature = publication_signature(availability, rules)
+        if not force and signature == self._last_signature(sku):
+            return False
+        self._published[sku] = signature
+        self.send_availability(sku.encode(), encode(availability_record(availability, rules.version, now_ms)))
+        self.metrics.availability_published.labels(trigger).inc()
+        return True
+
+    def _last_signature(self, sku: str) -> tuple[object, ...] | None:
+        known = self._published.get(sku)
+        if known is not None:
+            return known
+        record = self.view.get(sku)
+        if record is None:
+            return None
+        return publication_signature(availability_from_record(record), self.network.rules)
+
+    def _account_hidden(self, availability: SkuAvailability) -> None:
+        new = {(c, t.value, r.value): units for (c, t, r), units in availability.hidden.items()}
+        old = self._hidden_by_sku.get(availability.sku, {})
+        if new == old:
+            return
+        for key in old.keys() | new.keys():
+            total = self._hidden_totals[key] + new.get(key, 0) - old.get(key, 0)
+            self._hidden_totals[key] = total
+            self.metrics.units_hidden.labels(*key).set(total)
+        self._hidden_by_sku[availability.sku] = new
+
+    def _dead_letter(self, reason: str, message: Any) -> None:
+        self.metrics.dead_letters.labels(message.topic, reason_class(reason)).inc()
+        self.send_dead_letter(
+            message.topic.encode(),
+            dead_letter(reason, message.topic, message.partition, message.offset, message.key, message.value,
+                        int(time.time() * 1000)),
+        )
+
+    async def _await_unknown_locations(self, groups: Any) -> None:
+        """Master data may trail the first stock event of a new location by a moment: catch up once."""
+        known = self.network.locations
+        for _, skus in groups:
+            for items in skus.values():
+                for _, decoded in items:
+                    if any(c.location_id not in known for c in decoded.commands):
+                        await self.config_follower.caught_up(timeout_s=5.0)
+                        return
+
+    # --- resync ---------------------------------------------------------------------------------
+
+    def forget_ownership(self) -> None:
+        """After a rebalance the SKUs this worker owns may have changed: drop what it cached."""
+        self._positions.clear()
+        self._published.clear()
+
+    async def resync(self, *, full: bool = False, chunk: int = 500) -> int:
+        """Recompute the SKUs this worker owns; publish those whose view changed (or all, when full).
+
+        Quick mode compares with the availability topic, so a restart publishes nothing that is
+        already there. Returns the number of records published.
+        """
+        await self.config_follower.caught_up(timeout_s=30.0)
+        await self.view_follower.caught_up(timeout_s=60.0)
+        published = 0
+        skus = [key.decode() for key in list(self.tables.sku_locations.keys())]
+        for start in range(0, len(skus), chunk):
+            async with self.lock:
+                now_ms = int(time.time() * 1000)
+                for sku in skus[start : start + chunk]:
+                    self._load_outside_event(sku)
+                    published += self._publish_if_changed(sku, now_ms, "resync", force=full)
+            await asyncio.sleep(0)  # let the stock agent in between chunks
+        self.metrics.positions.set(sum(len(p) for p in self._positions.values()))
+        return published
+
+    def _load_outside_event(self, sku: str) -> None:
+        # Outside an event faust looks keys up in every local partition store; fine for reads.
+        self._load(sku)

@@ -1,0 +1,35 @@
+"""Every faust table of the worker, in one place.
+
+Both tables are co-partitioned with the stock topics (keyed by SKU) and written only by
+``apply_stock_events``, inside the partition of the events being applied. Values are raw JSON
+bytes written whole (faust only writes the changelog on ``table[key] = value``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from oms_streams.config import Settings
+
+
+@dataclass(frozen=True)
+class Tables:
+    stock_positions: Any
+    """'SKU|LOCATION' -> position row (see adapters.stock.position_to_row)."""
+    sku_locations: Any
+    """SKU -> the locations that ever held a position of it, so a SKU's ledger loads without a scan."""
+
+
+def define_tables(app: faust.App, settings: Settings) -> Tables:
+    options = {"driver": "rocksdict"} if settings.table_store == "rocksdb" else None
+    common: dict[str, Any] = {
+        "key_type": bytes, "value_type": bytes,
+        "partitions": settings.partitions,
+    }
+    return Tables(
+        stock_positions=app.Table("stock_positions", options=options, help="Stock positions", **common),
+        sku_locations=app.Table("sku_locations", options=options, help="Locations per SKU", **common),
+    )
