@@ -1,0 +1,50 @@
+# oms-streams — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install oms-streams with its dev tools
+
+test: $(STAMP) ## Run every test tier; starts a private Kafka broker unless OMS_KAFKA_BOOTSTRAP is set
+	$(PY) -m pytest
+
+test-unit: $(STAMP) ## Domain, adapter and contract tests only (no broker, no Java)
+	$(PY) -m pytest tests/unit tests/contract
+
+check: $(STAMP) ## ruff, mypy --strict, import-linter layering
+	$(VENV)/bin/ruff check oms_streams tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+generate: $(STAMP) ## Regenerate schemas/ and topologies/ from the code
+	$(PY) -m oms_streams.cli generate
+
+demo: $(STAMP) ## Local broker + worker + simulated ERP/POS/supplier, live availability; Ctrl-C stops all
+	bash deploy/demo/run.sh
+
+broker-up: ## Start a local Kafka broker (OMS_KAFKA_PORT, default 9092)
+	bash deploy/kafka/start.sh
+
+broker-down: ## Stop the local Kafka broker
+	bash deploy/kafka/stop.sh
+
+bench: $(STAMP) ## Benchmarks (figures and ratios, not tests)
+	$(PY) -m bench.run
+
+clean: ## Remove local run state (.run/); the broker must be stopped first
+	rm -rf .run
+
+.PHONY: help install test test-unit check generate demo broker-up broker-down bench clean

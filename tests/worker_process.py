@@ -1,0 +1,205 @@
+"""Run a real ``oms worker`` process against the test broker, and talk to it like a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class WorkerProcess:
+    """One ``oms worker`` with its own topics (prefix), consumer group, data dir and HTTP port."""
+
+    def __init__(self, bootstrap: str, prefix: str, data_dir: Path, extra_env: Mapping[str, str] | None = None):
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "OMS_KAFKA_BOOTSTRAP": bootstrap,
+            "OMS_TOPIC_PREFIX": prefix,
+            "OMS_APP_ID": f"{prefix}oms",
+            "OMS_DATA_DIR": str(data_dir),
+            "OMS_WEB_PORT": str(self.port),
+            "OMS_PARTITIONS": "3",
+            "OMS_LOG_LEVEL": "INFO",
+            **(extra_env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+
+    def start(self, timeout_s: float = 60) -> WorkerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "oms_streams.cli", "worker"], cwd=REPO_ROOT, env=self.env,
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_until(lambda: (self.health() or {}).get("ready") is True, timeout_s,
+                   f"worker ready (log: {self.log_path})", self._assert_alive)
+        return self
+
+    def _assert_alive(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(self.url(path), timeout=5) as response:
+                body = response.read()
+                ctype = response.headers.get("Content-Type", "")
+                return response.status, json.loads(body) if "json" in ctype else body.decode()
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            status, body = self.get("/health")
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+        return body if status == 200 else None
+
+    def metric(self, name: str, **labels: str) -> float:
+        _, text = self.get("/metrics")
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout_s: float, what: str, check: Callable[[], None] | None = None
+) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check is not None:
+            check()
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+# --- producing and reading events -------------------------------------------------------------
+
+class Events:
+    """Builds and produces wire events the way ERP, POS and suppliers do (confluent-kafka)."""
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self.prefix = prefix
+        self.bootstrap = bootstrap
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2})
+        self._seq = 0
+
+    def _next_id(self) -> str:
+        self._seq += 1
+        return f"{self.prefix}ev-{self._seq}"
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        self.producer.produce(self.prefix + topic, key=key, value=value)
+
+    def flush(self) -> None:
+        assert self.producer.flush(15) == 0
+
+    def movement(self, sku: str, location: str, kind: str, quantity: int, *, at: datetime | None = None,
+                 event_id: str | None = None, source: str = "erp") -> dict[str, Any]:
+        event = {
+            "event_id": event_id or self._next_id(), "occurred_at": (at or datetime.now(UTC)).isoformat(),
+            "source": source, "sku": sku, "location_id": location, "kind": kind, "quantity": quantity,
+        }
+        self.send("oms.inventory.movements.v1", sku.encode(), json.dumps(event).encode())
+        return event
+
+    def count(self, sku: str, positions: dict[str, int], *, at: datetime | None = None) -> dict[str, Any]:
+        event = {
+            "event_id": self._next_id(), "occurred_at": (at or datetime.now(UTC)).isoformat(), "source": "erp",
+            "sku": sku, "positions": [{"location_id": loc, "on_hand": q} for loc, q in positions.items()],
+        }
+        self.send("oms.inventory.counts.v1", sku.encode(), json.dumps(event).encode())
+        return event
+
+    def supplier_stock(self, sku: str, location: str, quantity: int, lead_time_hours: int) -> dict[str, Any]:
+        event = {
+            "event_id": self._next_id(), "occurred_at": datetime.now(UTC).isoformat(), "source": "supplier",
+            "sku": sku, "location_id": location, "quantity": quantity, "lead_time_hours": lead_time_hours,
+        }
+        self.send("oms.inventory.supplier-stock.v1", sku.encode(), json.dumps(event).encode())
+        return event
+
+    def config(self, network_yaml: Path) -> None:
+        env = {**os.environ, "OMS_KAFKA_BOOTSTRAP": self.bootstrap, "OMS_TOPIC_PREFIX": self.prefix}
+        subprocess.run([sys.executable, "-m", "oms_streams.cli", "config", "publish", str(network_yaml)],
+                       cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 15.0) -> list[tuple[bytes | None, bytes | None]]:
+    """Every record on a topic from the beginning up to its current end (no consumer group)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        pending = {p for p, end in ends.items() if end > 0}
+        records: list[tuple[bytes | None, bytes | None]] = []
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            records.append((message.key(), message.value()))
+            if message.offset() + 1 >= ends[message.partition()]:
+                pending.discard(message.partition())
+        assert not pending, f"could not read {topic} to its end within {timeout_s}s"
+        return records
+    finally:
+        consumer.close()
+
+
+def latest_by_key(bootstrap: str, topic: str) -> dict[bytes, Any]:
+    latest: dict[bytes, Any] = {}
+    for key, value in read_topic(bootstrap, topic):
+        if key is not None and value is not None:
+            latest[key] = json.loads(value)
+    return latest
