@@ -23,10 +23,16 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         print(f"created topics: {', '.join(created)}", flush=True)
     worker = create_app(settings)
     register_views(worker)
-    print(f"oms-streams worker {settings.app_id}: Kafka {settings.kafka_bootstrap}, "
-          f"HTTP http://{settings.web_host}:{settings.web_port}", flush=True)
+    print(
+        f"oms-streams worker {settings.app_id}: Kafka {settings.kafka_bootstrap}, "
+        f"HTTP http://{settings.web_host}:{settings.web_port}",
+        flush=True,
+    )
     faust.Worker(
-        worker.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
+        worker.app,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
         override_logging=True,
     ).execute_from_commandline()
     return 0
@@ -41,8 +47,10 @@ def _topics(settings: Settings, args: argparse.Namespace) -> int:
         print("created: " + (", ".join(created) or "nothing, all exist"))
     else:
         for spec in ALL_TOPICS:
-            print(f"{settings.topic(spec.name):40} key={spec.key:14} partitions={spec.partitions(settings):<3} "
-                  f"{'compacted' if spec.compacted else 'delete':9} {spec.description}")
+            print(
+                f"{settings.topic(spec.name):40} key={spec.key:14} partitions={spec.partitions(settings):<3} "
+                f"{'compacted' if spec.compacted else 'delete':9} {spec.description}"
+            )
     return 0
 
 
@@ -55,7 +63,7 @@ def _config_publish(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _generate(settings: Settings, args: argparse.Namespace) -> int:
-    from oms_streams.streaming.catalogue import write_generated
+    from oms_streams.tools.catalogue import write_generated
 
     for path in write_generated(Path(args.root)):
         print(f"wrote {path}")
@@ -63,14 +71,14 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from oms_streams.streaming.simulator import run_simulation
+    from oms_streams.tools.simulator import run_simulation
 
     run_simulation(settings, rate=args.rate, seconds=args.seconds, seed=args.seed)
     return 0
 
 
 def _watch(settings: Settings, args: argparse.Namespace) -> int:
-    from oms_streams.streaming.watch import watch_availability
+    from oms_streams.tools.watch import watch_availability
 
     watch_availability(settings, args.skus, channel=args.channel)
     return 0

@@ -39,6 +39,14 @@ class Settings(BaseSettings):
 
     # --- Worker --------------------------------------------------------------------------------
     app_id: str = "oms-streams"
+    instance_id: str | None = Field(
+        default=None,
+        description="Static group membership: a worker restarted with the same id takes its partitions "
+        "back at once instead of waiting for the session timeout. Unique per running worker.",
+    )
+    session_timeout_s: float = Field(
+        default=15.0, gt=0, description="A silent worker is replaced after this."
+    )
     data_dir: Path = Path(".run/worker")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
@@ -54,7 +62,9 @@ class Settings(BaseSettings):
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
             return None
-        context = ssl.create_default_context(cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None)
+        context = ssl.create_default_context(
+            cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+        )
         if self.kafka_ssl_certfile:
             context.load_cert_chain(
                 str(self.kafka_ssl_certfile),

@@ -14,37 +14,52 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.stock_events = Counter(
-            "oms_stock_events", "Stock events by kind and verdict "
-            "(applied, duplicate, superseded, dead_lettered).", ["kind", "verdict"], registry=r,
+            "oms_stock_events",
+            "Stock events by kind and verdict (applied, duplicate, superseded, dead_lettered).",
+            ["kind", "verdict"],
+            registry=r,
         )
         self.dead_letters = Counter(
-            "oms_dead_letters", "Messages sent to the dead-letter topic, by source topic and reason class.",
-            ["topic", "reason"], registry=r,
+            "oms_dead_letters",
+            "Messages sent to the dead-letter topic, by source topic and reason class.",
+            ["topic", "reason"],
+            registry=r,
         )
         self.config_updates = Counter(
-            "oms_config_updates", "Config records applied, by kind (location, rules) and verdict.",
-            ["kind", "verdict"], registry=r,
+            "oms_config_updates",
+            "Config records applied, by kind (location, rules) and verdict.",
+            ["kind", "verdict"],
+            registry=r,
         )
         self.availability_published = Counter(
-            "oms_availability_published", "Availability records published, by trigger (stock, resync).",
-            ["trigger"], registry=r,
+            "oms_availability_published",
+            "Availability records published, by trigger (stock, resync).",
+            ["trigger"],
+            registry=r,
         )
         self.event_to_availability = Histogram(
             "oms_event_to_availability_seconds",
             "From a stock event's Kafka timestamp to the publication of the availability it changed.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
         )
         self.batch_size = Histogram(
-            "oms_stock_batch_events", "Stock events applied per batch.",
-            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000), registry=r,
+            "oms_stock_batch_events",
+            "Stock events applied per batch.",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000),
+            registry=r,
         )
         self.units_hidden = Gauge(
-            "oms_units_hidden", "ATP units hidden from a channel, by location type and rule, over the SKUs "
-            "this worker owns.", ["channel", "location_type", "rule"], registry=r,
+            "oms_units_hidden",
+            "ATP units hidden from a channel, by location type and rule, over the SKUs this worker owns.",
+            ["channel", "location_type", "rule"],
+            registry=r,
         )
         self.consumer_lag = Gauge(
-            "oms_consumer_lag", "Messages not yet processed, per input topic (summed over partitions).",
-            ["topic"], registry=r,
+            "oms_consumer_lag",
+            "Messages not yet processed, per input topic (summed over partitions).",
+            ["topic"],
+            registry=r,
         )
         self.positions = Gauge("oms_ledger_positions", "Stock positions held in memory.", registry=r)
 

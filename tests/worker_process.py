@@ -40,6 +40,7 @@ class WorkerProcess:
             "OMS_KAFKA_BOOTSTRAP": bootstrap,
             "OMS_TOPIC_PREFIX": prefix,
             "OMS_APP_ID": f"{prefix}oms",
+            "OMS_INSTANCE_ID": f"{prefix}{data_dir.name}",
             "OMS_DATA_DIR": str(data_dir),
             "OMS_WEB_PORT": str(self.port),
             "OMS_PARTITIONS": "3",

@@ -1,4 +1,4 @@
-"""Domain availability to the ``oms.availability.v1`` wire format (JSON built without pydantic on the hot path)."""
+"""Domain availability to the ``oms.availability.v1`` wire format (built without pydantic: hot path)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def availability_from_record(record: dict[str, Any]) -> SkuAvailability:
         sku=record["sku"],
         network_atp=record["network_atp"],
         channels=tuple(
-            ChannelView(channel, view["total"], view["locations"]) for channel, view in record["channels"].items()
+            ChannelView(channel, view["total"], view["locations"])
+            for channel, view in record["channels"].items()
         ),
         lead_time_hours=record.get("lead_time_hours", {}),
         hidden={},

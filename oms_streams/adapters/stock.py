@@ -71,7 +71,8 @@ def decode_count(key: bytes | None, value: bytes | None) -> DecodedStock | Failu
         return wire
     as_of = epoch_ms(wire.occurred_at)
     commands = [
-        StockCommand(p.location_id, Count(wire.event_id, p.on_hand, as_of, p.unsellable)) for p in wire.positions
+        StockCommand(p.location_id, Count(wire.event_id, p.on_hand, as_of, p.unsellable))
+        for p in wire.positions
     ]
     return _keyed(key, DecodedStock(wire.sku, "count", commands))
 
@@ -103,7 +104,13 @@ Row = list[object]
 
 def position_to_row(p: StockPosition) -> Row:
     return [
-        p.on_hand, p.reserved, p.unsellable, p.inbound, p.lead_time_hours, p.counted_at_ms, p.horizon_ms,
+        p.on_hand,
+        p.reserved,
+        p.unsellable,
+        p.inbound,
+        p.lead_time_hours,
+        p.counted_at_ms,
+        p.horizon_ms,
         [[e.event_id, e.occurred_at_ms, e.on_hand_delta, e.unsellable_delta] for e in p.journal],
     ]
 

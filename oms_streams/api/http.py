@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiohttp import web
@@ -29,8 +29,10 @@ def _parse_near(query: Any) -> tuple[float, float, float] | None:
     try:
         lat_text, lon_text = near.split(",")
         lat, lon, radius_km = float(lat_text), float(lon_text), float(radius)
-    except ValueError:
-        raise BadRequest(f"near must be 'lat,lon' in degrees and radius_km a number, got {near!r}, {radius!r}")
+    except ValueError as error:
+        raise BadRequest(
+            f"near must be 'lat,lon' in degrees and radius_km a number, got {near!r}, {radius!r}"
+        ) from error
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise BadRequest(f"near {near!r} is not a point on earth (lat -90..90, lon -180..180)")
     if not 0 < radius_km <= MAX_RADIUS_KM:
@@ -38,7 +40,9 @@ def _parse_near(query: Any) -> tuple[float, float, float] | None:
     return lat, lon, radius_km
 
 
-def channel_view(worker: Worker, record: dict[str, Any], channel: str, near: tuple[float, float, float] | None) -> dict[str, Any]:
+def channel_view(
+    worker: Worker, record: dict[str, Any], channel: str, near: tuple[float, float, float] | None
+) -> dict[str, Any]:
     locations = worker.runtime.network.locations
     rows = []
     for location_id, quantity in record["channels"][channel]["locations"].items():
@@ -70,8 +74,8 @@ def channel_view(worker: Worker, record: dict[str, Any], channel: str, near: tup
 def register_views(worker: Worker) -> None:
     app: faust.App = worker.app
 
-    @app.page("/availability/{sku}")  # type: ignore[untyped-decorator]
-    class AvailabilityPage(View):  # type: ignore[misc]
+    @app.page("/availability/{sku}")
+    class AvailabilityPage(View):
         async def get(self, request: Request, sku: str) -> Response:
             query = request.query
             try:
@@ -88,28 +92,34 @@ def register_views(worker: Worker) -> None:
                 return self.json(record)
             if channel not in record["channels"]:
                 known = ", ".join(sorted(record["channels"]))
-                return self.json({"error": f"unknown channel {channel!r}; known channels: {known}"}, status=400)
+                return self.json(
+                    {"error": f"unknown channel {channel!r}; known channels: {known}"}, status=400
+                )
             return self.json(channel_view(worker, record, channel, near))
 
-    @app.page("/metrics")  # type: ignore[untyped-decorator]
-    class MetricsPage(View):  # type: ignore[misc]
+    @app.page("/metrics")
+    class MetricsPage(View):
         async def get(self, request: Request) -> Response:
             # aiohttp refuses parameters in content_type=, so the exposition header is set whole.
-            return web.Response(body=worker.metrics.scrape(), headers={"Content-Type": CONTENT_TYPE})
+            response = web.Response(body=worker.metrics.scrape(), headers={"Content-Type": CONTENT_TYPE})
+            return cast(Response, response)
 
-    @app.page("/health")  # type: ignore[untyped-decorator]
-    class HealthPage(View):  # type: ignore[misc]
+    @app.page("/health")
+    class HealthPage(View):
         async def get(self, request: Request) -> Response:
             network = worker.runtime.network
-            return self.json({
-                "status": "ok",
-                "locations": len(network.locations),
-                "rules_version": network.rules.version,
-                "availability_records": len(worker.runtime.view.records),
-            })
+            return self.json(
+                {
+                    "status": "ok",
+                    "ready": worker.runtime.ready,
+                    "locations": len(network.locations),
+                    "rules_version": network.rules.version,
+                    "availability_records": len(worker.runtime.view.records),
+                }
+            )
 
-    @app.page("/admin/resync")  # type: ignore[untyped-decorator]
-    class ResyncPage(View):  # type: ignore[misc]
+    @app.page("/admin/resync")
+    class ResyncPage(View):
         async def post(self, request: Request) -> Response:
             mode = request.query.get("mode", "quick")
             if mode not in ("quick", "full"):
@@ -117,7 +127,7 @@ def register_views(worker: Worker) -> None:
             published = await worker.runtime.resync(full=mode == "full")
             return self.json({"mode": mode, "published": published})
 
-    @app.page("/openapi.json")  # type: ignore[untyped-decorator]
-    class OpenApiPage(View):  # type: ignore[misc]
+    @app.page("/openapi.json")
+    class OpenApiPage(View):
         async def get(self, request: Request) -> Response:
             return self.json(openapi_document())

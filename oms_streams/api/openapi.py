@@ -28,41 +28,85 @@ def openapi_document() -> dict[str, Any]:
     error = _json(ApiError, "Bad request, with a message saying what is wrong")
     return {
         "openapi": "3.1.0",
-        "info": {"title": "oms-streams", "version": __version__,
-                 "description": "Real-time inventory visibility of an omnichannel retailer."},
+        "info": {
+            "title": "oms-streams",
+            "version": __version__,
+            "description": "Real-time inventory visibility of an omnichannel retailer.",
+        },
         "paths": {
             "/availability/{sku}": {
                 "get": {
                     "summary": "Visible availability of a SKU, for one channel or all",
                     "parameters": [
                         {"name": "sku", "in": "path", "required": True, "schema": {"type": "string"}},
-                        {"name": "channel", "in": "query", "required": False, "schema": {"type": "string"},
-                         "description": "e.g. webshop, marketplace, click_and_collect; omit for every channel"},
-                        {"name": "near", "in": "query", "required": False,
-                         "schema": {"type": "string", "pattern": r"^-?\d+(\.\d+)?,-?\d+(\.\d+)?$"},
-                         "description": "lat,lon: only locations within radius_km (needs channel)"},
-                        {"name": "radius_km", "in": "query", "required": False,
-                         "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 20000}},
+                        {
+                            "name": "channel",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string"},
+                            "description": "webshop, marketplace, click_and_collect...; omit for all",
+                        },
+                        {
+                            "name": "near",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "pattern": r"^-?\d+(\.\d+)?,-?\d+(\.\d+)?$"},
+                            "description": "lat,lon: only locations within radius_km (needs channel)",
+                        },
+                        {
+                            "name": "radius_km",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 20000},
+                        },
                     ],
                     "responses": {
-                        "200": {"description": "The channel's view (with channel=) or the whole record",
-                                "content": {"application/json": {"schema": {"oneOf": [
-                                    _ref(ChannelAvailabilityResponse), _ref(AvailabilityRecord)]}}}},
+                        "200": {
+                            "description": "The channel's view (with channel=) or the whole record",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "oneOf": [_ref(ChannelAvailabilityResponse), _ref(AvailabilityRecord)]
+                                    }
+                                }
+                            },
+                        },
                         "400": error,
                         "404": _json(ApiError, "No availability has been published for this SKU"),
                     },
                 }
             },
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
-                "200": {"description": "Prometheus text format", "content": {"text/plain": {}}}}}},
-            "/health": {"get": {"summary": "Liveness and what the worker knows", "responses": {
-                "200": {"description": "ok", "content": {"application/json": {}}}}}},
-            "/admin/resync": {"post": {
-                "summary": "Recompute availability of every SKU this worker owns",
-                "parameters": [{"name": "mode", "in": "query", "schema": {"enum": ["quick", "full"]},
-                                "description": "quick publishes what differs from the topic; full, everything"}],
-                "responses": {"200": {"description": "records published", "content": {"application/json": {}}},
-                              "400": error}}},
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {"description": "Prometheus text format", "content": {"text/plain": {}}}
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Liveness and what the worker knows",
+                    "responses": {"200": {"description": "ok", "content": {"application/json": {}}}},
+                }
+            },
+            "/admin/resync": {
+                "post": {
+                    "summary": "Recompute availability of every SKU this worker owns",
+                    "parameters": [
+                        {
+                            "name": "mode",
+                            "in": "query",
+                            "schema": {"enum": ["quick", "full"]},
+                            "description": "quick publishes what differs from the topic; full, everything",
+                        }
+                    ],
+                    "responses": {
+                        "200": {"description": "records published", "content": {"application/json": {}}},
+                        "400": error,
+                    },
+                }
+            },
         },
         "components": {"schemas": components},
     }

@@ -158,7 +158,7 @@ def apply_movement(position: StockPosition, movement: Movement) -> Outcome:
     journal = (*position.journal, entry)
     horizon = position.horizon_ms
     if len(journal) > JOURNAL_WINDOW:
-        dropped, journal = journal[: -JOURNAL_WINDOW], journal[-JOURNAL_WINDOW:]
+        dropped, journal = journal[:-JOURNAL_WINDOW], journal[-JOURNAL_WINDOW:]
         horizon = max([d.occurred_at_ms for d in dropped] + ([horizon] if horizon is not None else []))
     return Outcome(
         replace(
@@ -231,7 +231,7 @@ def apply_supplier_feed(position: StockPosition, feed: SupplierFeed) -> Outcome:
 
 
 def available_to_promise(position: StockPosition, protection: int = 0) -> int:
-    """ATP = on hand − reserved − unsellable − protection, never below zero."""
+    """ATP = on hand - reserved - unsellable - protection, never below zero."""
     return max(0, position.on_hand - position.reserved - max(0, position.unsellable) - max(0, protection))
 
 

@@ -86,8 +86,13 @@ class VisibilityRules:
 
 DEFAULT_RULES = VisibilityRules(
     channels=(
-        ChannelRule("webshop", frozenset({LocationType.DC, LocationType.STORE, LocationType.THIRD_PARTY}),
-                    store_cap_applies=True, max_lead_time_hours=72, low_stock=3),
+        ChannelRule(
+            "webshop",
+            frozenset({LocationType.DC, LocationType.STORE, LocationType.THIRD_PARTY}),
+            store_cap_applies=True,
+            max_lead_time_hours=72,
+            low_stock=3,
+        ),
         ChannelRule("marketplace", frozenset({LocationType.DC}), low_stock=3),
         ChannelRule("click_and_collect", frozenset({LocationType.STORE}), low_stock=1),
     ),
@@ -212,14 +217,14 @@ def publication_signature(availability: SkuAvailability, rules: VisibilityRules)
     )
 
 
-def within_radius(
-    locations: Iterable[Location], lat: float, lon: float, radius_km: float
-) -> frozenset[str]:
+def within_radius(locations: Iterable[Location], lat: float, lon: float, radius_km: float) -> frozenset[str]:
     """Ids of the locations with coordinates within ``radius_km`` of a point (great-circle)."""
     return frozenset(
         loc.location_id
         for loc in locations
-        if loc.lat is not None and loc.lon is not None and haversine_km(lat, lon, loc.lat, loc.lon) <= radius_km
+        if loc.lat is not None
+        and loc.lon is not None
+        and haversine_km(lat, lon, loc.lat, loc.lon) <= radius_km
     )
 
 

@@ -17,7 +17,9 @@ class WireModel(BaseModel):
 
 
 class Envelope(WireModel):
-    event_id: Identifier = Field(description="Unique per event; redeliveries keep it, so it is the dedupe key.")
+    event_id: Identifier = Field(
+        description="Unique per event; redeliveries keep it, so it is the dedupe key."
+    )
     occurred_at: AwareDatetime = Field(description="When it happened at the source, with time zone.")
     source: Annotated[str, Field(min_length=1, max_length=64)] = Field(
         description="The publishing system, e.g. 'erp', 'pos:STORE-UTRECHT-01', 'supplier:ACME'."

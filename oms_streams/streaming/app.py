@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -42,7 +42,9 @@ def _credentials(settings: Settings) -> Any:
     if settings.kafka_security_protocol.startswith("SASL"):
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None,
+            password=settings.kafka_sasl_password.get_secret_value()
+            if settings.kafka_sasl_password
+            else None,
             mechanism=settings.kafka_sasl_mechanism,
             ssl_context=settings.ssl_context(),
         )
@@ -70,18 +72,30 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=settings.instance_id,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         loghandlers=[],
     )
 
     def raw_topic(name: str) -> Any:
-        return app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
-                         key_serializer="raw", value_serializer="raw", internal=False)
+        return app.topic(
+            settings.topic(name),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            internal=False,
+        )
 
     availability_topic = raw_topic(AVAILABILITY.name)
     dlq_topic = raw_topic(DLQ.name)
     stock_source = app.topic(
         *(settings.topic(s.name) for s in (MOVEMENTS, COUNTS, SUPPLIER_STOCK)),
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
     )
 
     def send_availability(key: bytes, value: bytes) -> None:
@@ -93,19 +107,34 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     resync_requested = asyncio.Event()
 
     def dead_letter_config(reason: str, record: Any) -> None:
-        from oms_streams.adapters.dlq import dead_letter
         import time
 
-        send_dead_letter(record.topic.encode(), dead_letter(
-            reason, record.topic, record.partition, record.offset, record.key, record.value,
-            int(time.time() * 1000)))
+        from oms_streams.adapters.dlq import dead_letter
+
+        send_dead_letter(
+            record.topic.encode(),
+            dead_letter(
+                reason,
+                record.topic,
+                record.partition,
+                record.offset,
+                record.key,
+                record.value,
+                int(time.time() * 1000),
+            ),
+        )
 
     network = NetworkState(
-        settings.topic(LOCATIONS.name), settings.topic(VISIBILITY_RULES.name), metrics,
-        dead_letter_config, on_change=resync_requested.set,
+        settings.topic(LOCATIONS.name),
+        settings.topic(VISIBILITY_RULES.name),
+        metrics,
+        dead_letter_config,
+        on_change=resync_requested.set,
     )
     config_follower = TopicFollower(
-        settings, [settings.topic(LOCATIONS.name), settings.topic(VISIBILITY_RULES.name)], network.on_records,
+        settings,
+        [settings.topic(LOCATIONS.name), settings.topic(VISIBILITY_RULES.name)],
+        network.on_records,
         loop=None,
     )
     view = AvailabilityView()
@@ -130,8 +159,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     )
     stock.register(app, stock_source, runtime, settings)
 
-    @app.on_rebalance_complete.connect  # type: ignore[untyped-decorator]
-    async def after_rebalance(sender: Any, **kwargs: Any) -> None:
+    @app.on_rebalance_complete.connect
+    async def after_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         runtime.forget_ownership()
         resync_requested.set()
 
@@ -144,6 +173,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
             resync_requested.clear()
             try:
                 published = await runtime.resync()
+                runtime.ready = True
                 log.info("resync published %d availability records", published)
             except Exception:
                 log.exception("resync failed; will retry on the next request")
@@ -151,10 +181,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def measure_lag() -> None:
         lag: dict[str, int] = {}
-        consumer = app.consumer
+        consumer: Any = app.consumer
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
-            position = consumer._committed_offset.get(tp)  # noqa: SLF001 - faust offers no public accessor
+            position = consumer._committed_offset.get(tp)  # faust has no public accessor for it
             if highwater is not None and tp.topic in runtime.decoders:
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - (position or 0))
         for topic, value in lag.items():

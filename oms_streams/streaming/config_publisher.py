@@ -23,11 +23,17 @@ def publish_network_config(settings: Settings, path: Path) -> dict[str, int]:
     config = load_network_config(path)
     producer = Producer({**settings.confluent_config(), "enable.idempotence": True, "linger.ms": 5})
     for location in config.locations:
-        producer.produce(settings.topic(LOCATIONS.name), key=location.location_id.encode(),
-                         value=location.model_dump_json().encode())
+        producer.produce(
+            settings.topic(LOCATIONS.name),
+            key=location.location_id.encode(),
+            value=location.model_dump_json().encode(),
+        )
     if config.visibility_rules is not None:
-        producer.produce(settings.topic(VISIBILITY_RULES.name), key=RULES_KEY,
-                         value=config.visibility_rules.model_dump_json().encode())
+        producer.produce(
+            settings.topic(VISIBILITY_RULES.name),
+            key=RULES_KEY,
+            value=config.visibility_rules.model_dump_json().encode(),
+        )
     remaining = producer.flush(30)
     if remaining:
         raise OSError(f"{remaining} config records were not acknowledged by Kafka within 30 s")

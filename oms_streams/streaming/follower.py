@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 OnRecords = Callable[[Sequence[Any]], None]
 
 
-class TopicFollower(Service):  # type: ignore[misc]
-    def __init__(self, settings: Settings, topics: Sequence[str], on_records: OnRecords, **kwargs: Any) -> None:
+class TopicFollower(Service):
+    def __init__(
+        self, settings: Settings, topics: Sequence[str], on_records: OnRecords, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.topics = list(topics)
@@ -32,7 +34,7 @@ class TopicFollower(Service):  # type: ignore[misc]
         self._consumer: AIOKafkaConsumer | None = None
         self._partitions: list[TopicPartition] = []
         self._next_offset: dict[TopicPartition, int] = {}
-        self._started = asyncio.Event()
+        self._assigned = asyncio.Event()
 
     @property
     def label(self) -> str:
@@ -40,13 +42,16 @@ class TopicFollower(Service):  # type: ignore[misc]
 
     async def on_start(self) -> None:
         consumer = AIOKafkaConsumer(
-            **self.settings.aiokafka_config(), group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=50,
+            **self.settings.aiokafka_config(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
         )
         await consumer.start()
         partitions: dict[str, set[int]] = {}
         for _ in range(100):  # topic metadata can lag topic creation by a moment
-            cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - no public equivalent
+            cluster = await consumer._client.fetch_all_metadata()
             partitions = {t: cluster.partitions_for_topic(t) or set() for t in self.topics}
             if all(partitions.values()):
                 break
@@ -58,7 +63,7 @@ class TopicFollower(Service):  # type: ignore[misc]
         consumer.assign(self._partitions)
         await consumer.seek_to_beginning(*self._partitions)
         self._consumer = consumer
-        self._started.set()
+        self._assigned.set()
         self.add_future(self._follow())
 
     async def on_stop(self) -> None:
@@ -78,7 +83,7 @@ class TopicFollower(Service):  # type: ignore[misc]
 
     async def caught_up(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything on the topics as of now has been handed to the callback."""
-        await asyncio.wait_for(self._started.wait(), timeout_s)
+        await asyncio.wait_for(self._assigned.wait(), timeout_s)
         assert self._consumer is not None
         ends = await self._consumer.end_offsets(self._partitions)
         deadline = asyncio.get_running_loop().time() + timeout_s

@@ -25,9 +25,6 @@ from oms_streams.adapters.dlq import dead_letter
 from oms_streams.adapters.stock import (
     DecodedStock,
     Failure,
-    decode_count,
-    decode_movement,
-    decode_supplier_stock,
     position_key,
     position_to_row,
     row_to_position,
@@ -111,6 +108,8 @@ class LedgerRuntime:
         self._published: dict[str, tuple[object, ...]] = {}
         self._hidden_by_sku: dict[str, dict[tuple[str, str, str], int]] = {}
         self._hidden_totals: dict[tuple[str, str, str], int] = defaultdict(int)
+        self.ready = False
+        """True once the worker has its partitions, its tables and its config, and has resynced."""
 
     # --- the hot path ---------------------------------------------------------------------------
 
@@ -175,7 +174,9 @@ class LedgerRuntime:
         self._positions[sku] = positions
         return positions
 
-    def _store(self, sku: str, positions: dict[str, StockPosition], changed: dict[str, StockPosition]) -> None:
+    def _store(
+        self, sku: str, positions: dict[str, StockPosition], changed: dict[str, StockPosition]
+    ) -> None:
         new_locations = changed.keys() - positions.keys()
         for location_id, position in changed.items():
             positions[location_id] = position
@@ -221,8 +222,15 @@ class LedgerRuntime:
         self.metrics.dead_letters.labels(message.topic, reason_class(reason)).inc()
         self.send_dead_letter(
             message.topic.encode(),
-            dead_letter(reason, message.topic, message.partition, message.offset, message.key, message.value,
-                        int(time.time() * 1000)),
+            dead_letter(
+                reason,
+                message.topic,
+                message.partition,
+                message.offset,
+                message.key,
+                message.value,
+                int(time.time() * 1000),
+            ),
         )
 
     async def _await_unknown_locations(self, groups: Any) -> None:
@@ -256,12 +264,8 @@ class LedgerRuntime:
             async with self.lock:
                 now_ms = int(time.time() * 1000)
                 for sku in skus[start : start + chunk]:
-                    self._load_outside_event(sku)
+                    self._load(sku)  # outside an event faust reads every local partition store
                     published += self._publish_if_changed(sku, now_ms, "resync", force=full)
             await asyncio.sleep(0)  # let the stock agent in between chunks
         self.metrics.positions.set(sum(len(p) for p in self._positions.values()))
         return published
-
-    def _load_outside_event(self, sku: str) -> None:
-        # Outside an event faust looks keys up in every local partition store; fine for reads.
-        self._load(sku)

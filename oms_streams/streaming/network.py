@@ -18,7 +18,11 @@ DeadLetterSink = Callable[[str, Any], None]
 
 class NetworkState:
     def __init__(
-        self, locations_topic: str, rules_topic: str, metrics: Metrics, dead_letter: DeadLetterSink,
+        self,
+        locations_topic: str,
+        rules_topic: str,
+        metrics: Metrics,
+        dead_letter: DeadLetterSink,
         on_change: Callable[[], None],
     ) -> None:
         self.locations: dict[str, Location] = {}
@@ -50,7 +54,9 @@ class NetworkState:
             self._reject("location", location, record)
             return False
         if record.key is not None and record.key != location.location_id.encode():
-            self._reject("location", f"key {record.key!r} is not the location id {location.location_id!r}", record)
+            self._reject(
+                "location", f"key {record.key!r} is not the location id {location.location_id!r}", record
+            )
             return False
         self._metrics.config_updates.labels("location", "applied").inc()
         changed = self.locations.get(location.location_id) != location

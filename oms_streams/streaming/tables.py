@@ -26,7 +26,8 @@ class Tables:
 def define_tables(app: faust.App, settings: Settings) -> Tables:
     options = {"driver": "rocksdict"} if settings.table_store == "rocksdb" else None
     common: dict[str, Any] = {
-        "key_type": bytes, "value_type": bytes,
+        "key_type": bytes,
+        "value_type": bytes,
         "partitions": settings.partitions,
     }
     return Tables(

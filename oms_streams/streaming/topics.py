@@ -46,41 +46,65 @@ class TopicSpec:
 
 
 MOVEMENTS = TopicSpec(
-    "oms.inventory.movements.v1", "sku", StockMovement,
+    "oms.inventory.movements.v1",
+    "sku",
+    StockMovement,
     "Stock movements at a location: receipts, sales, returns, transfers, adjustments, unsellable.",
-    producers=("ERP", "POS"), consumers=("apply_stock_events",),
+    producers=("ERP", "POS"),
+    consumers=("apply_stock_events",),
 )
 COUNTS = TopicSpec(
-    "oms.inventory.counts.v1", "sku", StockCount,
+    "oms.inventory.counts.v1",
+    "sku",
+    StockCount,
     "Full stock counts: absolute quantities per location as of a time.",
-    producers=("ERP",), consumers=("apply_stock_events",),
+    producers=("ERP",),
+    consumers=("apply_stock_events",),
 )
 SUPPLIER_STOCK = TopicSpec(
-    "oms.inventory.supplier-stock.v1", "sku", SupplierStock,
+    "oms.inventory.supplier-stock.v1",
+    "sku",
+    SupplierStock,
     "Third-party stock snapshots with lead time.",
-    producers=("suppliers", "marketplaces"), consumers=("apply_stock_events",),
+    producers=("suppliers", "marketplaces"),
+    consumers=("apply_stock_events",),
 )
 LOCATIONS = TopicSpec(
-    "oms.config.locations.v1", "location_id", LocationRecord,
+    "oms.config.locations.v1",
+    "location_id",
+    LocationRecord,
     "Location master data; a tombstone removes a location.",
-    compacted=True, single_partition=True, producers=("oms config publish", "ERP"),
-    consumers=("follow_config",),
+    compacted=True,
+    single_partition=True,
+    producers=("oms config publish", "ERP"),
+    consumers=("config follower (every worker)",),
 )
 VISIBILITY_RULES = TopicSpec(
-    "oms.config.visibility-rules.v1", "'default'", VisibilityRulesRecord,
+    "oms.config.visibility-rules.v1",
+    "'default'",
+    VisibilityRulesRecord,
     "Channel exposure, safety stock, store cap, publication thresholds.",
-    compacted=True, single_partition=True, producers=("oms config publish",), consumers=("follow_config",),
+    compacted=True,
+    single_partition=True,
+    producers=("oms config publish",),
+    consumers=("config follower (every worker)",),
 )
 AVAILABILITY = TopicSpec(
-    "oms.availability.v1", "sku", AvailabilityRecord,
+    "oms.availability.v1",
+    "sku",
+    AvailabilityRecord,
     "Visible availability per channel and location; published only when a visible quantity changes.",
-    compacted=True, producers=("apply_stock_events", "follow_config"),
+    compacted=True,
+    producers=("apply_stock_events", "resync (config change, rebalance)"),
     consumers=("webshop", "availability view (HTTP)"),
 )
 DLQ = TopicSpec(
-    "oms.dlq.v1", "source topic", DeadLetter,
+    "oms.dlq.v1",
+    "source topic",
+    DeadLetter,
     "Input that could not be applied, with the reason, its origin and the original bytes.",
-    producers=("apply_stock_events", "follow_config"), consumers=("operators",),
+    producers=("apply_stock_events", "config follower (every worker)"),
+    consumers=("operators",),
 )
 
 STOCK_INPUTS = (MOVEMENTS, COUNTS, SUPPLIER_STOCK)

@@ -1,0 +1,1 @@
+"""Operator and developer tools behind the ``oms`` command: catalogue generation, simulator, watcher."""

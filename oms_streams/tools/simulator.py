@@ -1,0 +1,419 @@
+"""``oms simulate``: a small retail day on the stock topics, the way ERP, POS and a supplier send it.
+
+The simulator keeps a local model of every (SKU, location) so what it sends is plausible: stores sell
+what they have (bar a rare phantom sale, as real tills do), DCs are replenished by ERP receipts before
+they run dry, stores are topped up by DC→store transfers, customers return goods, some units are
+damaged (``unsellable_in``), a store now and then recounts a SKU, and the supplier sends a stock
+snapshot about every ten seconds. Every event is built with the wire models, so it is valid by
+construction; keys are the SKU.
+
+The sequence of events is a pure function of the seed and the network: the same seed plays the same
+day. Event ids carry a run id (by default the start time) so a second run is not taken for
+redeliveries of the first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from confluent_kafka import KafkaException, Producer
+from pydantic import BaseModel
+
+from oms_streams.config import Settings
+from oms_streams.schemas.config import NetworkConfig
+from oms_streams.schemas.inventory import (
+    CountedPosition,
+    MovementKindName,
+    StockCount,
+    StockMovement,
+    SupplierStock,
+)
+from oms_streams.streaming.config_publisher import load_network_config
+from oms_streams.streaming.topics import COUNTS, MOVEMENTS, SUPPLIER_STOCK
+
+DEFAULT_NETWORK = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "network.yaml"
+
+SKUS: tuple[tuple[str, int], ...] = (
+    # (SKU, relative demand): bike lights and bells sell often, kayaks rarely.
+    ("SKU-BIKE-LIGHT", 10),
+    ("SKU-HELMET", 6),
+    ("SKU-TENT", 3),
+    ("SKU-KAYAK", 1),
+    ("SKU-PUMP", 5),
+    ("SKU-BELL", 8),
+)
+SKU_NAMES = tuple(sku for sku, _ in SKUS)
+
+DC_TARGET = 200
+"""Units of the best-selling SKU a DC aims to hold (less for slower ones); receipts top it up."""
+STORE_TARGET = 24
+"""Units of the best-selling SKU a store aims to hold (less for slower ones); transfers top it up."""
+CASE_PACK = 12
+SUPPLIER_EVERY_S = 10.0
+SUMMARY_EVERY_S = 5.0
+
+# Weights of the actions per tick (a transfer is two events, a supplier snapshot one per SKU).
+ACTIONS: tuple[tuple[str, int], ...] = (
+    ("sale", 60),
+    ("receipt", 8),
+    ("transfer", 12),
+    ("return", 8),
+    ("unsellable", 4),
+    ("cycle_count", 2),
+)
+
+
+@dataclass
+class Stock:
+    on_hand: int = 0
+    unsellable: int = 0
+
+    @property
+    def sellable(self) -> int:
+        return self.on_hand - max(0, self.unsellable)
+
+
+@dataclass
+class SimulationSummary:
+    events: int = 0
+    """Records handed to the producer."""
+    delivered: int = 0
+    failed: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+    skus: tuple[str, ...] = SKU_NAMES
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    """Topic name without the prefix."""
+    sku: str
+    model: BaseModel
+    kind: str
+    """Summary label."""
+
+
+class RetailDay:
+    """The deterministic part: picks what happens next and keeps the local stock model in step.
+
+    Produces wire models with ``occurred_at`` from ``clock()``, strictly increasing per instance so
+    no movement is taken for one already contained in the opening count.
+    """
+
+    def __init__(self, network: NetworkConfig, seed: int, run_id: str, clock: Any = None) -> None:
+        active = [loc for loc in network.locations if loc.active]
+        self.dcs = [loc.location_id for loc in active if loc.type == "dc"]
+        self.stores = [loc.location_id for loc in active if loc.type == "store"]
+        self.suppliers = [loc.location_id for loc in active if loc.type == "third_party"]
+        if not self.dcs or not self.stores:
+            raise ValueError("the network needs at least one DC and one store to simulate a retail day")
+        self.rng = random.Random(seed)
+        self.run_id = run_id
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._last: datetime | None = None
+        self._seq = 0
+        self._transfer_seq = 0
+        self.stock: dict[tuple[str, str], Stock] = {}
+        self._demand = [weight for _, weight in SKUS]
+        self._demand_of = dict(SKUS)
+        self._action_names = [name for name, _ in ACTIONS]
+        self._action_weights = [weight for _, weight in ACTIONS]
+        self.events_until_supplier = 0
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        if self._last is not None and now <= self._last:
+            now = self._last + timedelta(milliseconds=1)
+        self._last = now
+        return now
+
+    def _event_id(self) -> str:
+        self._seq += 1
+        return f"sim-{self.run_id}-{self._seq:09d}"
+
+    def _at(self, sku: str, location: str) -> Stock:
+        return self.stock.setdefault((sku, location), Stock())
+
+    def _movement(self, sku: str, location: str, kind: MovementKindName, quantity: int, source: str,
+                  reference: str | None = None, label: str | None = None) -> Outgoing:
+        model = StockMovement(
+            event_id=self._event_id(), occurred_at=self._now(), source=source, sku=sku,
+            location_id=location, kind=kind, quantity=quantity, reference=reference,
+        )
+        stock = self._at(sku, location)
+        if kind in ("receipt", "transfer_in", "customer_return_restocked"):
+            stock.on_hand += quantity
+        elif kind in ("sale", "transfer_out"):
+            stock.on_hand -= quantity
+        elif kind == "adjustment":
+            stock.on_hand += quantity
+        elif kind == "unsellable_in":
+            stock.unsellable += quantity
+        elif kind == "unsellable_out":
+            stock.unsellable -= quantity
+        return Outgoing(MOVEMENTS.name, sku, model, label or kind)
+
+    def _pick_sku(self) -> str:
+        return self.rng.choices(SKU_NAMES, weights=self._demand)[0]
+
+    def dc_target(self, sku: str) -> int:
+        return max(2 * CASE_PACK, DC_TARGET * self._demand_of[sku] // 10)
+
+    def store_target(self, sku: str) -> int:
+        return max(4, STORE_TARGET * self._demand_of[sku] // 10)
+
+    # --- the day --------------------------------------------------------------------------------
+
+    def opening(self) -> list[Outgoing]:
+        """ERP's full count of every SKU at every DC and store, and the suppliers' first snapshots."""
+        out: list[Outgoing] = []
+        for sku in SKU_NAMES:
+            positions = []
+            for dc in self.dcs:
+                on_hand = self.rng.randint(self.dc_target(sku) // 2, self.dc_target(sku))
+                positions.append(CountedPosition(location_id=dc, on_hand=on_hand, unsellable=0))
+                self.stock[(sku, dc)] = Stock(on_hand, 0)
+            for store in self.stores:
+                on_hand = self.rng.randint(1, self.store_target(sku))
+                positions.append(CountedPosition(location_id=store, on_hand=on_hand, unsellable=0))
+                self.stock[(sku, store)] = Stock(on_hand, 0)
+            count = StockCount(
+                event_id=self._event_id(), occurred_at=self._now(), source="erp", sku=sku, positions=positions
+            )
+            out.append(Outgoing(COUNTS.name, sku, count, "count"))
+        out.extend(self.supplier_snapshots())
+        return out
+
+    def supplier_snapshots(self) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        for supplier in self.suppliers:
+            for sku, demand in SKUS:
+                quantity = self.rng.randint(0, 40) * demand if self.rng.random() > 0.05 else 0
+                # Mostly two days; sometimes longer than the webshop shows (72 h).
+                lead_time = self.rng.choice((24, 48, 48, 48, 72, 96))
+                self.stock[(sku, supplier)] = Stock(quantity, 0)
+                snapshot = SupplierStock(
+                    event_id=self._event_id(), occurred_at=self._now(),
+                    source=f"supplier:{supplier.removeprefix('SUPPLIER-')}",
+                    sku=sku, location_id=supplier, quantity=quantity, lead_time_hours=lead_time,
+                )
+                out.append(Outgoing(SUPPLIER_STOCK.name, sku, snapshot, "supplier"))
+        return out
+
+    def step(self) -> list[Outgoing]:
+        """The next thing that happens: one action, one to a few events."""
+        action = self.rng.choices(self._action_names, weights=self._action_weights)[0]
+        handler = getattr(self, f"_{action}")
+        result: list[Outgoing] = handler()
+        return result
+
+    def _sale(self) -> list[Outgoing]:
+        store = self.rng.choice(self.stores)
+        sku = self._pick_sku()
+        quantity = self.rng.choices((1, 2, 3), weights=(80, 15, 5))[0]
+        stock = self._at(sku, store)
+        if stock.sellable < quantity and self.rng.random() > 0.02:  # 2 %: a phantom sale the till allows
+            if stock.sellable <= 0:
+                return self._transfer_to(sku, store)
+            quantity = stock.sellable
+        return [self._movement(sku, store, "sale", quantity, f"pos:{store}",
+                               reference=f"till-{self.rng.randint(1, 6)}-{self._seq + 1}")]
+
+    def _receipt(self) -> list[Outgoing]:
+        sku = self._pick_sku()
+        dc = min(self.dcs, key=lambda d: (self._at(sku, d).sellable, self.rng.random()))
+        missing = self.dc_target(sku) - self._at(sku, dc).sellable
+        if missing < CASE_PACK:
+            return self._return()
+        quantity = (missing // CASE_PACK) * CASE_PACK
+        return [self._movement(sku, dc, "receipt", quantity, "erp", reference=f"GR-{self._seq + 1}")]
+
+    def _transfer(self) -> list[Outgoing]:
+        sku = self._pick_sku()
+        store = min(self.stores, key=lambda s: (self._at(sku, s).sellable, self.rng.random()))
+        return self._transfer_to(sku, store)
+
+    def _transfer_to(self, sku: str, store: str) -> list[Outgoing]:
+        dc = max(self.dcs, key=lambda d: self._at(sku, d).sellable)
+        wanted = self.store_target(sku) - self._at(sku, store).sellable
+        quantity = min(wanted, self._at(sku, dc).sellable)
+        if quantity <= 0:
+            return self._receipt_for(sku, dc)
+        self._transfer_seq += 1
+        reference = f"TO-{self.run_id}-{self._transfer_seq}"
+        return [
+            self._movement(sku, dc, "transfer_out", quantity, "erp", reference=reference, label="transfer"),
+            self._movement(sku, store, "transfer_in", quantity, "erp", reference=reference, label="transfer"),
+        ]
+
+    def _receipt_for(self, sku: str, dc: str) -> list[Outgoing]:
+        missing = self.dc_target(sku) - self._at(sku, dc).sellable
+        quantity = max(CASE_PACK, (missing // CASE_PACK) * CASE_PACK)
+        return [self._movement(sku, dc, "receipt", quantity, "erp", reference=f"GR-{self._seq + 1}")]
+
+    def _return(self) -> list[Outgoing]:
+        store = self.rng.choice(self.stores)
+        sku = self._pick_sku()
+        return [self._movement(sku, store, "customer_return_restocked", 1, f"pos:{store}", label="return")]
+
+    def _unsellable(self) -> list[Outgoing]:
+        location = self.rng.choice(self.stores + self.dcs)
+        sku = self._pick_sku()
+        if self._at(sku, location).sellable <= 0:
+            return self._sale()
+        source = f"pos:{location}" if location in self.stores else "erp"
+        return [self._movement(sku, location, "unsellable_in", 1, source, label="unsellable")]
+
+    def _cycle_count(self) -> list[Outgoing]:
+        """A location counts one SKU: damaged units are written off, phantom sales corrected."""
+        location = self.rng.choice(self.stores + self.dcs)
+        sku = self._pick_sku()
+        stock = self._at(sku, location)
+        on_hand = max(0, stock.on_hand - max(0, stock.unsellable))
+        self.stock[(sku, location)] = Stock(on_hand, 0)
+        count = StockCount(
+            event_id=self._event_id(), occurred_at=self._now(),
+            source=f"pos:{location}" if location in self.stores else "erp", sku=sku,
+            positions=[CountedPosition(location_id=location, on_hand=on_hand, unsellable=0)],
+        )
+        return [Outgoing(COUNTS.name, sku, count, "count")]
+
+    def network_units(self) -> int:
+        return sum(s.sellable for (_, location), s in self.stock.items() if location not in self.suppliers)
+
+
+def _check_topics(producer: Producer, settings: Settings) -> None:
+    """Refuse to run against missing topics: the producer would auto-create them with 1 partition."""
+    try:
+        metadata = producer.list_topics(timeout=15)
+    except KafkaException as error:
+        raise OSError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {error}") from error
+    missing = [settings.topic(spec.name) for spec in (MOVEMENTS, COUNTS, SUPPLIER_STOCK)
+               if settings.topic(spec.name) not in metadata.topics]
+    if missing:
+        raise OSError(f"topics missing: {', '.join(missing)} (run `oms topics create` first)")
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """SIGTERM ends the run like Ctrl-C, so a stopped simulator still flushes what it sent."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _summary_line(summary: SimulationSummary, day: RetailDay, started: float) -> str:
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(summary.by_kind.items(), key=lambda kv: -kv[1]))
+    return (f"simulate {time.strftime('%H:%M:%S')}  +{time.monotonic() - started:5.0f}s  "
+            f"sent {summary.events} ({kinds})  delivered {summary.delivered}  failed {summary.failed}  "
+            f"sellable units in DCs+stores {day.network_units()}")
+
+
+def run_simulation(
+    settings: Settings,
+    rate: float = 20.0,
+    seconds: float = 0,
+    seed: int = 7,
+    *,
+    network: Path | None = None,
+    run_id: str | None = None,
+    out: TextIO | None = None,
+) -> SimulationSummary:
+    """Play a retail day at ``rate`` events/s for ``seconds`` (0: until Ctrl-C or SIGTERM)."""
+    if rate <= 0:
+        raise ValueError(f"rate must be positive, not {rate}")
+    out = out or sys.stdout
+    config = load_network_config(network or DEFAULT_NETWORK)
+    day = RetailDay(config, seed, run_id or format(int(time.time() * 1000), "x"))
+    summary = SimulationSummary()
+
+    def delivered(error: Any, message: Any) -> None:
+        if error is None:
+            summary.delivered += 1
+        else:
+            summary.failed += 1
+            if summary.failed <= 5:
+                print(f"simulate: delivery failed: {error}", file=sys.stderr, flush=True)
+
+    producer = Producer({
+        **settings.confluent_config(), "enable.idempotence": True, "linger.ms": 10,
+        "client.id": "oms-simulate",
+    })
+    _check_topics(producer, settings)
+
+    def send(batch: list[Outgoing]) -> None:
+        for item in batch:
+            value = item.model.model_dump_json().encode()
+            while True:
+                try:
+                    producer.produce(settings.topic(item.topic), key=item.sku.encode(), value=value,
+                                     on_delivery=delivered)
+                    break
+                except BufferError:  # local queue full: let deliveries drain
+                    producer.poll(0.1)
+            summary.events += 1
+            summary.by_kind[item.kind] += 1
+        producer.poll(0)
+
+    supplier_every = max(1, round(SUPPLIER_EVERY_S * rate))
+    print(f"simulate: {len(SKU_NAMES)} SKUs over {len(day.dcs)} DCs, {len(day.stores)} stores and "
+          f"{len(day.suppliers)} supplier(s) at {rate:g} events/s"
+          f"{f' for {seconds:g} s' if seconds else ' (Ctrl-C stops)'}, seed {seed}", file=out, flush=True)
+    started = time.monotonic()
+    next_summary = started + SUMMARY_EVERY_S
+    try:
+        with _sigterm_stops():
+            send(day.opening())
+            producer.flush(30)  # the opening count lands before the first movement is sent
+            since_supplier = 0
+            paced = 0  # events on the rate schedule (the opening is sent at once)
+            while not seconds or time.monotonic() - started < seconds:
+                due = started + paced / rate
+                now = time.monotonic()
+                if due > now:
+                    producer.poll(min(due - now, 0.5))
+                    continue
+                if since_supplier >= supplier_every and day.suppliers:
+                    batch = day.supplier_snapshots()
+                    since_supplier = 0
+                else:
+                    batch = day.step()
+                    since_supplier += len(batch)
+                send(batch)
+                paced += len(batch)
+                if time.monotonic() >= next_summary:
+                    print(_summary_line(summary, day, started), file=out, flush=True)
+                    next_summary += SUMMARY_EVERY_S
+    except KeyboardInterrupt:
+        pass
+    finally:
+        remaining = producer.flush(30)
+        summary.failed += remaining
+        summary.seconds = time.monotonic() - started
+        print(_summary_line(summary, day, started) + ("  (done)" if not remaining else
+              f"  ({remaining} not acknowledged within 30 s)"), file=out, flush=True)
+    return summary
