@@ -128,6 +128,9 @@ def kafka_bootstrap() -> Iterator[str]:
     if external:
         yield external
         return
+    if os.environ.get("OMS_KAFKA_TESTCONTAINERS") == "1":
+        yield from _testcontainers_broker()
+        return
 
     reason = _no_broker_reason()
     if reason is not None:
@@ -158,6 +161,18 @@ def kafka_bootstrap() -> Iterator[str]:
             _run_script("stop.sh", ["--clean"], env, timeout=90)
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _testcontainers_broker() -> Iterator[str]:
+    """Where Docker runs (laptops): the apache/kafka image in KRaft mode via testcontainers.
+
+    Opt-in with OMS_KAFKA_TESTCONTAINERS=1 and ``pip install -e '.[docker]'``; CI never uses it.
+    """
+    from testcontainers.kafka import KafkaContainer
+
+    image = os.environ.get("OMS_KAFKA_IMAGE", "apache/kafka:4.1.1")
+    with KafkaContainer(image).with_kraft() as container:
+        yield container.get_bootstrap_server()
 
 
 @pytest.fixture

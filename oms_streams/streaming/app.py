@@ -53,6 +53,10 @@ def _credentials(settings: Settings) -> Any:
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
+    stock_partitions = {spec.partitions(settings) for spec in (MOVEMENTS, COUNTS, SUPPLIER_STOCK)}
+    if len(stock_partitions) != 1:
+        # One SKU must land on the same partition number in every stock topic and table changelog.
+        raise ValueError(f"stock topics must share one partition count, got {sorted(stock_partitions)}")
     metrics = metrics or Metrics()
     app = faust.App(
         settings.app_id,
