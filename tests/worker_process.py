@@ -30,7 +30,9 @@ def free_port() -> int:
 class WorkerProcess:
     """One ``oms worker`` with its own topics (prefix), consumer group, data dir and HTTP port."""
 
-    def __init__(self, bootstrap: str, prefix: str, data_dir: Path, extra_env: Mapping[str, str] | None = None):
+    def __init__(
+        self, bootstrap: str, prefix: str, data_dir: Path, extra_env: Mapping[str, str] | None = None
+    ):
         self.bootstrap = bootstrap
         self.prefix = prefix
         self.data_dir = data_dir
@@ -54,11 +56,18 @@ class WorkerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "oms_streams.cli", "worker"], cwd=REPO_ROOT, env=self.env,
-            stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "oms_streams.cli", "worker"],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
-        wait_until(lambda: (self.health() or {}).get("ready") is True, timeout_s,
-                   f"worker ready (log: {self.log_path})", self._assert_alive)
+        wait_until(
+            lambda: (self.health() or {}).get("ready") is True,
+            timeout_s,
+            f"worker ready (log: {self.log_path})",
+            self._assert_alive,
+        )
         return self
 
     def _assert_alive(self) -> None:
@@ -125,13 +134,14 @@ def wait_until(
 
 # --- producing and reading events -------------------------------------------------------------
 
+
 class Events:
     """Builds and produces wire events the way ERP, POS and suppliers do (confluent-kafka)."""
 
-    def __init__(self, bootstrap: str, prefix: str) -> None:
+    def __init__(self, bootstrap: str, prefix: str, client_config: Mapping[str, str] | None = None) -> None:
         self.prefix = prefix
         self.bootstrap = bootstrap
-        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2})
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, **(client_config or {})})
         self._seq = 0
 
     def _next_id(self) -> str:
@@ -144,43 +154,79 @@ class Events:
     def flush(self) -> None:
         assert self.producer.flush(15) == 0
 
-    def movement(self, sku: str, location: str, kind: str, quantity: int, *, at: datetime | None = None,
-                 event_id: str | None = None, source: str = "erp") -> dict[str, Any]:
+    def movement(
+        self,
+        sku: str,
+        location: str,
+        kind: str,
+        quantity: int,
+        *,
+        at: datetime | None = None,
+        event_id: str | None = None,
+        source: str = "erp",
+    ) -> dict[str, Any]:
         event = {
-            "event_id": event_id or self._next_id(), "occurred_at": (at or datetime.now(UTC)).isoformat(),
-            "source": source, "sku": sku, "location_id": location, "kind": kind, "quantity": quantity,
+            "event_id": event_id or self._next_id(),
+            "occurred_at": (at or datetime.now(UTC)).isoformat(),
+            "source": source,
+            "sku": sku,
+            "location_id": location,
+            "kind": kind,
+            "quantity": quantity,
         }
         self.send("oms.inventory.movements.v1", sku.encode(), json.dumps(event).encode())
         return event
 
     def count(self, sku: str, positions: dict[str, int], *, at: datetime | None = None) -> dict[str, Any]:
         event = {
-            "event_id": self._next_id(), "occurred_at": (at or datetime.now(UTC)).isoformat(), "source": "erp",
-            "sku": sku, "positions": [{"location_id": loc, "on_hand": q} for loc, q in positions.items()],
+            "event_id": self._next_id(),
+            "occurred_at": (at or datetime.now(UTC)).isoformat(),
+            "source": "erp",
+            "sku": sku,
+            "positions": [{"location_id": loc, "on_hand": q} for loc, q in positions.items()],
         }
         self.send("oms.inventory.counts.v1", sku.encode(), json.dumps(event).encode())
         return event
 
     def supplier_stock(self, sku: str, location: str, quantity: int, lead_time_hours: int) -> dict[str, Any]:
         event = {
-            "event_id": self._next_id(), "occurred_at": datetime.now(UTC).isoformat(), "source": "supplier",
-            "sku": sku, "location_id": location, "quantity": quantity, "lead_time_hours": lead_time_hours,
+            "event_id": self._next_id(),
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": "supplier",
+            "sku": sku,
+            "location_id": location,
+            "quantity": quantity,
+            "lead_time_hours": lead_time_hours,
         }
         self.send("oms.inventory.supplier-stock.v1", sku.encode(), json.dumps(event).encode())
         return event
 
-    def config(self, network_yaml: Path) -> None:
-        env = {**os.environ, "OMS_KAFKA_BOOTSTRAP": self.bootstrap, "OMS_TOPIC_PREFIX": self.prefix}
-        subprocess.run([sys.executable, "-m", "oms_streams.cli", "config", "publish", str(network_yaml)],
-                       cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+    def config(self, network_yaml: Path, extra_env: Mapping[str, str] | None = None) -> None:
+        env = {
+            **os.environ,
+            "OMS_KAFKA_BOOTSTRAP": self.bootstrap,
+            "OMS_TOPIC_PREFIX": self.prefix,
+            **(extra_env or {}),
+        }
+        subprocess.run(
+            [sys.executable, "-m", "oms_streams.cli", "config", "publish", str(network_yaml)],
+            cwd=REPO_ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 15.0) -> list[tuple[bytes | None, bytes | None]]:
+def read_topic(
+    bootstrap: str, topic: str, timeout_s: float = 15.0
+) -> list[tuple[bytes | None, bytes | None]]:
     """Every record on a topic from the beginning up to its current end (no consumer group)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        }
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         pending = {p for p, end in ends.items() if end > 0}
         records: list[tuple[bytes | None, bytes | None]] = []

@@ -20,9 +20,9 @@ def _as_text(raw: bytes | None) -> tuple[str | None, str]:
 def dead_letter(
     reason: str, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, now_ms: int
 ) -> bytes:
-    """Matches ``schemas.dlq.DeadLetter``. The key is decoded as text only when it is valid UTF-8."""
+    """Matches ``schemas.dlq.DeadLetter``: key and payload as text, or base64 when not valid UTF-8."""
     payload, encoding = _as_text(value)
-    key_text, _ = _as_text(key)
+    key_text, key_encoding = _as_text(key)
     return orjson.dumps(
         {
             "reason": reason,
@@ -30,6 +30,7 @@ def dead_letter(
             "source_partition": partition,
             "source_offset": offset,
             "key": key_text,
+            "key_encoding": key_encoding,
             "payload": payload,
             "payload_encoding": encoding,
             "failed_at": datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(),

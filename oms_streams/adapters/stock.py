@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -96,10 +96,11 @@ def _keyed(key: bytes | None, decoded: DecodedStock) -> DecodedStock | Failure:
 
 # --- table rows -------------------------------------------------------------------------------
 # Rows are compact JSON lists written whole on every change (faust writes the changelog only on
-# ``table[key] = value``): [on_hand, reserved, unsellable, inbound, lead_time, counted_at, horizon,
-# [[event_id, occurred_at_ms, on_hand_delta, unsellable_delta], ...]].
+# ``table[key] = value``): [on_hand, reserved, unsellable, inbound, lead_time, counted_at,
+# unsellable_counted_at, horizon, [[event_id, occurred_at_ms, on_hand_delta, unsellable_delta,
+# inbound_delta], ...]].
 
-Row = list[object]
+Row = list[Any]
 
 
 def position_to_row(p: StockPosition) -> Row:
@@ -110,22 +111,29 @@ def position_to_row(p: StockPosition) -> Row:
         p.inbound,
         p.lead_time_hours,
         p.counted_at_ms,
+        p.unsellable_counted_at_ms,
         p.horizon_ms,
-        [[e.event_id, e.occurred_at_ms, e.on_hand_delta, e.unsellable_delta] for e in p.journal],
+        [
+            [e.event_id, e.occurred_at_ms, e.on_hand_delta, e.unsellable_delta, e.inbound_delta]
+            for e in p.journal
+        ],
     ]
 
 
 def row_to_position(row: Row) -> StockPosition:
-    on_hand, reserved, unsellable, inbound, lead_time, counted_at, horizon, journal = row
+    on_hand, reserved, unsellable, inbound, lead_time, counted_at, unsellable_counted_at, horizon, journal = (
+        row
+    )
     return StockPosition(
-        on_hand=on_hand,  # type: ignore[arg-type]
-        reserved=reserved,  # type: ignore[arg-type]
-        unsellable=unsellable,  # type: ignore[arg-type]
-        inbound=inbound,  # type: ignore[arg-type]
-        lead_time_hours=lead_time,  # type: ignore[arg-type]
-        counted_at_ms=counted_at,  # type: ignore[arg-type]
-        horizon_ms=horizon,  # type: ignore[arg-type]
-        journal=tuple(JournalEntry(*entry) for entry in journal),  # type: ignore[attr-defined]
+        on_hand=on_hand,
+        reserved=reserved,
+        unsellable=unsellable,
+        inbound=inbound,
+        lead_time_hours=lead_time,
+        counted_at_ms=counted_at,
+        unsellable_counted_at_ms=unsellable_counted_at,
+        horizon_ms=horizon,
+        journal=tuple(JournalEntry(*entry) for entry in journal),
     )
 
 

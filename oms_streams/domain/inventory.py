@@ -84,6 +84,7 @@ class JournalEntry:
     occurred_at_ms: int
     on_hand_delta: int
     unsellable_delta: int
+    inbound_delta: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,9 @@ class StockPosition:
     lead_time_hours: int | None = None
     """Set for third-party stock only: how long until it can be shipped from the supplier."""
     counted_at_ms: int | None = None
+    """As of when on hand was last counted (or, for third-party stock, reported)."""
+    unsellable_counted_at_ms: int | None = None
+    """As of when unsellable was last counted; counts may leave it out."""
     horizon_ms: int | None = None
     journal: tuple[JournalEntry, ...] = ()
 
@@ -151,10 +155,16 @@ def apply_movement(position: StockPosition, movement: Movement) -> Outcome:
         return Outcome(position, Verdict.REJECTED, problem)
     if position.knows(movement.event_id):
         return Outcome(position, Verdict.DUPLICATE)
-    if position.counted_at_ms is not None and movement.occurred_at_ms <= position.counted_at_ms:
-        return Outcome(position, Verdict.SUPERSEDED)
     d_on_hand, d_unsellable, d_inbound = _effect(movement, position)
-    entry = JournalEntry(movement.event_id, movement.occurred_at_ms, d_on_hand, d_unsellable)
+    # What a count already contains is not applied again; a count says nothing about inbound, and
+    # about unsellable only when it carried that figure.
+    if _before(movement.occurred_at_ms, position.counted_at_ms):
+        d_on_hand = 0
+    if _before(movement.occurred_at_ms, position.unsellable_counted_at_ms):
+        d_unsellable = 0
+    if d_on_hand == d_unsellable == d_inbound == 0:
+        return Outcome(position, Verdict.SUPERSEDED)
+    entry = JournalEntry(movement.event_id, movement.occurred_at_ms, d_on_hand, d_unsellable, d_inbound)
     journal = (*position.journal, entry)
     horizon = position.horizon_ms
     if len(journal) > JOURNAL_WINDOW:
@@ -189,21 +199,32 @@ def apply_count(position: StockPosition, count: Count) -> Outcome:
             f"count as of {count.as_of_ms} is older than the {JOURNAL_WINDOW}-movement reconciliation "
             f"window (horizon {position.horizon_ms}); recount or resend a newer snapshot",
         )
-    later = tuple(e for e in position.journal if e.occurred_at_ms > count.as_of_ms)
+    as_of = count.as_of_ms
+    counts_unsellable = count.unsellable is not None
+    later = [e for e in position.journal if e.occurred_at_ms > as_of]
     on_hand = count.on_hand + sum(e.on_hand_delta for e in later)
-    unsellable = (
-        position.unsellable
-        if count.unsellable is None
-        else count.unsellable + sum(e.unsellable_delta for e in later)
-    )
+    unsellable = position.unsellable
+    if count.unsellable is not None:
+        unsellable = count.unsellable + sum(e.unsellable_delta for e in later)
+    # Entries the count absorbs keep only what it does not cover, and stay while that is non-zero,
+    # so a resend of, say, an inbound announcement is still recognised as a duplicate.
+    journal = []
+    for e in position.journal:
+        if e.occurred_at_ms > as_of:
+            journal.append(e)
+            continue
+        kept = replace(e, on_hand_delta=0, unsellable_delta=0 if counts_unsellable else e.unsellable_delta)
+        if kept.unsellable_delta or kept.inbound_delta:
+            journal.append(kept)
     return Outcome(
         replace(
             position,
             on_hand=on_hand,
             unsellable=unsellable,
-            counted_at_ms=count.as_of_ms,
+            counted_at_ms=as_of,
+            unsellable_counted_at_ms=as_of if counts_unsellable else position.unsellable_counted_at_ms,
             horizon_ms=None,
-            journal=later,
+            journal=tuple(journal),
         ),
         Verdict.APPLIED,
     )
@@ -228,6 +249,10 @@ def apply_supplier_feed(position: StockPosition, feed: SupplierFeed) -> Outcome:
         ),
         Verdict.APPLIED,
     )
+
+
+def _before(moment_ms: int, counted_at_ms: int | None) -> bool:
+    return counted_at_ms is not None and moment_ms <= counted_at_ms
 
 
 def available_to_promise(position: StockPosition, protection: int = 0) -> int:

@@ -185,7 +185,9 @@ def sku_availability(
         lead_time_hours={
             loc.location_id: pos.lead_time_hours
             for loc, pos in known
-            if loc.type is LocationType.THIRD_PARTY and pos.lead_time_hours is not None
+            if loc.type is LocationType.THIRD_PARTY
+            and pos.lead_time_hours is not None
+            and any(loc.location_id in view.by_location for view in views)
         },
         hidden=hidden,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from oms_streams.schemas.envelope import Identifier, WireModel
 
@@ -34,6 +34,9 @@ class ChannelRuleRecord(WireModel):
     low_stock: Units = 0
 
 
+SAFETY_STOCK_SCOPES = ((), ("location_type",), ("sku", "location_id"), ("sku", "location_id", "channel"))
+
+
 class SafetyStockEntry(WireModel):
     """Most specific wins: sku+location+channel, then sku+location, then location type, then default."""
 
@@ -42,6 +45,18 @@ class SafetyStockEntry(WireModel):
     location_id: Identifier | None = None
     channel: Identifier | None = None
     location_type: LocationTypeName | None = None
+
+    @model_validator(mode="after")
+    def _one_of_the_hierarchy_levels(self) -> SafetyStockEntry:
+        scope = tuple(
+            name
+            for name in ("sku", "location_id", "channel", "location_type")
+            if getattr(self, name) is not None
+        )
+        if scope not in SAFETY_STOCK_SCOPES:
+            allowed = " | ".join("+".join(s) or "(none: default)" for s in SAFETY_STOCK_SCOPES)
+            raise ValueError(f"safety stock scope {'+'.join(scope)} is not one of: {allowed}")
+        return self
 
 
 class VisibilityRulesRecord(WireModel):

@@ -13,6 +13,7 @@ class DeadLetter(WireModel):
     source_partition: int
     source_offset: int
     key: str | None = Field(description="The original key, as text (base64 when it was not UTF-8).")
+    key_encoding: str = Field(description="'utf-8' or 'base64'.")
     payload: str | None = Field(description="The original value, as text (base64 when it was not UTF-8).")
     payload_encoding: str = Field(description="'utf-8' or 'base64'.")
     failed_at: AwareDatetime

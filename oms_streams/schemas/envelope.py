@@ -13,7 +13,7 @@ Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za
 class WireModel(BaseModel):
     """Strict about what it accepts: unknown fields are kept out, types are not coerced from strings."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 
 
 class Envelope(WireModel):

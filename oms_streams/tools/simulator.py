@@ -94,6 +94,8 @@ class SimulationSummary:
     by_kind: Counter[str] = field(default_factory=Counter)
     skus: tuple[str, ...] = SKU_NAMES
     seconds: float = 0.0
+    atp: dict[str, dict[str, int]] = field(default_factory=dict)
+    """SKU -> location -> ATP in the simulator's own model at the end: what the workers should see."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +295,12 @@ class RetailDay:
         )
         return [Outgoing(COUNTS.name, sku, count, "count")]
 
+    def atp(self) -> dict[str, dict[str, int]]:
+        atp: dict[str, dict[str, int]] = {sku: {} for sku in SKU_NAMES}
+        for (sku, location), stock in sorted(self.stock.items()):
+            atp[sku][location] = max(0, stock.sellable)
+        return atp
+
     def network_units(self) -> int:
         return sum(s.sellable for (_, location), s in self.stock.items() if location not in self.suppliers)
 
@@ -310,20 +318,24 @@ def _check_topics(producer: Producer, settings: Settings) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_stops() -> Iterator[None]:
-    """SIGTERM ends the run like Ctrl-C, so a stopped simulator still flushes what it sent."""
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C and SIGTERM end the run between two events, so the summary adds up and all is flushed."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous: dict[signal.Signals, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored (a background job): keep it so
+            previous[sig] = signal.signal(sig, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _summary_line(summary: SimulationSummary, day: RetailDay, started: float) -> str:
@@ -385,13 +397,14 @@ def run_simulation(
           f"{f' for {seconds:g} s' if seconds else ' (Ctrl-C stops)'}, seed {seed}", file=out, flush=True)
     started = time.monotonic()
     next_summary = started + SUMMARY_EVERY_S
+    stop = threading.Event()
     try:
-        with _sigterm_stops():
+        with _stop_on_signals(stop):
             send(day.opening())
             producer.flush(30)  # the opening count lands before the first movement is sent
             since_supplier = 0
             paced = 0  # events on the rate schedule (the opening is sent at once)
-            while not seconds or time.monotonic() - started < seconds:
+            while not stop.is_set() and (not seconds or time.monotonic() - started < seconds):
                 due = started + paced / rate
                 now = time.monotonic()
                 if due > now:
@@ -414,6 +427,7 @@ def run_simulation(
         remaining = producer.flush(30)
         summary.failed += remaining
         summary.seconds = time.monotonic() - started
+        summary.atp = day.atp()
         print(_summary_line(summary, day, started) + ("  (done)" if not remaining else
               f"  ({remaining} not acknowledged within 30 s)"), file=out, flush=True)
     return summary

@@ -18,7 +18,9 @@ def events(kafka_bootstrap: str, topic_prefix: str) -> Events:
 
 
 @pytest.fixture
-def worker(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, events: Events) -> Iterator[WorkerProcess]:
+def worker(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, events: Events
+) -> Iterator[WorkerProcess]:
     """A started worker whose network is tests/fixtures/network.yaml (published before it starts)."""
     process = WorkerProcess(kafka_bootstrap, topic_prefix, tmp_path / "worker")
     # The worker creates its topics on start; publish the network right after so it is there

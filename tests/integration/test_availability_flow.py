@@ -23,11 +23,14 @@ def channel_at(worker: WorkerProcess, sku: str, channel: str, **query: str) -> d
 def wait_for_total(worker: WorkerProcess, sku: str, channel: str, total: int, timeout_s: float = 20) -> dict:
     return wait_until(
         lambda: (view := channel_at(worker, sku, channel)).get("total") == total and view,
-        timeout_s, f"{sku} {channel} total {total} (last: {channel_at(worker, sku, channel)})",
+        timeout_s,
+        f"{sku} {channel} total {total} (last: {channel_at(worker, sku, channel)})",
     )
 
 
-def test_erp_and_pos_events_become_availability_on_topic_and_http(worker: WorkerProcess, events: Events) -> None:
+def test_erp_and_pos_events_become_availability_on_topic_and_http(
+    worker: WorkerProcess, events: Events
+) -> None:
     events.movement("SKU-BIKE-LIGHT", "DC-NORTH", "receipt", 40)
     events.movement("SKU-BIKE-LIGHT", "STORE-UTRECHT-01", "receipt", 10)
     events.movement("SKU-BIKE-LIGHT", "STORE-UTRECHT-01", "sale", 2, source="pos:STORE-UTRECHT-01")
@@ -38,7 +41,9 @@ def test_erp_and_pos_events_become_availability_on_topic_and_http(worker: Worker
     # Utrecht: 10 - 2 sold - 1 unsellable = ATP 7; store safety stock 1 -> 6; 80 % online cap of 7 -> 5.
     webshop = wait_for_total(worker, "SKU-BIKE-LIGHT", "webshop", 40 + 5 + 100)
     assert {r["location_id"]: r["quantity"] for r in webshop["locations"]} == {
-        "DC-NORTH": 40, "STORE-UTRECHT-01": 5, "SUPPLIER-ACME": 100,
+        "DC-NORTH": 40,
+        "STORE-UTRECHT-01": 5,
+        "SUPPLIER-ACME": 100,
     }
     supplier = next(r for r in webshop["locations"] if r["location_id"] == "SUPPLIER-ACME")
     assert supplier["lead_time_hours"] == 48
@@ -116,24 +121,39 @@ def test_poison_messages_go_to_the_dlq_and_later_good_messages_are_applied(
     good = events.movement("SKU-PUMP", "DC-NORTH", "receipt", 5)
     events.send("oms.inventory.movements.v1", b"SKU-PUMP", b"\xff\xfenot json at all")
     events.send("oms.inventory.movements.v1", b"SKU-PUMP", json.dumps({**good, "quantity": "many"}).encode())
-    events.send("oms.inventory.movements.v1", b"SKU-PUMP", json.dumps({**good, "event_id": "x1",
-                                                                        "location_id": "NOWHERE"}).encode())
-    events.send("oms.inventory.movements.v1", b"SKU-PUMP", json.dumps({**good, "event_id": "x2",
-                                                                        "quantity": -4}).encode())
+    events.send(
+        "oms.inventory.movements.v1",
+        b"SKU-PUMP",
+        json.dumps({**good, "event_id": "x1", "location_id": "NOWHERE"}).encode(),
+    )
+    events.send(
+        "oms.inventory.movements.v1",
+        b"SKU-PUMP",
+        json.dumps({**good, "event_id": "x2", "quantity": -4}).encode(),
+    )
     events.send("oms.inventory.movements.v1", b"OTHER-SKU", json.dumps({**good, "event_id": "x3"}).encode())
     events.send("oms.inventory.counts.v1", b"SKU-PUMP", None)
     events.movement("SKU-PUMP", "DC-NORTH", "receipt", 7)
     events.flush()
 
     wait_for_total(worker, "SKU-PUMP", "webshop", 12)
-    letters = wait_until(lambda: len(dl := read_topic(worker.bootstrap, worker.prefix + DLQ)) >= 6 and dl,
-                         20, "six dead letters")
+    letters = wait_until(
+        lambda: len(dl := read_topic(worker.bootstrap, worker.prefix + DLQ)) >= 6 and dl,
+        20,
+        "six dead letters",
+    )
     reasons = sorted(json.loads(v)["reason"].split(" ")[0] for _, v in letters)
     assert len(letters) == 6, reasons
     dead = [json.loads(v) for _, v in letters]
     binary = next(d for d in dead if d["payload_encoding"] == "base64")
     assert binary["reason"] == "malformed JSON" and binary["source_topic"].endswith("movements.v1")
-    assert {d["reason"].split(" ")[0] for d in dead} >= {"malformed", "schema", "unknown", "impossible", "message"}
+    assert {d["reason"].split(" ")[0] for d in dead} >= {
+        "malformed",
+        "schema",
+        "unknown",
+        "impossible",
+        "message",
+    }
     assert all(isinstance(d["source_offset"], int) for d in dead)
     assert worker.metric("oms_dead_letters_total") == 6
 

@@ -28,7 +28,9 @@ def produce_random_movements(events: Events, rng: random.Random, n: int) -> None
         sent.append(events.movement(sku, rng.choice(LOCATIONS), kind, quantity))
         if rng.random() < 0.05:  # a resend by the source system
             dup = rng.choice(sent)
-            events.movement(dup["sku"], dup["location_id"], dup["kind"], dup["quantity"], event_id=dup["event_id"])
+            events.movement(
+                dup["sku"], dup["location_id"], dup["kind"], dup["quantity"], event_id=dup["event_id"]
+            )
     events.flush()
 
 
@@ -39,14 +41,20 @@ def recompute_from_log(bootstrap: str, prefix: str) -> dict[str, dict[str, dict[
     assert network.visibility_rules is not None
     rules = to_rules(network.visibility_rules)
     positions: dict[str, dict[str, StockPosition]] = {}
-    for topic, decode in (("oms.inventory.counts.v1", decode_count), ("oms.inventory.movements.v1", decode_movement)):
+    for topic, decode in (
+        ("oms.inventory.counts.v1", decode_count),
+        ("oms.inventory.movements.v1", decode_movement),
+    ):
         for key, value in read_topic(bootstrap, prefix + topic):
             decoded = decode(key, value)
             assert isinstance(decoded, DecodedStock)
             ledger = positions.setdefault(decoded.sku, {})
             ledger.update(apply_commands(ledger, decoded.commands, locations).changed)
     return {
-        sku: {view.channel: dict(view.by_location) for view in sku_availability(sku, ps, locations, rules).channels}
+        sku: {
+            view.channel: dict(view.by_location)
+            for view in sku_availability(sku, ps, locations, rules).channels
+        }
         for sku, ps in positions.items()
     }
 
@@ -67,8 +75,13 @@ def test_killed_worker_recovers_from_changelog_and_matches_a_recomputation(
         events.count(sku, {"DC-NORTH": 50, "STORE-UTRECHT-01": 8}, at=None)
     events.flush()
     produce_random_movements(events, rng, 300)
-    wait_until(lambda: published(worker.bootstrap, worker.prefix) == recompute_from_log(worker.bootstrap, worker.prefix),
-               45, "availability before the kill to match the log")
+    wait_until(
+        lambda: (
+            published(worker.bootstrap, worker.prefix) == recompute_from_log(worker.bootstrap, worker.prefix)
+        ),
+        45,
+        "availability before the kill to match the log",
+    )
 
     worker.stop(signal.SIGKILL)
     shutil.rmtree(worker.data_dir)  # a new machine: local RocksDB is gone, only the changelog remains
@@ -76,8 +89,11 @@ def test_killed_worker_recovers_from_changelog_and_matches_a_recomputation(
     worker.start()
 
     expected = recompute_from_log(worker.bootstrap, worker.prefix)
-    wait_until(lambda: published(worker.bootstrap, worker.prefix) == expected, 60,
-               "availability after restart to match a recomputation from the movement log")
+    wait_until(
+        lambda: published(worker.bootstrap, worker.prefix) == expected,
+        60,
+        "availability after restart to match a recomputation from the movement log",
+    )
     # It resumed from its committed offsets: the pre-kill positions came from the changelog,
     # not from re-reading the whole movement log.
     reprocessed = worker.metric("oms_stock_events_total")

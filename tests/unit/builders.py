@@ -87,7 +87,11 @@ def a_position(
     lead_time_hours: int | None = None,
 ) -> StockPosition:
     return StockPosition(
-        on_hand=on_hand, reserved=reserved, unsellable=unsellable, inbound=inbound, lead_time_hours=lead_time_hours
+        on_hand=on_hand,
+        reserved=reserved,
+        unsellable=unsellable,
+        inbound=inbound,
+        lead_time_hours=lead_time_hours,
     )
 
 

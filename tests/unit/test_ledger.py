@@ -1,0 +1,141 @@
+"""One SKU's batch of stock events across its locations: one verdict per command, in order."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from oms_streams.domain.inventory import StockPosition, Verdict
+from oms_streams.domain.ledger import StockCommand, apply_commands
+from tests.unit.builders import (
+    a_count,
+    a_dc,
+    a_position,
+    a_receipt,
+    a_sale,
+    a_store,
+    a_supplier,
+    a_supplier_feed,
+    minutes,
+    network,
+)
+
+NETWORK = network(a_dc("DC-NORTH"), a_store("STORE-UTRECHT-01"), a_supplier("SUPPLIER-ACME"))
+
+
+def at(location_id: str, event: object) -> StockCommand:
+    return StockCommand(location_id, event)  # type: ignore[arg-type]
+
+
+def test_stock_at_an_unknown_location_is_rejected_with_a_reason():
+    result = apply_commands({}, [at("STORE-GHOST-99", a_receipt(qty=5))], NETWORK)
+
+    assert result.verdicts == [
+        (
+            Verdict.REJECTED,
+            "unknown location 'STORE-GHOST-99': publish it on the locations config topic first",
+        )
+    ]
+    assert result.changed == {}
+
+
+def test_a_supplier_feed_for_a_store_or_dc_is_rejected_with_a_reason():
+    result = apply_commands(
+        {},
+        [at("STORE-UTRECHT-01", a_supplier_feed(qty=100)), at("DC-NORTH", a_supplier_feed(qty=100))],
+        NETWORK,
+    )
+
+    [(store_verdict, store_reason), (dc_verdict, dc_reason)] = result.verdicts
+    assert store_verdict is dc_verdict is Verdict.REJECTED
+    assert "'STORE-UTRECHT-01', which is a store, not third_party" in store_reason
+    assert "'DC-NORTH', which is a dc, not third_party" in dc_reason
+    assert result.changed == {}
+
+
+def test_a_supplier_feed_for_a_third_party_location_is_applied():
+    result = apply_commands({}, [at("SUPPLIER-ACME", a_supplier_feed(qty=100, lead_time_hours=48))], NETWORK)
+
+    assert result.verdicts == [(Verdict.APPLIED, "")]
+    assert result.changed["SUPPLIER-ACME"].on_hand == 100
+    assert result.changed["SUPPLIER-ACME"].lead_time_hours == 48
+
+
+def test_there_is_one_verdict_per_command_in_command_order():
+    receipt = a_receipt(qty=5, at=minutes(1))
+    commands = [
+        at("DC-NORTH", receipt),
+        at("DC-NORTH", receipt),
+        at("STORE-GHOST-99", a_sale(qty=1)),
+        at("STORE-UTRECHT-01", a_sale(qty=0)),
+        at("STORE-UTRECHT-01", a_count(on_hand=12, as_of=minutes(2))),
+        at("STORE-UTRECHT-01", a_sale(qty=1, at=minutes(1))),
+    ]
+
+    result = apply_commands({}, commands, NETWORK)
+
+    assert [verdict for verdict, _ in result.verdicts] == [
+        Verdict.APPLIED,
+        Verdict.DUPLICATE,
+        Verdict.REJECTED,
+        Verdict.REJECTED,
+        Verdict.APPLIED,
+        Verdict.SUPERSEDED,
+    ]
+    assert [bool(reason) for _, reason in result.verdicts] == [False, False, True, True, False, False]
+
+
+def test_only_positions_that_changed_are_returned():
+    receipt = a_receipt(qty=5, event_id="ERP-RCPT-1")
+    already_applied = apply_commands({}, [at("STORE-UTRECHT-01", receipt)], NETWORK).changed
+    positions = {
+        **already_applied,
+        "DC-NORTH": a_position(on_hand=20),
+        "SUPPLIER-ACME": a_position(on_hand=1),
+    }
+
+    result = apply_commands(
+        positions,
+        [at("DC-NORTH", a_sale(qty=2)), at("STORE-UTRECHT-01", receipt), at("SUPPLIER-ACME", a_sale(qty=0))],
+        NETWORK,
+    )
+
+    assert set(result.changed) == {"DC-NORTH"}
+    assert result.changed["DC-NORTH"].on_hand == 18
+    assert positions["DC-NORTH"].on_hand == 20, "the input positions are not modified"
+
+
+def test_later_commands_in_a_batch_see_the_effect_of_earlier_ones():
+    result = apply_commands(
+        {"DC-NORTH": a_position(on_hand=10)},
+        [at("DC-NORTH", a_sale(qty=3)), at("DC-NORTH", a_receipt(qty=5)), at("DC-NORTH", a_sale(qty=1))],
+        NETWORK,
+    )
+
+    assert result.changed["DC-NORTH"].on_hand == 11
+    assert len(result.changed["DC-NORTH"].journal) == 3
+
+
+@given(
+    commands=st.lists(
+        st.builds(
+            StockCommand,
+            location_id=st.sampled_from(["DC-NORTH", "STORE-UTRECHT-01", "SUPPLIER-ACME", "STORE-GHOST-99"]),
+            event=st.one_of(
+                st.builds(a_receipt, qty=st.integers(-2, 10), at=st.integers(-5, 5).map(minutes)),
+                st.builds(a_sale, qty=st.integers(-2, 10), at=st.integers(-5, 5).map(minutes)),
+                st.builds(a_count, on_hand=st.integers(-2, 50), as_of=st.integers(-5, 5).map(minutes)),
+                st.builds(a_supplier_feed, qty=st.integers(-2, 50), as_of=st.integers(-5, 5).map(minutes)),
+            ),
+        ),
+        max_size=30,
+    )
+)
+def test_every_command_gets_a_verdict_and_rejections_always_say_why(commands):
+    result = apply_commands({}, commands, NETWORK)
+
+    assert len(result.verdicts) == len(commands)
+    for verdict, reason in result.verdicts:
+        assert bool(reason) is (verdict is Verdict.REJECTED)
+    assert set(result.changed) <= {c.location_id for c in commands} - {"STORE-GHOST-99"}
+    assert all(isinstance(p, StockPosition) for p in result.changed.values())
