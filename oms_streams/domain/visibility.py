@@ -153,6 +153,67 @@ def visible_quantity(
     return visible, hidden
 
 
+@dataclass(frozen=True, slots=True)
+class LocationView:
+    """One position seen through every channel: the unit a worker caches and recomputes on change."""
+
+    location_id: str
+    type: LocationType
+    atp: int
+    visible: tuple[int, ...]
+    """Visible units per channel, in the order of ``rules.channels``."""
+    hidden: tuple[tuple[str, HiddenBy, int], ...]
+    """(channel, rule, units) for every rule that hid units here."""
+    lead_time_hours: int | None
+
+
+def location_view(
+    sku: str, location: Location, position: StockPosition, rules: VisibilityRules, protection: int = 0
+) -> LocationView:
+    visible: list[int] = []
+    hidden: list[tuple[str, HiddenBy, int]] = []
+    for rule in rules.channels:
+        qty, hidden_here = visible_quantity(sku, location, position, rule, rules, protection)
+        visible.append(qty)
+        hidden.extend((rule.channel, why, units) for why, units in hidden_here.items() if units)
+    return LocationView(
+        location_id=location.location_id,
+        type=location.type,
+        atp=available_to_promise(position, protection),
+        visible=tuple(visible),
+        hidden=tuple(hidden),
+        lead_time_hours=position.lead_time_hours if location.type is LocationType.THIRD_PARTY else None,
+    )
+
+
+def combine(sku: str, views: Iterable[LocationView], rules: VisibilityRules) -> SkuAvailability:
+    """The SKU's availability from the views of its locations (cheap: no rule is evaluated here)."""
+    by_location: list[dict[str, int]] = [{} for _ in rules.channels]
+    hidden: dict[tuple[str, LocationType, HiddenBy], int] = {}
+    lead_times: dict[str, int] = {}
+    network_atp = 0
+    for view in sorted(views, key=lambda v: v.location_id):
+        network_atp += view.atp
+        for index, qty in enumerate(view.visible):
+            if qty > 0:
+                by_location[index][view.location_id] = qty
+        for channel, why, units in view.hidden:
+            key = (channel, view.type, why)
+            hidden[key] = hidden.get(key, 0) + units
+        if view.lead_time_hours is not None and any(view.visible):
+            lead_times[view.location_id] = view.lead_time_hours
+    return SkuAvailability(
+        sku=sku,
+        network_atp=network_atp,
+        channels=tuple(
+            ChannelView(rule.channel, sum(shown.values()), shown)
+            for rule, shown in zip(rules.channels, by_location, strict=True)
+        ),
+        lead_time_hours=lead_times,
+        hidden=hidden,
+    )
+
+
 def sku_availability(
     sku: str,
     positions: Mapping[str, StockPosition],
@@ -162,34 +223,14 @@ def sku_availability(
 ) -> SkuAvailability:
     """The view of one SKU across the network. Positions at unknown locations are never visible."""
     protection = protection or {}
-    known = [(locations[loc_id], pos) for loc_id, pos in sorted(positions.items()) if loc_id in locations]
-    hidden: dict[tuple[str, LocationType, HiddenBy], int] = {}
-    views = []
-    for rule in rules.channels:
-        by_location: dict[str, int] = {}
-        for location, position in known:
-            qty, hidden_here = visible_quantity(
-                sku, location, position, rule, rules, protection.get(location.location_id, 0)
-            )
-            if qty > 0:
-                by_location[location.location_id] = qty
-            for why, units in hidden_here.items():
-                if units:
-                    key = (rule.channel, location.type, why)
-                    hidden[key] = hidden.get(key, 0) + units
-        views.append(ChannelView(rule.channel, sum(by_location.values()), by_location))
-    return SkuAvailability(
-        sku=sku,
-        network_atp=sum(available_to_promise(p, protection.get(loc.location_id, 0)) for loc, p in known),
-        channels=tuple(views),
-        lead_time_hours={
-            loc.location_id: pos.lead_time_hours
-            for loc, pos in known
-            if loc.type is LocationType.THIRD_PARTY
-            and pos.lead_time_hours is not None
-            and any(loc.location_id in view.by_location for view in views)
-        },
-        hidden=hidden,
+    return combine(
+        sku,
+        (
+            location_view(sku, locations[loc_id], position, rules, protection.get(loc_id, 0))
+            for loc_id, position in positions.items()
+            if loc_id in locations
+        ),
+        rules,
     )
 
 

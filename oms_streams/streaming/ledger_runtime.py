@@ -14,7 +14,7 @@ import logging
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -31,7 +31,13 @@ from oms_streams.adapters.stock import (
 )
 from oms_streams.domain.inventory import StockPosition, Verdict
 from oms_streams.domain.ledger import StockCommand, apply_commands
-from oms_streams.domain.visibility import SkuAvailability, publication_signature, sku_availability
+from oms_streams.domain.visibility import (
+    LocationView,
+    SkuAvailability,
+    combine,
+    location_view,
+    publication_signature,
+)
 from oms_streams.metrics import Metrics, reason_class
 from oms_streams.streaming.follower import TopicFollower
 from oms_streams.streaming.network import NetworkState
@@ -104,6 +110,11 @@ class LedgerRuntime:
         self.lock = asyncio.Lock()
         # Write-through cache of the SKUs this worker touched: sku -> location -> position.
         self._positions: dict[str, dict[str, StockPosition]] = {}
+        # Each position seen through the channels, recomputed only when the position or the network
+        # changes: a SKU's availability is then a cheap combination of its locations' views.
+        self._views: dict[str, dict[str, LocationView]] = {}
+        self._views_generation = -1
+        self._verdicts: dict[tuple[str, str], int] = defaultdict(int)
         # What this worker last published per SKU; authoritative over the (lagging) view.
         self._published: dict[str, tuple[object, ...]] = {}
         self._hidden_by_sku: dict[str, dict[tuple[str, str, str], int]] = {}
@@ -134,6 +145,9 @@ class LedgerRuntime:
                     for sku, items in skus.items():
                         self._apply_sku(sku, items, now_ms)
         self.metrics.batch_size.observe(len(events))
+        for (kind, verdict), n in self._verdicts.items():  # once per batch: labels() is not free
+            self.metrics.stock_events.labels(kind, verdict).inc(n)
+        self._verdicts.clear()
 
     def _apply_sku(self, sku: str, items: list[tuple[Any, DecodedStock]], now_ms: int) -> None:
         commands: list[StockCommand] = []
@@ -144,17 +158,19 @@ class LedgerRuntime:
         positions = self._load(sku)
         result = apply_commands(positions, commands, self.network.locations)
         rejected_events: set[int] = set()
+        tally = self._verdicts
         for (event, kind), (verdict, reason) in zip(owners, result.verdicts, strict=True):
             if verdict is Verdict.REJECTED:
-                self.metrics.stock_events.labels(kind, "dead_lettered").inc()
+                tally[(kind, "dead_lettered")] += 1
                 if id(event) not in rejected_events:  # one dead letter per message, with the first reason
                     rejected_events.add(id(event))
                     self._dead_letter(reason, event.message)
             else:
-                self.metrics.stock_events.labels(kind, verdict.value).inc()
+                tally[(kind, verdict.value)] += 1
         if not result.changed:
             return
         self._store(sku, positions, result.changed)
+        self._views_of(sku, result.changed)
         if self._publish_if_changed(sku, now_ms, "stock"):
             observe = self.metrics.event_to_availability.observe
             now_s = now_ms / 1000
@@ -188,7 +204,7 @@ class LedgerRuntime:
 
     def _publish_if_changed(self, sku: str, now_ms: int, trigger: str, force: bool = False) -> bool:
         rules = self.network.rules
-        availability = sku_availability(sku, self._positions[sku], self.network.locations, rules)
+        availability = combine(sku, self._views_of(sku, ()).values(), rules)
         self._account_hidden(availability)
         signature = publication_signature(availability, rules)
         if not force and signature == self._last_signature(sku):
@@ -197,6 +213,24 @@ class LedgerRuntime:
         self.send_availability(sku.encode(), encode(availability_record(availability, rules.version, now_ms)))
         self.metrics.availability_published.labels(trigger).inc()
         return True
+
+    def _views_of(self, sku: str, changed: Iterable[str]) -> dict[str, LocationView]:
+        network = self.network
+        if self._views_generation != network.generation:
+            self._views.clear()
+            self._views_generation = network.generation
+        positions = self._positions[sku]
+        views = self._views.get(sku)
+        if views is None:
+            views = self._views[sku] = {}
+            changed = positions
+        for location_id in changed:
+            location = network.locations.get(location_id)
+            if location is None:  # removed from the network since: never visible
+                views.pop(location_id, None)
+            else:
+                views[location_id] = location_view(sku, location, positions[location_id], network.rules)
+        return views
 
     def _last_signature(self, sku: str) -> tuple[object, ...] | None:
         known = self._published.get(sku)
@@ -248,6 +282,7 @@ class LedgerRuntime:
     def forget_ownership(self) -> None:
         """After a rebalance the SKUs this worker owns may have changed: drop what it cached."""
         self._positions.clear()
+        self._views.clear()
         self._published.clear()
 
     async def resync(self, *, full: bool = False, chunk: int = 500) -> int:

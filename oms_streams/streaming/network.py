@@ -27,6 +27,8 @@ class NetworkState:
     ) -> None:
         self.locations: dict[str, Location] = {}
         self.rules: VisibilityRules = DEFAULT_RULES
+        self.generation = 0
+        """Bumped on every change, so what was derived from an older network can be recognised."""
         self._locations_topic = locations_topic
         self._rules_topic = rules_topic
         self._metrics = metrics
@@ -42,6 +44,7 @@ class NetworkState:
             elif record.topic == self._rules_topic:
                 changed |= self._apply_rules(record)
         if changed:
+            self.generation += 1
             self._on_change()
 
     def _apply_location(self, record: Any) -> bool:

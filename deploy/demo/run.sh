@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The one-command demo (`make demo`): a local Kafka broker, one oms worker with its HTTP API, a
+# simulated retail day (ERP, POS, supplier) and a live view of webshop availability.
+# Ctrl-C stops everything this script started.
+#
+# Env: OMS_KAFKA_PORT   broker port (default 9092; the controller uses port+1)
+#      OMS_DEMO_RATE    simulated events per second (default 20)
+#      OMS_DEMO_WEB_PORT worker HTTP port (default 6066)
+# Logs: .run/demo-worker.log, .run/demo-simulator.log, .run/demo-broker.log (copied on exit).
+# A broker the demo starts is stopped on exit, and its data removed when the demo created it
+# (stop.sh --clean), so every demo starts from an empty network; a running broker is used as is.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$REPO"
+
+PORT="${OMS_KAFKA_PORT:-9092}"
+WEB_PORT="${OMS_DEMO_WEB_PORT:-6066}"
+RATE="${OMS_DEMO_RATE:-20}"
+OMS=(.venv/bin/python -m oms_streams.cli)
+if [[ -x .venv/bin/oms ]]; then OMS_SHOWN=".venv/bin/oms"; else OMS_SHOWN="${OMS[*]}"; fi
+RUN=.run
+BROKER_DATA="${OMS_KAFKA_DATA_DIR:-$REPO/.run/kafka-$PORT}"
+mkdir -p "$RUN"
+
+export OMS_KAFKA_PORT="$PORT"
+export OMS_KAFKA_BOOTSTRAP="127.0.0.1:$PORT"
+export OMS_TOPIC_PREFIX=""
+export OMS_DATA_DIR="$RUN/demo-worker"
+export OMS_WEB_HOST=127.0.0.1
+export OMS_WEB_PORT="$WEB_PORT"
+
+if [[ ! -x .venv/bin/python ]]; then
+  echo "demo: no .venv here; run 'make demo' (or 'make install' first)" >&2; exit 1
+fi
+if (exec 3<>"/dev/tcp/127.0.0.1/$WEB_PORT") 2>/dev/null; then
+  echo "demo: port $WEB_PORT is in use (another worker?); stop it or set OMS_DEMO_WEB_PORT" >&2; exit 1
+fi
+
+BROKER_STARTED=0
+BROKER_FRESH=0
+WORKER_PID=""
+SIM_PID=""
+CLEANED=0
+
+stop_pid() {  # pid, name: SIGTERM, wait up to 20 s, then SIGKILL
+  local pid="$1" name="$2" i
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+  echo "demo: stopping $name (pid $pid) ..." >&2
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "demo: $name did not stop in 20 s, killing it" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  [[ $CLEANED -eq 1 ]] && return
+  CLEANED=1
+  trap '' INT TERM  # a second Ctrl-C must not cut the cleanup short
+  echo >&2
+  stop_pid "$SIM_PID" "simulator"
+  stop_pid "$WORKER_PID" "worker"
+  if [[ $BROKER_STARTED -eq 1 ]]; then
+    cp "$BROKER_DATA/broker.log" "$RUN/demo-broker.log" 2>/dev/null || true
+    if [[ $BROKER_FRESH -eq 1 ]]; then
+      # Made by this demo: its data goes with it, so the next demo starts from an empty network.
+      bash deploy/kafka/stop.sh --clean || true
+      rm -rf "$OMS_DATA_DIR"
+    else
+      bash deploy/kafka/stop.sh || true
+    fi
+  fi
+  echo "demo: stopped. Logs: $RUN/demo-*.log" >&2
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- broker ------------------------------------------------------------------------------------
+echo "demo: starting Kafka on 127.0.0.1:$PORT (first run downloads the broker jars) ..." >&2
+if [[ -f "$BROKER_DATA/broker.pid" ]] && kill -0 "$(cat "$BROKER_DATA/broker.pid" 2>/dev/null)" 2>/dev/null; then
+  echo "demo: using the Kafka broker already running on port $PORT (left running on exit)" >&2
+else
+  BROKER_STARTED=1  # set before it starts: a Ctrl-C during start-up still stops it
+  [[ -d "$BROKER_DATA/kraft" ]] || BROKER_FRESH=1
+  # A broker of our own starts from its data dir (empty unless 'make broker-up' left data there);
+  # the worker's local state is only a cache of the broker's changelogs, so it starts empty too.
+  rm -rf "$OMS_DATA_DIR"
+fi
+start_log="$RUN/demo-broker-start.log"
+if ! bash deploy/kafka/start.sh >"$start_log" 2>&1; then
+  cat "$start_log" >&2
+  exit 1
+fi
+
+# --- topics and network ------------------------------------------------------------------------
+# (librdkafka warns while a just-started broker loads its coordinators: keep that in a log.)
+for step in "topics create" "config publish deploy/demo/network.yaml"; do
+  # shellcheck disable=SC2086
+  if ! "${OMS[@]}" $step 2>"$RUN/demo-setup.log"; then
+    cat "$RUN/demo-setup.log" >&2
+    exit 1
+  fi
+done
+
+# --- worker ------------------------------------------------------------------------------------
+mkdir -p "$OMS_DATA_DIR"
+echo "demo: starting the worker (log $RUN/demo-worker.log) ..." >&2
+"${OMS[@]}" worker >"$RUN/demo-worker.log" 2>&1 &
+WORKER_PID=$!
+for ((i = 0; i < 240; i++)); do
+  if curl -s --max-time 2 "http://127.0.0.1:$WEB_PORT/health" 2>/dev/null | grep -Eq '"ready": *true'; then
+    break
+  fi
+  if ! kill -0 "$WORKER_PID" 2>/dev/null; then
+    echo "demo: the worker exited; last lines of $RUN/demo-worker.log:" >&2
+    tail -n 40 "$RUN/demo-worker.log" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+if ! curl -s --max-time 2 "http://127.0.0.1:$WEB_PORT/health" | grep -Eq '"ready": *true'; then
+  echo "demo: the worker was not ready after 120 s; see $RUN/demo-worker.log" >&2
+  exit 1
+fi
+
+# --- simulator ---------------------------------------------------------------------------------
+"${OMS[@]}" simulate --rate "$RATE" >"$RUN/demo-simulator.log" 2>&1 &
+SIM_PID=$!
+
+cat >&2 <<BANNER
+
+  oms-streams demo is running
+  ---------------------------
+  Kafka      127.0.0.1:$PORT           (broker log: $BROKER_DATA/broker.log)
+  worker     http://127.0.0.1:$WEB_PORT  (log: $RUN/demo-worker.log)
+  simulator  $RATE events/s: ERP counts and receipts, POS sales, transfers, returns, damage,
+             and a SUPPLIER-ACME snapshot every ~10 s   (log: $RUN/demo-simulator.log)
+  network    deploy/demo/network.yaml: DC-NORTH, DC-SOUTH, five stores, SUPPLIER-ACME
+
+  Try, in another terminal:
+    curl 'localhost:$WEB_PORT/availability/SKU-BIKE-LIGHT?channel=webshop'
+    curl 'localhost:$WEB_PORT/availability/SKU-HELMET?channel=click_and_collect'
+    curl localhost:$WEB_PORT/metrics
+    curl localhost:$WEB_PORT/openapi.json
+    OMS_KAFKA_BOOTSTRAP=$OMS_KAFKA_BOOTSTRAP $OMS_SHOWN watch SKU-KAYAK --channel marketplace
+    edit deploy/demo/network.yaml, then (applies without a restart):
+    OMS_KAFKA_BOOTSTRAP=$OMS_KAFKA_BOOTSTRAP $OMS_SHOWN config publish deploy/demo/network.yaml
+
+  Below: webshop availability as the worker publishes it. Ctrl-C stops everything.
+
+BANNER
+
+# --- watch (foreground) ------------------------------------------------------------------------
+"${OMS[@]}" watch --channel webshop
