@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     batch_max: int = Field(default=5000, ge=1, description="Stock events applied per batch.")
     batch_within_s: float = Field(default=0.02, gt=0, description="Longest wait to fill a batch.")
     stream_buffer_max: int = Field(default=20_000, ge=1)
+    fetch_max_wait_ms: int = Field(
+        default=20, ge=1, le=5000, description="Longest a fetch waits for new data (faust fixes it at 1500)."
+    )
     table_store: Literal["rocksdb", "memory"] = "rocksdb"
     log_level: str = "WARNING"
 

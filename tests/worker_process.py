@@ -107,6 +107,18 @@ class WorkerProcess:
             return None
         return body if status == 200 else None
 
+    def has_committed_everything(self, topic: str) -> bool:
+        """Whether the worker's consumer group has committed every offset of a topic."""
+        name = self.prefix + topic
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.env["OMS_APP_ID"]})
+        try:
+            partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+            committed = consumer.committed([TopicPartition(name, p) for p in partitions], timeout=10)
+            ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in committed]
+            return all(end == 0 or tp.offset >= end for tp, end in zip(committed, ends, strict=True))
+        finally:
+            consumer.close()
+
     def metric(self, name: str, **labels: str) -> float:
         _, text = self.get("/metrics")
         total = 0.0

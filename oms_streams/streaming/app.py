@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 
 from oms_streams.adapters.stock import decode_count, decode_movement, decode_supplier_stock
 from oms_streams.config import Settings
 from oms_streams.metrics import Metrics
+from oms_streams.streaming import faust_fixes
 from oms_streams.streaming.agents import stock
 from oms_streams.streaming.follower import TopicFollower
 from oms_streams.streaming.ledger_runtime import AvailabilityView, LedgerRuntime
@@ -38,6 +39,11 @@ class Worker:
     metrics: Metrics
 
 
+def _log_failed_delivery(delivery: Any) -> None:
+    if not delivery.cancelled() and delivery.exception() is not None:
+        log.error("could not produce a record: %r", delivery.exception())
+
+
 def _credentials(settings: Settings) -> Any:
     if settings.kafka_security_protocol.startswith("SASL"):
         return faust.SASLCredentials(
@@ -58,6 +64,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         # One SKU must land on the same partition number in every stock topic and table changelog.
         raise ValueError(f"stock topics must share one partition count, got {sorted(stock_partitions)}")
     metrics = metrics or Metrics()
+    faust_fixes.apply(fetch_max_wait_ms=settings.fetch_max_wait_ms)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{hostport}" for hostport in settings.kafka_bootstrap.split(",")],
@@ -92,7 +99,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
             internal=False,
         )
 
-    availability_topic = raw_topic(AVAILABILITY.name)
     dlq_topic = raw_topic(DLQ.name)
     stock_source = app.topic(
         *(settings.topic(s.name) for s in (MOVEMENTS, COUNTS, SUPPLIER_STOCK)),
@@ -102,11 +108,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         value_serializer="raw",
     )
 
-    def send_availability(key: bytes, value: bytes) -> None:
-        availability_topic.send_soon(key=key, value=value)
-
     def send_dead_letter(key: bytes, value: bytes) -> None:
         dlq_topic.send_soon(key=key, value=value)
+
+    async def produce(topic: str, key: bytes, value: bytes) -> None:
+        # Straight to the Kafka producer's batches: faust's send_soon buffer would hand them over one
+        # per event-loop turn. faust flushes the producer before it commits offsets (at least once).
+        delivery = await app.producer.send(topic, key, value, None, None, None)
+        cast(asyncio.Future[Any], delivery).add_done_callback(_log_failed_delivery)
 
     resync_requested = asyncio.Event()
 
@@ -157,8 +166,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
             settings.topic(COUNTS.name): decode_count,
             settings.topic(SUPPLIER_STOCK.name): decode_supplier_stock,
         },
-        send_availability=send_availability,
-        send_dead_letter=send_dead_letter,
+        availability_topic=settings.topic(AVAILABILITY.name),
+        dlq_topic=settings.topic(DLQ.name),
+        produce=produce,
         metrics=metrics,
     )
     stock.register(app, stock_source, runtime, settings)

@@ -14,7 +14,7 @@ import logging
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -46,6 +46,8 @@ from oms_streams.streaming.tables import Tables
 log = logging.getLogger(__name__)
 
 Decoder = Callable[[bytes | None, bytes | None], DecodedStock | Failure]
+Produce = Callable[[str, bytes, bytes], Awaitable[None]]
+"""(topic, key, value): hands a record to the Kafka producer; faust flushes it before committing."""
 
 
 @contextlib.contextmanager
@@ -94,8 +96,9 @@ class LedgerRuntime:
         view: AvailabilityView,
         view_follower: TopicFollower,
         decoders: dict[str, Decoder],
-        send_availability: Callable[[bytes, bytes], None],
-        send_dead_letter: Callable[[bytes, bytes], None],
+        availability_topic: str,
+        dlq_topic: str,
+        produce: Produce,
         metrics: Metrics,
     ) -> None:
         self.tables = tables
@@ -104,8 +107,11 @@ class LedgerRuntime:
         self.view = view
         self.view_follower = view_follower
         self.decoders = decoders
-        self.send_availability = send_availability
-        self.send_dead_letter = send_dead_letter
+        self.availability_topic = availability_topic
+        self.dlq_topic = dlq_topic
+        self.produce = produce
+        # Records to produce once the batch (or resync chunk) is decided, in order, under the lock.
+        self._outbox: list[tuple[str, bytes, bytes]] = []
         self.metrics = metrics
         self.lock = asyncio.Lock()
         # Write-through cache of the SKUs this worker touched: sku -> location -> position.
@@ -135,8 +141,6 @@ class LedgerRuntime:
                 continue
             _, skus = by_partition.setdefault(message.partition, (event, {}))
             skus.setdefault(decoded.sku, []).append((event, decoded))
-        if not by_partition:
-            return
         await self._await_unknown_locations(by_partition.values())
         now_ms = int(time.time() * 1000)
         async with self.lock:
@@ -144,6 +148,7 @@ class LedgerRuntime:
                 with in_partition_of(context_event):
                     for sku, items in skus.items():
                         self._apply_sku(sku, items, now_ms)
+            await self._flush_outbox()
         self.metrics.batch_size.observe(len(events))
         for (kind, verdict), n in self._verdicts.items():  # once per batch: labels() is not free
             self.metrics.stock_events.labels(kind, verdict).inc(n)
@@ -210,7 +215,8 @@ class LedgerRuntime:
         if not force and signature == self._last_signature(sku):
             return False
         self._published[sku] = signature
-        self.send_availability(sku.encode(), encode(availability_record(availability, rules.version, now_ms)))
+        record = encode(availability_record(availability, rules.version, now_ms))
+        self._outbox.append((self.availability_topic, sku.encode(), record))
         self.metrics.availability_published.labels(trigger).inc()
         return True
 
@@ -254,18 +260,21 @@ class LedgerRuntime:
 
     def _dead_letter(self, reason: str, message: Any) -> None:
         self.metrics.dead_letters.labels(message.topic, reason_class(reason)).inc()
-        self.send_dead_letter(
-            message.topic.encode(),
-            dead_letter(
-                reason,
-                message.topic,
-                message.partition,
-                message.offset,
-                message.key,
-                message.value,
-                int(time.time() * 1000),
-            ),
+        letter = dead_letter(
+            reason,
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            int(time.time() * 1000),
         )
+        self._outbox.append((self.dlq_topic, message.topic.encode(), letter))
+
+    async def _flush_outbox(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        for topic, key, value in outbox:
+            await self.produce(topic, key, value)
 
     async def _await_unknown_locations(self, groups: Any) -> None:
         """Master data may trail the first stock event of a new location by a moment: catch up once."""
@@ -301,6 +310,7 @@ class LedgerRuntime:
                 for sku in skus[start : start + chunk]:
                     self._load(sku)  # outside an event faust reads every local partition store
                     published += self._publish_if_changed(sku, now_ms, "resync", force=full)
+                await self._flush_outbox()
             await asyncio.sleep(0)  # let the stock agent in between chunks
         self.metrics.positions.set(sum(len(p) for p in self._positions.values()))
         return published
