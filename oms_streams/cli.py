@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         print(f"created topics: {', '.join(created)}", flush=True)
     worker = create_app(settings)
     register_views(worker)
+    gc.set_threshold(*settings.gc_thresholds)
+    gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
     print(
         f"oms-streams worker {settings.app_id}: Kafka {settings.kafka_bootstrap}, "
         f"HTTP http://{settings.web_host}:{settings.web_port}",

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         default=20, ge=1, le=5000, description="Longest a fetch waits for new data (faust fixes it at 1500)."
     )
     table_store: Literal["rocksdb", "memory"] = "rocksdb"
+    gc_thresholds: tuple[int, int, int] = Field(
+        default=(100_000, 50, 1_000),
+        description="Python GC generation thresholds (default 700, 10, 10): a worker holds millions of "
+        "long-lived, acyclic objects, and the default makes collection a third of its CPU.",
+    )
     log_level: str = "WARNING"
 
     def topic(self, name: str) -> str:

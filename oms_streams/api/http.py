@@ -101,6 +101,7 @@ def register_views(worker: Worker) -> None:
     class MetricsPage(View):
         async def get(self, request: Request) -> Response:
             # aiohttp refuses parameters in content_type=, so the exposition header is set whole.
+            worker.runtime.export_gauges()
             response = web.Response(body=worker.metrics.scrape(), headers={"Content-Type": CONTENT_TYPE})
             return cast(Response, response)
 

@@ -253,10 +253,14 @@ class LedgerRuntime:
         if new == old:
             return
         for key in old.keys() | new.keys():
-            total = self._hidden_totals[key] + new.get(key, 0) - old.get(key, 0)
-            self._hidden_totals[key] = total
-            self.metrics.units_hidden.labels(*key).set(total)
+            self._hidden_totals[key] += new.get(key, 0) - old.get(key, 0)
         self._hidden_by_sku[availability.sku] = new
+
+    def export_gauges(self) -> None:
+        """Gauges are set when scraped, not per event: ``labels()`` is too dear for the hot path."""
+        for key, total in self._hidden_totals.items():
+            self.metrics.units_hidden.labels(*key).set(total)
+        self.metrics.positions.set(sum(len(p) for p in self._positions.values()))
 
     def _dead_letter(self, reason: str, message: Any) -> None:
         self.metrics.dead_letters.labels(message.topic, reason_class(reason)).inc()
@@ -312,5 +316,4 @@ class LedgerRuntime:
                     published += self._publish_if_changed(sku, now_ms, "resync", force=full)
                 await self._flush_outbox()
             await asyncio.sleep(0)  # let the stock agent in between chunks
-        self.metrics.positions.set(sum(len(p) for p in self._positions.values()))
         return published
