@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
 
+from oms_streams.adapters.dlq import dead_letter
 from oms_streams.adapters.stock import decode_count, decode_movement, decode_supplier_stock
 from oms_streams.config import Settings
 from oms_streams.metrics import Metrics
@@ -89,27 +91,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         loghandlers=[],
     )
 
-    def raw_topic(name: str) -> Any:
-        return app.topic(
-            settings.topic(name),
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            internal=False,
-        )
-
-    dlq_topic = raw_topic(DLQ.name)
-    stock_source = app.topic(
-        *(settings.topic(s.name) for s in (MOVEMENTS, COUNTS, SUPPLIER_STOCK)),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
-
-    def send_dead_letter(key: bytes, value: bytes) -> None:
-        dlq_topic.send_soon(key=key, value=value)
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    dlq_topic = app.topic(settings.topic(DLQ.name), internal=False, **raw)
+    stock_source = app.topic(*(settings.topic(s.name) for s in (MOVEMENTS, COUNTS, SUPPLIER_STOCK)), **raw)
 
     async def produce(topic: str, key: bytes, value: bytes) -> None:
         # Straight to the Kafka producer's batches: faust's send_soon buffer would hand them over one
@@ -117,26 +106,20 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         delivery = await app.producer.send(topic, key, value, None, None, None)
         cast(asyncio.Future[Any], delivery).add_done_callback(_log_failed_delivery)
 
-    resync_requested = asyncio.Event()
-
     def dead_letter_config(reason: str, record: Any) -> None:
-        import time
-
-        from oms_streams.adapters.dlq import dead_letter
-
-        send_dead_letter(
-            record.topic.encode(),
-            dead_letter(
-                reason,
-                record.topic,
-                record.partition,
-                record.offset,
-                record.key,
-                record.value,
-                int(time.time() * 1000),
-            ),
+        # From the config follower's synchronous callback, outside any agent: faust's buffered send.
+        letter = dead_letter(
+            reason,
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.value,
+            int(time.time() * 1000),
         )
+        dlq_topic.send_soon(key=record.topic.encode(), value=letter)
 
+    resync_requested = asyncio.Event()
     network = NetworkState(
         settings.topic(LOCATIONS.name),
         settings.topic(VISIBILITY_RULES.name),
@@ -148,7 +131,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         settings,
         [settings.topic(LOCATIONS.name), settings.topic(VISIBILITY_RULES.name)],
         network.on_records,
-        loop=None,
     )
     view = AvailabilityView()
     view_follower = TopicFollower(settings, [settings.topic(AVAILABILITY.name)], view.on_records)

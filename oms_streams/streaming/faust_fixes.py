@@ -5,7 +5,7 @@ Measured with ``make bench`` (see bench/README.md); both are small, local and ve
 1. faust's ``ProducerBuffer`` hands queued ``send_soon`` messages (every table changelog write) to
    the Kafka producer one per event-loop turn, and the conductor stops taking in messages while more
    than 100 are queued; a batch that writes thousands of positions then crawls. The fix hands over
-   everything queued per wake-up.
+   everything queued per wake-up, and pauses intake only beyond 20,000 queued records.
 2. faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer: a partition that has just been
    drained waits up to 1.5 s for its next fetch, which is the p99 of event-to-availability latency
    at moderate load. The fix makes it a setting (``OMS_FETCH_MAX_WAIT_MS``).
@@ -39,6 +39,9 @@ def apply(fetch_max_wait_ms: int) -> None:
             await queued.message.channel.publish_message(queued, wait=False)
 
     ProducerBuffer._send_pending = _send_pending  # type: ignore[method-assign]
+    # One batch writes a changelog record per changed position: at faust's limit of 100 the intake
+    # pauses (with a warning) after nearly every batch. The limit stays a bound on memory.
+    ProducerBuffer.max_messages = 20_000
 
     original = AIOKafkaConsumerThread._create_worker_consumer
 

@@ -141,7 +141,9 @@ class LedgerRuntime:
                 continue
             _, skus = by_partition.setdefault(message.partition, (event, {}))
             skus.setdefault(decoded.sku, []).append((event, decoded))
-        await self._await_unknown_locations(by_partition.values())
+        await self._catch_up_on_unknown_locations(
+            decoded for _, skus in by_partition.values() for items in skus.values() for _, decoded in items
+        )
         now_ms = int(time.time() * 1000)
         async with self.lock:
             for context_event, skus in by_partition.values():
@@ -280,15 +282,11 @@ class LedgerRuntime:
         for topic, key, value in outbox:
             await self.produce(topic, key, value)
 
-    async def _await_unknown_locations(self, groups: Any) -> None:
+    async def _catch_up_on_unknown_locations(self, batch: Iterable[DecodedStock]) -> None:
         """Master data may trail the first stock event of a new location by a moment: catch up once."""
         known = self.network.locations
-        for _, skus in groups:
-            for items in skus.values():
-                for _, decoded in items:
-                    if any(c.location_id not in known for c in decoded.commands):
-                        await self.config_follower.caught_up(timeout_s=5.0)
-                        return
+        if any(c.location_id not in known for decoded in batch for c in decoded.commands):
+            await self.config_follower.caught_up(timeout_s=5.0)
 
     # --- resync ---------------------------------------------------------------------------------
 
