@@ -63,7 +63,7 @@ PROPS="$DATA/server.properties"
 pid_alive() {  # pid is ours and alive: a kafka.Kafka JVM running our server.properties
   local pid="$1"
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null \
-    && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $PROPS"
+    && [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"kafka.Kafka $PROPS"* ]]
 }
 
 # Wait until the broker answers a metadata request with itself registered; $1 = pid (may be empty).

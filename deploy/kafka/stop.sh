@@ -28,7 +28,7 @@ PROPS="$DATA/server.properties"
 is_our_broker() {
   local pid="$1"
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null \
-    && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $PROPS"
+    && [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"kafka.Kafka $PROPS"* ]]
 }
 
 if [[ -f "$PIDFILE" ]]; then

@@ -295,6 +295,8 @@ class LedgerRuntime:
         self._positions.clear()
         self._views.clear()
         self._published.clear()
+        self._hidden_by_sku.clear()  # the resync that follows counts the SKUs owned now
+        self._hidden_totals.clear()
 
     async def resync(self, *, full: bool = False, chunk: int = 500) -> int:
         """Recompute the SKUs this worker owns; publish those whose view changed (or all, when full).
