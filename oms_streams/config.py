@@ -58,9 +58,12 @@ class Settings(BaseSettings):
     )
     table_store: Literal["rocksdb", "memory"] = "rocksdb"
     gc_thresholds: tuple[int, int, int] = Field(
-        default=(100_000, 50, 1_000),
-        description="Python GC generation thresholds (default 700, 10, 10): a worker holds millions of "
-        "long-lived, acyclic objects, and the default makes collection a third of its CPU.",
+        default=(10_000, 10, 100),
+        description="Python GC generation thresholds (CPython's: 700, 10, 10). A worker holds millions "
+        "of long-lived, acyclic objects; collecting young ones less often saves CPU.",
+    )
+    gc_freeze_interval_s: float = Field(
+        default=10.0, gt=0, description="How often survivors are moved out of the collector's reach."
     )
     log_level: str = "WARNING"
 

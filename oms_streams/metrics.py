@@ -62,6 +62,11 @@ class Metrics:
             registry=r,
         )
         self.positions = Gauge("oms_ledger_positions", "Stock positions held in memory.", registry=r)
+        self.gc_frozen_objects = Gauge(
+            "oms_gc_frozen_objects",
+            "Objects moved out of the garbage collector's reach (gc.freeze).",
+            registry=r,
+        )
 
     def scrape(self) -> bytes:
         return generate_latest(self.registry)
