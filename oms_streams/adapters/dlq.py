@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
+from typing import Protocol
 
 import orjson
 
@@ -35,4 +36,20 @@ def dead_letter(
             "payload_encoding": encoding,
             "failed_at": datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(),
         }
+    )
+
+
+class SourceRecord(Protocol):
+    """What faust messages and aiokafka consumer records both carry."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def dead_letter_for(reason: str, record: SourceRecord, now_ms: int) -> bytes:
+    return dead_letter(
+        reason, record.topic, record.partition, record.offset, record.key, record.value, now_ms
     )

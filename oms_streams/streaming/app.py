@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import faust
 
-from oms_streams.adapters.dlq import dead_letter
+from oms_streams.adapters.dlq import dead_letter_for
 from oms_streams.adapters.stock import decode_count, decode_movement, decode_supplier_stock
 from oms_streams.config import Settings
 from oms_streams.metrics import Metrics
@@ -102,22 +102,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     stock_source = app.topic(*(settings.topic(s.name) for s in (MOVEMENTS, COUNTS, SUPPLIER_STOCK)), **raw)
 
     async def produce(topic: str, key: bytes, value: bytes) -> None:
-        # Straight to the Kafka producer's batches: faust's send_soon buffer would hand them over one
-        # per event-loop turn. faust flushes the producer before it commits offsets (at least once).
+        # Straight to the Kafka producer's batches, without faust's per-record FutureMessage and
+        # buffer. faust flushes the producer before it commits offsets, so delivery is at least once.
         delivery = await app.producer.send(topic, key, value, None, None, None)
         cast(asyncio.Future[Any], delivery).add_done_callback(_log_failed_delivery)
 
     def dead_letter_config(reason: str, record: Any) -> None:
         # From the config follower's synchronous callback, outside any agent: faust's buffered send.
-        letter = dead_letter(
-            reason,
-            record.topic,
-            record.partition,
-            record.offset,
-            record.key,
-            record.value,
-            int(time.time() * 1000),
-        )
+        letter = dead_letter_for(reason, record, int(time.time() * 1000))
         dlq_topic.send_soon(key=record.topic.encode(), value=letter)
 
     resync_requested = asyncio.Event()

@@ -21,7 +21,7 @@ import orjson
 from faust.streams import _current_event
 
 from oms_streams.adapters.availability import availability_from_record, availability_record, encode
-from oms_streams.adapters.dlq import dead_letter
+from oms_streams.adapters.dlq import dead_letter_for
 from oms_streams.adapters.stock import (
     DecodedStock,
     Failure,
@@ -266,15 +266,7 @@ class LedgerRuntime:
 
     def _dead_letter(self, reason: str, message: Any) -> None:
         self.metrics.dead_letters.labels(message.topic, reason_class(reason)).inc()
-        letter = dead_letter(
-            reason,
-            message.topic,
-            message.partition,
-            message.offset,
-            message.key,
-            message.value,
-            int(time.time() * 1000),
-        )
+        letter = dead_letter_for(reason, message, int(time.time() * 1000))
         self._outbox.append((self.dlq_topic, message.topic.encode(), letter))
 
     async def _flush_outbox(self) -> None:

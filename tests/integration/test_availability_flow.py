@@ -175,3 +175,24 @@ def test_bad_http_requests_get_a_clear_4xx(worker: WorkerProcess, events: Events
     assert status == 404 and "no availability" in body["error"]
     status, body = worker.get("/openapi.json")
     assert status == 200 and "/availability/{sku}" in body["paths"]
+
+
+def test_an_invalid_config_record_is_dead_lettered_and_the_rest_still_applies(
+    worker: WorkerProcess, events: Events
+) -> None:
+    events.send(
+        "oms.config.locations.v1", b"STORE-NOWHERE", b'{"location_id": "STORE-NOWHERE", "type": "kiosk"}'
+    )
+    events.send(
+        "oms.config.locations.v1",
+        b"STORE-DEN-HAAG-01",
+        json.dumps({"location_id": "STORE-DEN-HAAG-01", "type": "store", "lat": 52.08, "lon": 4.31}).encode(),
+    )
+    events.movement("SKU-MAP", "STORE-DEN-HAAG-01", "receipt", 4)
+    events.flush()
+
+    wait_for_total(worker, "SKU-MAP", "click_and_collect", 3)  # 4 - 1 store safety stock
+    letters = wait_until(lambda: read_topic(worker.bootstrap, worker.prefix + DLQ), 20, "a dead letter")
+    letter = json.loads(letters[0][1])
+    assert letter["source_topic"].endswith("oms.config.locations.v1")
+    assert letter["reason"].startswith("invalid location record") and "kiosk" in letter["payload"]

@@ -21,8 +21,11 @@ def test_a_surviving_worker_takes_over_the_ledger_of_a_dead_one(
         rng = random.Random(7)
         produce_random_movements(events, rng, 200)
         wait_until(
-            lambda: published(kafka_bootstrap, topic_prefix) == recompute_from_log(kafka_bootstrap, topic_prefix),
-            60, "two workers' availability to match the log",
+            lambda: (
+                published(kafka_bootstrap, topic_prefix) == recompute_from_log(kafka_bootstrap, topic_prefix)
+            ),
+            60,
+            "two workers' availability to match the log",
         )
         # Both answer for every SKU: each reads the whole availability topic.
         sku = next(iter(published(kafka_bootstrap, topic_prefix)))
@@ -33,8 +36,11 @@ def test_a_surviving_worker_takes_over_the_ledger_of_a_dead_one(
         second.stop(signal.SIGKILL)
         produce_random_movements(events, rng, 150)
         expected = recompute_from_log(kafka_bootstrap, topic_prefix)
-        wait_until(lambda: published(kafka_bootstrap, topic_prefix) == expected, 90,
-                   "the survivor to apply the dead worker's SKUs too")
+        wait_until(
+            lambda: published(kafka_bootstrap, topic_prefix) == expected,
+            90,
+            "the survivor to apply the dead worker's SKUs too",
+        )
     finally:
         second.stop()
         first.stop()
