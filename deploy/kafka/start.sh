@@ -24,6 +24,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
+# shellcheck source=deploy/kafka/common.sh
+source "$HERE/common.sh"
 
 FOREGROUND=0
 PORT="${OMS_KAFKA_PORT:-9092}"
@@ -60,11 +62,6 @@ PIDFILE="$DATA/broker.pid"
 LOGFILE="$DATA/broker.log"
 PROPS="$DATA/server.properties"
 
-pid_alive() {  # pid is ours and alive: a kafka.Kafka JVM running our server.properties
-  local pid="$1"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null \
-    && [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"kafka.Kafka $PROPS"* ]]
-}
 
 # Wait until the broker answers a metadata request with itself registered; $1 = pid (may be empty).
 wait_ready() {
@@ -120,7 +117,7 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # --- already running? ---------------------------------------------------------------------------
 if [[ -f "$PIDFILE" ]]; then
   oldpid="$(cat "$PIDFILE" 2>/dev/null || true)"
-  if pid_alive "$oldpid"; then
+  if is_our_broker "$oldpid" "$PROPS"; then
     if [[ $FOREGROUND -eq 1 ]]; then
       echo "start.sh: broker already running in the background (pid $oldpid); stop it first" >&2; exit 1
     fi

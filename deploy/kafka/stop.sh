@@ -9,6 +9,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
+# shellcheck source=deploy/kafka/common.sh
+source "$HERE/common.sh"
 CLEAN=0
 PORT="${OMS_KAFKA_PORT:-9092}"
 while [[ $# -gt 0 ]]; do
@@ -25,15 +27,10 @@ TIMEOUT="${OMS_KAFKA_STOP_TIMEOUT:-30}"
 PIDFILE="$DATA/broker.pid"
 PROPS="$DATA/server.properties"
 
-is_our_broker() {
-  local pid="$1"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null \
-    && [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"kafka.Kafka $PROPS"* ]]
-}
 
 if [[ -f "$PIDFILE" ]]; then
   pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-  if is_our_broker "$pid"; then
+  if is_our_broker "$pid" "$PROPS"; then
     echo "stop.sh: stopping Kafka pid $pid (port $PORT) ..." >&2
     kill -TERM "$pid" 2>/dev/null || true
     deadline=$((SECONDS + TIMEOUT))

@@ -9,7 +9,7 @@ from aiohttp import web
 from faust.web import Request, Response, View
 
 from oms_streams.api.openapi import openapi_document
-from oms_streams.domain.visibility import haversine_km
+from oms_streams.domain.visibility import distances_within
 from oms_streams.metrics import CONTENT_TYPE
 from oms_streams.streaming.app import Worker
 
@@ -44,6 +44,7 @@ def channel_view(
     worker: Worker, record: dict[str, Any], channel: str, near: tuple[float, float, float] | None
 ) -> dict[str, Any]:
     locations = worker.runtime.network.locations
+    nearby = distances_within(locations.values(), *near) if near is not None else None
     rows = []
     for location_id, quantity in record["channels"][channel]["locations"].items():
         location = locations.get(location_id)
@@ -52,13 +53,10 @@ def channel_view(
             row["type"], row["name"] = location.type.value, location.name
         if location_id in record.get("lead_time_hours", {}):
             row["lead_time_hours"] = record["lead_time_hours"][location_id]
-        if near is not None:
-            if location is None or location.lat is None or location.lon is None:
+        if nearby is not None:
+            if location_id not in nearby:
                 continue
-            distance = haversine_km(near[0], near[1], location.lat, location.lon)
-            if distance > near[2]:
-                continue
-            row["distance_km"] = round(distance, 2)
+            row["distance_km"] = round(nearby[location_id], 2)
         rows.append(row)
     rows.sort(key=lambda r: (r.get("distance_km", 0.0), -r["quantity"], r["location_id"]))
     return {

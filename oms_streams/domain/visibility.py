@@ -260,15 +260,16 @@ def publication_signature(availability: SkuAvailability, rules: VisibilityRules)
     )
 
 
-def within_radius(locations: Iterable[Location], lat: float, lon: float, radius_km: float) -> frozenset[str]:
-    """Ids of the locations with coordinates within ``radius_km`` of a point (great-circle)."""
-    return frozenset(
-        loc.location_id
+def distances_within(
+    locations: Iterable[Location], lat: float, lon: float, radius_km: float
+) -> dict[str, float]:
+    """Great-circle km to each location with coordinates within ``radius_km`` of a point, by id."""
+    distances = {
+        loc.location_id: haversine_km(lat, lon, loc.lat, loc.lon)
         for loc in locations
-        if loc.lat is not None
-        and loc.lon is not None
-        and haversine_km(lat, lon, loc.lat, loc.lon) <= radius_km
-    )
+        if loc.lat is not None and loc.lon is not None
+    }
+    return {location_id: km for location_id, km in distances.items() if km <= radius_km}
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -177,8 +177,7 @@ class LedgerRuntime:
         if not result.changed:
             return
         self._store(sku, positions, result.changed)
-        self._views_of(sku, result.changed)
-        if self._publish_if_changed(sku, now_ms, "stock"):
+        if self._publish_if_changed(sku, now_ms, "stock", changed=result.changed):
             observe = self.metrics.event_to_availability.observe
             now_s = now_ms / 1000
             for event, _ in items:
@@ -209,9 +208,11 @@ class LedgerRuntime:
         if new_locations:
             self.tables.sku_locations[sku.encode()] = orjson.dumps(sorted(positions))
 
-    def _publish_if_changed(self, sku: str, now_ms: int, trigger: str, force: bool = False) -> bool:
+    def _publish_if_changed(
+        self, sku: str, now_ms: int, trigger: str, *, changed: Iterable[str] = (), force: bool = False
+    ) -> bool:
         rules = self.network.rules
-        availability = combine(sku, self._views_of(sku, ()).values(), rules)
+        availability = combine(sku, self._views_of(sku, changed).values(), rules)
         self._account_hidden(availability)
         signature = publication_signature(availability, rules)
         if not force and signature == self._last_signature(sku):

@@ -17,11 +17,11 @@ from oms_streams.domain.visibility import (
     LocationType,
     SafetyStock,
     VisibilityRules,
+    distances_within,
     haversine_km,
     publication_signature,
     sku_availability,
     visible_quantity,
-    within_radius,
 )
 from tests.unit.builders import (
     SKU,
@@ -426,7 +426,7 @@ def test_utrecht_to_amsterdam_is_about_35_km():
     assert haversine_km(*UTRECHT, *AMSTERDAM) == pytest.approx(35, abs=2)
 
 
-def test_within_radius_finds_the_stores_close_enough_and_skips_those_without_coordinates():
+def test_distances_within_finds_the_stores_close_enough_and_skips_those_without_coordinates():
     stores = [
         a_store("STORE-UTRECHT-01", lat=UTRECHT[0], lon=UTRECHT[1]),
         a_store("STORE-AMSTERDAM-02", lat=AMSTERDAM[0], lon=AMSTERDAM[1]),
@@ -434,9 +434,9 @@ def test_within_radius_finds_the_stores_close_enough_and_skips_those_without_coo
         a_store("STORE-NOWHERE-04"),
     ]
 
-    assert within_radius(stores, *UTRECHT, radius_km=40) == {"STORE-UTRECHT-01", "STORE-AMSTERDAM-02"}
-    assert within_radius(stores, *UTRECHT, radius_km=1) == {"STORE-UTRECHT-01"}
-    assert within_radius(stores, *UTRECHT, radius_km=60) == {
+    assert set(distances_within(stores, *UTRECHT, radius_km=40)) == {"STORE-UTRECHT-01", "STORE-AMSTERDAM-02"}
+    assert set(distances_within(stores, *UTRECHT, radius_km=1)) == {"STORE-UTRECHT-01"}
+    assert set(distances_within(stores, *UTRECHT, radius_km=60)) == {
         "STORE-UTRECHT-01",
         "STORE-AMSTERDAM-02",
         "STORE-ROTTERDAM-03",
