@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from oms_streams.adapters.timestamps import utc_from_epoch_ms
 from oms_streams.domain.visibility import ChannelView, SkuAvailability
 
 
@@ -14,7 +14,7 @@ def availability_record(availability: SkuAvailability, rules_version: str, now_m
     """Matches ``schemas.availability.AvailabilityRecord`` (a contract test keeps them in step)."""
     return {
         "sku": availability.sku,
-        "published_at": datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(),
+        "published_at": utc_from_epoch_ms(now_ms).isoformat(),
         "rules_version": rules_version,
         "network_atp": availability.network_atp,
         "channels": {

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
 from typing import Protocol
 
 import orjson
+
+from oms_streams.adapters.timestamps import utc_from_epoch_ms
 
 
 def _as_text(raw: bytes | None) -> tuple[str | None, str]:
@@ -34,7 +35,7 @@ def dead_letter(
             "key_encoding": key_encoding,
             "payload": payload,
             "payload_encoding": encoding,
-            "failed_at": datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(),
+            "failed_at": utc_from_epoch_ms(now_ms).isoformat(),
         }
     )
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from oms_streams.adapters.timestamps import epoch_ms
 from oms_streams.domain.inventory import (
     Count,
     JournalEntry,
@@ -33,10 +33,6 @@ class DecodedStock:
 @dataclass(frozen=True, slots=True)
 class Failure:
     reason: str
-
-
-def epoch_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 def _validation_reason(error: ValidationError) -> str:

@@ -14,6 +14,7 @@ from oms_streams.adapters.availability import availability_from_record, availabi
 from oms_streams.adapters.config import decode_location, decode_rules
 from oms_streams.adapters.dlq import dead_letter
 from oms_streams.adapters.stock import Failure, decode_count, decode_movement, decode_supplier_stock
+from oms_streams.adapters.timestamps import utc_from_epoch_ms
 from oms_streams.domain.inventory import (
     JOURNAL_WINDOW,
     MAX_QUANTITY,
@@ -75,7 +76,7 @@ def test_an_availability_record_is_a_valid_availability_record(positions, now_ms
 
     parsed = AvailabilityRecord.model_validate_json(encode(record))
     assert parsed.sku == SKU
-    assert int(parsed.published_at.timestamp() * 1000) == now_ms
+    assert parsed.published_at == utc_from_epoch_ms(now_ms)  # exact, to the millisecond
     assert set(parsed.channels) == {"webshop", "marketplace", "click_and_collect"}
     assert all(view.total == sum(view.locations.values()) for view in parsed.channels.values())
     back = availability_from_record(orjson.loads(encode(record)))
@@ -114,7 +115,7 @@ def test_a_utf8_payload_is_dead_lettered_as_text():
         1234,
     )
     assert letter.key == SKU
-    assert int(letter.failed_at.timestamp() * 1000) == T0
+    assert letter.failed_at == utc_from_epoch_ms(T0)
 
 
 def test_a_binary_payload_is_dead_lettered_as_base64_and_comes_back_intact():

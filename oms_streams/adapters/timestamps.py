@@ -1,0 +1,20 @@
+"""Wire times (tz-aware datetimes) to and from the domain's epoch milliseconds, exactly.
+
+Integer arithmetic, not ``timestamp() * 1000``: the float product can land a hair under the whole
+millisecond and truncate to the one before it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MILLISECOND = timedelta(milliseconds=1)
+
+
+def epoch_ms(moment: datetime) -> int:
+    return (moment - EPOCH) // MILLISECOND
+
+
+def utc_from_epoch_ms(ms: int) -> datetime:
+    return EPOCH + ms * MILLISECOND
