@@ -87,6 +87,31 @@ def _watch(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _promise_backtest(settings: Settings, args: argparse.Namespace) -> int:
+    from oms_streams.tools.backtest import BacktestConfig, backtest_file, report_json
+
+    config = BacktestConfig(
+        quantile=args.quantile, min_samples=args.min_samples, warmup_days=args.warmup_days
+    )
+    report = backtest_file(Path(args.deliveries), config)
+    # with --json - stdout carries only the JSON, so the table goes to stderr
+    print(report.render(), file=sys.stderr if args.json == "-" else sys.stdout)
+    if args.json == "-":
+        print(report_json(report))
+    elif args.json:
+        Path(args.json).write_text(report_json(report) + "\n")
+    return 0
+
+
+def _promise_history(settings: Settings, args: argparse.Namespace) -> int:
+    from oms_streams.tools.history import DEFAULT_NETWORK, write_history
+
+    network = Path(args.network) if args.network else DEFAULT_NETWORK
+    written = write_history(Path(args.out), args.orders, seed=args.seed, network_path=network)
+    print(f"wrote {written:,} shipments to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oms", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +135,39 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("skus", nargs="*")
     watch.add_argument("--channel", default="webshop")
     watch.set_defaults(run=_watch)
+    promise = sub.add_parser("promise", help="backtest delivery promises on shipment history")
+    actions = promise.add_subparsers(dest="action", required=True)
+    backtest = actions.add_parser(
+        "backtest",
+        help="replay delivered shipments and score the promises the model would have made",
+        description=(
+            "Orders are replayed in placed_at order, learning only from shipments delivered strictly "
+            "before each was placed. promised_by = end of the UTC day of placed_at + handling quantile "
+            "of the origin (fallback: all origins, then 24 h) + transit quantile of the lane (origin "
+            "region, destination region; fallback: distance band, then a prior of 24/48/72 h). On time: "
+            "delivered_at <= promised_by. The same figures are given for estimated_delivery when the "
+            "file has it. Unusable rows are counted by reason."
+        ),
+    )
+    backtest.add_argument("--deliveries", required=True, metavar="FILE.csv")
+    backtest.add_argument("--quantile", type=float, default=0.95)
+    backtest.add_argument("--min-samples", type=int, default=30, help="history a lane or origin needs")
+    backtest.add_argument(
+        "--warmup-days", type=float, default=0.0, help="first days teach but are not scored"
+    )
+    backtest.add_argument("--json", metavar="OUT.json", help="also write the report as JSON; - for stdout")
+    backtest.set_defaults(run=_promise_backtest)
+    history = actions.add_parser(
+        "history", help="generate synthetic delivered shipments over the site network"
+    )
+    history.add_argument("--out", required=True, metavar="FILE.csv")
+    history.add_argument("--orders", type=int, required=True)
+    history.add_argument("--seed", type=int, default=7)
+    history.add_argument(
+        "--network",
+        help="Walmart openings CSV (default: ../shared/data/network/ of the repo)",
+    )
+    history.set_defaults(run=_promise_history)
     return parser
 
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     web_port: int = 6066
     batch_max: int = Field(default=5000, ge=1, description="Stock events applied per batch.")
     batch_within_s: float = Field(default=0.02, gt=0, description="Longest wait to fill a batch.")
+    risk_check_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often overdue milestones are looked for."
+    )
     stream_buffer_max: int = Field(default=20_000, ge=1)
     fetch_max_wait_ms: int = Field(
         default=20, ge=1, le=5000, description="Longest a fetch waits for new data (faust fixes it at 1500)."

@@ -68,6 +68,53 @@ class Metrics:
             registry=r,
         )
 
+        self.promise_requests = Counter(
+            "oms_promise_requests",
+            "Promise requests by path (http, topic) and outcome (answered, rejected).",
+            ["path", "outcome"],
+            registry=r,
+        )
+        self.promise_seconds = Histogram(
+            "oms_promise_seconds",
+            "Server-side time to compute and encode one promise (stock lookup, options, JSON).",
+            buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+            registry=r,
+        )
+        self.promise_options = Counter(
+            "oms_promise_options",
+            "Delivery options offered, by method.",
+            ["method"],
+            registry=r,
+        )
+        self.order_events = Counter(
+            "oms_order_events",
+            "Order placements and fulfilment events by kind and verdict (applied, duplicate, parked, "
+            "dead_lettered).",
+            ["kind", "verdict"],
+            registry=r,
+        )
+        self.orders_at_risk = Gauge(
+            "oms_orders_at_risk",
+            "Open orders of this worker whose promise is in danger, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.risk_transitions = Counter(
+            "oms_order_risk_transitions",
+            "At-risk events published, by status (at_risk, cleared) and reason.",
+            ["status", "reason"],
+            registry=r,
+        )
+        self.open_orders = Gauge(
+            "oms_open_orders", "Orders this worker tracks that are not finished.", registry=r
+        )
+        self.transit_observations = Counter(
+            "oms_transit_observations",
+            "Delivered parcels learned from (lane statistics), by verdict (learned, invalid).",
+            ["verdict"],
+            registry=r,
+        )
+
     def scrape(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -86,6 +133,8 @@ def reason_class(reason: str) -> str:
         ("counted unsellable", "impossible_quantity"),
         ("count as of", "stale_count"),
         ("invalid", "schema"),
+        ("impossible option", "impossible_option"),
+        ("unknown pickup store", "unknown_location"),
     ):
         if reason.startswith(prefix):
             return label

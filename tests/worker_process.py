@@ -100,6 +100,16 @@ class WorkerProcess:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
 
+    def post(self, path: str, body: bytes) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            self.url(path), data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
     def health(self) -> dict[str, Any] | None:
         try:
             status, body = self.get("/health")
@@ -153,7 +163,15 @@ class Events:
     def __init__(self, bootstrap: str, prefix: str, client_config: Mapping[str, str] | None = None) -> None:
         self.prefix = prefix
         self.bootstrap = bootstrap
-        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, **(client_config or {})})
+        # murmur2 like the Java clients (and faust): GET /orders/{id} routes to the owner by that hash.
+        self.producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "linger.ms": 2,
+                "partitioner": "murmur2_random",
+                **(client_config or {}),
+            }
+        )
         self._seq = 0
 
     def _next_id(self) -> str:
@@ -211,6 +229,48 @@ class Events:
             "lead_time_hours": lead_time_hours,
         }
         self.send("oms.inventory.supplier-stock.v1", sku.encode(), json.dumps(event).encode())
+        return event
+
+    def promise_request(self, request_id: str, cart: dict[str, int], destination: dict[str, Any]) -> None:
+        event = {
+            "event_id": self._next_id(),
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": "webshop",
+            "request_id": request_id,
+            "cart": [{"sku": sku, "quantity": q} for sku, q in cart.items()],
+            "destination": destination,
+        }
+        self.send("oms.promise.requests.v1", request_id.encode(), json.dumps(event).encode())
+
+    def order_placed(
+        self, order_id: str, option: dict[str, Any], destination: dict[str, Any], event_id: str | None = None
+    ) -> dict[str, Any]:
+        cart: dict[str, int] = {}
+        for shipment in option["shipments"]:
+            for line in shipment["lines"]:
+                cart[line["sku"]] = cart.get(line["sku"], 0) + line["quantity"]
+        event = {
+            "event_id": event_id or self._next_id(),
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": "webshop",
+            "order_id": order_id,
+            "cart": [{"sku": sku, "quantity": q} for sku, q in cart.items()],
+            "destination": destination,
+            "option": option,
+        }
+        self.send("oms.orders.placed.v1", order_id.encode(), json.dumps(event).encode())
+        return event
+
+    def fulfilment(self, order_id: str, kind: str, **fields: Any) -> dict[str, Any]:
+        event = {
+            "event_id": self._next_id(),
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": "store-app",
+            "order_id": order_id,
+            "kind": kind,
+            **fields,
+        }
+        self.send("oms.fulfilment.events.v1", order_id.encode(), json.dumps(event).encode())
         return event
 
     def config(self, network_yaml: Path, extra_env: Mapping[str, str] | None = None) -> None:

@@ -35,26 +35,27 @@ class Failure:
     reason: str
 
 
-def _validation_reason(error: ValidationError) -> str:
+def validation_reason(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "payload"
     more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
     return f"schema violation at {where}: {first['msg']}{more}"
 
 
-def _parse(model: type[M], value: bytes | None) -> M | Failure:
+def parse_model(model: type[M], value: bytes | None, where: str = "a stock topic") -> M | Failure:
+    """The decoded message, or why it is not one; never raises."""
     if value is None:
-        return Failure("empty message (tombstone) on a stock topic")
+        return Failure(f"empty message (tombstone) on {where}")
     try:
         return model.model_validate_json(value)
     except ValidationError as error:
         if any(e["type"] == "json_invalid" for e in error.errors()):
             return Failure("malformed JSON")
-        return Failure(_validation_reason(error))
+        return Failure(validation_reason(error))
 
 
 def decode_movement(key: bytes | None, value: bytes | None) -> DecodedStock | Failure:
-    wire = _parse(StockMovement, value)
+    wire = parse_model(StockMovement, value)
     if isinstance(wire, Failure):
         return wire
     movement = Movement(wire.event_id, MovementKind(wire.kind), wire.quantity, epoch_ms(wire.occurred_at))
@@ -62,7 +63,7 @@ def decode_movement(key: bytes | None, value: bytes | None) -> DecodedStock | Fa
 
 
 def decode_count(key: bytes | None, value: bytes | None) -> DecodedStock | Failure:
-    wire = _parse(StockCount, value)
+    wire = parse_model(StockCount, value)
     if isinstance(wire, Failure):
         return wire
     as_of = epoch_ms(wire.occurred_at)
@@ -74,7 +75,7 @@ def decode_count(key: bytes | None, value: bytes | None) -> DecodedStock | Failu
 
 
 def decode_supplier_stock(key: bytes | None, value: bytes | None) -> DecodedStock | Failure:
-    wire = _parse(SupplierStock, value)
+    wire = parse_model(SupplierStock, value)
     if isinstance(wire, Failure):
         return wire
     feed = SupplierFeed(wire.event_id, wire.quantity, wire.lead_time_hours, epoch_ms(wire.occurred_at))

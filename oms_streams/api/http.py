@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import faust
+import orjson
 from aiohttp import web
 from faust.web import Request, Response, View
 
+from oms_streams.adapters.orders import milestone_view, risk_view
+from oms_streams.adapters.promise import option_to_wire, parse_query, to_request
+from oms_streams.adapters.stock import Failure
+from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.api.openapi import openapi_document
+from oms_streams.domain.risk import assess, milestone_reached
 from oms_streams.domain.visibility import distances_within
 from oms_streams.metrics import CONTENT_TYPE
+from oms_streams.schemas.promise import PromiseQuery
 from oms_streams.streaming.app import Worker
 
 MAX_RADIUS_KM = 20_000.0
@@ -69,8 +79,85 @@ def channel_view(
     }
 
 
+def _json(body: Any, status: int = 200) -> Response:
+    # orjson straight into the response: the promise path is measured in milliseconds.
+    response = web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+    return cast(Response, response)
+
+
+def _check_query(worker: Worker, query: PromiseQuery) -> str | None:
+    """What the schema cannot know: the network's stores, the time zone database."""
+    store = query.destination.pickup_store_id
+    if store is not None and store not in worker.promises.network.promise_network.sites:
+        return f"unknown pickup store {store!r}"
+    if query.destination.timezone is not None:
+        try:
+            ZoneInfo(query.destination.timezone)
+        except (ValueError, KeyError, OSError):
+            return f"unknown time zone {query.destination.timezone!r}"
+    return None
+
+
+def order_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
+    found = worker.orders.lookup(order_id)
+    if found is None:
+        return None
+    row, tracking = found
+    if tracking is None:
+        return {"order_id": order_id, "status": "awaiting_placement", "events": len(row.events or [])}
+    now = time.time_ns() // 1_000_000
+    record = tracking.record
+    risk = assess(tracking, now)
+    return {
+        "order_id": order_id,
+        "status": "at_risk" if risk is not None else "on_track",
+        "promise": {
+            "version": record.version,
+            "placed_at": utc_from_epoch_ms(record.placed_at_ms).isoformat(),
+            "option": option_to_wire(record.option),
+        },
+        "milestones": [milestone_view(m, milestone_reached(tracking, m)) for m in record.milestones],
+        "events": [
+            {
+                "event_id": e.event_id,
+                "kind": e.kind.value,
+                "occurred_at": utc_from_epoch_ms(e.occurred_at_ms).isoformat(),
+                "location_id": e.location_id,
+                "shipment": e.shipment,
+            }
+            for e in sorted(tracking.events, key=lambda e: e.occurred_at_ms)
+        ],
+        "risk": risk_view(risk),
+    }
+
+
 def register_views(worker: Worker) -> None:
     app: faust.App = worker.app
+
+    @app.page("/promise")
+    class PromisePage(View):
+        async def post(self, request: Request) -> Response:
+            query = parse_query(await request.read())
+            if isinstance(query, Failure):
+                worker.metrics.promise_requests.labels("http", "rejected").inc()
+                return _json({"error": query.reason}, status=400)
+            problem = _check_query(worker, query)
+            if problem is not None:
+                worker.metrics.promise_requests.labels("http", "rejected").inc()
+                return _json({"error": problem}, status=400)
+            asked_at = epoch_ms(query.asked_at) if query.asked_at else time.time_ns() // 1_000_000
+            request_id = query.request_id or uuid.uuid4().hex
+            return _json(worker.promises.answer(to_request(query, request_id, asked_at), "http"))
+
+    @app.page("/orders/{order_id}")
+    class OrderPage(View):
+        @app.table_route(table=worker.orders.table, match_info="order_id")  # type: ignore[arg-type]
+        async def get(self, request: Request, order_id: str) -> Response:
+            # table_route answers from the worker that owns the order's partition (proxying to it).
+            view = order_view(worker, order_id)
+            if view is None:
+                return self.json({"error": f"no order {order_id!r}"}, status=404)
+            return self.json(view)
 
     @app.page("/availability/{sku}")
     class AvailabilityPage(View):
@@ -100,6 +187,7 @@ def register_views(worker: Worker) -> None:
         async def get(self, request: Request) -> Response:
             # aiohttp refuses parameters in content_type=, so the exposition header is set whole.
             worker.runtime.export_gauges()
+            worker.orders.export_gauges()
             response = web.Response(body=worker.metrics.scrape(), headers={"Content-Type": CONTENT_TYPE})
             return cast(Response, response)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from oms_streams.schemas.promise import DeliveryOptionModel
+
 
 class LocationAvailability(BaseModel):
     location_id: str
@@ -25,3 +27,43 @@ class ChannelAvailabilityResponse(BaseModel):
 
 class ApiError(BaseModel):
     error: str
+
+
+class MilestoneView(BaseModel):
+    kind: str
+    location_id: str
+    shipment: int
+    due: AwareDatetime = Field(description="The latest time this step may happen for the promise to hold.")
+    reached: bool
+
+
+class FulfilmentEventView(BaseModel):
+    event_id: str
+    kind: str
+    occurred_at: AwareDatetime
+    location_id: str | None = None
+    shipment: int | None = None
+
+
+class RiskView(BaseModel):
+    reason: str
+    suggested_action: str
+    milestone: str | None = None
+    location_id: str
+    shipment: int
+    expected_delay_minutes: int | None = None
+
+
+class PromiseView(BaseModel):
+    version: int
+    placed_at: AwareDatetime
+    option: DeliveryOptionModel
+
+
+class OrderResponse(BaseModel):
+    order_id: str
+    status: str = Field(description="on_track, at_risk, or awaiting_placement (events came first)")
+    promise: PromiseView | None = None
+    milestones: list[MilestoneView] = []
+    events: list[FulfilmentEventView] | int = []
+    risk: RiskView | None = None

@@ -7,8 +7,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from oms_streams import __version__
-from oms_streams.api.models import ApiError, ChannelAvailabilityResponse
+from oms_streams.api.models import ApiError, ChannelAvailabilityResponse, OrderResponse
 from oms_streams.schemas.availability import AvailabilityRecord
+from oms_streams.schemas.promise import PromiseQuery, PromiseResponse
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -21,7 +22,14 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     components: dict[str, Any] = {}
-    for model in (AvailabilityRecord, ChannelAvailabilityResponse, ApiError):
+    for model in (
+        AvailabilityRecord,
+        ChannelAvailabilityResponse,
+        PromiseQuery,
+        PromiseResponse,
+        OrderResponse,
+        ApiError,
+    ):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
@@ -31,7 +39,8 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "oms-streams",
             "version": __version__,
-            "description": "Real-time inventory visibility of an omnichannel retailer.",
+            "description": "Real-time inventory visibility, delivery promises and order tracking of an "
+            "omnichannel retailer.",
         },
         "paths": {
             "/availability/{sku}": {
@@ -73,6 +82,36 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "400": error,
                         "404": _json(ApiError, "No availability has been published for this SKU"),
+                    },
+                }
+            },
+            "/promise": {
+                "post": {
+                    "summary": "Every delivery option the retailer can meet for a whole cart",
+                    "description": "Standard and green home delivery, ship-from-store, click & collect per "
+                    "nearby store (or the chosen pickup store), same-day courier. Each option: the window "
+                    "(delivered or ready within it with probability >= confidence), parcels, CO2e, and "
+                    "the shipments that would fulfil it. Methods that cannot be offered are listed under "
+                    "'unavailable' with the reason.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(PromiseQuery)}},
+                    },
+                    "responses": {
+                        "200": _json(PromiseResponse, "The options, soonest first"),
+                        "400": error,
+                    },
+                }
+            },
+            "/orders/{order_id}": {
+                "get": {
+                    "summary": "An order's promise, milestones, fulfilment events and risk",
+                    "parameters": [
+                        {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": _json(OrderResponse, "The order as its owning worker tracks it"),
+                        "404": _json(ApiError, "No such order (not placed, or not yet seen)"),
                     },
                 }
             },

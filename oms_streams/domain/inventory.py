@@ -256,8 +256,14 @@ def _before(moment_ms: int, counted_at_ms: int | None) -> bool:
 
 
 def available_to_promise(position: StockPosition, protection: int = 0) -> int:
-    """ATP = on hand - reserved - unsellable - protection, never below zero."""
-    return max(0, position.on_hand - position.reserved - max(0, position.unsellable) - max(0, protection))
+    """ATP = on hand - reserved - unsellable - protection, never below zero.
+
+    A negative reservation or unsellable figure (a release that overtook its reservation) never
+    adds sellable units: each term counts as zero at least."""
+    return max(
+        0,
+        position.on_hand - max(0, position.reserved) - max(0, position.unsellable) - max(0, protection),
+    )
 
 
 StockEvent = Movement | Count | SupplierFeed

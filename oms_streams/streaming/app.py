@@ -14,20 +14,33 @@ import faust
 from oms_streams.adapters.dlq import dead_letter_for
 from oms_streams.adapters.stock import decode_count, decode_movement, decode_supplier_stock
 from oms_streams.config import Settings
+from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
 from oms_streams.streaming import faust_fixes
-from oms_streams.streaming.agents import stock
+from oms_streams.streaming.agents import orders, promise, stock
 from oms_streams.streaming.follower import TopicFollower
 from oms_streams.streaming.ledger_runtime import AvailabilityView, LedgerRuntime
 from oms_streams.streaming.network import NetworkState
+from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
+from oms_streams.streaming.promise_service import CourierBookings, PromiseService, TransitLearner
 from oms_streams.streaming.tables import define_tables
 from oms_streams.streaming.topics import (
     AVAILABILITY,
+    CARRIER_SERVICES,
     COUNTS,
+    COURIER_BOOKINGS,
     DLQ,
+    FULFILMENT_EVENTS,
     LOCATIONS,
     MOVEMENTS,
+    ORDERS_AT_RISK,
+    ORDERS_PLACED,
+    PROMISE_POLICY,
+    PROMISE_REQUESTS,
+    PROMISE_RESPONSES,
+    ROUTES,
     SUPPLIER_STOCK,
+    TRANSIT_OBSERVATIONS,
     VISIBILITY_RULES,
 )
 
@@ -38,6 +51,8 @@ log = logging.getLogger(__name__)
 class Worker:
     app: faust.App
     runtime: LedgerRuntime
+    promises: PromiseService
+    orders: OrdersRuntime
     settings: Settings
     metrics: Metrics
 
@@ -62,10 +77,15 @@ def _credentials(settings: Settings) -> Any:
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
-    stock_partitions = {spec.partitions(settings) for spec in (MOVEMENTS, COUNTS, SUPPLIER_STOCK)}
-    if len(stock_partitions) != 1:
-        # One SKU must land on the same partition number in every stock topic and table changelog.
-        raise ValueError(f"stock topics must share one partition count, got {sorted(stock_partitions)}")
+    for family in ((MOVEMENTS, COUNTS, SUPPLIER_STOCK), (ORDERS_PLACED, FULFILMENT_EVENTS)):
+        counts = {spec.partitions(settings) for spec in family}
+        if counts != {settings.partitions}:
+            # One key must land on the same partition number in every topic of its family and in
+            # its table's changelog (tables have OMS_PARTITIONS partitions).
+            names = ", ".join(spec.name for spec in family)
+            raise ValueError(
+                f"{names} must all have OMS_PARTITIONS={settings.partitions} partitions, got {sorted(counts)}"
+            )
     metrics = metrics or Metrics()
     faust_fixes.apply(fetch_max_wait_ms=settings.fetch_max_wait_ms)
     app = faust.App(
@@ -101,7 +121,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     dlq_topic = app.topic(settings.topic(DLQ.name), internal=False, **raw)
     stock_source = app.topic(*(settings.topic(s.name) for s in (MOVEMENTS, COUNTS, SUPPLIER_STOCK)), **raw)
 
-    async def produce(topic: str, key: bytes, value: bytes) -> None:
+    async def produce(topic: str, key: bytes, value: bytes | None) -> None:
         # Straight to the Kafka producer's batches, without faust's per-record FutureMessage and
         # buffer. faust flushes the producer before it commits offsets, so delivery is at least once.
         delivery = await app.producer.send(topic, key, value, None, None, None)
@@ -113,22 +133,26 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         dlq_topic.send_soon(key=record.topic.encode(), value=letter)
 
     resync_requested = asyncio.Event()
-    network = NetworkState(
-        settings.topic(LOCATIONS.name),
-        settings.topic(VISIBILITY_RULES.name),
-        metrics,
-        dead_letter_config,
-        on_change=resync_requested.set,
-    )
-    config_follower = TopicFollower(
-        settings,
-        [settings.topic(LOCATIONS.name), settings.topic(VISIBILITY_RULES.name)],
-        network.on_records,
-    )
+    config_topics = {
+        "location": settings.topic(LOCATIONS.name),
+        "rules": settings.topic(VISIBILITY_RULES.name),
+        "carrier_service": settings.topic(CARRIER_SERVICES.name),
+        "route": settings.topic(ROUTES.name),
+        "promise_policy": settings.topic(PROMISE_POLICY.name),
+    }
+    network = NetworkState(config_topics, metrics, dead_letter_config, on_change=resync_requested.set)
+    config_follower = TopicFollower(settings, list(config_topics.values()), network.on_records)
     view = AvailabilityView()
     view_follower = TopicFollower(settings, [settings.topic(AVAILABILITY.name)], view.on_records)
-    app.add_dependency(config_follower)
-    app.add_dependency(view_follower)
+    transit = TransitLearner(TransitModel(), metrics)
+    bookings = CourierBookings()
+    for follower in (
+        config_follower,
+        view_follower,
+        TopicFollower(settings, [settings.topic(TRANSIT_OBSERVATIONS.name)], transit.on_records),
+        TopicFollower(settings, [settings.topic(COURIER_BOOKINGS.name)], bookings.on_records),
+    ):
+        app.add_dependency(follower)
 
     runtime = LedgerRuntime(
         tables=define_tables(app, settings),
@@ -148,10 +172,58 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     )
     stock.register(app, stock_source, runtime, settings)
 
+    tables = runtime.tables
+    promises = PromiseService(network, view, transit.model, bookings, metrics)
+    promise.register(
+        app,
+        app.topic(settings.topic(PROMISE_REQUESTS.name), **raw),
+        promises,
+        settings,
+        produce,
+        responses_topic=settings.topic(PROMISE_RESPONSES.name),
+        dlq_topic=settings.topic(DLQ.name),
+    )
+    order_runtime = OrdersRuntime(
+        tables.orders,
+        network,
+        OrderTopics(
+            placed=settings.topic(ORDERS_PLACED.name),
+            fulfilment=settings.topic(FULFILMENT_EVENTS.name),
+            at_risk=settings.topic(ORDERS_AT_RISK.name),
+            transit_observations=settings.topic(TRANSIT_OBSERVATIONS.name),
+            courier_bookings=settings.topic(COURIER_BOOKINGS.name),
+            dlq=settings.topic(DLQ.name),
+        ),
+        produce,
+        metrics,
+    )
+    order_source = app.topic(
+        settings.topic(ORDERS_PLACED.name), settings.topic(FULFILMENT_EVENTS.name), **raw
+    )
+    orders.register(app, order_source, order_runtime, config_follower, settings)
+
     @app.on_rebalance_complete.connect
     async def after_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         runtime.forget_ownership()
         resync_requested.set()
+        reload_requested.set()
+
+    reload_requested = asyncio.Event()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def reload_orders_when_requested() -> None:
+        # Outside the rebalance signal, so faust resumes consuming while the rows are read.
+        while True:
+            await reload_requested.wait()
+            reload_requested.clear()
+            try:
+                log.info("tracking %d open orders after the rebalance", await order_runtime.reload())
+            except Exception:
+                log.exception("reloading orders failed; retrying at the next rebalance")
+
+    @app.timer(interval=settings.risk_check_interval_s)  # type: ignore[untyped-decorator]
+    async def check_overdue_milestones() -> None:
+        await order_runtime.check_due()
 
     @app.task  # type: ignore[untyped-decorator]
     async def resync_when_requested() -> None:
@@ -189,4 +261,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         for topic, value in lag.items():
             metrics.consumer_lag.labels(topic).set(value)
 
-    return Worker(app=app, runtime=runtime, settings=settings, metrics=metrics)
+    return Worker(
+        app=app, runtime=runtime, promises=promises, orders=order_runtime, settings=settings, metrics=metrics
+    )

@@ -9,16 +9,13 @@ its latest positions, in order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-import weakref
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
-from faust.streams import _current_event
 
 from oms_streams.adapters.availability import availability_from_record, availability_record, encode
 from oms_streams.adapters.dlq import dead_letter_for
@@ -41,6 +38,7 @@ from oms_streams.domain.visibility import (
 from oms_streams.metrics import Metrics, reason_class
 from oms_streams.streaming.follower import TopicFollower
 from oms_streams.streaming.network import NetworkState
+from oms_streams.streaming.table_context import in_partition_of
 from oms_streams.streaming.tables import Tables
 
 log = logging.getLogger(__name__)
@@ -50,40 +48,45 @@ Produce = Callable[[str, bytes, bytes], Awaitable[None]]
 """(topic, key, value): hands a record to the Kafka producer; faust flushes it before committing."""
 
 
-@contextlib.contextmanager
-def in_partition_of(event: Any) -> Iterator[None]:
-    """Make table writes go to ``event``'s partition.
-
-    faust picks a table's changelog partition (and local store) from the *current event*. A batch
-    from ``take_events`` mixes partitions, so each SKU's writes are made in the context of one of
-    its own events; this keeps every key co-partitioned with its source topic.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
 class AvailabilityView:
-    """The latest record per SKU on the availability topic, as raw JSON (decoded only when read)."""
+    """The latest record per SKU on the availability topic, as raw JSON (decoded only when read).
+
+    Decoded records of the SKUs asked for are kept until the SKU's next record arrives: a promise
+    reads the same hot SKUs again and again.
+    """
+
+    PARSED_MAX = 50_000
 
     def __init__(self) -> None:
         self.records: dict[str, bytes] = {}
+        self._parsed: dict[str, dict[str, Any]] = {}
 
     def on_records(self, records: Sequence[Any]) -> None:
         for record in records:
             if record.key is None:
                 continue
             sku = record.key.decode(errors="replace")
+            self._parsed.pop(sku, None)
             if record.value is None:
                 self.records.pop(sku, None)
             else:
                 self.records[sku] = record.value
 
-    def get(self, sku: str) -> dict[str, Any] | None:
+    def get(self, sku: str, keep: bool = True) -> dict[str, Any] | None:
+        """The decoded record; callers must not modify it (it is shared). ``keep=False`` for one-off
+        reads (a resync walks every SKU once)."""
+        parsed = self._parsed.get(sku)
+        if parsed is not None:
+            return parsed
         raw = self.records.get(sku)
-        return orjson.loads(raw) if raw is not None else None
+        if raw is None:
+            return None
+        if not keep:
+            return dict(orjson.loads(raw))
+        if len(self._parsed) >= self.PARSED_MAX:
+            self._parsed.clear()
+        parsed = self._parsed[sku] = dict(orjson.loads(raw))
+        return parsed
 
 
 class LedgerRuntime:
@@ -245,7 +248,7 @@ class LedgerRuntime:
         known = self._published.get(sku)
         if known is not None:
             return known
-        record = self.view.get(sku)
+        record = self.view.get(sku, keep=False)
         if record is None:
             return None
         return publication_signature(availability_from_record(record), self.network.rules)

@@ -1,8 +1,10 @@
 """Every faust table of the worker, in one place.
 
-Both tables are co-partitioned with the stock topics (keyed by SKU) and written only by
-``apply_stock_events``, inside the partition of the events being applied. Values are raw JSON
-bytes written whole (faust only writes the changelog on ``table[key] = value``).
+The ledger tables are co-partitioned with the stock topics (keyed by SKU) and written only by
+``apply_stock_events``; ``orders`` is co-partitioned with the order topics (keyed by order id) and
+written only by ``track_orders`` and its milestone timer. Every write is made inside the partition
+of its key (see ``table_context``). Values are raw JSON bytes written whole (faust only writes the
+changelog on ``table[key] = value``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class Tables:
     """'SKU|LOCATION' -> position row (see adapters.stock.position_to_row)."""
     sku_locations: Any
     """SKU -> the locations that ever held a position of it, so a SKU's ledger loads without a scan."""
+    orders: Any
+    """Order id -> order row: promise versions, milestones, fulfilment events, last risk state."""
 
 
 def define_tables(app: faust.App, settings: Settings) -> Tables:
@@ -47,4 +51,5 @@ def define_tables(app: faust.App, settings: Settings) -> Tables:
     return Tables(
         stock_positions=app.Table("stock_positions", options=options, help="Stock positions", **common),
         sku_locations=app.Table("sku_locations", options=options, help="Locations per SKU", **common),
+        orders=app.Table("orders", options=options, help="Orders, their promise and progress", **common),
     )

@@ -12,9 +12,23 @@ from pydantic import BaseModel
 
 from oms_streams.config import Settings
 from oms_streams.schemas.availability import AvailabilityRecord
-from oms_streams.schemas.config import LocationRecord, VisibilityRulesRecord
+from oms_streams.schemas.config import (
+    CarrierServiceRecord,
+    LocationRecord,
+    PromisePolicyRecord,
+    RouteRecord,
+    VisibilityRulesRecord,
+)
 from oms_streams.schemas.dlq import DeadLetter
 from oms_streams.schemas.inventory import StockCount, StockMovement, SupplierStock
+from oms_streams.schemas.orders import (
+    CourierBooking,
+    FulfilmentEvent,
+    OrderAtRisk,
+    OrderPlaced,
+    TransitObservation,
+)
+from oms_streams.schemas.promise import PromiseRequested, PromiseResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +42,8 @@ class TopicSpec:
     """Config topics: one partition keeps their order total and their size tiny."""
     producers: tuple[str, ...] = ()
     consumers: tuple[str, ...] = ()
+    retention_days: int | None = None
+    """Time-bounded topics (a learning window); None keeps the broker's default."""
 
     def partitions(self, settings: Settings) -> int:
         override = settings.topic_overrides.get(self.name)
@@ -42,7 +58,12 @@ class TopicSpec:
         return settings.replication_factor
 
     def kafka_config(self) -> dict[str, str]:
-        return {"cleanup.policy": "compact"} if self.compacted else {}
+        config = {"cleanup.policy": "compact"} if self.compacted else {}
+        if self.retention_days is not None:
+            config["retention.ms"] = str(self.retention_days * 86_400_000)
+            if self.compacted:
+                config["cleanup.policy"] = "compact,delete"
+        return config
 
 
 MOVEMENTS = TopicSpec(
@@ -98,15 +119,121 @@ AVAILABILITY = TopicSpec(
     producers=("apply_stock_events", "resync (config change, rebalance)"),
     consumers=("webshop", "availability view (HTTP)"),
 )
+CARRIER_SERVICES = TopicSpec(
+    "oms.config.carrier-services.v1",
+    "service_id",
+    CarrierServiceRecord,
+    "Carrier services: pickups and cut-offs, delivery days, CO2e, transit prior; a tombstone removes one.",
+    compacted=True,
+    single_partition=True,
+    producers=("oms config publish",),
+    consumers=("config follower (every worker)",),
+)
+ROUTES = TopicSpec(
+    "oms.config.routes.v1",
+    "route_id",
+    RouteRecord,
+    "Fixed replenishment routes DC -> stores: weekly departures and travel times.",
+    compacted=True,
+    single_partition=True,
+    producers=("oms config publish",),
+    consumers=("config follower (every worker)",),
+)
+PROMISE_POLICY = TopicSpec(
+    "oms.config.promise-policy.v1",
+    "'default'",
+    PromisePolicyRecord,
+    "Promise quantile, lane history threshold, parcels, click & collect radius, horizon.",
+    compacted=True,
+    single_partition=True,
+    producers=("oms config publish",),
+    consumers=("config follower (every worker)",),
+)
+PROMISE_REQUESTS = TopicSpec(
+    "oms.promise.requests.v1",
+    "request_id",
+    PromiseRequested,
+    "Delivery promise requests for a whole cart (the event twin of POST /promise).",
+    producers=("webshop",),
+    consumers=("answer_promise_requests",),
+)
+PROMISE_RESPONSES = TopicSpec(
+    "oms.promise.responses.v1",
+    "request_id",
+    PromiseResponse,
+    "Every delivery option for a requested cart: window, confidence, parcels, CO2e, shipments.",
+    producers=("answer_promise_requests",),
+    consumers=("webshop",),
+)
+ORDERS_PLACED = TopicSpec(
+    "oms.orders.placed.v1",
+    "order_id",
+    OrderPlaced,
+    "Orders with the chosen delivery option; the same order again with a new event id re-promises it.",
+    producers=("webshop",),
+    consumers=("track_orders",),
+)
+FULFILMENT_EVENTS = TopicSpec(
+    "oms.fulfilment.events.v1",
+    "order_id",
+    FulfilmentEvent,
+    "Pick, pack, handover, route departure, delivery, rejection, short pick, carrier delay.",
+    producers=("WMS", "store apps", "carriers"),
+    consumers=("track_orders",),
+)
+ORDERS_AT_RISK = TopicSpec(
+    "oms.orders.at-risk.v1",
+    "order_id",
+    OrderAtRisk,
+    "An order's promise in danger (reason, expected delay, suggested action), or cleared.",
+    producers=("track_orders",),
+    consumers=("customer service", "fulfilment", "operators"),
+)
+TRANSIT_OBSERVATIONS = TopicSpec(
+    "oms.promise.transit-observations.v1",
+    "service|origin region|destination region",
+    TransitObservation,
+    "Carrier transit of every delivered parcel; every worker learns its lane statistics from it.",
+    producers=("track_orders (on delivered)",),
+    consumers=("transit learner (every worker)",),
+    retention_days=180,  # the learning window: a restarted worker relearns from the last 180 days
+)
+COURIER_BOOKINGS = TopicSpec(
+    "oms.promise.courier-bookings.v1",
+    "store|slot start ms|order",
+    CourierBooking,
+    "Courier slots taken by placed orders; one key per booking, so workers never overwrite each other.",
+    compacted=True,
+    producers=("track_orders",),
+    consumers=("courier slots (every worker)",),
+    retention_days=7,  # only today's slots matter
+)
 DLQ = TopicSpec(
     "oms.dlq.v1",
     "source topic",
     DeadLetter,
     "Input that could not be applied, with the reason, its origin and the original bytes.",
-    producers=("apply_stock_events", "config follower (every worker)"),
+    producers=(
+        "apply_stock_events",
+        "answer_promise_requests",
+        "track_orders",
+        "config follower (every worker)",
+    ),
     consumers=("operators",),
 )
 
 STOCK_INPUTS = (MOVEMENTS, COUNTS, SUPPLIER_STOCK)
-CONFIG_INPUTS = (LOCATIONS, VISIBILITY_RULES)
-ALL_TOPICS = (*STOCK_INPUTS, *CONFIG_INPUTS, AVAILABILITY, DLQ)
+ORDER_INPUTS = (ORDERS_PLACED, FULFILMENT_EVENTS)
+CONFIG_INPUTS = (LOCATIONS, VISIBILITY_RULES, CARRIER_SERVICES, ROUTES, PROMISE_POLICY)
+ALL_TOPICS = (
+    *STOCK_INPUTS,
+    *CONFIG_INPUTS,
+    AVAILABILITY,
+    PROMISE_REQUESTS,
+    PROMISE_RESPONSES,
+    *ORDER_INPUTS,
+    ORDERS_AT_RISK,
+    TRANSIT_OBSERVATIONS,
+    COURIER_BOOKINGS,
+    DLQ,
+)

@@ -1,0 +1,211 @@
+"""Orders and fulfilment events between the wire, the domain and the ``orders`` table rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from oms_streams.adapters.promise import option_from_wire
+from oms_streams.adapters.stock import Failure, parse_model
+from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
+from oms_streams.domain.orders import Milestone, MilestoneKind, PromiseRecord
+from oms_streams.domain.risk import FulfilmentEvent, FulfilmentKind, OrderTracking, Risk
+from oms_streams.schemas.orders import FulfilmentEvent as FulfilmentEventModel
+from oms_streams.schemas.orders import OrderPlaced
+from oms_streams.schemas.promise import DeliveryOptionModel
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    event_id: str
+    order_id: str
+    placed_at_ms: int
+    option_wire: dict[str, Any]
+    """The chosen option as the webshop sent it (kept verbatim in the order row)."""
+    destination: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Fulfilment:
+    order_id: str
+    event: FulfilmentEvent
+
+
+def _keyed(key: bytes | None, order_id: str) -> Failure | None:
+    # Orders and their fulfilment events meet in one partition only when both are keyed by order id.
+    if key != order_id.encode():
+        shown = key.decode(errors="replace") if key is not None else None
+        return Failure(f"message key {shown!r} is not the order id {order_id!r}")
+    return None
+
+
+def decode_placement(key: bytes | None, value: bytes | None) -> Placement | Failure:
+    wire = parse_model(OrderPlaced, value, "the orders topic")
+    if isinstance(wire, Failure):
+        return wire
+    wrong_key = _keyed(key, wire.order_id)
+    if wrong_key is not None:
+        return wrong_key
+    ordered = {line.sku: line.quantity for line in wire.cart}
+    shipped: dict[str, int] = {}
+    for shipment in wire.option.shipments:
+        for line in shipment.lines:
+            shipped[line.sku] = shipped.get(line.sku, 0) + line.quantity
+    if shipped != ordered:
+        return Failure("impossible option: its shipments do not carry exactly the cart's lines")
+    return Placement(
+        event_id=wire.event_id,
+        order_id=wire.order_id,
+        placed_at_ms=epoch_ms(wire.occurred_at),
+        option_wire=wire.option.model_dump(mode="json"),
+        destination=wire.destination.model_dump(mode="json"),
+    )
+
+
+def decode_fulfilment(key: bytes | None, value: bytes | None) -> Fulfilment | Failure:
+    wire = parse_model(FulfilmentEventModel, value, "the fulfilment topic")
+    if isinstance(wire, Failure):
+        return wire
+    wrong_key = _keyed(key, wire.order_id)
+    if wrong_key is not None:
+        return wrong_key
+    if wire.kind == "carrier_delay" and wire.new_eta is None:
+        return Failure("schema violation at new_eta: a carrier_delay needs the new ETA")
+    return Fulfilment(
+        wire.order_id,
+        FulfilmentEvent(
+            event_id=wire.event_id,
+            kind=FulfilmentKind(wire.kind),
+            occurred_at_ms=epoch_ms(wire.occurred_at),
+            location_id=wire.location_id,
+            shipment=wire.shipment,
+            new_eta_ms=epoch_ms(wire.new_eta) if wire.new_eta is not None else None,
+            reason=wire.reason,
+        ),
+    )
+
+
+# --- the orders table row -----------------------------------------------------------------------
+# One JSON object per order, written whole: its placements (event ids, so a redelivered placement is
+# a duplicate), the current promise version with its option verbatim and derived milestones, the
+# fulfilment events so far (also the ones that arrived before the placement), and the id of the last
+# risk state published.
+
+
+@dataclass(slots=True)
+class OrderRow:
+    order_id: str
+    placements: list[str]
+    version: int = 0
+    placed_at_ms: int = 0
+    option: dict[str, Any] | None = None
+    destination: dict[str, Any] | None = None
+    milestones: list[list[Any]] | None = None
+    events: list[list[Any]] | None = None
+    risk_id: str | None = None
+    """The event id of the last risk state published for this order."""
+    at_risk: bool = False
+    """Whether that state was 'at risk' (so 'cleared' is published only after an 'at risk')."""
+    partition: int = 0
+    """The order's partition, for writes no event caused (the overdue-milestone timer)."""
+
+    def tracking(self) -> OrderTracking | None:
+        """The domain's view of the order; None while only fulfilment events have arrived."""
+        if self.option is None or self.milestones is None:
+            return None
+        record = PromiseRecord(
+            order_id=self.order_id,
+            version=self.version,
+            placed_at_ms=self.placed_at_ms,
+            option=option_from_wire(DeliveryOptionModel.model_validate(self.option, strict=False)),
+            milestones=tuple(Milestone(MilestoneKind(k), loc, due, i) for k, loc, due, i in self.milestones),
+        )
+        return OrderTracking(record, self.fulfilment_events())
+
+    def fulfilment_events(self) -> tuple[FulfilmentEvent, ...]:
+        return tuple(
+            FulfilmentEvent(event_id, FulfilmentKind(kind), at, loc, shipment, eta, reason)
+            for event_id, kind, at, loc, shipment, eta, reason in self.events or ()
+        )
+
+    def set_events(self, events: tuple[FulfilmentEvent, ...]) -> None:
+        self.events = [
+            [e.event_id, e.kind.value, e.occurred_at_ms, e.location_id, e.shipment, e.new_eta_ms, e.reason]
+            for e in events
+        ]
+
+    def set_promise(
+        self, record: PromiseRecord, option_wire: dict[str, Any], destination: dict[str, Any]
+    ) -> None:
+        self.version = record.version
+        self.placed_at_ms = record.placed_at_ms
+        self.option = option_wire
+        self.destination = destination
+        self.milestones = [[m.kind.value, m.location_id, m.due_ms, m.shipment] for m in record.milestones]
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "order_id": self.order_id,
+                "placements": self.placements,
+                "version": self.version,
+                "placed_at_ms": self.placed_at_ms,
+                "option": self.option,
+                "destination": self.destination,
+                "milestones": self.milestones,
+                "events": self.events,
+                "risk_id": self.risk_id,
+                "at_risk": self.at_risk,
+                "partition": self.partition,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> OrderRow:
+        return cls(**orjson.loads(raw))
+
+
+def milestone_view(milestone: Milestone, reached: bool) -> dict[str, Any]:
+    return {
+        "kind": milestone.kind.value,
+        "location_id": milestone.location_id,
+        "shipment": milestone.shipment,
+        "due": utc_from_epoch_ms(milestone.due_ms).isoformat(),
+        "reached": reached,
+    }
+
+
+def risk_view(risk: Risk | None) -> dict[str, Any] | None:
+    if risk is None:
+        return None
+    return {
+        "reason": risk.reason.value,
+        "suggested_action": risk.action.value,
+        "milestone": risk.milestone.value if risk.milestone else None,
+        "location_id": risk.location_id,
+        "shipment": risk.shipment,
+        "expected_delay_minutes": -(-risk.expected_delay_ms // 60_000)
+        if risk.expected_delay_ms is not None
+        else None,
+    }
+
+
+def at_risk_record(
+    event_id: str, record: PromiseRecord, risk: Risk | None, now_ms: int, source: str
+) -> bytes:
+    """Matches ``schemas.orders.OrderAtRisk``: the order's risk, or ``cleared`` when risk is None."""
+    body: dict[str, Any] = {
+        "event_id": event_id,
+        "occurred_at": utc_from_epoch_ms(now_ms).isoformat(),
+        "source": source,
+        "schema_version": 1,
+        "order_id": record.order_id,
+        "status": "at_risk" if risk is not None else "cleared",
+        "promised_by": utc_from_epoch_ms(record.option.window_end_ms).isoformat(),
+        "promise_version": record.version,
+    }
+    if risk is not None:
+        body.update(risk_view(risk) or {})
+    return orjson.dumps(body)

@@ -1,0 +1,98 @@
+"""Orders with their promise, fulfilment events, orders at risk (``oms.orders.*``, ``oms.fulfilment.*``).
+
+All keyed by order id, so an order's placement and its fulfilment events meet in one partition.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field
+
+from oms_streams.schemas.envelope import Envelope, Identifier, WireModel
+from oms_streams.schemas.promise import CartLineModel, DeliveryOptionModel, DestinationModel
+
+FulfilmentKindName = Literal[
+    "pick_started",
+    "picked",
+    "packed",
+    "handed_to_carrier",
+    "route_departed",
+    "ready_for_pickup",
+    "delivered",
+    "collected",
+    "store_rejected",
+    "short_pick",
+    "carrier_delay",
+]
+
+
+class OrderPlaced(Envelope):
+    """An order placed with the delivery option the customer chose (as ``POST /promise`` returned it).
+
+    Placing the same order again with another event id is a re-promise: a new version of its promise.
+    """
+
+    order_id: Identifier
+    cart: Annotated[list[CartLineModel], Field(min_length=1, max_length=100)]
+    destination: DestinationModel
+    option: DeliveryOptionModel
+    channel: Annotated[str, Field(max_length=64)] = "webshop"
+
+
+class FulfilmentEvent(Envelope):
+    """Progress (or trouble) reported by a WMS, a store app or a carrier."""
+
+    order_id: Identifier
+    kind: FulfilmentKindName
+    location_id: Identifier | None = None
+    shipment: Annotated[int, Field(ge=0, le=100)] | None = Field(
+        default=None, description="Index of the promised shipment; default: the one at location_id."
+    )
+    new_eta: AwareDatetime | None = Field(
+        default=None, description="carrier_delay: the new expected delivery."
+    )
+    reason: Annotated[str, Field(max_length=256)] = ""
+
+
+class OrderAtRisk(Envelope):
+    """An order's risk state changed (``oms.orders.at-risk.v1``): at risk with why and what to do, or cleared.
+
+    event_id is deterministic per (order, promise version, state), so a state re-published after a
+    restart is recognisable as a duplicate.
+    """
+
+    order_id: Identifier
+    status: Literal["at_risk", "cleared"]
+    reason: str | None = None
+    suggested_action: Literal["re-source", "expedite", "inform_customer"] | None = None
+    milestone: str | None = None
+    location_id: str | None = None
+    shipment: int | None = None
+    expected_delay_minutes: int | None = Field(
+        default=None, description="How late the order is expected to be (a lower bound); null when unknown."
+    )
+    promised_by: AwareDatetime
+    promise_version: int
+
+
+class TransitObservation(Envelope):
+    """One delivered parcel's carrier transit (``oms.promise.transit-observations.v1``, keyed by lane)."""
+
+    order_id: Identifier
+    service_id: str
+    origin_id: Identifier
+    origin_region: str
+    dest_region: str
+    distance_km: Annotated[float, Field(ge=0)]
+    handed_to_carrier_at: AwareDatetime
+    delivered_at: AwareDatetime
+
+
+class CourierBooking(WireModel):
+    """A courier slot taken by an order (compacted ``oms.promise.courier-bookings.v1``,
+    key ``STORE|SLOT_START_MS|ORDER``; a tombstone frees it)."""
+
+    store_id: Identifier
+    slot_start: AwareDatetime
+    order_id: Identifier

@@ -1,0 +1,355 @@
+"""The imperative shell around orders at risk: decode, load, decide (domain), store, emit, measure.
+
+``apply_batch`` is called by the ``track_orders`` agent with placements and fulfilment events (both
+keyed by order id, so an order's whole story is in one partition); ``check_due`` is called by a
+timer and looks at the orders whose next milestone has passed. Both run under one lock and store
+each order's row whole in the ``orders`` table, in the order's own partition.
+
+Published risk states carry a deterministic event id (order, promise version, state): after a
+crash, a state published but not yet stored is published again with the same id, so consumers can
+recognise the repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from oms_streams.adapters.dlq import dead_letter_for
+from oms_streams.adapters.orders import (
+    Fulfilment,
+    OrderRow,
+    Placement,
+    at_risk_record,
+    decode_fulfilment,
+    decode_placement,
+)
+from oms_streams.adapters.promise import option_from_wire
+from oms_streams.adapters.stock import Failure
+from oms_streams.adapters.timestamps import utc_from_epoch_ms
+from oms_streams.domain.network import DeliveryMethod
+from oms_streams.domain.orders import PromiseRecord, derive_milestones
+from oms_streams.domain.risk import (
+    FulfilmentKind,
+    OrderTracking,
+    Risk,
+    apply_fulfilment,
+    assess,
+    latest_event_ms,
+    next_check_ms,
+    risk_event_id,
+)
+from oms_streams.domain.visibility import haversine_km
+from oms_streams.metrics import Metrics, reason_class
+from oms_streams.schemas.promise import DeliveryOptionModel
+from oms_streams.streaming.network import NetworkState
+from oms_streams.streaming.table_context import in_partition, in_partition_of
+
+log = logging.getLogger(__name__)
+
+Produce = Callable[[str, bytes, bytes | None], Awaitable[None]]
+SOURCE = "oms-streams:track_orders"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTopics:
+    placed: str
+    fulfilment: str
+    at_risk: str
+    transit_observations: str
+    courier_bookings: str
+    dlq: str
+
+
+@dataclass(slots=True)
+class OpenOrder:
+    row: OrderRow
+    tracking: OrderTracking | None
+    partition: int
+    risk: Risk | None = None
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class OrdersRuntime:
+    def __init__(
+        self, table: Any, network: NetworkState, topics: OrderTopics, produce: Produce, metrics: Metrics
+    ) -> None:
+        self.table = table
+        self.network = network
+        self.topics = topics
+        self.produce = produce
+        self.metrics = metrics
+        self.lock = asyncio.Lock()
+        self._open: dict[str, OpenOrder] = {}
+        """Orders with something still pending, with their decoded tracking (rows are in the table)."""
+        self._due: list[tuple[int, str]] = []
+        self._outbox: list[tuple[str, bytes, bytes | None]] = []
+
+    # --- events ---------------------------------------------------------------------------------
+
+    async def apply_batch(self, events: list[Any]) -> None:
+        async with self.lock:
+            by_partition: dict[int, list[Any]] = defaultdict(list)
+            for event in events:
+                by_partition[event.message.partition].append(event)
+            now = now_ms()
+            for partition, group in by_partition.items():
+                touched: dict[str, Any] = {}
+                for event in group:
+                    order_id = self._apply_one(event, partition, now)
+                    if order_id is not None:
+                        touched[order_id] = event
+                with in_partition_of(group[-1]):
+                    for order_id in touched:
+                        self._decide_and_store(order_id, now)
+            await self._flush()
+
+    def _apply_one(self, event: Any, partition: int, now: int) -> str | None:
+        message = event.message
+        if message.topic == self.topics.placed:
+            decoded: Placement | Fulfilment | Failure = decode_placement(message.key, message.value)
+            kind = "placed"
+        else:
+            decoded = decode_fulfilment(message.key, message.value)
+            kind = decoded.event.kind.value if isinstance(decoded, Fulfilment) else "fulfilment"
+        if isinstance(decoded, Failure):
+            self._dead_letter(decoded.reason, message, now)
+            self.metrics.order_events.labels(kind, "dead_lettered").inc()
+            return None
+        order = self._load(decoded.order_id, partition)
+        if isinstance(decoded, Placement):
+            verdict = self._place(order, decoded, message, now)
+        else:
+            verdict = self._progress(order, decoded)
+        self.metrics.order_events.labels(kind, verdict).inc()
+        return decoded.order_id if verdict in ("applied", "parked") else None
+
+    def _place(self, order: OpenOrder, placement: Placement, message: Any, now: int) -> str:
+        row = order.row
+        if placement.event_id in row.placements:
+            return "duplicate"
+        option = option_from_wire(DeliveryOptionModel.model_validate(placement.option_wire, strict=False))
+        if option.pickup_store_id is not None and option.pickup_store_id not in self.network.locations:
+            self._dead_letter(f"unknown pickup store {option.pickup_store_id!r}", message, now)
+            return "dead_lettered"
+        record = PromiseRecord(
+            order_id=placement.order_id,
+            version=row.version + 1,  # a placement with a new event id re-promises the order
+            placed_at_ms=placement.placed_at_ms,
+            option=option,
+            milestones=derive_milestones(option, self.network.promise_network),
+        )
+        row.placements.append(placement.event_id)
+        row.set_promise(record, placement.option_wire, placement.destination)
+        order.tracking = OrderTracking(record, row.fulfilment_events())
+        if option.method is DeliveryMethod.COURIER and option.pickup_store_id is None:
+            shipment = option.shipments[0]
+            key = f"{shipment.location_id}|{option.window_start_ms}|{placement.order_id}".encode()
+            booking = {
+                "store_id": shipment.location_id,
+                "slot_start": utc_from_epoch_ms(option.window_start_ms).isoformat(),
+                "order_id": placement.order_id,
+            }
+            self._outbox.append((self.topics.courier_bookings, key, orjson.dumps(booking)))
+        return "applied"
+
+    def _progress(self, order: OpenOrder, fulfilment: Fulfilment) -> str:
+        event = fulfilment.event
+        if order.tracking is None:
+            # The placement has not arrived yet (two topics are not ordered with each other): park.
+            known = order.row.fulfilment_events()
+            if any(e.event_id == event.event_id for e in known):
+                return "duplicate"
+            order.row.set_events((*known, event))
+            return "parked"
+        tracking, applied = apply_fulfilment(order.tracking, event)
+        if not applied:
+            return "duplicate"
+        order.tracking = tracking
+        order.row.set_events(tracking.events)
+        if event.kind is FulfilmentKind.DELIVERED:
+            self._observe_transit(order, tracking, event.occurred_at_ms, event.shipment, event.location_id)
+        return "applied"
+
+    def _observe_transit(
+        self,
+        order: OpenOrder,
+        tracking: OrderTracking,
+        delivered_ms: int,
+        index: int | None,
+        location: str | None,
+    ) -> None:
+        """Every delivered carrier parcel becomes a lane observation every worker learns from."""
+        option = tracking.record.option
+        destination = order.row.destination or {}
+        network = self.network.promise_network
+        for i, shipment in enumerate(option.shipments):
+            if shipment.service_id is None or (index is not None and i != index):
+                continue
+            if index is None and location is not None and shipment.location_id != location:
+                continue
+            handed = [
+                e.occurred_at_ms
+                for e in tracking.events
+                if e.kind is FulfilmentKind.HANDED_TO_CARRIER
+                and (
+                    e.shipment == i or (e.shipment is None and e.location_id in (None, shipment.location_id))
+                )
+            ]
+            handed_ms = min(handed) if handed else shipment.handover_at_ms
+            site = network.sites.get(shipment.location_id)
+            if site is None or delivered_ms < handed_ms:
+                continue
+            distance = shipment.distance_km
+            if not distance and destination.get("lat") is not None:
+                distance = haversine_km(site.lat, site.lon, destination["lat"], destination["lon"])
+            observation = {
+                "event_id": f"{tracking.record.order_id}:{i}:delivered",
+                "occurred_at": utc_from_epoch_ms(delivered_ms).isoformat(),
+                "source": SOURCE,
+                "schema_version": 1,
+                "order_id": tracking.record.order_id,
+                "service_id": shipment.service_id,
+                "origin_id": shipment.location_id,
+                "origin_region": site.region,
+                "dest_region": destination.get("region") or "",
+                "distance_km": round(distance, 3),
+                "handed_to_carrier_at": utc_from_epoch_ms(handed_ms).isoformat(),
+                "delivered_at": utc_from_epoch_ms(delivered_ms).isoformat(),
+            }
+            lane = f"{shipment.service_id}|{site.region}|{observation['dest_region']}".encode()
+            self._outbox.append((self.topics.transit_observations, lane, orjson.dumps(observation)))
+
+    # --- risk -----------------------------------------------------------------------------------
+
+    def _decide_and_store(self, order_id: str, now: int) -> None:
+        """Assess, publish the risk state if it changed, store the row, schedule the next check."""
+        order = self._open[order_id]
+        if order.tracking is not None:
+            risk = assess(order.tracking, now)
+            if risk is not None or order.row.at_risk:
+                self._publish_risk(order_id, order, risk, now)
+            order.risk = risk
+        order.row.partition = order.partition
+        self.table[order_id] = order.row.encode()
+        self._schedule(order_id, order, now)
+
+    def _publish_risk(self, order_id: str, order: OpenOrder, risk: Risk | None, now: int) -> None:
+        """Publish the order's risk state if it is not the one published last."""
+        assert order.tracking is not None
+        record = order.tracking.record
+        # 'cleared' is identified by the latest event that cleared it, so each clearing has its own id.
+        state_id = risk_event_id(order_id, risk, record.version, as_of_ms=latest_event_ms(order.tracking))
+        if state_id == order.row.risk_id:
+            return
+        self._outbox.append(
+            (self.topics.at_risk, order_id.encode(), at_risk_record(state_id, record, risk, now, SOURCE))
+        )
+        if risk is not None:
+            self.metrics.risk_transitions.labels("at_risk", risk.reason.value).inc()
+        else:
+            previous = order.risk.reason.value if order.risk is not None else ""
+            self.metrics.risk_transitions.labels("cleared", previous).inc()
+        order.row.risk_id = state_id
+        order.row.at_risk = risk is not None
+
+    def _schedule(self, order_id: str, order: OpenOrder, now: int) -> None:
+        if order.tracking is None:
+            return  # parked events only: nothing to check until the placement arrives
+        due = next_check_ms(order.tracking, now)
+        if due is None and order.risk is None:
+            del self._open[order_id]  # finished: the row stays in the table for GET /orders
+            return
+        if due is not None:
+            heapq.heappush(self._due, (due, order_id))
+
+    async def check_due(self) -> int:
+        """Timer: re-assess the orders whose next milestone has passed; returns how many changed."""
+        async with self.lock:
+            now = now_ms()
+            seen: set[str] = set()
+            while self._due and self._due[0][0] <= now:
+                _, order_id = heapq.heappop(self._due)
+                if order_id not in seen and order_id in self._open:
+                    seen.add(order_id)
+            changed = 0
+            for order_id in seen:
+                order = self._open[order_id]
+                before = order.row.risk_id
+                with in_partition(self.topics.placed, order.partition):
+                    self._decide_and_store(order_id, now)
+                changed += order.row.risk_id != before
+            await self._flush()
+            return changed
+
+    def export_gauges(self) -> None:
+        by_reason = Counter(order.risk.reason.value for order in self._open.values() if order.risk)
+        self.metrics.orders_at_risk.clear()
+        for reason, count in by_reason.items():
+            self.metrics.orders_at_risk.labels(reason).set(count)
+        self.metrics.open_orders.set(len(self._open))
+
+    # --- ownership --------------------------------------------------------------------------------
+
+    async def reload(self) -> int:
+        """After a rebalance: forget what this worker no longer owns, pick up what it now owns.
+
+        The local table holds only the partitions assigned now (no standby replicas), so its rows
+        are exactly this worker's orders; each open one is checked at once, which also catches what
+        went overdue while no one owned it.
+        """
+        async with self.lock:
+            self._open.clear()
+            self._due.clear()
+            now = now_ms()
+            for _, raw in self.table.items():
+                row = OrderRow.decode(raw)
+                order = OpenOrder(row, row.tracking(), row.partition)
+                if order.tracking is not None and next_check_ms(order.tracking, now) is None:
+                    risk = assess(order.tracking, now)
+                    if risk is None and row.risk_id is None:
+                        continue  # finished and never at risk: nothing to watch
+                self._open[row.order_id] = order
+                heapq.heappush(self._due, (now, row.order_id))
+            return len(self._open)
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _load(self, order_id: str, partition: int) -> OpenOrder:
+        order = self._open.get(order_id)
+        if order is None:
+            raw = self.table.get(order_id)
+            row = OrderRow.decode(raw) if raw is not None else OrderRow(order_id, [])
+            order = self._open[order_id] = OpenOrder(row, row.tracking(), partition)
+        order.partition = partition
+        return order
+
+    def lookup(self, order_id: str) -> tuple[OrderRow, OrderTracking | None] | None:
+        order = self._open.get(order_id)
+        if order is not None:
+            return order.row, order.tracking
+        raw = self.table.get(order_id)
+        if raw is None:
+            return None
+        row = OrderRow.decode(raw)
+        return row, row.tracking()
+
+    def _dead_letter(self, reason: str, message: Any, now: int) -> None:
+        self.metrics.dead_letters.labels(message.topic, reason_class(reason)).inc()
+        self._outbox.append((self.topics.dlq, message.topic.encode(), dead_letter_for(reason, message, now)))
+
+    async def _flush(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        for topic, key, value in outbox:
+            await self.produce(topic, key, value)

@@ -1,0 +1,100 @@
+"""Promises on any worker: the availability view, the promise network, learned transit times and
+courier bookings, all replicated to every worker, so ``POST /promise`` never leaves the process."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from oms_streams.adapters.promise import result_to_wire, stock_for
+from oms_streams.adapters.timestamps import epoch_ms
+from oms_streams.domain.promise import CHANNEL_FOR_METHOD, PromiseRequest, promise_options
+from oms_streams.domain.transit import Lane, TransitModel
+from oms_streams.metrics import Metrics
+from oms_streams.schemas.orders import TransitObservation
+from oms_streams.streaming.ledger_runtime import AvailabilityView
+from oms_streams.streaming.network import NetworkState
+
+log = logging.getLogger(__name__)
+
+CHANNELS = tuple(sorted(set(CHANNEL_FOR_METHOD.values())))
+
+
+class TransitLearner:
+    """Follower callback: every delivered parcel on the observations topic updates the lane model."""
+
+    def __init__(self, model: TransitModel, metrics: Metrics) -> None:
+        self.model = model
+        self._metrics = metrics
+
+    def on_records(self, records: Sequence[Any]) -> None:
+        for record in records:
+            try:
+                seen = TransitObservation.model_validate_json(record.value or b"")
+            except ValidationError:
+                # Written by track_orders itself, so this is a bug or a foreign producer: count, go on.
+                self._metrics.transit_observations.labels("invalid").inc()
+                continue
+            hours = (epoch_ms(seen.delivered_at) - epoch_ms(seen.handed_to_carrier_at)) / 3_600_000
+            if hours < 0:
+                self._metrics.transit_observations.labels("invalid").inc()
+                continue
+            lane = Lane(seen.service_id, seen.origin_region, seen.dest_region, seen.distance_km)
+            self.model.observe(lane, hours)
+            self._metrics.transit_observations.labels("learned").inc()
+
+
+class CourierBookings:
+    """Follower callback over the compacted bookings topic: (store, slot start ms) -> orders booked."""
+
+    def __init__(self) -> None:
+        self._orders: dict[tuple[str, int], set[str]] = {}
+        self.counts: dict[tuple[str, int], int] = {}
+
+    def on_records(self, records: Sequence[Any]) -> None:
+        for record in records:
+            try:
+                store, slot, order = (record.key or b"").decode().split("|")
+                key = (store, int(slot))
+            except ValueError:
+                continue
+            orders = self._orders.setdefault(key, set())
+            if record.value is None:
+                orders.discard(order)
+            else:
+                orders.add(order)
+            self.counts[key] = len(orders)
+
+
+class PromiseService:
+    def __init__(
+        self,
+        network: NetworkState,
+        view: AvailabilityView,
+        transit: TransitModel,
+        bookings: CourierBookings,
+        metrics: Metrics,
+    ) -> None:
+        self.network = network
+        self.view = view
+        self.transit = transit
+        self.bookings = bookings
+        self.metrics = metrics
+
+    def answer(self, request: PromiseRequest, path: str) -> dict[str, Any]:
+        """The response body (``schemas.promise.PromiseResponse``), measured."""
+        started = time.perf_counter()
+        stock = stock_for((line.sku for line in request.cart), self.view.get, CHANNELS)
+        result = promise_options(
+            request, stock, self.network.promise_network, self.transit, self.bookings.counts
+        )
+        wire = result_to_wire(result, self.network.generation)
+        self.metrics.promise_seconds.observe(time.perf_counter() - started)
+        self.metrics.promise_requests.labels(path, "answered").inc()
+        for option in result.options:
+            self.metrics.promise_options.labels(option.method.value).inc()
+        return wire
