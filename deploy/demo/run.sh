@@ -147,6 +147,9 @@ cat >&2 <<BANNER
   Try, in another terminal:
     curl 'localhost:$WEB_PORT/availability/SKU-BIKE-LIGHT?channel=webshop'
     curl 'localhost:$WEB_PORT/availability/SKU-HELMET?channel=click_and_collect'
+    curl -X POST localhost:$WEB_PORT/promise -H 'Content-Type: application/json' \
+      -d '{"cart": [{"sku": "SKU-BIKE-LIGHT", "quantity": 2}, {"sku": "SKU-HELMET", "quantity": 1}],
+           "destination": {"lat": 52.0894, "lon": 5.1100, "region": "NL-UT", "postal_code": "3511 AB"}}'
     curl localhost:$WEB_PORT/metrics
     curl localhost:$WEB_PORT/openapi.json
     OMS_KAFKA_BOOTSTRAP=$OMS_KAFKA_BOOTSTRAP $OMS_SHOWN watch SKU-KAYAK --channel marketplace

@@ -103,7 +103,13 @@ def calendar(
 
 
 def to_site(record: LocationRecord, years: tuple[int, ...]) -> Site | None:
-    """The location's operational profile; None when it cannot fulfil (inactive or no coordinates)."""
+    """The location's operational profile; None when it cannot fulfil (inactive or no coordinates).
+
+    Raises NetworkConfigError for a time zone or holiday calendar that does not exist, whether or
+    not the location can fulfil today."""
+    site_calendar = calendar(
+        record.timezone, record.opening_hours, record.country, record.subdivision, record.closed_dates, years
+    )
     if not record.active or record.lat is None or record.lon is None:
         return None
     courier = record.courier
@@ -112,14 +118,7 @@ def to_site(record: LocationRecord, years: tuple[int, ...]) -> Site | None:
         lat=record.lat,
         lon=record.lon,
         region=record.region,
-        calendar=calendar(
-            record.timezone,
-            record.opening_hours,
-            record.country,
-            record.subdivision,
-            record.closed_dates,
-            years,
-        ),
+        calendar=site_calendar,
         pick_minutes=record.pick_minutes,
         pack_minutes=record.pack_minutes,
         capabilities=frozenset(Capability(c) for c in record.capabilities),

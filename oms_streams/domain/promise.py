@@ -9,7 +9,7 @@ or the carrier does not work.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -224,7 +224,7 @@ def _index(network: PromiseNetwork) -> _Index:
     if entry is not None and entry[0] is network:
         return entry[1]
     if len(_INDEXES) >= _MAX_INDEXES:
-        del _INDEXES[next(iter(_INDEXES))]
+        _INDEXES.pop(next(iter(_INDEXES), 0), None)
     index = _Index(network)
     _INDEXES[id(network)] = (network, index)
     return index
@@ -232,8 +232,11 @@ def _index(network: PromiseNetwork) -> _Index:
 
 # --- the per-request working state -----------------------------------------------------------------
 
-_Holders = dict[str, list[tuple[str, int]]]
-"""SKU -> (location id, units > 0) for every eligible location holding it; the cart's SKUs only."""
+_Holders = dict[str, dict[str, int]]
+"""SKU -> location id -> units > 0, for every eligible location holding it; the cart's SKUs only."""
+
+_EXACT_NEAREST = 8
+"""Up to this many candidates, the nearest is found with great-circle distances only."""
 
 _GREEN_CANDIDATES = 5
 """Green delivery compares this many of the nearest single-parcel sources (bounded work)."""
@@ -303,10 +306,9 @@ class _Plan:
             units_at = by_sku.get(sku, {})
             # Walk whichever side is smaller: a few DCs among many holders, or the other way round.
             if len(allowed) < len(units_at):
-                pairs = [(loc, units) for loc in allowed if (units := units_at.get(loc, 0)) > 0]
+                holders[sku] = {loc: units for loc in allowed if (units := units_at.get(loc, 0)) > 0}
             else:
-                pairs = [(loc, units) for loc, units in units_at.items() if units > 0 and loc in allowed]
-            holders[sku] = pairs
+                holders[sku] = {loc: units for loc, units in units_at.items() if units > 0 and loc in allowed}
         self._candidates[key] = holders
         return holders
 
@@ -336,6 +338,26 @@ class _Plan:
         if key not in self._ready:
             self._ready[key] = add_working_minutes(site.calendar, self.request.asked_at_ms, minutes)
         return self._ready[key]
+
+    def nearest(self, location_ids: Collection[str]) -> str:
+        """The location nearest the destination (great circle; the smaller id on a tie).
+
+        Many candidates (a fast mover in most stores) are first narrowed with a flat-earth
+        distance, which is within a few per cent of the great circle at these scales, so only a
+        short list needs the trigonometry."""
+        sites = self.network.sites
+        lat, lon = self.request.destination.lat, self.request.destination.lon
+        if len(location_ids) > _EXACT_NEAREST and lat is not None and lon is not None:
+            flat: list[tuple[float, str]] = []
+            for location_id in location_ids:
+                site = sites[location_id]
+                dx = (site.lon - lon) * math.cos(math.radians((site.lat + lat) / 2))
+                dy = site.lat - lat
+                flat.append((dx * dx + dy * dy, location_id))
+            closest = min(flat)[0]
+            # 25 % in squared distance is about 12 % in distance; 1e-4 square degrees about a km.
+            location_ids = [location_id for d2, location_id in flat if d2 <= closest * 1.25 + 1e-4]
+        return min(location_ids, key=lambda location_id: (self.distance_km(sites[location_id]), location_id))
 
     def near(
         self, capability: Capability, search_km: float, radius_of: _RadiusOf
@@ -414,12 +436,16 @@ def _cover(plan: _Plan, holders: _Holders, where: str) -> list[tuple[Site, tuple
         return f"none of the cart is in stock at {where}"
     whole: set[str] = set()
     for sku, quantity in need.items():
-        total = sum(units for _, units in holders[sku])
+        total = sum(holders[sku].values())
         if total < quantity:
             return f"not enough {sku} at {where} ({total} of {quantity})"
-        if max(units for _, units in holders[sku]) >= quantity:
+        if max(holders[sku].values()) >= quantity:
             whole.add(sku)
     sites = plan.network.sites
+    # The common case first: somewhere holds it all, so the nearest such place ships one parcel.
+    whole_cart = _whole_cart_holders(plan, holders)
+    if whole_cart:
+        return [(sites[plan.nearest(whole_cart)], plan.cart)]
     max_parcels = plan.network.policy.max_parcels
     remaining = dict(need)
     taken: dict[str, list[CartLine]] = {}
@@ -430,7 +456,7 @@ def _cover(plan: _Plan, holders: _Holders, where: str) -> list[tuple[Site, tuple
         scores: dict[str, int] = {}
         for sku, left in remaining.items():
             split = sku not in whole
-            for location_id, units in holders[sku]:
+            for location_id, units in holders[sku].items():
                 if location_id in taken:
                     continue
                 if units >= left:
@@ -444,13 +470,10 @@ def _cover(plan: _Plan, holders: _Holders, where: str) -> list[tuple[Site, tuple
             # No location ever covers more than the best does now: too many parcels whatever the
             # choice. Saves the remaining rounds when the cart is spread thin (typical of stores).
             return f"the cart would need more than {max_parcels} parcels from {where}"
-        best = min(
-            (location_id for location_id, score in scores.items() if score == best_score),
-            key=lambda location_id: (plan.distance_km(sites[location_id]), location_id),
-        )
+        best = plan.nearest([location_id for location_id, score in scores.items() if score == best_score])
         lines = taken[best] = []
         for sku, left in list(remaining.items()):
-            units = next((u for location_id, u in holders[sku] if location_id == best), 0)
+            units = holders[sku].get(best, 0)
             if units >= left:
                 lines.append(CartLine(sku, left))
                 del remaining[sku]
@@ -458,6 +481,27 @@ def _cover(plan: _Plan, holders: _Holders, where: str) -> list[tuple[Site, tuple
                 lines.append(CartLine(sku, units))
                 remaining[sku] = left - units
     return [(sites[location_id], tuple(lines)) for location_id, lines in taken.items()]
+
+
+def _collected(holders: _Holders, services: Sequence[CarrierService]) -> _Holders:
+    """Only the holders some service collects from: a site no carrier visits does not ship."""
+    if any(not service.origins for service in services):
+        return holders
+    visited = frozenset().union(*(service.origins for service in services))
+    return {
+        sku: {loc: units for loc, units in held.items() if loc in visited} for sku, held in holders.items()
+    }
+
+
+def _whole_cart_holders(plan: _Plan, holders: _Holders) -> set[str]:
+    """Locations holding every line of the cart whole."""
+    holding: set[str] | None = None
+    for sku, quantity in plan.need.items():
+        enough = {location_id for location_id, units in holders[sku].items() if units >= quantity}
+        holding = enough if holding is None else holding & enough
+        if not holding:
+            return set()
+    return holding or set()
 
 
 def _carrier_leg(
@@ -528,7 +572,7 @@ def _parcels(
     services = plan.index.services[DeliveryMethod.STANDARD]
     if not services:
         return "no standard carrier service"
-    cover = _cover(plan, plan.candidates(method, capability), where)
+    cover = _cover(plan, _collected(plan.candidates(method, capability), services), where)
     if isinstance(cover, str):
         return cover
     legs: list[_Leg] = []
@@ -558,12 +602,8 @@ def _green(plan: _Plan) -> list[DeliveryOption] | str:
     if not services:
         return "no green carrier service"
     sites = plan.network.sites
-    holders = plan.candidates(DeliveryMethod.GREEN, Capability.SHIPS)
-    holding: set[str] | None = None
-    for sku, quantity in plan.need.items():
-        enough = {location_id for location_id, units in holders[sku] if units >= quantity}
-        holding = enough if holding is None else holding & enough
-    whole = [sites[location_id] for location_id in holding or ()]
+    holders = _collected(plan.candidates(DeliveryMethod.GREEN, Capability.SHIPS), services)
+    whole = [sites[location_id] for location_id in _whole_cart_holders(plan, holders)]
     if not whole:
         return "green delivery is one parcel and no single site that ships holds the whole cart"
     whole.sort(key=lambda site: (plan.distance_km(site), site.location_id))
@@ -612,7 +652,8 @@ def _click_and_collect(plan: _Plan) -> list[DeliveryOption] | str:
             options.append(found)
     if options:
         return options
-    return reasons[0] if len(reasons) == 1 else f"none of {len(reasons)} nearby stores can: {reasons[0]}; ..."
+    # One reason per store looked at (at most click_and_collect_max_stores), each naming its store.
+    return "; ".join(reasons)
 
 
 def _collect_at(plan: _Plan, store: Site) -> DeliveryOption | str:

@@ -3,6 +3,7 @@ to the compacted config topics."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -37,7 +38,9 @@ _ConfigLoader.add_implicit_resolver(
 
 def load_network_config(path: Path) -> NetworkConfig:
     """Validates the whole file before anything is published: a typo never half-updates the network."""
-    return NetworkConfig.model_validate(yaml.load(path.read_text(), Loader=_ConfigLoader))
+    data = yaml.load(path.read_text(), Loader=_ConfigLoader)  # a SafeLoader: no arbitrary objects
+    # Validated as the JSON the workers will read (YAML dates become ISO text, as on the topics).
+    return NetworkConfig.model_validate_json(json.dumps(data, default=str))
 
 
 def publish_network_config(settings: Settings, path: Path) -> dict[str, int]:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from hypothesis import strategies as st
+
 from oms_streams.domain.network import (
     Calendar,
     Capability,
@@ -298,3 +300,141 @@ class FixedTransit(TransitModel):
         self.asked.append(lane)
         hours = self.per_service.get(lane.service_id, self.hours)
         return TransitEstimate(hours=hours, fastest_hours=self.fastest, source=self.source, samples=100)
+
+
+# --- random scenarios for the property tests ---------------------------------------------------------
+
+PROPERTY_SKUS = (BIKE_LIGHT, PUMP, HELMET)
+PROPERTY_WEEKS = (
+    "2024-03-25 00:00",  # Amsterdam springs forward on Sunday 31 March
+    "2024-05-06 00:00",  # Ascension Day on Thursday 9 May
+    "2024-10-21 00:00",  # Amsterdam falls back on Sunday 27 October
+    "2024-10-28 00:00",  # New York falls back on Sunday 3 November
+)
+HOLIDAYS = (date(2024, 3, 29), date(2024, 4, 1), ASCENSION_DAY, date(2024, 10, 28), date(2024, 11, 1))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything a promise depends on except the asking moment."""
+
+    network: PromiseNetwork
+    stock: Stock
+    cart: tuple[CartLine, ...]
+    destination: Destination
+    transit: FixedTransit
+    booked: Mapping[tuple[str, int], int]
+
+    def request(self, asked_at: int) -> PromiseRequest:
+        return PromiseRequest("REQ-PROPERTY", self.cart, self.destination, asked_at)
+
+
+def property_network(
+    *, holidays: Iterable[date] = (), pick_minutes: int = 30, cutoff_minutes: int = 60
+) -> PromiseNetwork:
+    """The default network plus a New York DC, with holidays closing sites and carriers alike."""
+    closed = tuple(holidays)
+    dc_hours = a_calendar(hours=("06:00", "22:00"), closed=closed)
+    store_hours = a_calendar(extra={SUN: ("12:00", "17:00")}, closed=closed)
+    sites = [
+        a_dc("DC-NORTH", calendar=dc_hours, pick_minutes=pick_minutes),
+        a_dc(
+            "DC-SOUTH",
+            lat=51.4416,
+            lon=5.4697,
+            region="NL-SOUTH",
+            calendar=dc_hours,
+            pick_minutes=pick_minutes,
+        ),
+        a_dc(
+            "DC-NEWARK",
+            lat=40.7357,
+            lon=-74.1724,
+            region="US-NJ",
+            calendar=a_calendar(tz=NY, hours=("07:00", "19:00"), days=WEEKDAYS, closed=closed),
+        ),
+        a_store("STORE-UTRECHT-01", calendar=store_hours, pick_minutes=pick_minutes),
+        a_store("STORE-UTRECHT-02", lat=52.0850, lon=5.1000, calendar=store_hours, courier=BIKE_COURIER),
+        a_store("STORE-AMSTERDAM-02", lat=52.3676, lon=4.9041, region="NL-WEST", calendar=store_hours),
+    ]
+    carrier_days = a_calendar(hours=("08:00", "21:00"), days=WEEKDAYS, closed=closed)
+    services = [
+        a_service(cutoff_minutes=cutoff_minutes, delivery_calendar=carrier_days),
+        a_service(
+            "DHL-EVENING",
+            carrier="DHL",
+            pickups=weekly(MON_SAT, "21:00"),
+            cutoff_minutes=30,
+            delivery_calendar=a_calendar(
+                hours=("09:00", "17:00"), days=(TUE, WED, THU, FRI, SAT), closed=closed
+            ),
+            co2e_g_per_parcel_km=150.0,
+        ),
+        a_green_service(),
+    ]
+    routes = [
+        a_route(),
+        a_route(
+            "ROUTE-SOUTH-MID",
+            origin_id="DC-SOUTH",
+            departures=weekly((MON, WED, FRI), "14:00"),
+            stops=(("STORE-UTRECHT-02", 70),),
+        ),
+    ]
+    return a_network(sites=sites, services=services, routes=routes)
+
+
+def scenarios() -> st.SearchStrategy[Scenario]:
+    """A hypothesis strategy of ``Scenario``s: random stock, cart, holidays, transit and bookings."""
+    location_ids = (
+        "DC-NORTH",
+        "DC-SOUTH",
+        "DC-NEWARK",
+        "STORE-UTRECHT-01",
+        "STORE-UTRECHT-02",
+        "STORE-AMSTERDAM-02",
+    )
+    units = st.integers(0, 3)
+    by_location = st.fixed_dictionaries(
+        {
+            location_id: st.fixed_dictionaries({sku: units for sku in PROPERTY_SKUS})
+            for location_id in location_ids
+        }
+    )
+
+    @st.composite
+    def build(draw: st.DrawFn) -> Scenario:
+        network = property_network(
+            holidays=draw(st.lists(st.sampled_from(HOLIDAYS), unique=True, max_size=3)),
+            pick_minutes=draw(st.integers(0, 240)),
+            cutoff_minutes=draw(st.integers(0, 180)),
+        )
+        skus = draw(st.lists(st.sampled_from(PROPERTY_SKUS), min_size=1, max_size=3, unique=True))
+        cart = tuple(CartLine(sku, draw(st.integers(1, 2))) for sku in skus)
+        destination = draw(
+            st.sampled_from(
+                (
+                    home(),
+                    Destination(pickup_store_id="STORE-UTRECHT-01"),
+                    Destination(lat=52.37, lon=4.90, region="NL-WEST", timezone=AMS),
+                )
+            )
+        )
+        hours = draw(st.floats(1.0, 80.0))
+        transit = FixedTransit(hours=hours, fastest=draw(st.floats(0.5, 80.0)))
+        week = draw(st.sampled_from(PROPERTY_WEEKS))
+        slot_starts = [at(f"{week[:10]} {hour:02d}:00") for hour in (9, 11, 13)]
+        booked = {("STORE-UTRECHT-01", start): 4 for start in slot_starts if draw(st.booleans())}
+        stock = a_stock(webshop=draw(by_location), click_and_collect=draw(by_location))
+        return Scenario(network, stock, cart, destination, transit, booked)
+
+    return build()
+
+
+def asking_times() -> st.SearchStrategy[int]:
+    """A hypothesis strategy of asking moments: a minute in one of the ``PROPERTY_WEEKS`` (+ 10 days)."""
+    return st.builds(
+        lambda week, minute: at(week) + minute * 60_000,
+        st.sampled_from(PROPERTY_WEEKS),
+        st.integers(0, 10 * 24 * 60),
+    )
