@@ -21,8 +21,8 @@ install: $(STAMP) ## Create .venv and install oms-streams with its dev tools
 test: $(STAMP) ## Run every test tier; starts a private Kafka broker unless OMS_KAFKA_BOOTSTRAP is set
 	$(PY) -m pytest
 
-test-unit: $(STAMP) ## Domain, adapter and contract tests only (no broker, no Java)
-	$(PY) -m pytest tests/unit tests/contract
+test-unit: $(STAMP) ## Domain, adapter, contract and streaming-harness tests (no broker, no Java)
+	$(PY) -m pytest tests/unit tests/contract tests/streaming
 
 check: $(STAMP) ## ruff, mypy --strict, import-linter layering
 	$(VENV)/bin/ruff check oms_streams tests bench

@@ -97,7 +97,8 @@ class CarrierService:
     delivery_calendar: Calendar = ALWAYS_OPEN
     """Days and hours the carrier delivers (its time zone, holidays); the promised window is the
     delivery day's hours."""
-    co2e_g_per_parcel_km: float = 120.0
+    co2e_g_per_parcel_km: float = 10.0
+    """A parcel's share of the van and trunk emissions per km of its origin-destination distance."""
     origins: frozenset[str] = frozenset()
     """Location ids it collects from; empty = every site that ships."""
     prior_transit_hours: tuple[float, ...] = (24.0, 48.0)

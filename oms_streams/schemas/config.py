@@ -148,7 +148,7 @@ class CarrierServiceRecord(WireModel):
     timezone: Annotated[str, Field(max_length=64)] = "UTC"
     country: Annotated[str, Field(max_length=8)] | None = None
     subdivision: Annotated[str, Field(max_length=16)] | None = None
-    co2e_g_per_parcel_km: Annotated[float, Field(ge=0, le=10_000)] = 120.0
+    co2e_g_per_parcel_km: Annotated[float, Field(ge=0, le=10_000)] = 10.0
     origins: list[Identifier] = Field(
         default=[], description="Locations it collects from; empty = all that ship."
     )
