@@ -80,6 +80,18 @@ def test_a_promise_over_http_lists_every_option_and_the_event_path_answers_the_s
     assert {"pick_start", "carrier_handover", "delivered"} <= set(kinds), view
     assert [m["due"] for m in view["milestones"]] == sorted(m["due"] for m in view["milestones"])
 
+    # The parcel is handed over and delivered: its transit is learned by every worker.
+    events.fulfilment("ORDER-1", "handed_to_carrier", location_id="DC-NORTH")
+    events.fulfilment("ORDER-1", "delivered")
+    events.flush()
+    wait_until(
+        lambda: worker.metric("oms_transit_observations_total", verdict="learned") == 1,
+        20,
+        "the delivered parcel learned",
+    )
+    [observation] = records_for(worker, "oms.promise.transit-observations.v1", "POSTNL-STANDARD|NL-OV|NL-UT")
+    assert observation["order_id"] == "ORDER-1" and observation["distance_km"] > 0
+
 
 def click_and_collect_option(ready_in: timedelta, sku: str = "SKU-TENT") -> dict[str, Any]:
     """A click & collect promise from STORE-AMSTERDAM-01's own stock (open around the clock, 1 minute
