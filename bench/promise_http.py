@@ -8,10 +8,15 @@ on the dev machine, measured by a real HTTP client against the running worker.
            ``oms worker`` that applies them, publishes availability and reads it back
   probe    each of the 4 cart bodies once (status, options, option ids, reasons for the rest)
   max      per cart: ``hey -c 16 -z 20s`` with the body (closed loop: as fast as the worker answers)
-  rate     the 4 carts at once, 500 req/s in all (4 hey processes, each -c 16 -q 500/4/16)
+  rate     the 4 carts mixed at 500 req/s in all: 16 hey processes, each ``-c 1 -q 31.25``, started
+           2 ms apart. (hey paces every worker with its own ticker, all started at once, so a single
+           ``hey -c 16 -q Q`` sends bursts of 16 requests; ``--burst-run`` adds that run to compare.)
   stages   (no load) the same network, stock and bodies promised inside this process, stage by stage:
            what the domain costs without HTTP, pydantic and the event loop
   profile  (--profile) one more mixed run under py-spy, the worker's busy time by stage
+
+The bodies carry ``asked_at`` = next Tuesday 10:00 Chicago time (``--asked-at now`` for the server's
+clock), so every run promises the same work whatever the hour: stores open, pickups ahead.
 
 Per run: requests/s, the client latencies hey measured (p50/p90/p99/max, from its per-request CSV),
 the server-side p50/p99 from the delta of the worker's ``oms_promise_seconds`` histogram (bucket
@@ -20,8 +25,9 @@ CPU and CPU per request, hey's CPU and what other processes took. The histogram 
 ``PromiseService.answer`` (stock lookup, promise, response dict); body parsing, the JSON encode and
 aiohttp are outside it, and show in the client latency and the CPU per request.
 
-The machine has 2 cores: the load generator, the worker and the broker share them (the broker is idle
-during the runs, hey is not). Figures only: nothing here asserts.
+The machine has 2 cores: hey (about 0.15-0.25 of a core), the worker and the broker (about 0.06-0.1,
+answering the worker's fetches) share them, with whatever else runs there ("other" in the table).
+Figures only: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -46,11 +53,11 @@ from typing import Any
 
 import orjson
 
-from bench.cpu import CpuWindow, broker_pids
+from bench.cpu import CpuWindow, _proc_cpu_s, _system_busy_s, broker_pids
 from bench.data import REPO_ROOT
 from bench.kafka import broker, bulk_producer, delete_topics_with_prefixes, produce_all, wait_for
 from bench.ledger import cpu_seconds, wait_output_flushed
-from bench.profile import Profiler
+from bench.profile import _OUTER, Profiler
 from bench.promise_network import build_promise_network, carts, next_weekday_at, receipts, stock_positions
 from bench.worker import Worker, histogram, histogram_quantile
 
@@ -100,6 +107,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="add a mixed run with py-spy on the worker")
     p.add_argument("--quick", action="store_true", help="5 s runs (smoke test)")
     p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the network, carts, answers and hey CSVs in bench/results/<run id>/",
+    )
+    p.add_argument(
         "--json",
         type=Path,
         default=None,
@@ -147,6 +159,16 @@ def _percentile(ordered: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
 
 
+def _quantiles(values: list[float]) -> dict[str, float | None]:
+    ordered = sorted(values)
+    return {
+        "p50": _percentile(ordered, 0.50),
+        "p90": _percentile(ordered, 0.90),
+        "p99": _percentile(ordered, 0.99),
+        "max": ordered[-1] if ordered else None,
+    }
+
+
 def run_hey(
     hey: str,
     url: str,
@@ -157,6 +179,7 @@ def run_hey(
     out_dir: Path,
     tag: str,
     stagger_s: float = 0.0,
+    pids: list[int] | None = None,
 ) -> dict[str, Any]:
     """One hey process per body (a body may repeat), started ``stagger_s`` apart, each for
     ``seconds``; merges their per-request CSVs.
@@ -188,21 +211,32 @@ def run_hey(
             cmd += ["-q", f"{qps_per_worker:.4f}"]
         out_path = out_dir / f"hey-{tag}-{i}-{body.name}.csv"
         f = out_path.open("wb")
-        procs.append((body, out_path, f, subprocess.Popen([*cmd, url], stdout=f, stderr=subprocess.PIPE)))
+        proc = subprocess.Popen([*cmd, url], stdout=f, stderr=subprocess.PIPE)
+        if pids is not None:
+            pids.append(proc.pid)
+        procs.append((body, out_path, f, proc))
     errors = {}
-    for body, _out, f, proc in procs:
-        _, err = proc.communicate(timeout=seconds + 60)
-        f.close()
-        if proc.returncode != 0:
-            errors[body.name] = err.decode(errors="replace")[-500:]
+    try:
+        for body, _out, f, proc in procs:
+            _, err = proc.communicate(timeout=seconds + 60)
+            f.close()
+            if proc.returncode != 0:
+                errors[body.name] = err.decode(errors="replace")[-500:]
+    finally:  # on any error, leave no load generator behind
+        for _body, _out, f, proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+            f.close()
     lats: list[float] = []
     statuses: Counter[int] = Counter()
     per_body: dict[str, int] = {}
     end = 0.0
-    # The steady rate: requests each hey process started between `skip` and `seconds - skip` after
-    # its own start (leaves out connection set-up, the first ticks and the cut-off at the end).
-    skip = min(1.0, seconds / 5)
-    steady = 0
+    # The steady rate: requests each hey process started from `skip_start` after its own start to
+    # 1 s before its end (leaves out the start of every run, where the shared 2 cores are busiest,
+    # and the cut-off at the end).
+    skip_start, skip_end = min(2.0, seconds / 5), min(1.0, seconds / 5)
+    steady_lats: list[float] = []
     for body, out_path, _f, _proc in procs:
         n = 0
         with out_path.open(newline="") as f:
@@ -211,7 +245,8 @@ def run_hey(
                 lats.append(rt * 1000)
                 statuses[int(row["status-code"])] += 1
                 end = max(end, offset + rt)
-                steady += skip <= offset < seconds - skip
+                if skip_start <= offset < seconds - skip_end:
+                    steady_lats.append(rt * 1000)
                 n += 1
         per_body[body.name] = per_body.get(body.name, 0) + n
     lats.sort()
@@ -219,7 +254,7 @@ def run_hey(
     return {
         "responses": len(lats),
         "seconds": round(duration, 3),
-        "rps": steady / (seconds - 2 * skip),
+        "rps": len(steady_lats) / (seconds - skip_start - skip_end),
         "rps_whole_run": len(lats) / duration if lats else 0.0,
         "status": dict(statuses),
         "per_body": per_body,
@@ -234,6 +269,7 @@ def run_hey(
             "max": lats[-1] if lats else None,
             "mean": sum(lats) / len(lats) if lats else None,
         },
+        "client_ms_steady": _quantiles(steady_lats),
     }
 
 
@@ -245,8 +281,49 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measured(worker: Worker, bootstrap: str, fn: Any) -> dict[str, Any]:
+class Timeline(threading.Thread):
+    """Every ``interval`` s: cores used by the worker and by processes not ours (system busy minus
+    bench, worker, broker and hey): shows when the shared machine was busy during a run."""
+
+    def __init__(self, worker_pid: int, ours: list[int], hey_pids: list[int], interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.worker_pid, self.ours, self.hey_pids, self.interval = worker_pid, ours, hey_pids, interval
+        self.samples: list[dict[str, float]] = []
+        self._halt = threading.Event()
+
+    def _read(self) -> tuple[float, float, dict[int, float]]:
+        pids = [*self.ours, *list(self.hey_pids)]
+        return time.monotonic(), _system_busy_s(), {p: _proc_cpu_s(p) for p in pids}
+
+    def run(self) -> None:
+        t0, busy0, cpu0 = self._read()
+        t_prev, busy_prev, cpu_prev = t0, busy0, cpu0
+        while not self._halt.wait(self.interval):
+            t, busy, cpu = self._read()
+            dt = t - t_prev
+            # Per pid, so a hey process that exits (reads 0 from then on) does not count negative.
+            ours = sum(max(0.0, v - cpu_prev.get(p, 0.0)) for p, v in cpu.items() if v > 0)
+            worker = cpu.get(self.worker_pid, 0.0) - cpu_prev.get(self.worker_pid, 0.0)
+            self.samples.append(
+                {
+                    "t": round(t - t0, 2),
+                    "worker_cores": round(worker / dt, 2),
+                    "others_cores": round(max(0.0, busy - busy_prev - ours) / dt, 2),
+                }
+            )
+            t_prev, busy_prev, cpu_prev = t, busy, cpu
+
+    def stop(self) -> list[dict[str, float]]:
+        self._halt.set()
+        self.join(5)
+        return self.samples
+
+
+def measured(worker: Worker, bootstrap: str, fn: Any, hey_pids: list[int] | None = None) -> dict[str, Any]:
     """Run ``fn()`` (a hey run) and add the worker's side: histogram delta, CPU, requests answered."""
+    hey_pids = hey_pids if hey_pids is not None else []
+    timeline = Timeline(worker.pid, [os.getpid(), worker.pid, *broker_pids(bootstrap)], hey_pids)
+    timeline.start()
     before = worker.scrape() or ""
     window = CpuWindow([os.getpid(), worker.pid, *broker_pids(bootstrap)])
     brokers = broker_pids(bootstrap)
@@ -258,6 +335,7 @@ def measured(worker: Worker, bootstrap: str, fn: Any) -> dict[str, Any]:
     hey_cpu = _children_cpu_s() - children0
     broker_cpu = sum(cpu_seconds(p) for p in brokers) - broker0
     cpu = window.result()
+    samples = timeline.stop()
     time.sleep(0.2)
     after = worker.scrape() or ""
     h0, h1 = histogram(before, HIST), histogram(after, HIST)
@@ -293,7 +371,9 @@ def measured(worker: Worker, bootstrap: str, fn: Any) -> dict[str, Any]:
         # CpuWindow counts hey (a reaped child, not a live pid) among "others": take it out.
         "others_cores": max(0.0, cpu["cores_others"] - hey_cpu / wall),
         "loadavg_1m": cpu["loadavg_1m"],
+        "others_cores_max_500ms": max((x["others_cores"] for x in samples), default=None),
     }
+    result["timeline"] = samples
     return result
 
 
@@ -468,10 +548,12 @@ class PromiseBench:
     ) -> dict[str, Any]:
         assert self.worker is not None
         url = f"http://127.0.0.1:{self.worker.port}/promise"
+        pids: list[int] = []
         return measured(
             self.worker,
             self.bootstrap,
-            lambda: run_hey(hey, url, bodies, concurrency, seconds, qps, self.work, tag, stagger_s),
+            lambda: run_hey(hey, url, bodies, concurrency, seconds, qps, self.work, tag, stagger_s, pids),
+            pids,
         )
 
     def stages(self, iterations: int = 300) -> dict[str, Any]:
@@ -520,11 +602,11 @@ class PromiseBench:
                 t5 = time.perf_counter()
                 if i >= iterations // 5:  # the first fifth warms the caches
                     for stage, dt in (
-                        ("parse_query (pydantic)", t1 - t0),
-                        ("to_request + stock_for", t2 - t1),
-                        ("promise_options (domain)", t3 - t2),
-                        ("result_to_wire", t4 - t3),
-                        ("orjson.dumps", t5 - t4),
+                        ("parse", t1 - t0),
+                        ("stock", t2 - t1),
+                        ("promise", t3 - t2),
+                        ("wire", t4 - t3),
+                        ("encode", t5 - t4),
                     ):
                         timings[stage] += dt
                 n_options = len(result.options)
@@ -532,7 +614,7 @@ class PromiseBench:
             out[body.name] = {
                 "options": n_options,
                 **{k: round(1000 * v / counted, 3) for k, v in timings.items()},
-                "total_ms": round(1000 * sum(timings.values()) / counted, 3),
+                "total": round(1000 * sum(timings.values()) / counted, 3),
             }
         return out
 
@@ -618,7 +700,7 @@ class PromiseBench:
             profiler.stop()
         return {
             "file": str(path),
-            "run": {k: run[k] for k in ("rps", "client_ms", "server", "cpu")},
+            "run": {k: run[k] for k in ("rps", "client_ms", "client_ms_steady", "server", "cpu")},
             **(promise_breakdown(path) if path.exists() else {}),
         }
 
@@ -626,13 +708,19 @@ class PromiseBench:
         if self.worker is not None:
             with contextlib.suppress(Exception):
                 self.worker.stop()
+        if self.args.keep and self.work.exists():
+            kept = RESULTS / self.run_id
+            shutil.rmtree(kept / "worker", ignore_errors=True)
+            shutil.copytree(self.work, kept, ignore=shutil.ignore_patterns("worker"), dirs_exist_ok=True)
+            log(f"kept the run's files in {kept}")
         shutil.rmtree(self.work, ignore_errors=True)
 
 
 # --- the profile, by stage of a request ------------------------------------------------------------
 
 _STAGES = (
-    # First match wins, looking at the whole stack (the path fragment of a frame's file).
+    # First match wins, looking at the whole stack (the path fragment of a frame's file) once the
+    # process's outer frames (runpy, cli, mode's worker running the loop) are dropped.
     (
         "domain: promise_options",
         (
@@ -650,8 +738,9 @@ _STAGES = (
     ("response encode (orjson.dumps in _json)", ("_json (oms_streams/api/http.py",)),
     ("rest of the /promise view", ("api/http.py", "promise_service.py")),
     ("aiohttp: HTTP parsing, routing, response write", ("aiohttp", "faust/web")),
-    ("kafka + faust background (fetch, commit, tables)", ("aiokafka", "faust/", "mode/", "kafka/")),
-    ("asyncio event loop (callbacks, selector)", ("asyncio/", "selectors.py", "uvloop")),
+    ("kafka client (aiokafka fetch requests, responses)", ("aiokafka", "kafka/")),
+    ("faust/mode service loops (timers, gc freeze, commit)", ("faust/", "mode/", "oms_streams/")),
+    ("event loop: epoll wait + socket reads", ("asyncio/", "selectors.py")),
 )
 
 
@@ -663,7 +752,11 @@ def promise_breakdown(path: Path, top: int = 15) -> dict[str, Any]:
         stack, _, count_s = line.rpartition(" ")
         if not stack or not count_s.isdigit():
             continue
-        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        frames = [
+            f
+            for f in stack.split(";")
+            if not f.startswith(("process ", "thread ")) and not any(n in f for n in _OUTER)
+        ]
         if not frames:
             continue
         count = int(count_s)
@@ -751,8 +844,8 @@ def table(out: dict[str, Any]) -> str:
         for method, reason in (p.get("unavailable") or {}).items():
             lines.append(f"  {'':<12}   no {method}: {reason}")
     header = (
-        f"{'run':<22}{'req/s':>8}  {'client p50/p90/p99/max ms':<27}{'server p50/p99 ms':<19}"
-        f"{'mean':>6}{'≤5ms':>7}{'worker':>8}{'ms/req':>8}{'hey':>6}{'other':>6}"
+        f"{'run':<22}{'req/s':>8}  {'client p50/p90/p99/max ms':<27}{'p99*':>6}  {'server p50/p99 ms':<19}"
+        f"{'mean':>6}{'≤5ms':>7}{'worker':>8}{'ms/req':>8}{'hey':>6}{'other':>6}{'max':>6}"
     )
     lines += ["", header, "-" * len(header)]
     rows = [(f"max {name} c{r['concurrency']}", r) for name, r in (out.get("max") or {}).items()]
@@ -766,13 +859,16 @@ def table(out: dict[str, Any]) -> str:
         rows.append(("(profiled mix c16)", {**out["profile"]["run"], "status": {}}))
     for label, r in rows:
         c, sv, cpu = r["client_ms"], r["server"], r["cpu"]
+        steady = r.get("client_ms_steady") or {}
         client = "/".join(_fmt(c[k], 1) for k in ("p50", "p90", "p99", "max"))
         server = f"{_fmt(sv['hist_p50_ms'], 2)}/{_fmt(sv['hist_p99_ms'], 2)}"
         within = "n/a" if sv["share_within_5ms"] is None else f"{100 * sv['share_within_5ms']:.1f}%"
         lines.append(
-            f"{label:<22}{r['rps']:>8,.0f}  {client:<27}{server:<19}{_fmt(sv['mean_ms'], 2):>6}"
+            f"{label:<22}{r['rps']:>8,.0f}  {client:<27}{_fmt(steady.get('p99'), 1):>6}  {server:<19}"
+            f"{_fmt(sv['mean_ms'], 2):>6}"
             f"{within:>7}{cpu['worker_pct']:>7.0f}%{_fmt(cpu['worker_ms_per_request'], 2):>8}"
             f"{cpu['hey_cores']:>6.2f}{cpu['others_cores']:>6.2f}"
+            f"{_fmt(cpu.get('others_cores_max_500ms'), 2):>6}"
         )
         bad = {k: v for k, v in r.get("status", {}).items() if k != 200}
         if bad or r.get("errors"):
@@ -783,17 +879,22 @@ def table(out: dict[str, Any]) -> str:
         ):
             lines.append(f"{'':<22}worker answered {sv['answered']:,}, hey saw {r.get('responses'):,}")
     lines.append(
-        "(server = oms_promise_seconds delta: bucket-interpolated p50/p99, exact mean, share ≤ 5 ms; "
-        "worker = % of one core; ms/req = worker CPU per answered request; hey/other = cores)"
+        "(req/s and p99* = requests started 2 s after each hey process began until 1 s before its end; "
+        "client = all of them; server = oms_promise_seconds delta: bucket-interpolated p50/p99, exact "
+        "mean, share ≤ 5 ms; worker = % of one core; ms/req = worker CPU per answered request; "
+        "hey/other = cores, mean over the run; max = other processes' cores, busiest 0.5 s)"
     )
     st = out.get("stages") or {}
     if st:
         lines.append("")
-        lines.append("stages in-process (ms per request, warm caches, no HTTP):")
-        keys = [k for k in next(iter(st.values())) if k not in ("options",)]
-        lines.append(f"  {'cart':<12}" + "".join(f"{k.split(' (')[0]:>26}" for k in keys))
+        lines.append(
+            "stages in-process, ms per request (parse = parse_query, pydantic; stock = to_request + "
+            "stock_for; promise = promise_options, the domain; wire = result_to_wire; encode = orjson.dumps):"
+        )
+        keys = [k for k in next(iter(st.values())) if k != "options"]
+        lines.append(f"  {'cart':<12}" + "".join(f"{k:>9}" for k in keys))
         for name, v in st.items():
-            lines.append(f"  {name:<12}" + "".join(f"{v[k]:>26.3f}" for k in keys))
+            lines.append(f"  {name:<12}" + "".join(f"{v[k]:>9.3f}" for k in keys))
     prof = out.get("profile") or {}
     if prof.get("samples"):
         lines.append("")

@@ -1,14 +1,18 @@
-"""Two workers share the SKU partitions; when one dies the other takes over its SKUs' ledgers."""
+"""Two workers share the SKU and order partitions; when one dies the other takes over its SKUs'
+ledgers and its orders' milestones."""
 
 from __future__ import annotations
 
+import json
 import random
 import signal
+from datetime import timedelta
 from pathlib import Path
 
 from tests.integration.conftest import NETWORK_YAML
+from tests.integration.test_promise_and_risk import AT_RISK, click_and_collect_option, records_for
 from tests.integration.test_recovery import produce_random_movements, published, recompute_from_log
-from tests.worker_process import Events, WorkerProcess, wait_until
+from tests.worker_process import Events, WorkerProcess, read_topic, wait_until
 
 
 def test_a_surviving_worker_takes_over_the_ledger_of_a_dead_one(
@@ -33,6 +37,22 @@ def test_a_surviving_worker_takes_over_the_ledger_of_a_dead_one(
         applied = [w.metric("oms_stock_events_total", verdict="applied") for w in (first, second)]
         assert all(n > 0 for n in applied), f"both workers should own partitions: {applied}"
 
+        # Orders whose pick must start in 30 s; each worker answers for every one (asking the owner).
+        orders = [f"ORDER-{i}" for i in range(8)]
+        for order in orders:
+            option = click_and_collect_option(timedelta(seconds=90))
+            events.order_placed(order, option, {"pickup_store_id": "STORE-AMSTERDAM-01"})
+        events.flush()
+        for worker in (first, second):
+            for order in orders:
+                wait_until(
+                    lambda w=worker, o=order: w.get(f"/orders/{o}")[0] == 200,
+                    20,
+                    f"{order} via {worker.port}",
+                )
+        owned = [w.metric("oms_open_orders") for w in (first, second)]
+        assert sum(owned) == len(orders) and all(n > 0 for n in owned), owned
+
         second.stop(signal.SIGKILL)
         produce_random_movements(events, rng, 150)
         expected = recompute_from_log(kafka_bootstrap, topic_prefix)
@@ -41,6 +61,21 @@ def test_a_surviving_worker_takes_over_the_ledger_of_a_dead_one(
             90,
             "the survivor to apply the dead worker's SKUs too",
         )
+        # The survivor took the dead worker's orders over: every missed pick is reported, once.
+        wait_until(
+            lambda: (
+                {
+                    json.loads(v)["order_id"]
+                    for k, v in read_topic(kafka_bootstrap, topic_prefix + AT_RISK)
+                    if v
+                }
+                == set(orders)
+            ),
+            90,
+            "every order at risk",
+        )
+        assert all(len(records_for(first, AT_RISK, order)) == 1 for order in orders)
+        assert all(first.get(f"/orders/{order}")[1]["status"] == "at_risk" for order in orders)
     finally:
         second.stop()
         first.stop()
