@@ -147,7 +147,9 @@ def register_views(worker: Worker) -> None:
                 return _json({"error": problem}, status=400)
             asked_at = epoch_ms(query.asked_at) if query.asked_at else time.time_ns() // 1_000_000
             request_id = query.request_id or uuid.uuid4().hex
-            return _json(worker.promises.answer(to_request(query, request_id, asked_at), "http"))
+            body = worker.promises.answer(to_request(query, request_id, asked_at), "http")
+            response = web.Response(body=body, content_type="application/json")
+            return cast(Response, response)
 
     @app.page("/orders/{order_id}")
     class OrderPage(View):

@@ -27,7 +27,7 @@ class Calendar:
     """When a location (or a carrier) works: weekly opening intervals minus closed dates."""
 
     timezone: str = "UTC"
-    weekly: tuple[tuple[Interval, ...], ...] = ((( 0, MINUTES_PER_DAY),),) * 7
+    weekly: tuple[tuple[Interval, ...], ...] = (((0, MINUTES_PER_DAY),),) * 7
     """Seven entries, Monday first; an empty entry is a closed weekday."""
     closed_dates: frozenset[date] = frozenset()
     """Public holidays and explicit closures, as local dates."""

@@ -779,33 +779,50 @@ def _courier(plan: _Plan) -> list[DeliveryOption] | str:
     if not holders:
         return "no courier store in range holds the whole cart"
     best: tuple[tuple[int, float, str], DeliveryOption] | None = None
+    reasons: set[str] = set()
     for site, km in holders:
         option = _courier_slot(plan, site, km)
-        if option is not None:
-            key = (option.window_start_ms, km, site.location_id)
-            if best is None or key < best[0]:
-                best = (key, option)
+        if isinstance(option, str):
+            reasons.add(option)
+            continue
+        key = (option.window_start_ms, km, site.location_id)
+        if best is None or key < best[0]:
+            best = (key, option)
     if best is None:
-        return "no same-day courier slot left"
+        # The most hopeful reason among the stores in range: booked beats too late beats closed.
+        for reason in (_SLOTS_BOOKED, _TOO_LATE_TODAY, _CLOSED_TODAY):
+            if reason in reasons:
+                return reason
+    assert best is not None
     return [best[1]]
 
 
-def _courier_slot(plan: _Plan, store: Site, km: float) -> DeliveryOption | None:
-    """The first slot today, after pick, pack and the ride, that still has capacity."""
+_SLOTS_BOOKED = "every courier slot left today is booked"
+_TOO_LATE_TODAY = "too late today for a courier slot after picking, packing and the ride"
+_CLOSED_TODAY = "the courier stores in range are closed for the rest of today"
+
+
+def _courier_slot(plan: _Plan, store: Site, km: float) -> DeliveryOption | str:
+    """The first slot today, after pick, pack and the ride, that still has capacity (or why none)."""
     profile = store.courier
     if profile is None:  # pragma: no cover - filtered by the radius
-        return None
+        return _CLOSED_TODAY
     ready = plan.ready(store, store.pick_minutes + store.pack_minutes)
     if ready is None:
-        return None
+        return _CLOSED_TODAY
     ride = courier_ride_ms(profile, km)
     earliest = ready + ride
     length = profile.slot_minutes * MS_PER_MINUTE
     today = local_date(store.calendar.timezone, plan.request.asked_at_ms)
+    hours_today = opening_intervals(store.calendar, today)
+    if not hours_today or plan.request.asked_at_ms >= hours_today[-1][1]:
+        return _CLOSED_TODAY
+    booked_out = False
     # Same day only: the slots of the asking day's opening hours, in the store's time zone.
-    for start, end in opening_intervals(store.calendar, today):
+    for start, end in hours_today:
         slot = start if earliest <= start else start + -(-(earliest - start) // length) * length
         while slot + length <= end:
+            booked_out = True
             if plan.booked.get((store.location_id, slot), 0) < profile.slot_capacity:
                 shipment = Shipment(
                     location_id=store.location_id,
@@ -826,7 +843,7 @@ def _courier_slot(plan: _Plan, store: Site, km: float) -> DeliveryOption | None:
                     shipments=(shipment,),
                 )
             slot += length
-    return None
+    return _SLOTS_BOOKED if booked_out else _TOO_LATE_TODAY
 
 
 _METHOD_ORDER = (

@@ -151,11 +151,25 @@ class RetailDay:
     def _at(self, sku: str, location: str) -> Stock:
         return self.stock.setdefault((sku, location), Stock())
 
-    def _movement(self, sku: str, location: str, kind: MovementKindName, quantity: int, source: str,
-                  reference: str | None = None, label: str | None = None) -> Outgoing:
+    def _movement(
+        self,
+        sku: str,
+        location: str,
+        kind: MovementKindName,
+        quantity: int,
+        source: str,
+        reference: str | None = None,
+        label: str | None = None,
+    ) -> Outgoing:
         model = StockMovement(
-            event_id=self._event_id(), occurred_at=self._now(), source=source, sku=sku,
-            location_id=location, kind=kind, quantity=quantity, reference=reference,
+            event_id=self._event_id(),
+            occurred_at=self._now(),
+            source=source,
+            sku=sku,
+            location_id=location,
+            kind=kind,
+            quantity=quantity,
+            reference=reference,
         )
         stock = self._at(sku, location)
         if kind in ("receipt", "transfer_in", "customer_return_restocked"):
@@ -210,9 +224,13 @@ class RetailDay:
                 lead_time = self.rng.choice((24, 48, 48, 48, 72, 96))
                 self.stock[(sku, supplier)] = Stock(quantity, 0)
                 snapshot = SupplierStock(
-                    event_id=self._event_id(), occurred_at=self._now(),
+                    event_id=self._event_id(),
+                    occurred_at=self._now(),
                     source=f"supplier:{supplier.removeprefix('SUPPLIER-')}",
-                    sku=sku, location_id=supplier, quantity=quantity, lead_time_hours=lead_time,
+                    sku=sku,
+                    location_id=supplier,
+                    quantity=quantity,
+                    lead_time_hours=lead_time,
                 )
                 out.append(Outgoing(SUPPLIER_STOCK.name, sku, snapshot, "supplier"))
         return out
@@ -233,8 +251,16 @@ class RetailDay:
             if stock.sellable <= 0:
                 return self._transfer_to(sku, store)
             quantity = stock.sellable
-        return [self._movement(sku, store, "sale", quantity, f"pos:{store}",
-                               reference=f"till-{self.rng.randint(1, 6)}-{self._seq + 1}")]
+        return [
+            self._movement(
+                sku,
+                store,
+                "sale",
+                quantity,
+                f"pos:{store}",
+                reference=f"till-{self.rng.randint(1, 6)}-{self._seq + 1}",
+            )
+        ]
 
     def _receipt(self) -> list[Outgoing]:
         sku = self._pick_sku()
@@ -289,8 +315,10 @@ class RetailDay:
         on_hand = max(0, stock.on_hand - max(0, stock.unsellable))
         self.stock[(sku, location)] = Stock(on_hand, 0)
         count = StockCount(
-            event_id=self._event_id(), occurred_at=self._now(),
-            source=f"pos:{location}" if location in self.stores else "erp", sku=sku,
+            event_id=self._event_id(),
+            occurred_at=self._now(),
+            source=f"pos:{location}" if location in self.stores else "erp",
+            sku=sku,
             positions=[CountedPosition(location_id=location, on_hand=on_hand, unsellable=0)],
         )
         return [Outgoing(COUNTS.name, sku, count, "count")]
@@ -311,8 +339,11 @@ def _check_topics(producer: Producer, settings: Settings) -> None:
         metadata = producer.list_topics(timeout=15)
     except KafkaException as error:
         raise OSError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {error}") from error
-    missing = [settings.topic(spec.name) for spec in (MOVEMENTS, COUNTS, SUPPLIER_STOCK)
-               if settings.topic(spec.name) not in metadata.topics]
+    missing = [
+        settings.topic(spec.name)
+        for spec in (MOVEMENTS, COUNTS, SUPPLIER_STOCK)
+        if settings.topic(spec.name) not in metadata.topics
+    ]
     if missing:
         raise OSError(f"topics missing: {', '.join(missing)} (run `oms topics create` first)")
 
@@ -340,9 +371,11 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 def _summary_line(summary: SimulationSummary, day: RetailDay, started: float) -> str:
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(summary.by_kind.items(), key=lambda kv: -kv[1]))
-    return (f"simulate {time.strftime('%H:%M:%S')}  +{time.monotonic() - started:5.0f}s  "
-            f"sent {summary.events} ({kinds})  delivered {summary.delivered}  failed {summary.failed}  "
-            f"sellable units in DCs+stores {day.network_units()}")
+    return (
+        f"simulate {time.strftime('%H:%M:%S')}  +{time.monotonic() - started:5.0f}s  "
+        f"sent {summary.events} ({kinds})  delivered {summary.delivered}  failed {summary.failed}  "
+        f"sellable units in DCs+stores {day.network_units()}"
+    )
 
 
 def run_simulation(
@@ -371,10 +404,14 @@ def run_simulation(
             if summary.failed <= 5:
                 print(f"simulate: delivery failed: {error}", file=sys.stderr, flush=True)
 
-    producer = Producer({
-        **settings.confluent_config(), "enable.idempotence": True, "linger.ms": 10,
-        "client.id": "oms-simulate",
-    })
+    producer = Producer(
+        {
+            **settings.confluent_config(),
+            "enable.idempotence": True,
+            "linger.ms": 10,
+            "client.id": "oms-simulate",
+        }
+    )
     _check_topics(producer, settings)
 
     def send(batch: list[Outgoing]) -> None:
@@ -382,8 +419,9 @@ def run_simulation(
             value = item.model.model_dump_json().encode()
             while True:
                 try:
-                    producer.produce(settings.topic(item.topic), key=item.sku.encode(), value=value,
-                                     on_delivery=delivered)
+                    producer.produce(
+                        settings.topic(item.topic), key=item.sku.encode(), value=value, on_delivery=delivered
+                    )
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     producer.poll(0.1)
@@ -392,9 +430,13 @@ def run_simulation(
         producer.poll(0)
 
     supplier_every = max(1, round(SUPPLIER_EVERY_S * rate))
-    print(f"simulate: {len(SKU_NAMES)} SKUs over {len(day.dcs)} DCs, {len(day.stores)} stores and "
-          f"{len(day.suppliers)} supplier(s) at {rate:g} events/s"
-          f"{f' for {seconds:g} s' if seconds else ' (Ctrl-C stops)'}, seed {seed}", file=out, flush=True)
+    print(
+        f"simulate: {len(SKU_NAMES)} SKUs over {len(day.dcs)} DCs, {len(day.stores)} stores and "
+        f"{len(day.suppliers)} supplier(s) at {rate:g} events/s"
+        f"{f' for {seconds:g} s' if seconds else ' (Ctrl-C stops)'}, seed {seed}",
+        file=out,
+        flush=True,
+    )
     started = time.monotonic()
     next_summary = started + SUMMARY_EVERY_S
     stop = threading.Event()
@@ -428,6 +470,10 @@ def run_simulation(
         summary.failed += remaining
         summary.seconds = time.monotonic() - started
         summary.atp = day.atp()
-        print(_summary_line(summary, day, started) + ("  (done)" if not remaining else
-              f"  ({remaining} not acknowledged within 30 s)"), file=out, flush=True)
+        print(
+            _summary_line(summary, day, started)
+            + ("  (done)" if not remaining else f"  ({remaining} not acknowledged within 30 s)"),
+            file=out,
+            flush=True,
+        )
     return summary

@@ -75,8 +75,14 @@ class AvailabilityPrinter:
         total_delta = self._delta(total, old_total)
         total_text = f"{total:>5}{' ' + total_delta if total_delta else ''}"
         where = f"({', '.join(parts)})" if parts else "(none)"
-        if self.color and previous is not None and not total_delta and all(
-            locations.get(k, 0) == old_locations.get(k, 0) for k in locations.keys() | old_locations.keys()
+        if (
+            self.color
+            and previous is not None
+            and not total_delta
+            and all(
+                locations.get(k, 0) == old_locations.get(k, 0)
+                for k in locations.keys() | old_locations.keys()
+            )
         ):
             where = f"{DIM}{where}{RESET}"  # republished, but this channel did not change
         return f"{shown_at}  {sku:<{self.sku_width}}  {self.channel}  {total_text}  {where}"
@@ -135,14 +141,16 @@ def watch_availability(
     printer = AvailabilityPrinter(channel, out, color)
     started = time.monotonic()
     deadline = started + timeout_s if timeout_s is not None else float("inf")
-    consumer = Consumer({
-        **settings.confluent_config(),
-        # Required by the client, never joined: partitions are assigned, no offsets are committed.
-        "group.id": f"oms-watch-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "client.id": "oms-watch",
-    })
+    consumer = Consumer(
+        {
+            **settings.confluent_config(),
+            # Required by the client, never joined: partitions are assigned, no offsets are committed.
+            "group.id": f"oms-watch-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "client.id": "oms-watch",
+        }
+    )
     printed = 0
 
     def done() -> bool:

@@ -490,7 +490,17 @@ def test_courier_only_same_day():
         == "2024-05-06 15:00"
     )
     # Ready 16:15: the 17:00 slot would run past closing, and tomorrow is not same-day.
-    assert reason(courier(asked_at="2024-05-06 15:30"), COURIER) == "no same-day courier slot left"
+    assert reason(courier(asked_at="2024-05-06 15:30"), COURIER) == (
+        "too late today for a courier slot after picking, packing and the ride"
+    )
+
+
+def test_courier_says_when_the_slots_left_are_booked_and_when_the_store_is_closed():
+    booked = {("STORE-UTRECHT-01", at(f"2024-05-06 {hour}:00")): 4 for hour in (11, 13, 15)}
+    assert reason(courier(booked=booked), COURIER) == "every courier slot left today is booked"
+    assert reason(courier(asked_at="2024-05-06 19:00"), COURIER) == (
+        "the courier stores in range are closed for the rest of today"
+    )
 
 
 def test_courier_only_within_radius():

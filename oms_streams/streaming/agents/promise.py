@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
-import orjson
 
 from oms_streams.adapters.dlq import dead_letter_for
 from oms_streams.adapters.promise import decode_promise_request
@@ -43,6 +42,6 @@ def register(
                     await produce(dlq_topic, message.topic.encode(), letter)
                     continue
                 answer = service.answer(request, "topic")
-                await produce(responses_topic, request.request_id.encode(), orjson.dumps(answer))
+                await produce(responses_topic, request.request_id.encode(), answer)
 
     return answer_promise_requests
