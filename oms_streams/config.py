@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     web_port: int = 6066
     batch_max: int = Field(default=5000, ge=1, description="Stock events applied per batch.")
     batch_within_s: float = Field(default=0.02, gt=0, description="Longest wait to fill a batch.")
+    stall_after_s: float = Field(
+        default=60.0, gt=0, description="Lag without progress for this long marks a partition stalled."
+    )
     risk_check_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="How often overdue milestones are looked for."
     )

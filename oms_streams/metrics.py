@@ -61,6 +61,11 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.stalled_partitions = Gauge(
+            "oms_stalled_partitions",
+            "Input partitions with messages waiting and no progress for OMS_STALL_AFTER_S.",
+            registry=r,
+        )
         self.positions = Gauge("oms_ledger_positions", "Stock positions held in memory.", registry=r)
         self.gc_frozen_objects = Gauge(
             "oms_gc_frozen_objects",

@@ -197,9 +197,11 @@ def register_views(worker: Worker) -> None:
     class HealthPage(View):
         async def get(self, request: Request) -> Response:
             network = worker.runtime.network
+            stalled = worker.stall_watch.stalled
             return self.json(
                 {
-                    "status": "ok",
+                    "status": "stalled" if stalled else "ok",
+                    "stalled_partitions": stalled,
                     "ready": worker.runtime.ready,
                     "locations": len(network.locations),
                     "rules_version": network.rules.version,

@@ -23,6 +23,7 @@ from oms_streams.streaming.ledger_runtime import AvailabilityView, LedgerRuntime
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
 from oms_streams.streaming.promise_service import CourierBookings, PromiseService, TransitLearner
+from oms_streams.streaming.stall_watch import StallWatch
 from oms_streams.streaming.tables import define_tables
 from oms_streams.streaming.topics import (
     AVAILABILITY,
@@ -53,6 +54,7 @@ class Worker:
     runtime: LedgerRuntime
     promises: PromiseService
     orders: OrdersRuntime
+    stall_watch: StallWatch
     settings: Settings
     metrics: Metrics
 
@@ -197,10 +199,16 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         produce,
         metrics,
     )
+    stall_watch = StallWatch(settings.stall_after_s)
     order_source = app.topic(
         settings.topic(ORDERS_PLACED.name), settings.topic(FULFILMENT_EVENTS.name), **raw
     )
     orders.register(app, order_source, order_runtime, config_follower, settings)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        # The milestone timer must not write rows of orders this worker may no longer own.
+        order_runtime.forget_ownership()
 
     @app.on_rebalance_complete.connect
     async def after_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -249,18 +257,35 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         gc.freeze()
         metrics.gc_frozen_objects.set(gc.get_freeze_count())
 
+    inputs = {
+        *runtime.decoders,
+        settings.topic(ORDERS_PLACED.name),
+        settings.topic(FULFILMENT_EVENTS.name),
+        settings.topic(PROMISE_REQUESTS.name),
+    }
+
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def measure_lag() -> None:
         lag: dict[str, int] = {}
+        offsets: dict[str, tuple[int, int]] = {}
         consumer: Any = app.consumer
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             position = consumer._committed_offset.get(tp)  # faust has no public accessor for it
-            if highwater is not None and tp.topic in runtime.decoders:
+            if highwater is not None and tp.topic in inputs:
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - (position or 0))
+                offsets[f"{tp.topic}:{tp.partition}"] = (position or 0, highwater)
         for topic, value in lag.items():
             metrics.consumer_lag.labels(topic).set(value)
+        if not app.rebalancing:
+            metrics.stalled_partitions.set(len(stall_watch.observe(offsets, time.monotonic())))
 
     return Worker(
-        app=app, runtime=runtime, promises=promises, orders=order_runtime, settings=settings, metrics=metrics
+        app=app,
+        runtime=runtime,
+        promises=promises,
+        orders=order_runtime,
+        stall_watch=stall_watch,
+        settings=settings,
+        metrics=metrics,
     )

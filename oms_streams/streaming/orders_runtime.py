@@ -285,7 +285,7 @@ class OrdersRuntime:
                     seen.add(order_id)
             changed = 0
             for order_id in seen:
-                order = self._open[order_id]
+                order = self._open[order_id]  # no await since the heap was read: still owned
                 before = order.row.risk_id
                 with in_partition(self.topics.placed, order.partition):
                     self._decide_and_store(order_id, now)
@@ -301,6 +301,11 @@ class OrdersRuntime:
         self.metrics.open_orders.set(len(self._open))
 
     # --- ownership --------------------------------------------------------------------------------
+
+    def forget_ownership(self) -> None:
+        """Partitions are being revoked: watch nothing until ``reload`` says what is owned now."""
+        self._open.clear()
+        self._due.clear()
 
     async def reload(self) -> int:
         """After a rebalance: forget what this worker no longer owns, pick up what it now owns.

@@ -1,0 +1,29 @@
+"""A partition is stalled when messages wait and its committed offset does not move for a while."""
+
+from __future__ import annotations
+
+from oms_streams.streaming.stall_watch import StallWatch
+
+
+def test_lag_with_progress_is_not_a_stall() -> None:
+    watch = StallWatch(after_s=60)
+    for second, committed in enumerate(range(0, 1000, 10)):
+        assert watch.observe({"movements:0": (committed, 5000)}, second * 5.0) == []
+
+
+def test_lag_without_progress_for_long_enough_is_a_stall_until_it_moves() -> None:
+    watch = StallWatch(after_s=60)
+    assert watch.observe({"movements:0": (100, 168), "movements:1": (50, 50)}, 0.0) == []
+    assert watch.observe({"movements:0": (100, 168), "movements:1": (50, 50)}, 59.0) == []
+    assert watch.observe({"movements:0": (100, 168), "movements:1": (50, 50)}, 60.0) == ["movements:0"]
+    assert watch.stalled == ["movements:0"]
+    assert watch.observe({"movements:0": (101, 168), "movements:1": (50, 50)}, 65.0) == []
+
+
+def test_a_caught_up_partition_is_never_stalled_and_a_revoked_one_is_forgotten() -> None:
+    watch = StallWatch(after_s=10)
+    assert watch.observe({"orders:2": (7, 7)}, 0.0) == []
+    assert watch.observe({"orders:2": (7, 7)}, 100.0) == []
+    watch.observe({"orders:2": (7, 9)}, 100.0)
+    assert watch.observe({}, 200.0) == []
+    assert watch.observe({"orders:2": (7, 9)}, 205.0) == []  # newly owned again: the clock restarts
