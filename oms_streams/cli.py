@@ -91,7 +91,10 @@ def _promise_backtest(settings: Settings, args: argparse.Namespace) -> int:
     from oms_streams.tools.backtest import BacktestConfig, backtest_file, report_json
 
     config = BacktestConfig(
-        quantile=args.quantile, min_samples=args.min_samples, warmup_days=args.warmup_days
+        quantile=args.quantile,
+        min_samples=args.min_samples,
+        warmup_days=args.warmup_days,
+        method=args.method,
     )
     report = backtest_file(Path(args.deliveries), config)
     # with --json - stdout carries only the JSON, so the table goes to stderr
@@ -154,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--min-samples", type=int, default=30, help="history a lane or origin needs")
     backtest.add_argument(
         "--warmup-days", type=float, default=0.0, help="first days teach but are not scored"
+    )
+    backtest.add_argument(
+        "--method",
+        choices=("sum", "days"),
+        default="sum",
+        help="sum: handling + transit quantiles (the live promise's structure, conservative); "
+        "days: quantile of whole days from order to delivery per lane (calibrated to the quantile)",
     )
     backtest.add_argument("--json", metavar="OUT.json", help="also write the report as JSON; - for stdout")
     backtest.set_defaults(run=_promise_backtest)

@@ -112,6 +112,10 @@ class BacktestConfig:
     prior_handling_hours: float = PRIOR_HANDLING_HOURS
     warmup_days: float = 0.0
     """Orders placed within this many days of the first order teach but are not scored."""
+    method: str = "sum"
+    """'sum': handling_q + transit_q, the live promise's structure (conservative: a sum of two
+    quantiles, then the end of the day). 'days': the q-quantile of whole calendar days from the
+    order's day to its delivery day, per lane (lane, band, prior like transit): calibrated to q."""
 
 
 def end_of_utc_day_ms(instant_ms: int) -> int:
@@ -325,6 +329,7 @@ class BacktestReport:
                 "prior_transit_hours": list(self.config.prior_transit_hours),
                 "prior_handling_hours": self.config.prior_handling_hours,
                 "warmup_days": self.config.warmup_days,
+                "method": self.config.method,
             },
             "rows": self.rows,
             "orders_evaluated": evaluated,
@@ -342,6 +347,7 @@ class BacktestReport:
         skipped = data["skipped"]
         lines = [
             f"promise backtest  {data['file'] or '(rows)'}  q={self.config.quantile}  "
+            f"method={self.config.method}  "
             f"min_samples={self.config.min_samples}",
             f"rows {data['rows']:,}  evaluated {data['orders_evaluated']:,}  "
             f"warm-up {data['warmup_orders']:,}  skipped {skipped['total']:,}  ({data['elapsed_s']:.2f} s)",
@@ -434,11 +440,14 @@ def run_backtest(history: ParsedHistory, config: BacktestConfig = BacktestConfig
     """Replay ``history`` in time order, learning only from the past (see the module docstring)."""
     if not 0.0 <= config.quantile <= 1.0:
         raise ValueError(f"quantile must be within [0, 1], got {config.quantile}")
+    if config.method not in ("sum", "days"):
+        raise ValueError(f"method must be 'sum' or 'days', got {config.method!r}")
     started = time.perf_counter()
     orders = sorted(history.shipments, key=lambda s: s.placed_ms)
     deliveries = sorted(history.shipments, key=lambda s: s.delivered_ms)
     transit = TransitModel()
     handling = _HandlingModel()
+    lead_days = TransitModel()  # whole days, kept as hours (days x 24) in the same lane histograms
     model = _Figures()
     business = _Figures() if history.has_estimated else None
     business_skipped: Counter[str] = Counter()
@@ -455,13 +464,22 @@ def run_backtest(history: ParsedHistory, config: BacktestConfig = BacktestConfig
             done = deliveries[learned]
             transit.observe(_lane(done), (done.delivered_ms - done.handed_ms) / HOUR_MS)
             handling.observe(done.origin_id, (done.handed_ms - done.placed_ms) / HOUR_MS)
+            lead_days.observe(_lane(done), 24.0 * (done.delivered_ms // DAY_MS - done.placed_ms // DAY_MS))
             learned += 1
         if order.placed_ms < warmup_until:
             warmup_orders += 1
             continue
         handling_hours, handling_source = handling.estimate(order.origin_id, q, min_samples, prior_handling)
-        estimate = transit.estimate(_lane(order), q, min_samples, prior_transit)
-        promised = end_of_utc_day_ms(order.placed_ms + math.ceil((handling_hours + estimate.hours) * HOUR_MS))
+        if config.method == "days":
+            prior_days = tuple(24.0 * math.ceil((prior_handling + h) / 24) for h in prior_transit)
+            estimate = lead_days.estimate(_lane(order), q, min_samples, prior_days)
+            # The bucket's upper edge is within the hour after a whole day: floor gives the day.
+            promised = end_of_utc_day_ms(order.placed_ms) + int(estimate.hours // 24) * DAY_MS
+        else:
+            estimate = transit.estimate(_lane(order), q, min_samples, prior_transit)
+            promised = end_of_utc_day_ms(
+                order.placed_ms + math.ceil((handling_hours + estimate.hours) * HOUR_MS)
+            )
         model.add(order.placed_ms, promised, order.delivered_ms)
         transit_sources[estimate.source] += 1
         handling_sources[handling_source] += 1

@@ -307,6 +307,7 @@ def test_the_command_writes_a_table_and_a_json_report(
         "prior_transit_hours": [24.0, 48.0, 72.0],
         "prior_handling_hours": 24.0,
         "warmup_days": 0.0,
+        "method": "sum",
     }
 
 
@@ -376,3 +377,26 @@ def test_the_fixture_has_the_documented_shape() -> None:
 
     assert len(rows) == 2_000
     assert tuple(rows[0]) == COLUMNS
+
+
+def test_the_days_method_promises_whole_days_at_its_quantile_and_is_closer_to_it_than_the_sum() -> None:
+    """Summing two 95 % quantiles and rounding up to the end of the day over-delivers on 95 %; the
+    quantile of whole days from the order's day to the delivery day, per lane, lands nearer to it."""
+    warm = {"min_samples": 30, "warmup_days": 30}
+    summed = backtest_file(FIXTURE, BacktestConfig(quantile=0.95, **warm)).to_dict()["model"]
+    days = backtest_file(FIXTURE, BacktestConfig(quantile=0.95, method="days", **warm)).to_dict()["model"]
+    assert 0.93 <= days["on_time_rate"] < summed["on_time_rate"]
+    assert days["lead_time"]["median_hours"] < summed["lead_time"]["median_hours"]
+
+
+def test_a_days_promise_ends_a_whole_number_of_days_after_the_order_day(tmp_path: Path) -> None:
+    report = backtest(tmp_path, [a_row()], BacktestConfig(quantile=0.95, min_samples=1_000, method="days"))
+    model = report.to_dict()["model"]
+    placed = parse_instant_ms(a_row()["placed_at"])
+    promised_ms = placed + round(model["lead_time"]["median_hours"] * 3_600_000)
+    assert (promised_ms - end_of_utc_day_ms(placed)) % 86_400_000 in (0, 86_400_000 - 1, 1)
+
+
+def test_an_unknown_method_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="method"):
+        backtest(tmp_path, [a_row()], BacktestConfig(method="magic"))
