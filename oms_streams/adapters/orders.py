@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -33,21 +33,24 @@ class Fulfilment:
     event: FulfilmentEvent
 
 
-def _keyed(key: bytes | None, order_id: str) -> Failure | None:
+M = TypeVar("M", OrderPlaced, FulfilmentEventModel)
+
+
+def _keyed_by_order(model: type[M], key: bytes | None, value: bytes | None, where: str) -> M | Failure:
+    wire = parse_model(model, value, where)
+    if isinstance(wire, Failure):
+        return wire
     # Orders and their fulfilment events meet in one partition only when both are keyed by order id.
-    if key != order_id.encode():
+    if key != wire.order_id.encode():
         shown = key.decode(errors="replace") if key is not None else None
-        return Failure(f"message key {shown!r} is not the order id {order_id!r}")
-    return None
+        return Failure(f"message key {shown!r} is not the order id {wire.order_id!r}")
+    return wire
 
 
 def decode_placement(key: bytes | None, value: bytes | None) -> Placement | Failure:
-    wire = parse_model(OrderPlaced, value, "the orders topic")
+    wire = _keyed_by_order(OrderPlaced, key, value, "the orders topic")
     if isinstance(wire, Failure):
         return wire
-    wrong_key = _keyed(key, wire.order_id)
-    if wrong_key is not None:
-        return wrong_key
     ordered = {line.sku: line.quantity for line in wire.cart}
     shipped: dict[str, int] = {}
     for shipment in wire.option.shipments:
@@ -65,12 +68,9 @@ def decode_placement(key: bytes | None, value: bytes | None) -> Placement | Fail
 
 
 def decode_fulfilment(key: bytes | None, value: bytes | None) -> Fulfilment | Failure:
-    wire = parse_model(FulfilmentEventModel, value, "the fulfilment topic")
+    wire = _keyed_by_order(FulfilmentEventModel, key, value, "the fulfilment topic")
     if isinstance(wire, Failure):
         return wire
-    wrong_key = _keyed(key, wire.order_id)
-    if wrong_key is not None:
-        return wrong_key
     if wire.kind == "carrier_delay" and wire.new_eta is None:
         return Failure("schema violation at new_eta: a carrier_delay needs the new ETA")
     return Fulfilment(

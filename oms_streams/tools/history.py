@@ -32,26 +32,14 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 from oms_streams.domain.visibility import haversine_km
+from oms_streams.tools.backtest import ESTIMATED, REQUIRED_COLUMNS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_NETWORK = REPO_ROOT.parent / "shared" / "data" / "network" / "walmart_openings_1962_2006.csv"
 DEFAULT_START = date(2024, 1, 1)
 
-COLUMNS = (
-    "order_id",
-    "placed_at",
-    "origin_id",
-    "origin_lat",
-    "origin_lon",
-    "origin_region",
-    "dest_postal",
-    "dest_lat",
-    "dest_lon",
-    "dest_region",
-    "handed_to_carrier_at",
-    "delivered_at",
-    "estimated_delivery",
-)
+COLUMNS = (*REQUIRED_COLUMNS, ESTIMATED)
+"""What ``oms promise backtest`` reads, with the business's own promise."""
 
 ROAD_FACTOR = 1.25
 """Road km per great-circle km."""
