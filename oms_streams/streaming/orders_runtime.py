@@ -107,15 +107,31 @@ class OrdersRuntime:
             for partition, group in by_partition.items():
                 touched: dict[str, Any] = {}
                 for event in group:
-                    order_id = self._apply_one(event, partition, now)
-                    if order_id is not None:
+                    order_id, changed = self._apply_one(event, partition, now)
+                    if order_id is None:
+                        continue
+                    if changed:
                         touched[order_id] = event
+                    elif order_id not in touched:
+                        self._forget_if_idle(order_id, now)  # loaded for a duplicate: nothing to watch
                 with in_partition_of(group[-1]):
                     for order_id in touched:
                         self._decide_and_store(order_id, now)
             await self._flush()
 
-    def _apply_one(self, event: Any, partition: int, now: int) -> str | None:
+    def _forget_if_idle(self, order_id: str, now: int) -> None:
+        order = self._open.get(order_id)
+        if order is None:
+            return
+        if order.tracking is None:
+            idle = not order.row.events
+        else:
+            idle = order.risk is None and next_check_ms(order.tracking, now) is None
+        if idle:
+            del self._open[order_id]
+
+    def _apply_one(self, event: Any, partition: int, now: int) -> tuple[str | None, bool]:
+        """(the order's id when it could be read, whether the order changed)."""
         message = event.message
         if message.topic == self.topics.placed:
             decoded: Placement | Fulfilment | Failure = decode_placement(message.key, message.value)
@@ -126,14 +142,14 @@ class OrdersRuntime:
         if isinstance(decoded, Failure):
             self._dead_letter(decoded.reason, message, now)
             self.metrics.order_events.labels(kind, "dead_lettered").inc()
-            return None
+            return None, False
         order = self._load(decoded.order_id, partition)
         if isinstance(decoded, Placement):
             verdict = self._place(order, decoded, message, now)
         else:
             verdict = self._progress(order, decoded)
         self.metrics.order_events.labels(kind, verdict).inc()
-        return decoded.order_id if verdict in ("applied", "parked") else None
+        return decoded.order_id, verdict in ("applied", "parked")
 
     def _place(self, order: OpenOrder, placement: Placement, message: Any, now: int) -> str:
         row = order.row

@@ -275,3 +275,15 @@ def test_a_new_owner_reloads_open_orders_and_republishes_nothing_already_publish
     assert asyncio.run(successor.reload()) == 1
     assert asyncio.run(successor.check_due()) == 0
     assert len(harness.sent) == published
+
+
+def test_a_duplicate_of_a_finished_order_does_not_bring_it_back_to_watch(harness: Harness) -> None:
+    harness.apply(harness.placement("O-1", click_and_collect(T0 + timedelta(hours=1))))
+    collected = harness.fulfilment("O-1", "collected", location_id="STORE-AMSTERDAM-01")
+    harness.apply(collected)
+    harness.runtime.export_gauges()
+    assert harness.metrics.open_orders._value.get() == 0
+    harness.apply(collected)  # redelivered
+    harness.apply(FakeEvent("placed", b"O-2", b"{"))  # dead-lettered: no order to watch either
+    harness.runtime.export_gauges()
+    assert harness.metrics.open_orders._value.get() == 0
