@@ -115,6 +115,19 @@ def _promise_history(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _forecast_backtest(settings: Settings, args: argparse.Namespace) -> int:
+    from oms_streams.tools.forecast_backtest import DEFAULT_DATA, backtest_file, report_json
+
+    report = backtest_file(Path(args.data) if args.data else DEFAULT_DATA, test_days=args.test_days)
+    # with --json - stdout carries only the JSON, so the table goes to stderr
+    print(report.render(), file=sys.stderr if args.json == "-" else sys.stdout)
+    if args.json == "-":
+        print(report_json(report))
+    elif args.json:
+        Path(args.json).write_text(report_json(report) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oms", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,6 +191,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="Walmart openings CSV (default: ../shared/data/network/ of the repo)",
     )
     history.set_defaults(run=_promise_history)
+    forecast = sub.add_parser("forecast", help="backtest the store demand forecaster on daily sales")
+    forecast_actions = forecast.add_subparsers(dest="action", required=True)
+    forecast_backtest = forecast_actions.add_parser(
+        "backtest",
+        help="score the streaming demand model against seasonal naive on the last days of each series",
+        description=(
+            "Per (store, department) series the model learns online on everything before the last "
+            "--test-days days, then forecasts them one day ahead, learning each actual afterwards; "
+            "seasonal naive (same weekday last week) gets the same rolling protocol. MASE is scaled "
+            "by the in-sample lag-7 one-step MAE of the training part. Days without a row are zero sales."
+        ),
+    )
+    forecast_backtest.add_argument(
+        "--data",
+        metavar="FILE.csv.gz",
+        help="M5 store x department daily sales (default: ../shared/data/demand/ of the repo)",
+    )
+    forecast_backtest.add_argument("--test-days", type=int, default=28)
+    forecast_backtest.add_argument(
+        "--json", metavar="OUT.json", help="also write the report as JSON; - for stdout"
+    )
+    forecast_backtest.set_defaults(run=_forecast_backtest)
     return parser
 
 

@@ -277,8 +277,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
                 offsets[f"{tp.topic}:{tp.partition}"] = (position or 0, highwater)
         for topic, value in lag.items():
             metrics.consumer_lag.labels(topic).set(value)
-        if not app.rebalancing:
-            metrics.stalled_partitions.set(len(stall_watch.observe(offsets, time.monotonic())))
+        # While partitions move or tables recover, streams are paused on purpose: start counting after.
+        tables_manager: Any = app.tables  # the TableManager type does not declare its recovery
+        settling = app.rebalancing or tables_manager.recovery.in_recovery
+        stalled = stall_watch.observe({} if settling else offsets, time.monotonic())
+        metrics.stalled_partitions.set(len(stalled))
 
     return Worker(
         app=app,
