@@ -21,7 +21,7 @@ The first ``SEASON_DAYS`` closed days only warm up: then level = their mean and 
 mean. Uncertainty is the exponentially weighted variance of the one-step errors; for a total over k
 days the errors of a level that is itself re-estimated add up (the simple exponential smoothing
 result): ``Var = variance * sum_{m<k} (1 + alpha * m)^2``. The quantile is a normal approximation of
-that total, never below zero.
+that total, never below zero and never smaller than the quantile of a shorter window (O(days)).
 
 Smoothing constants (``DEFAULT_ALPHA``, ``DEFAULT_GAMMA``) were chosen by a grid search
 (alpha, gamma in {0.02, 0.05, 0.1, 0.2, 0.3}, additive vs multiplicative seasonality) minimising
@@ -144,8 +144,7 @@ class HoltWintersForecaster:
             mean = sum(state.warmup) / len(state.warmup)
             return [mean] * horizon_days
         return [
-            state.level * state.season[day % SEASON_DAYS]
-            for day in range(from_day, from_day + horizon_days)
+            state.level * state.season[day % SEASON_DAYS] for day in range(from_day, from_day + horizon_days)
         ]
 
     def demand_quantile(self, state: DemandState, from_day: int, days: int, q: float) -> float:
@@ -153,11 +152,16 @@ class HoltWintersForecaster:
             raise ValueError(f"q must be in (0, 1), got {q}")
         if days <= 0:
             return 0.0
-        mean = sum(self.forecast(state, from_day, days))
-        variance = self._variance(state) * _level_error_factor(self.alpha, days)
-        if variance <= 0.0:
-            return max(0.0, mean)
-        return max(0.0, mean + NormalDist().inv_cdf(q) * math.sqrt(variance))
+        z = NormalDist().inv_cdf(q)
+        per_day = self._variance(state)
+        total, best = 0.0, 0.0
+        # demand is never negative, so a longer window's total can't be smaller: below the median the
+        # normal approximation could shrink with more days, hence the running maximum (O(days))
+        for k, mean in enumerate(self.forecast(state, from_day, days), start=1):
+            total += mean
+            spread = math.sqrt(max(0.0, per_day * _level_error_factor(self.alpha, k)))
+            best = max(best, total + z * spread)
+        return best
 
     def _variance(self, state: DemandState) -> float:
         if state.warmup:

@@ -99,7 +99,7 @@ class ForecastReport:
             f"{'':22}{'series':>7}{'MASE model':>12}{'MASE snaive':>13}{'improvement':>13}"
             f"{'wins':>9}{'cover q90':>11}",
         ]
-        rows = [("all", data["aggregate"])] + list(data["by_department"].items())
+        rows = [("all", data["aggregate"]), *data["by_department"].items()]
         for label, summary in rows:
             lines.append(
                 f"{label:22}{summary['series']:>7}{summary['mean_mase_model']:>12.3f}"
