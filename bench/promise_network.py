@@ -34,6 +34,7 @@ import orjson
 import yaml
 
 from bench.data import REPO_ROOT, WALMART_CSV
+from bench.data import RULES as BENCH_RULES
 
 _CANDIDATE_CSVS = (REPO_ROOT / "shared/data/network/walmart_openings_1962_2006.csv", WALMART_CSV)
 
@@ -77,18 +78,7 @@ STATE_TIMEZONES = {
 }
 """Each state's main time zone (a few states straddle two; the bench takes the larger part)."""
 
-RULES: dict[str, Any] = {
-    "version": "bench-promise-1",
-    "channels": [
-        {"channel": "webshop", "location_types": ["dc", "store"], "store_cap_applies": True, "low_stock": 3},
-        {"channel": "marketplace", "location_types": ["dc"], "low_stock": 3},
-        {"channel": "click_and_collect", "location_types": ["store"], "low_stock": 1},
-    ],
-    "default_safety_stock": 0,
-    "safety_stock": [{"location_type": "store", "units": 1}],
-    "store_online_cap_pct": 80,
-    "thresholds_only": False,
-}
+RULES: dict[str, Any] = {**BENCH_RULES, "version": "bench-promise-1"}
 
 CARRIER_SERVICES: list[dict[str, Any]] = [
     {

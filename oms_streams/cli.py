@@ -87,6 +87,17 @@ def _watch(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_report(table: str, as_json: str, json_to: str | None) -> int:
+    """A backtest's table, and its JSON to a file or (with ``-``) to stdout, the table then on stderr
+    so stdout stays pure JSON."""
+    print(table, file=sys.stderr if json_to == "-" else sys.stdout)
+    if json_to == "-":
+        print(as_json)
+    elif json_to:
+        Path(json_to).write_text(as_json + "\n")
+    return 0
+
+
 def _promise_backtest(settings: Settings, args: argparse.Namespace) -> int:
     from oms_streams.tools.backtest import BacktestConfig, backtest_file, report_json
 
@@ -97,13 +108,7 @@ def _promise_backtest(settings: Settings, args: argparse.Namespace) -> int:
         method=args.method,
     )
     report = backtest_file(Path(args.deliveries), config)
-    # with --json - stdout carries only the JSON, so the table goes to stderr
-    print(report.render(), file=sys.stderr if args.json == "-" else sys.stdout)
-    if args.json == "-":
-        print(report_json(report))
-    elif args.json:
-        Path(args.json).write_text(report_json(report) + "\n")
-    return 0
+    return _print_report(report.render(), report_json(report), args.json)
 
 
 def _promise_history(settings: Settings, args: argparse.Namespace) -> int:
@@ -119,13 +124,7 @@ def _forecast_backtest(settings: Settings, args: argparse.Namespace) -> int:
     from oms_streams.tools.forecast_backtest import DEFAULT_DATA, backtest_file, report_json
 
     report = backtest_file(Path(args.data) if args.data else DEFAULT_DATA, test_days=args.test_days)
-    # with --json - stdout carries only the JSON, so the table goes to stderr
-    print(report.render(), file=sys.stderr if args.json == "-" else sys.stdout)
-    if args.json == "-":
-        print(report_json(report))
-    elif args.json:
-        Path(args.json).write_text(report_json(report) + "\n")
-    return 0
+    return _print_report(report.render(), report_json(report), args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:

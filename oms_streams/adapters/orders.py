@@ -11,6 +11,7 @@ from oms_streams.adapters.promise import option_from_wire
 from oms_streams.adapters.stock import Failure, parse_model
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.domain.orders import Milestone, MilestoneKind, PromiseRecord
+from oms_streams.domain.promise import DeliveryOption
 from oms_streams.domain.risk import FulfilmentEvent, FulfilmentKind, OrderTracking, Risk
 from oms_streams.schemas.orders import FulfilmentEvent as FulfilmentEventModel
 from oms_streams.schemas.orders import OrderPlaced
@@ -22,6 +23,7 @@ class Placement:
     event_id: str
     order_id: str
     placed_at_ms: int
+    option: DeliveryOption
     option_wire: dict[str, Any]
     """The chosen option as the webshop sent it (kept verbatim in the order row)."""
     destination: dict[str, Any]
@@ -62,6 +64,7 @@ def decode_placement(key: bytes | None, value: bytes | None) -> Placement | Fail
         event_id=wire.event_id,
         order_id=wire.order_id,
         placed_at_ms=epoch_ms(wire.occurred_at),
+        option=option_from_wire(wire.option),
         option_wire=wire.option.model_dump(mode="json"),
         destination=wire.destination.model_dump(mode="json"),
     )

@@ -13,7 +13,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -82,10 +82,10 @@ class AvailabilityView:
         if raw is None:
             return None
         if not keep:
-            return dict(orjson.loads(raw))
+            return cast(dict[str, Any], orjson.loads(raw))
         if len(self._parsed) >= self.PARSED_MAX:
             self._parsed.clear()
-        parsed = self._parsed[sku] = dict(orjson.loads(raw))
+        parsed = self._parsed[sku] = cast(dict[str, Any], orjson.loads(raw))
         return parsed
 
 

@@ -32,7 +32,6 @@ from oms_streams.adapters.orders import (
     decode_fulfilment,
     decode_placement,
 )
-from oms_streams.adapters.promise import option_from_wire
 from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import utc_from_epoch_ms
 from oms_streams.domain.network import DeliveryMethod
@@ -49,7 +48,6 @@ from oms_streams.domain.risk import (
 )
 from oms_streams.domain.visibility import haversine_km
 from oms_streams.metrics import Metrics, reason_class
-from oms_streams.schemas.promise import DeliveryOptionModel
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.table_context import in_partition, in_partition_of
 
@@ -155,7 +153,7 @@ class OrdersRuntime:
         row = order.row
         if placement.event_id in row.placements:
             return "duplicate"
-        option = option_from_wire(DeliveryOptionModel.model_validate(placement.option_wire, strict=False))
+        option = placement.option
         if option.pickup_store_id is not None and option.pickup_store_id not in self.network.locations:
             self._dead_letter(f"unknown pickup store {option.pickup_store_id!r}", message, now)
             return "dead_lettered"
