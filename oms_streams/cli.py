@@ -1,4 +1,4 @@
-"""The ``oms`` command: run a worker, manage topics and config, generate docs, simulate and watch."""
+"""The ``oms`` command: run a worker, manage topics and config, generate docs, simulate, watch and audit."""
 
 from __future__ import annotations
 
@@ -87,6 +87,14 @@ def _watch(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from oms_streams.tools.audit import run_audit
+
+    report = run_audit(settings, timeout_s=args.timeout_s, settle_s=args.settle_s)
+    print(report.to_json() if args.json else report.render())
+    return 0 if report.clean else 1
+
+
 def _print_report(table: str, as_json: str, json_to: str | None) -> int:
     """A backtest's table, and its JSON to a file or (with ``-``) to stdout, the table then on stderr
     so stdout stays pure JSON."""
@@ -150,6 +158,28 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("skus", nargs="*")
     watch.add_argument("--channel", default="webshop")
     watch.set_defaults(run=_watch)
+    audit = sub.add_parser(
+        "audit",
+        help="reconcile the stock ledgers and the sourcing results against the event log",
+        description=(
+            "Reads the stock, order and sourcing topics and the stock_positions changelog from the "
+            "beginning to their current end, then checks: ledger rows (negative, over_reserved, "
+            "holds_mismatch), on hand against a replay of the event log (on_hand_mismatch), holds "
+            "against live allocations (orphan_hold, unheld_allocation), one outcome per order and round "
+            "(missing_outcome, conflicting_outcomes) and allocations against outcomes "
+            "(conflicting_allocation, unlisted_allocation, over_allocated, missing_allocation). "
+            "Exit status 0 when clean, 1 with findings, 2 when the topics could not be read."
+        ),
+    )
+    audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit.add_argument("--timeout-s", type=float, default=30.0, help="give up reading after this")
+    audit.add_argument(
+        "--settle-s",
+        type=float,
+        default=10.0,
+        help="orders placed and outcomes published this recently count as in flight, not as findings",
+    )
+    audit.set_defaults(run=_audit)
     promise = sub.add_parser("promise", help="backtest delivery promises on shipment history")
     actions = promise.add_subparsers(dest="action", required=True)
     backtest = actions.add_parser(

@@ -58,6 +58,19 @@ class Settings(BaseSettings):
     risk_check_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="How often overdue milestones are looked for."
     )
+    protection_quantile: float = Field(
+        default=0.9,
+        ge=0,
+        lt=1,
+        description="Stores keep this quantile of their walk-in demand until the next replenishment "
+        "out of online channels (0 turns forecast protection off).",
+    )
+    protection_default_days: int = Field(
+        default=7, ge=1, le=60, description="Days protected at a store that no replenishment route serves."
+    )
+    protection_refresh_s: float = Field(
+        default=3600.0, gt=0, description="How often protection is recomputed as the days go by."
+    )
     stream_buffer_max: int = Field(default=20_000, ge=1)
     fetch_max_wait_ms: int = Field(
         default=20, ge=1, le=5000, description="Longest a fetch waits for new data (faust fixes it at 1500)."

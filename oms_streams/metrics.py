@@ -120,6 +120,41 @@ class Metrics:
             ["verdict"],
             registry=r,
         )
+        self.sourcing_events = Counter(
+            "oms_sourcing_events",
+            "Events the sourcing saga read, by source (placed, reply, fulfilment) and verdict (applied, "
+            "duplicate, ignored, invalid, released_stray).",
+            ["source", "verdict"],
+            registry=r,
+        )
+        self.sourcing_decision_seconds = Histogram(
+            "oms_sourcing_decision_seconds",
+            "Time of one sourcing decision (snapshot of the availability view + the engine).",
+            buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+            registry=r,
+        )
+        self.orders_sourced = Counter(
+            "oms_orders_sourced",
+            "Sourcing rounds finished, by outcome (allocated, partially_allocated, rejected).",
+            ["outcome"],
+            registry=r,
+        )
+        self.reservations_refused = Counter(
+            "oms_reservations_refused",
+            "Reservation answers that refused (another order was faster): each costs a re-plan.",
+            registry=r,
+        )
+        self.resourced = Counter(
+            "oms_resourced",
+            "Allocations withdrawn and sourced again, by cause (store_rejected, short_pick).",
+            ["cause"],
+            registry=r,
+        )
+        self.live_allocations = Gauge(
+            "oms_live_allocations",
+            "Allocations of this worker's orders not yet shipped or cancelled.",
+            registry=r,
+        )
 
     def scrape(self) -> bytes:
         return generate_latest(self.registry)

@@ -22,6 +22,7 @@ def availability_record(availability: SkuAvailability, rules_version: str, now_m
             for view in availability.channels
         },
         "lead_time_hours": dict(availability.lead_time_hours),
+        "protected": dict(availability.protected),
     }
 
 
@@ -40,4 +41,5 @@ def availability_from_record(record: dict[str, Any]) -> SkuAvailability:
         ),
         lead_time_hours=record.get("lead_time_hours", {}),
         hidden={},
+        protected=record.get("protected", {}),
     )

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from oms_streams.adapters.timestamps import epoch_ms
+from oms_streams.domain.forecast import DemandState
 from oms_streams.domain.inventory import (
     Count,
     JournalEntry,
@@ -95,13 +96,16 @@ def _keyed(key: bytes | None, decoded: DecodedStock) -> DecodedStock | Failure:
 # Rows are compact JSON lists written whole on every change (faust writes the changelog only on
 # ``table[key] = value``): [on_hand, reserved, unsellable, inbound, lead_time, counted_at,
 # unsellable_counted_at, horizon, [[event_id, occurred_at_ms, on_hand_delta, unsellable_delta,
-# inbound_delta], ...]].
+# inbound_delta], ...], [[reservation_id, units], ...], [settled reservation id, ...], demand model?].
+# Rows written before reservations existed have no last two elements; the demand model of a
+# store's walk-in sales is present only where the store sold the SKU.
 
 Row = list[Any]
 
 
-def position_to_row(p: StockPosition) -> Row:
-    return [
+def position_to_row(p: StockPosition, demand: DemandState | None = None) -> Row:
+    """The row; ``demand`` (a store's walk-in demand model for the SKU) travels with its position."""
+    row: Row = [
         p.on_hand,
         p.reserved,
         p.unsellable,
@@ -114,13 +118,36 @@ def position_to_row(p: StockPosition) -> Row:
             [e.event_id, e.occurred_at_ms, e.on_hand_delta, e.unsellable_delta, e.inbound_delta]
             for e in p.journal
         ],
+        [[reservation_id, units] for reservation_id, units in p.holds],
+        list(p.settled),
     ]
+    if demand is not None:
+        row.append(
+            [
+                demand.level,
+                list(demand.season),
+                demand.variance,
+                demand.last_day,
+                list(demand.warmup),
+                demand.open_day,
+                demand.open_units,
+            ]
+        )
+    return row
+
+
+def row_demand(row: Row) -> DemandState | None:
+    if len(row) < 12 or row[11] is None:
+        return None
+    level, season, variance, last_day, warmup, open_day, open_units = row[11]
+    return DemandState(level, tuple(season), variance, last_day, tuple(warmup), open_day, open_units)
 
 
 def row_to_position(row: Row) -> StockPosition:
     on_hand, reserved, unsellable, inbound, lead_time, counted_at, unsellable_counted_at, horizon, journal = (
-        row
+        row[:9]
     )
+    holds, settled = (row[9], row[10]) if len(row) > 10 else ([], [])
     return StockPosition(
         on_hand=on_hand,
         reserved=reserved,
@@ -131,6 +158,8 @@ def row_to_position(row: Row) -> StockPosition:
         unsellable_counted_at_ms=unsellable_counted_at,
         horizon_ms=horizon,
         journal=tuple(JournalEntry(*entry) for entry in journal),
+        holds=tuple((reservation_id, units) for reservation_id, units in holds),
+        settled=tuple(settled),
     )
 
 

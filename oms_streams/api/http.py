@@ -128,6 +128,29 @@ def order_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
             for e in sorted(tracking.events, key=lambda e: e.occurred_at_ms)
         ],
         "risk": risk_view(risk),
+        "sourcing": sourcing_view(worker, order_id),
+    }
+
+
+def sourcing_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
+    row = worker.sourcing.lookup(order_id)
+    if row is None:
+        return None
+    return {
+        "status": row.status,
+        "round": row.round,
+        "attempts": row.round_attempts,
+        "allocations": [
+            {
+                "allocation_id": a.allocation_id,
+                "location_id": a.location_id,
+                "lines": [{"sku": sku, "quantity": units} for sku, units in a.lines],
+                "state": a.state,
+            }
+            for a in row.allocations
+        ],
+        "backorder": [{"sku": sku, "quantity": units} for sku, units in row.backorder],
+        "reason": (row.plan or {}).get("reason", ""),
     }
 
 
@@ -190,6 +213,7 @@ def register_views(worker: Worker) -> None:
             # aiohttp refuses parameters in content_type=, so the exposition header is set whole.
             worker.runtime.export_gauges()
             worker.orders.export_gauges()
+            worker.sourcing.export_gauges()
             response = web.Response(body=worker.metrics.scrape(), headers={"Content-Type": CONTENT_TYPE})
             return cast(Response, response)
 

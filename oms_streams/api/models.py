@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import AwareDatetime, BaseModel, Field
 
 from oms_streams.schemas.promise import DeliveryOptionModel
@@ -60,6 +62,22 @@ class PromiseView(BaseModel):
     option: DeliveryOptionModel
 
 
+class AllocationView(BaseModel):
+    allocation_id: str
+    location_id: str
+    lines: list[dict[str, Any]]
+    state: str = Field(description="live, fulfilled (left the location) or cancelled")
+
+
+class SourcingView(BaseModel):
+    status: str = Field(description="reserving, allocated, partially_allocated or rejected")
+    round: int
+    attempts: int
+    allocations: list[AllocationView]
+    backorder: list[dict[str, Any]]
+    reason: str
+
+
 class OrderResponse(BaseModel):
     order_id: str
     status: str = Field(description="on_track, at_risk, or awaiting_placement (events came first)")
@@ -67,3 +85,4 @@ class OrderResponse(BaseModel):
     milestones: list[MilestoneView] = []
     events: list[FulfilmentEventView] | int = []
     risk: RiskView | None = None
+    sourcing: SourcingView | None = None

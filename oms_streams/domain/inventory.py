@@ -101,6 +101,11 @@ class StockPosition:
     """As of when unsellable was last counted; counts may leave it out."""
     horizon_ms: int | None = None
     journal: tuple[JournalEntry, ...] = ()
+    holds: tuple[tuple[str, int], ...] = ()
+    """(reservation id, units) of every open reservation here; ``reserved`` is their sum."""
+    settled: tuple[str, ...] = ()
+    """Reservation ids recently released, fulfilled or refused here, newest last (bounded), so a
+    repeated or overtaken command is recognised."""
 
     def knows(self, event_id: str) -> bool:
         return any(entry.event_id == event_id for entry in self.journal)

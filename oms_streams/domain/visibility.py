@@ -29,6 +29,8 @@ class HiddenBy(StrEnum):
     LEAD_TIME = "lead_time"
     SAFETY_STOCK = "safety_stock"
     STORE_CAP = "store_cap"
+    PROTECTION = "protection"
+    """Kept for the store's walk-in shoppers (forecast-aware protection)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,8 @@ class SkuAvailability:
     """Lead time of each visible third-party location."""
     hidden: Mapping[tuple[str, LocationType, HiddenBy], int]
     """Units of ATP hidden per (channel, location type, rule)."""
+    protected: Mapping[str, int] = field(default_factory=dict)
+    """Units each store protects for walk-in demand (already out of every channel's view)."""
 
     def channel(self, name: str) -> ChannelView | None:
         return next((c for c in self.channels if c.channel == name), None)
@@ -134,14 +138,16 @@ def visible_quantity(
     """Units of one position a channel may see, and how many units each rule hid."""
     atp = available_to_promise(position, protection)
     if not location.active or location.type not in rule.location_types:
-        return 0, {HiddenBy.EXPOSURE: atp}
+        return 0, {HiddenBy.EXPOSURE: available_to_promise(position)}
     if (
         location.type is LocationType.THIRD_PARTY
         and rule.max_lead_time_hours is not None
         and (position.lead_time_hours or 0) > rule.max_lead_time_hours
     ):
-        return 0, {HiddenBy.LEAD_TIME: atp}
+        return 0, {HiddenBy.LEAD_TIME: available_to_promise(position)}
     hidden: dict[HiddenBy, int] = {}
+    if protection > 0:
+        hidden[HiddenBy.PROTECTION] = available_to_promise(position) - atp
     visible = max(0, atp - max(0, rules.safety_stock.for_position(sku, location, rule.channel)))
     hidden[HiddenBy.SAFETY_STOCK] = atp - visible
     if rule.store_cap_applies and location.type is LocationType.STORE:
@@ -165,6 +171,8 @@ class LocationView:
     hidden: tuple[tuple[str, HiddenBy, int], ...]
     """(channel, rule, units) for every rule that hid units here."""
     lead_time_hours: int | None
+    protected: int = 0
+    """Units of ATP the store keeps for walk-in demand."""
 
 
 def location_view(
@@ -183,6 +191,9 @@ def location_view(
         visible=tuple(visible),
         hidden=tuple(hidden),
         lead_time_hours=position.lead_time_hours if location.type is LocationType.THIRD_PARTY else None,
+        protected=available_to_promise(position) - available_to_promise(position, protection)
+        if protection > 0
+        else 0,
     )
 
 
@@ -191,6 +202,7 @@ def combine(sku: str, views: Iterable[LocationView], rules: VisibilityRules) -> 
     by_location: list[dict[str, int]] = [{} for _ in rules.channels]
     hidden: dict[tuple[str, LocationType, HiddenBy], int] = {}
     lead_times: dict[str, int] = {}
+    protected: dict[str, int] = {}
     network_atp = 0
     for view in sorted(views, key=lambda v: v.location_id):
         network_atp += view.atp
@@ -200,6 +212,8 @@ def combine(sku: str, views: Iterable[LocationView], rules: VisibilityRules) -> 
         for channel, why, units in view.hidden:
             key = (channel, view.type, why)
             hidden[key] = hidden.get(key, 0) + units
+        if view.protected:
+            protected[view.location_id] = view.protected
         if view.lead_time_hours is not None and any(view.visible):
             lead_times[view.location_id] = view.lead_time_hours
     return SkuAvailability(
@@ -211,6 +225,7 @@ def combine(sku: str, views: Iterable[LocationView], rules: VisibilityRules) -> 
         ),
         lead_time_hours=lead_times,
         hidden=hidden,
+        protected=protected,
     )
 
 

@@ -21,3 +21,8 @@ class AvailabilityRecord(WireModel):
     network_atp: int = Field(description="ATP summed over all known locations, before channel rules.")
     channels: dict[str, ChannelAvailability]
     lead_time_hours: dict[str, int] = Field(default={}, description="Per visible third-party location.")
+    protected: dict[str, int] = Field(
+        default={},
+        description="Units each store keeps for its walk-in shoppers until its next replenishment "
+        "(forecast-aware protection); already excluded from every channel.",
+    )

@@ -12,20 +12,23 @@ from typing import Any, cast
 import faust
 
 from oms_streams.adapters.dlq import dead_letter_for
+from oms_streams.adapters.reservations import decode_reservation
 from oms_streams.adapters.stock import decode_count, decode_movement, decode_supplier_stock
 from oms_streams.config import Settings
 from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
 from oms_streams.streaming import faust_fixes
-from oms_streams.streaming.agents import orders, promise, stock
+from oms_streams.streaming.agents import orders, promise, sourcing, stock
 from oms_streams.streaming.follower import TopicFollower
 from oms_streams.streaming.ledger_runtime import AvailabilityView, LedgerRuntime
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
 from oms_streams.streaming.promise_service import CourierBookings, PromiseService, TransitLearner
+from oms_streams.streaming.sourcing_runtime import SourcingRuntime, SourcingTopics
 from oms_streams.streaming.stall_watch import StallWatch
 from oms_streams.streaming.tables import define_tables
 from oms_streams.streaming.topics import (
+    ALLOCATIONS,
     AVAILABILITY,
     CARRIER_SERVICES,
     COUNTS,
@@ -36,9 +39,12 @@ from oms_streams.streaming.topics import (
     MOVEMENTS,
     ORDERS_AT_RISK,
     ORDERS_PLACED,
+    ORDERS_SOURCED,
     PROMISE_POLICY,
     PROMISE_REQUESTS,
     PROMISE_RESPONSES,
+    RESERVATION_REPLIES,
+    RESERVATIONS,
     ROUTES,
     SUPPLIER_STOCK,
     TRANSIT_OBSERVATIONS,
@@ -54,6 +60,7 @@ class Worker:
     runtime: LedgerRuntime
     promises: PromiseService
     orders: OrdersRuntime
+    sourcing: SourcingRuntime
     stall_watch: StallWatch
     settings: Settings
     metrics: Metrics
@@ -79,7 +86,10 @@ def _credentials(settings: Settings) -> Any:
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
-    for family in ((MOVEMENTS, COUNTS, SUPPLIER_STOCK), (ORDERS_PLACED, FULFILMENT_EVENTS)):
+    for family in (
+        (MOVEMENTS, COUNTS, SUPPLIER_STOCK, RESERVATIONS),
+        (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES),
+    ):
         counts = {spec.partitions(settings) for spec in family}
         if counts != {settings.partitions}:
             # One key must land on the same partition number in every topic of its family and in
@@ -121,7 +131,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         "value_serializer": "raw",
     }
     dlq_topic = app.topic(settings.topic(DLQ.name), internal=False, **raw)
-    stock_source = app.topic(*(settings.topic(s.name) for s in (MOVEMENTS, COUNTS, SUPPLIER_STOCK)), **raw)
+    stock_source = app.topic(
+        *(settings.topic(s.name) for s in (MOVEMENTS, COUNTS, SUPPLIER_STOCK, RESERVATIONS)), **raw
+    )
 
     async def produce(topic: str, key: bytes, value: bytes | None) -> None:
         # Straight to the Kafka producer's batches, without faust's per-record FutureMessage and
@@ -166,11 +178,15 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
             settings.topic(MOVEMENTS.name): decode_movement,
             settings.topic(COUNTS.name): decode_count,
             settings.topic(SUPPLIER_STOCK.name): decode_supplier_stock,
+            settings.topic(RESERVATIONS.name): decode_reservation,
         },
         availability_topic=settings.topic(AVAILABILITY.name),
+        replies_topic=settings.topic(RESERVATION_REPLIES.name),
         dlq_topic=settings.topic(DLQ.name),
         produce=produce,
         metrics=metrics,
+        protection_quantile=settings.protection_quantile,
+        protection_default_days=settings.protection_default_days,
     )
     stock.register(app, stock_source, runtime, settings)
 
@@ -204,11 +220,33 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         settings.topic(ORDERS_PLACED.name), settings.topic(FULFILMENT_EVENTS.name), **raw
     )
     orders.register(app, order_source, order_runtime, config_follower, settings)
+    sourcing_runtime = SourcingRuntime(
+        tables.sourcing,
+        network,
+        view,
+        transit.model,
+        SourcingTopics(
+            placed=settings.topic(ORDERS_PLACED.name),
+            fulfilment=settings.topic(FULFILMENT_EVENTS.name),
+            replies=settings.topic(RESERVATION_REPLIES.name),
+            reservations=settings.topic(RESERVATIONS.name),
+            allocations=settings.topic(ALLOCATIONS.name),
+            sourced=settings.topic(ORDERS_SOURCED.name),
+            dlq=settings.topic(DLQ.name),
+        ),
+        produce,
+        metrics,
+    )
+    sourcing_source = app.topic(
+        *(settings.topic(s.name) for s in (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES)), **raw
+    )
+    sourcing.register(app, sourcing_source, sourcing_runtime, (config_follower, view_follower), settings)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, **kwargs: Any) -> None:
         # The milestone timer must not write rows of orders this worker may no longer own.
         order_runtime.forget_ownership()
+        sourcing_runtime.forget_ownership()
 
     @app.on_rebalance_complete.connect
     async def after_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -226,6 +264,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
             reload_requested.clear()
             try:
                 log.info("tracking %d open orders after the rebalance", await order_runtime.reload())
+                log.info(
+                    "re-sent %d reservation commands after the rebalance", await sourcing_runtime.reload()
+                )
             except Exception:
                 log.exception("reloading orders failed; retrying at the next rebalance")
 
@@ -247,6 +288,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
             except Exception:
                 log.exception("resync failed; will retry on the next request")
 
+    @app.timer(interval=settings.protection_refresh_s)  # type: ignore[untyped-decorator]
+    async def refresh_protection() -> None:
+        # Protection is demand until the next truck: it changes as the days pass, not only on events.
+        runtime.expire_views()
+        resync_requested.set()
+
     @app.timer(interval=settings.gc_freeze_interval_s)  # type: ignore[untyped-decorator]
     async def freeze_long_lived_objects() -> None:
         # Positions, views and journals live for hours and hold no cycles: moving what survived so
@@ -262,6 +309,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         settings.topic(ORDERS_PLACED.name),
         settings.topic(FULFILMENT_EVENTS.name),
         settings.topic(PROMISE_REQUESTS.name),
+        settings.topic(RESERVATION_REPLIES.name),
     }
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
@@ -288,6 +336,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         runtime=runtime,
         promises=promises,
         orders=order_runtime,
+        sourcing=sourcing_runtime,
         stall_watch=stall_watch,
         settings=settings,
         metrics=metrics,

@@ -19,16 +19,28 @@ import orjson
 
 from oms_streams.adapters.availability import availability_from_record, availability_record, encode
 from oms_streams.adapters.dlq import dead_letter_for
+from oms_streams.adapters.reservations import DecodedReservation, reply_record
 from oms_streams.adapters.stock import (
     DecodedStock,
     Failure,
     position_key,
     position_to_row,
+    row_demand,
     row_to_position,
 )
-from oms_streams.domain.inventory import StockPosition, Verdict
+from oms_streams.domain.forecast import DemandState, HoltWintersForecaster
+from oms_streams.domain.inventory import (
+    Movement,
+    MovementKind,
+    StockPosition,
+    Verdict,
+    available_to_promise,
+)
 from oms_streams.domain.ledger import StockCommand, apply_commands
+from oms_streams.domain.protection import day_index, next_replenishment_ms, protection_units
+from oms_streams.domain.reservations import apply_reservation
 from oms_streams.domain.visibility import (
+    LocationType,
     LocationView,
     SkuAvailability,
     combine,
@@ -43,7 +55,8 @@ from oms_streams.streaming.tables import Tables
 
 log = logging.getLogger(__name__)
 
-Decoder = Callable[[bytes | None, bytes | None], DecodedStock | Failure]
+Decoded = DecodedStock | DecodedReservation
+Decoder = Callable[[bytes | None, bytes | None], Decoded | Failure]
 Produce = Callable[[str, bytes, bytes], Awaitable[None]]
 """(topic, key, value): hands a record to the Kafka producer; faust flushes it before committing."""
 
@@ -100,9 +113,12 @@ class LedgerRuntime:
         view_follower: TopicFollower,
         decoders: dict[str, Decoder],
         availability_topic: str,
+        replies_topic: str,
         dlq_topic: str,
         produce: Produce,
         metrics: Metrics,
+        protection_quantile: float = 0.0,
+        protection_default_days: int = 7,
     ) -> None:
         self.tables = tables
         self.network = network
@@ -111,6 +127,7 @@ class LedgerRuntime:
         self.view_follower = view_follower
         self.decoders = decoders
         self.availability_topic = availability_topic
+        self.replies_topic = replies_topic
         self.dlq_topic = dlq_topic
         self.produce = produce
         # Records to produce once the batch (or resync chunk) is decided, in order, under the lock.
@@ -128,13 +145,20 @@ class LedgerRuntime:
         self._published: dict[str, tuple[object, ...]] = {}
         self._hidden_by_sku: dict[str, dict[tuple[str, str, str], int]] = {}
         self._hidden_totals: dict[tuple[str, str, str], int] = defaultdict(int)
+        # Walk-in demand per store of each cached SKU, learned from the stores' POS sales.
+        self._demand: dict[str, dict[str, DemandState]] = {}
+        self.forecaster = HoltWintersForecaster()
+        self.protection_quantile = protection_quantile
+        self.protection_default_days = protection_default_days
+        self._replenishment: dict[str, tuple[int, int | None]] = {}
+        """Store -> (valid until ms, next replenishment arrival ms): routes change rarely."""
         self.ready = False
         """True once the worker has its partitions, its tables and its config, and has resynced."""
 
     # --- the hot path ---------------------------------------------------------------------------
 
     async def apply_batch(self, events: Sequence[Any]) -> None:
-        by_partition: dict[int, tuple[Any, dict[str, list[tuple[Any, DecodedStock]]]]] = {}
+        by_partition: dict[int, tuple[Any, dict[str, list[tuple[Any, Decoded]]]]] = {}
         for event in events:
             message = event.message
             decoded = self.decoders[message.topic](message.key, message.value)
@@ -145,7 +169,11 @@ class LedgerRuntime:
             _, skus = by_partition.setdefault(message.partition, (event, {}))
             skus.setdefault(decoded.sku, []).append((event, decoded))
         await self._catch_up_on_unknown_locations(
-            decoded for _, skus in by_partition.values() for items in skus.values() for _, decoded in items
+            decoded
+            for _, skus in by_partition.values()
+            for items in skus.values()
+            for _, decoded in items
+            if isinstance(decoded, DecodedStock)
         )
         now_ms = int(time.time() * 1000)
         async with self.lock:
@@ -159,14 +187,41 @@ class LedgerRuntime:
             self.metrics.stock_events.labels(kind, verdict).inc(n)
         self._verdicts.clear()
 
-    def _apply_sku(self, sku: str, items: list[tuple[Any, DecodedStock]], now_ms: int) -> None:
+    def _apply_sku(self, sku: str, items: list[tuple[Any, Decoded]], now_ms: int) -> None:
+        positions = self._load(sku)
+        changed: dict[str, StockPosition] = {}
+        # Stock events and reservations of a SKU are applied in arrival order: consecutive stock
+        # events as one ledger batch, each reservation against the positions as they are then.
+        start = 0
+        while start < len(items):
+            end = start
+            while end < len(items) and isinstance(items[end][1], DecodedStock):
+                end += 1
+            if end > start:
+                changed.update(self._apply_stock(sku, positions, items[start:end]))
+                start = end
+            else:
+                changed.update(self._apply_reservation(sku, positions, items[start][1], now_ms))
+                start += 1
+        if not changed:
+            return
+        if self._publish_if_changed(sku, now_ms, "stock", changed=changed):
+            observe = self.metrics.event_to_availability.observe
+            now_s = now_ms / 1000
+            for event, _ in items:
+                observe(max(0.0, now_s - event.message.timestamp))
+
+    def _apply_stock(
+        self, sku: str, positions: dict[str, StockPosition], items: list[tuple[Any, Decoded]]
+    ) -> dict[str, StockPosition]:
         commands: list[StockCommand] = []
         owners: list[tuple[Any, str]] = []  # (event, kind) per command, to report verdicts
         for event, decoded in items:
+            assert isinstance(decoded, DecodedStock)
             commands.extend(decoded.commands)
             owners.extend((event, decoded.kind) for _ in decoded.commands)
-        positions = self._load(sku)
         result = apply_commands(positions, commands, self.network.locations)
+        self._learn_demand(sku, commands, result.verdicts)
         rejected_events: set[int] = set()
         tally = self._verdicts
         for (event, kind), (verdict, reason) in zip(owners, result.verdicts, strict=True):
@@ -177,14 +232,91 @@ class LedgerRuntime:
                     self._dead_letter(reason, event.message)
             else:
                 tally[(kind, verdict.value)] += 1
-        if not result.changed:
+        if result.changed:
+            self._store(sku, positions, result.changed)
+        return result.changed
+
+    def _learn_demand(
+        self, sku: str, commands: list[StockCommand], verdicts: list[tuple[Verdict, str]]
+    ) -> None:
+        """A store's applied till sales are its walk-in demand (online orders leave by fulfilment)."""
+        if self.protection_quantile <= 0:
             return
-        self._store(sku, positions, result.changed)
-        if self._publish_if_changed(sku, now_ms, "stock", changed=result.changed):
-            observe = self.metrics.event_to_availability.observe
-            now_s = now_ms / 1000
-            for event, _ in items:
-                observe(max(0.0, now_s - event.message.timestamp))
+        locations = self.network.locations
+        sites = self.network.promise_network.sites
+        demand = self._demand.setdefault(sku, {})
+        for command, (verdict, _) in zip(commands, verdicts, strict=True):
+            event = command.event
+            if verdict is not Verdict.APPLIED or not isinstance(event, Movement):
+                continue
+            if event.kind is not MovementKind.SALE:
+                continue
+            location = locations.get(command.location_id)
+            if location is None or location.type is not LocationType.STORE:
+                continue
+            site = sites.get(command.location_id)
+            day = day_index(site.calendar.timezone if site else "UTC", event.occurred_at_ms)
+            state = demand.get(command.location_id) or self.forecaster.initial()
+            demand[command.location_id] = self.forecaster.record_sale(state, day, event.quantity)
+
+    def _apply_reservation(
+        self, sku: str, positions: dict[str, StockPosition], decoded: Decoded, now_ms: int
+    ) -> dict[str, StockPosition]:
+        assert isinstance(decoded, DecodedReservation)
+        usable = self._usable(sku, decoded.channel, decoded.channels)
+        result = apply_reservation(positions, decoded.command, usable)
+        if result.changed:
+            self._store(sku, positions, result.changed)
+        available = {loc: usable(loc, positions.get(loc, StockPosition())) for loc, _ in result.lines}
+        self._verdicts[(decoded.kind, result.status.value)] += 1
+        reply = reply_record(decoded, result, available, now_ms)
+        self._outbox.append((self.replies_topic, decoded.order_id.encode(), reply))
+        return result.changed
+
+    def _usable(
+        self, sku: str, channel: str, channels: dict[str, str] | None = None
+    ) -> Callable[[str, StockPosition], int]:
+        """What a reservation for ``channel`` may take at a location: exactly what the channel sees
+        there (safety stock, store cap and protection applied), so sourcing and availability agree."""
+        rules = self.network.rules
+        order = {rule.channel: i for i, rule in enumerate(rules.channels)}
+        locations = self.network.locations
+        overrides = channels or {}
+
+        def usable(location_id: str, position: StockPosition) -> int:
+            location = locations.get(location_id)
+            if location is None or not location.active:
+                return 0
+            index = order.get(overrides.get(location_id, channel))
+            protection = self._protection(sku, location_id)
+            if index is None:
+                return available_to_promise(position, protection)
+            return location_view(sku, location, position, rules, protection).visible[index]
+
+        return usable
+
+    def _protection(self, sku: str, location_id: str, now_ms: int | None = None) -> int:
+        """Units of the SKU the store keeps for walk-in shoppers until its next replenishment."""
+        state = self._demand.get(sku, {}).get(location_id)
+        if state is None or self.protection_quantile <= 0:
+            return 0
+        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        network = self.network.promise_network
+        site = network.sites.get(location_id)
+        cached = self._replenishment.get(location_id)
+        if cached is None or cached[0] < now_ms:
+            arrival = next_replenishment_ms(location_id, network.routes, dict(network.sites), now_ms)
+            cached = self._replenishment[location_id] = (now_ms + 3_600_000, arrival)
+        today = day_index(site.calendar.timezone if site else "UTC", now_ms)
+        return protection_units(
+            self.forecaster,
+            state,
+            today,
+            now_ms,
+            cached[1],
+            self.protection_quantile,
+            self.protection_default_days,
+        )
 
     def _load(self, sku: str) -> dict[str, StockPosition]:
         cached = self._positions.get(sku)
@@ -193,9 +325,13 @@ class LedgerRuntime:
         raw_locations = self.tables.sku_locations.get(sku.encode())
         positions: dict[str, StockPosition] = {}
         for location_id in orjson.loads(raw_locations) if raw_locations else ():
-            row = self.tables.stock_positions.get(position_key(sku, location_id).encode())
-            if row is not None:
-                positions[location_id] = row_to_position(orjson.loads(row))
+            raw = self.tables.stock_positions.get(position_key(sku, location_id).encode())
+            if raw is not None:
+                row = orjson.loads(raw)
+                positions[location_id] = row_to_position(row)
+                state = row_demand(row)
+                if state is not None:
+                    self._demand.setdefault(sku, {})[location_id] = state
         self._positions[sku] = positions
         return positions
 
@@ -203,10 +339,11 @@ class LedgerRuntime:
         self, sku: str, positions: dict[str, StockPosition], changed: dict[str, StockPosition]
     ) -> None:
         new_locations = changed.keys() - positions.keys()
+        demand = self._demand.get(sku, {})
         for location_id, position in changed.items():
             positions[location_id] = position
             self.tables.stock_positions[position_key(sku, location_id).encode()] = orjson.dumps(
-                position_to_row(position)
+                position_to_row(position, demand.get(location_id))
             )
         if new_locations:
             self.tables.sku_locations[sku.encode()] = orjson.dumps(sorted(positions))
@@ -241,8 +378,16 @@ class LedgerRuntime:
             if location is None:  # removed from the network since: never visible
                 views.pop(location_id, None)
             else:
-                views[location_id] = location_view(sku, location, positions[location_id], network.rules)
+                protection = self._protection(sku, location_id)
+                views[location_id] = location_view(
+                    sku, location, positions[location_id], network.rules, protection
+                )
         return views
+
+    def expire_views(self) -> None:
+        """Recompute every view at the next resync (protection moves with the calendar)."""
+        self._views.clear()
+        self._replenishment.clear()
 
     def _last_signature(self, sku: str) -> tuple[object, ...] | None:
         known = self._published.get(sku)
@@ -291,6 +436,7 @@ class LedgerRuntime:
         self._positions.clear()
         self._views.clear()
         self._published.clear()
+        self._demand.clear()
         self._hidden_by_sku.clear()  # the resync that follows counts the SKUs owned now
         self._hidden_totals.clear()
 

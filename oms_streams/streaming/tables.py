@@ -2,9 +2,9 @@
 
 The ledger tables are co-partitioned with the stock topics (keyed by SKU) and written only by
 ``apply_stock_events``; ``orders`` is co-partitioned with the order topics (keyed by order id) and
-written only by ``track_orders`` and its milestone timer. Every write is made inside the partition
-of its key (see ``table_context``). Values are raw JSON bytes written whole (faust only writes the
-changelog on ``table[key] = value``).
+written only by ``track_orders`` and its milestone timer; ``sourcing`` likewise, by
+``source_orders``. Every write is made inside the partition of its key (see ``table_context``).
+Values are raw JSON bytes written whole (faust only writes the changelog on ``table[key] = value``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ class Tables:
     """SKU -> the locations that ever held a position of it, so a SKU's ledger loads without a scan."""
     orders: Any
     """Order id -> order row: promise versions, milestones, fulfilment events, last risk state."""
+    sourcing: Any
+    """Order id -> the order's sourcing saga: attempt, plan, holds, allocations (written by
+    ``source_orders``)."""
 
 
 def define_tables(app: faust.App, settings: Settings) -> Tables:
@@ -52,4 +55,5 @@ def define_tables(app: faust.App, settings: Settings) -> Tables:
         stock_positions=app.Table("stock_positions", options=options, help="Stock positions", **common),
         sku_locations=app.Table("sku_locations", options=options, help="Locations per SKU", **common),
         orders=app.Table("orders", options=options, help="Orders, their promise and progress", **common),
+        sourcing=app.Table("sourcing", options=options, help="Sourcing saga per order", **common),
     )

@@ -29,6 +29,7 @@ from oms_streams.schemas.orders import (
     TransitObservation,
 )
 from oms_streams.schemas.promise import PromiseRequested, PromiseResponse
+from oms_streams.schemas.sourcing import Allocation, OrderSourced, ReservationCommand, ReservationReply
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +172,7 @@ ORDERS_PLACED = TopicSpec(
     OrderPlaced,
     "Orders with the chosen delivery option; the same order again with a new event id re-promises it.",
     producers=("webshop",),
-    consumers=("track_orders",),
+    consumers=("track_orders", "source_orders"),
 )
 FULFILMENT_EVENTS = TopicSpec(
     "oms.fulfilment.events.v1",
@@ -179,7 +180,7 @@ FULFILMENT_EVENTS = TopicSpec(
     FulfilmentEvent,
     "Pick, pack, handover, route departure, delivery, rejection, short pick, carrier delay.",
     producers=("WMS", "store apps", "carriers"),
-    consumers=("track_orders",),
+    consumers=("track_orders", "source_orders"),
 )
 ORDERS_AT_RISK = TopicSpec(
     "oms.orders.at-risk.v1",
@@ -208,6 +209,39 @@ COURIER_BOOKINGS = TopicSpec(
     consumers=("courier slots (every worker)",),
     retention_days=7,  # only today's slots matter
 )
+RESERVATIONS = TopicSpec(
+    "oms.inventory.reservations.v1",
+    "sku",
+    ReservationCommand,
+    "Reserve / release / fulfil commands to the owner of a SKU's ledger (co-partitioned with stock).",
+    producers=("source_orders",),
+    consumers=("apply_stock_events",),
+)
+RESERVATION_REPLIES = TopicSpec(
+    "oms.orders.reservation-replies.v1",
+    "order_id",
+    ReservationReply,
+    "The ledger's answer to each reservation command, back to the owner of the order.",
+    producers=("apply_stock_events",),
+    consumers=("source_orders",),
+)
+ALLOCATIONS = TopicSpec(
+    "oms.fulfilment.allocations.v1",
+    "order_id",
+    Allocation,
+    "One allocation per shipment (location, lines, service or route, milestones, decision trace) or "
+    "its cancellation.",
+    producers=("source_orders",),
+    consumers=("WMS", "store apps"),
+)
+ORDERS_SOURCED = TopicSpec(
+    "oms.orders.sourced.v1",
+    "order_id",
+    OrderSourced,
+    "One outcome per order and sourcing round: allocated, partially allocated with backorder, or rejected.",
+    producers=("source_orders",),
+    consumers=("webshop", "customer service", "oms audit"),
+)
 DLQ = TopicSpec(
     "oms.dlq.v1",
     "source topic",
@@ -217,12 +251,14 @@ DLQ = TopicSpec(
         "apply_stock_events",
         "answer_promise_requests",
         "track_orders",
+        "source_orders",
         "config follower (every worker)",
     ),
     consumers=("operators",),
 )
 
 STOCK_INPUTS = (MOVEMENTS, COUNTS, SUPPLIER_STOCK)
+LEDGER_INPUTS = (*STOCK_INPUTS, RESERVATIONS)
 ORDER_INPUTS = (ORDERS_PLACED, FULFILMENT_EVENTS)
 CONFIG_INPUTS = (LOCATIONS, VISIBILITY_RULES, CARRIER_SERVICES, ROUTES, PROMISE_POLICY)
 ALL_TOPICS = (
@@ -235,5 +271,9 @@ ALL_TOPICS = (
     ORDERS_AT_RISK,
     TRANSIT_OBSERVATIONS,
     COURIER_BOOKINGS,
+    RESERVATIONS,
+    RESERVATION_REPLIES,
+    ALLOCATIONS,
+    ORDERS_SOURCED,
     DLQ,
 )

@@ -142,7 +142,8 @@ def test_a_channel_never_sees_less_than_nothing_nor_more_than_atp(
 
     assert 0 <= visible <= atp
     assert all(units >= 0 for units in hidden.values())
-    assert visible + sum(hidden.values()) == atp
+    # Every unit of ATP is either visible or hidden by exactly one rule (protection is one).
+    assert visible + sum(hidden.values()) == available_to_promise(position)
 
 
 @given(net=networks(), rules=visibility_rules(extra=(MARKETPLACE_DCS_ONLY,)), sku=st.sampled_from(SKUS))
@@ -183,12 +184,15 @@ def test_every_unit_of_atp_is_either_visible_or_accounted_to_a_rule_in_every_cha
         available_to_promise(p, protection.get(loc, 0)) for loc, p in positions.items() if loc in locations_
     )
 
+    unprotected_atp = sum(available_to_promise(p) for loc, p in positions.items() if loc in locations_)
+
     availability = sku_availability(sku, positions, locations_, rules, protection)
 
     assert availability.network_atp == known_atp
     for view in availability.channels:
         hidden_here = sum(n for (channel, _, _), n in availability.hidden.items() if channel == view.channel)
-        assert view.total + hidden_here == known_atp, view.channel
+        # Protection is one of the rules: what it keeps for walk-in shoppers is accounted to it.
+        assert view.total + hidden_here == unprotected_atp, view.channel
         assert all(q > 0 for q in view.by_location.values())
         assert "STORE-GHOST-99" not in view.by_location
 

@@ -1,0 +1,284 @@
+"""End to end sourcing on a real broker: order placed -> reservations -> allocation published.
+
+    python -m bench.sourcing_e2e [--orders 20000] [--seconds 20] [--partitions 4]
+
+  setup      a private broker (``OMS_KAFKA_BOOTSTRAP`` to use another), the 300-location Walmart
+             network of ``bench/promise_network.py`` with 500 SKUs' stock, one worker.
+  burst      ``--orders`` standard-delivery orders of 1-5 lines (popular SKUs weighted) produced at
+             once; orders/s = orders / (last outcome - first placement), Kafka timestamps.
+  latency    orders paced at half the burst rate for ``--seconds``: per order, the Kafka timestamp
+             of the placement -> of its outcome on ``oms.orders.sourced.v1`` (allocations are
+             published in the same batch, just before it); p50 / p99 / max.
+  decision   the worker's own ``oms_sourcing_decision_seconds`` histogram (p50 / p99 from buckets).
+
+Figures, never assertions. Targets (issue 4): >= 500 orders/s, p99 <= 250 ms at half load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from bench.kafka import broker, bulk_producer, produce_all, wait_for
+from bench.promise_network import (
+    Positions,
+    PromiseNetworkFile,
+    _destination,
+    build_promise_network,
+    receipts,
+    sku_tiers,
+    stock_positions,
+)
+from bench.worker import Worker, histogram, histogram_quantile
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def orders(
+    network: PromiseNetworkFile, positions: Positions, n: int, tag: str, seed: int = 5
+) -> list[tuple[bytes, bytes]]:
+    rng = random.Random(seed)
+    tiers = sku_tiers(len(positions))
+    skus = tiers["fast"] * 6 + tiers["middle"] * 2 + tiers["tail"]
+    stores = network.stores
+    now = datetime.now(UTC)
+    end = now + timedelta(days=7)
+    out = []
+    for i in range(n):
+        cart: dict[str, int] = {}
+        while len(cart) < rng.choice((1, 1, 2, 2, 3, 4, 5)):
+            cart[rng.choice(skus)] = rng.choice((1, 1, 1, 2))
+        place = rng.choice(stores)
+        destination = _destination(place, rng.uniform(-8, 8), rng.uniform(-8, 8))
+        lines = [{"sku": sku, "quantity": q} for sku, q in cart.items()]
+        order_id = f"{tag}-{i:06d}"
+        option = {
+            "option_id": "standard",
+            "method": "standard",
+            "window_start": (end - timedelta(hours=12)).isoformat(),
+            "window_end": end.isoformat(),
+            "confidence": 0.95,
+            "parcels": 1,
+            "co2e_g": 0.0,
+            "shipments": [
+                {
+                    "location_id": network.dcs[0].location_id,
+                    "lines": lines,
+                    "ready_at": now.isoformat(),
+                    "handover_at": now.isoformat(),
+                    "arrives_at": end.isoformat(),
+                }
+            ],
+        }
+        body = {
+            "event_id": f"{order_id}-placed",
+            "occurred_at": now.isoformat(),
+            "source": "bench",
+            "order_id": order_id,
+            "cart": lines,
+            "destination": destination,
+            "option": option,
+        }
+        out.append((order_id.encode(), orjson.dumps(body)))
+    return out
+
+
+class Outcomes(threading.Thread):
+    """Reads the outcome topic from the beginning: order id -> (outcome, Kafka timestamp ms)."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        super().__init__(daemon=True)
+        self.consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "bench-unused", "enable.auto.commit": False}
+        )
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        self.seen: dict[str, tuple[str, int]] = {}
+        self.stopped = False
+
+    def run(self) -> None:
+        while not self.stopped:
+            for message in self.consumer.consume(5000, 0.1):
+                if message.error() or message.value() is None:
+                    continue
+                record = orjson.loads(message.value())
+                if record.get("round") == 1:
+                    self.seen.setdefault(record["order_id"], (record["outcome"], message.timestamp()[1]))
+        self.consumer.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--orders", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--locations", type=int, default=300)
+    parser.add_argument("--skus", type=int, default=500)
+    parser.add_argument("--bootstrap", default=None)
+    a = parser.parse_args(argv)
+    import os
+
+    with broker(a.bootstrap or os.environ.get("OMS_KAFKA_BOOTSTRAP")) as (bootstrap, _):
+        return run(a, bootstrap)
+
+
+def run(a: argparse.Namespace, bootstrap: str) -> int:
+    from oms_streams.config import Settings
+    from oms_streams.streaming.admin import ensure_topics
+    from oms_streams.streaming.config_publisher import publish_network_config
+
+    run_id = f"src{int(time.time()) % 1_000_000}"
+    work = Path("/tmp/oms-bench") / run_id
+    prefix = f"{run_id}."
+    settings = Settings(
+        kafka_bootstrap=bootstrap, topic_prefix=prefix, app_id=run_id, partitions=a.partitions
+    )
+    network = build_promise_network(work, a.locations)
+    positions = stock_positions(network, a.skus)
+    n_positions = sum(len(at) for at in positions.values())
+    ensure_topics(settings)
+    publish_network_config(settings, network.yaml_path)
+    produce_all(
+        bulk_producer(bootstrap),
+        settings.topic("oms.inventory.movements.v1"),
+        receipts(positions, tag=run_id),
+    )
+    worker = Worker(
+        bootstrap, prefix, run_id, work / "worker", RESULTS / "logs" / f"{run_id}.log", a.partitions
+    )
+    worker.start()
+    out: dict[str, Any] = {"locations": len(network.places), "skus": a.skus, "positions": n_positions}
+    try:
+        if not wait_for(
+            lambda: worker.metric("oms_stock_events_total", verdict="applied") >= n_positions, 600, 0.5
+        ):
+            raise RuntimeError("stock not applied")
+        time.sleep(5)  # the availability view reads the last records
+        log(f"{len(network.places)} locations, {n_positions:,} positions applied; worker pid {worker.pid}")
+        outcomes = Outcomes(bootstrap, settings.topic("oms.orders.sourced.v1"), a.partitions)
+        outcomes.start()
+        placed_topic = settings.topic("oms.orders.placed.v1")
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": "murmur2_random"})
+
+        # --- burst --------------------------------------------------------------------------------
+        burst = orders(network, positions, a.orders, f"{run_id}-B")
+        before = worker.scrape() or ""
+        t0 = time.time()
+        for key, value in burst:
+            while True:
+                try:
+                    producer.produce(placed_topic, value, key)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.flush(60)
+        done = wait_for(
+            lambda: sum(1 for k in outcomes.seen if k.startswith(f"{run_id}-B")) >= a.orders, 900, 0.2
+        )
+        burst_ids = [k.decode() for k, _ in burst]
+        last = max(outcomes.seen[o][1] for o in burst_ids if o in outcomes.seen)
+        rate = len([o for o in burst_ids if o in outcomes.seen]) / max(0.001, last / 1000 - t0)
+        kinds: dict[str, int] = {}
+        for o in burst_ids:
+            if o in outcomes.seen:
+                kinds[outcomes.seen[o][0]] = kinds.get(outcomes.seen[o][0], 0) + 1
+        after = worker.scrape() or ""
+        out["burst"] = {
+            "orders": a.orders,
+            "complete": bool(done),
+            "orders_per_s": round(rate),
+            "outcomes": kinds,
+            "refused_reservations": int(worker.metric("oms_reservations_refused_total", after)),
+            "decision_p50_ms": _ms(
+                histogram_quantile(
+                    histogram(before, "oms_sourcing_decision_seconds"),
+                    histogram(after, "oms_sourcing_decision_seconds"),
+                    0.5,
+                )
+            ),
+            "decision_p99_ms": _ms(
+                histogram_quantile(
+                    histogram(before, "oms_sourcing_decision_seconds"),
+                    histogram(after, "oms_sourcing_decision_seconds"),
+                    0.99,
+                )
+            ),
+        }
+        log(f"burst: {out['burst']}")
+
+        # --- latency at half the burst rate ---------------------------------------------------------
+        pace = max(1.0, rate / 2)
+        n = int(pace * a.seconds)
+        paced = orders(network, positions, n, f"{run_id}-P", seed=6)
+        sent: dict[str, float] = {}
+
+        def delivered(err: Any, message: Any) -> None:
+            if err is None:
+                sent[message.key().decode()] = message.timestamp()[1]
+
+        start = time.time()
+        for i, (key, value) in enumerate(paced):
+            target = start + i / pace
+            delay = target - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            producer.produce(placed_topic, value, key, on_delivery=delivered)
+            producer.poll(0)
+        producer.flush(60)
+        wait_for(lambda: sum(1 for k in outcomes.seen if k.startswith(f"{run_id}-P")) >= n, 300, 0.2)
+        latencies = sorted(outcomes.seen[o][1] - sent[o] for o in sent if o in outcomes.seen)
+        out["latency"] = {
+            "rate_per_s": round(pace),
+            "orders": n,
+            "answered": len(latencies),
+            "p50_ms": _pct(latencies, 0.5),
+            "p99_ms": _pct(latencies, 0.99),
+            "max_ms": latencies[-1] if latencies else None,
+        }
+        log(f"latency: {out['latency']}")
+        outcomes.stopped = True
+        out["worker_rss_mib"] = worker.memory()
+    finally:
+        worker.stop()
+    print()
+    print("| measure | figure | target |")
+    print("|---|---|---|")
+    print(f"| burst: orders/s placed -> outcome | {out['burst']['orders_per_s']:,} | >= 500 |")
+    print(f"| burst outcomes | {out['burst']['outcomes']} | |")
+    print(f"| reservations refused (re-plans) | {out['burst']['refused_reservations']:,} | |")
+    burst = out["burst"]
+    decision = f"{burst['decision_p50_ms']} / {burst['decision_p99_ms']} ms"
+    print(f"| decision p50 / p99 (worker histogram) | {decision} | p99 <= 5 ms |")
+    lat = out["latency"]
+    figures = f"{lat['p50_ms']} / {lat['p99_ms']} / {lat['max_ms']} ms"
+    print(f"| at {lat['rate_per_s']}/s: placed -> outcome p50 / p99 / max | {figures} | p99 <= 250 ms |")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "sourcing_e2e.json").write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))
+    return 0
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+def _pct(values: list[int], q: float) -> int | None:
+    if not values:
+        return None
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,306 @@
+"""The order owner's side of the sourcing saga: its table row, and its records on the wire.
+
+A ``SourcingRow`` is one JSON object per order, written whole on every change: what to source, the
+current attempt (its plan, which SKUs have answered, what they hold), and every allocation published
+so far with its state. Wire records are built as plain dicts (hot path) that match
+``schemas.sourcing`` (a contract test keeps them in step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from oms_streams.adapters.stock import Failure, parse_model
+from oms_streams.adapters.timestamps import utc_from_epoch_ms
+from oms_streams.domain.network import DeliveryMethod
+from oms_streams.domain.orders import Milestone
+from oms_streams.domain.promise import CartLine, Destination
+from oms_streams.domain.sourcing import (
+    DecisionTrace,
+    PlannedShipment,
+    SourcingDecision,
+    SourcingRequest,
+)
+from oms_streams.schemas.sourcing import ReservationReply
+
+SOURCE = "oms-streams:source_orders"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    order_id: str
+    reservation_id: str
+    sku: str
+    kind: str
+    status: str
+    lines: tuple[tuple[str, int, int], ...]
+    """(location id, units, still available there afterwards)."""
+    reason: str
+
+
+def decode_reply(key: bytes | None, value: bytes | None) -> Reply | Failure:
+    wire = parse_model(ReservationReply, value, "the reservation replies topic")
+    if isinstance(wire, Failure):
+        return wire
+    if key != wire.order_id.encode():
+        shown = key.decode(errors="replace") if key is not None else None
+        return Failure(f"message key {shown!r} is not the order id {wire.order_id!r}")
+    return Reply(
+        order_id=wire.order_id,
+        reservation_id=wire.reservation_id,
+        sku=wire.sku,
+        kind=wire.kind,
+        status=wire.status,
+        lines=tuple((line.location_id, line.quantity, line.available_after) for line in wire.lines),
+        reason=wire.reason,
+    )
+
+
+@dataclass(slots=True)
+class AllocationState:
+    allocation_id: str
+    reservation_id: str
+    round: int
+    shipment: int
+    location_id: str
+    lines: list[list[Any]]
+    """[[sku, units], ...]."""
+    state: str = "live"
+    """live | cancelled | fulfilled."""
+
+
+@dataclass(slots=True)
+class SourcingRow:
+    order_id: str
+    placement: str
+    """The placement's event id (a redelivered placement is a duplicate)."""
+    partition: int
+    method: str
+    lines: list[list[Any]]
+    """[[sku, units], ...] still to source this round."""
+    destination: dict[str, Any]
+    window_start_ms: int
+    promised_by_ms: int
+    channel: str
+    courier_store_id: str | None = None
+    round: int = 1
+    attempt: int = 0
+    """Attempts over all rounds, so each reservation id ('<order>/<attempt>') is new."""
+    round_attempts: int = 0
+    status: str = "reserving"
+    """reserving | allocated | partially_allocated | rejected."""
+    plan: dict[str, Any] | None = None
+    """The current attempt's decision (see ``decision_to_plan``)."""
+    pending: list[str] = field(default_factory=list)
+    held: dict[str, list[list[Any]]] = field(default_factory=dict)
+    """SKU -> [[location, units], ...] reserved by the current attempt."""
+    refused: bool = False
+    excluded: list[list[str]] = field(default_factory=list)
+    """[[location, sku], ...] a store rejected or short-picked: never sourced from again."""
+    allocations: list[AllocationState] = field(default_factory=list)
+    backorder: list[list[Any]] = field(default_factory=list)
+
+    @property
+    def reservation_id(self) -> str:
+        return f"{self.order_id}/{self.attempt}"
+
+    def encode(self) -> bytes:
+        body = asdict(self)
+        return orjson.dumps(body)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> SourcingRow:
+        body = orjson.loads(raw)
+        body["allocations"] = [AllocationState(**a) for a in body.get("allocations", [])]
+        return cls(**body)
+
+    def request(self, now_ms: int) -> SourcingRequest:
+        d = self.destination
+        return SourcingRequest(
+            order_id=self.order_id,
+            lines=tuple(CartLine(sku, units) for sku, units in self.lines),
+            method=DeliveryMethod(self.method),
+            destination=Destination(
+                lat=d.get("lat"),
+                lon=d.get("lon"),
+                postal_code=d.get("postal_code", ""),
+                region=d.get("region", ""),
+                timezone=d.get("timezone"),
+                pickup_store_id=d.get("pickup_store_id"),
+            ),
+            promised_by_ms=self.promised_by_ms,
+            now_ms=now_ms,
+            courier_store_id=self.courier_store_id,
+            excluded=frozenset((loc, sku) for loc, sku in self.excluded),
+        )
+
+
+# --- the plan of an attempt, kept in the row ------------------------------------------------------
+
+
+def decision_to_plan(decision: SourcingDecision) -> dict[str, Any]:
+    return {
+        "outcome": decision.outcome.value,
+        "reason": decision.reason,
+        "shipments": [_shipment_to_json(s) for s in decision.shipments],
+        "backorder": [[line.sku, line.quantity] for line in decision.backorder],
+        "trace": trace_to_wire(decision.trace),
+    }
+
+
+def _shipment_to_json(s: PlannedShipment) -> dict[str, Any]:
+    return {
+        "location_id": s.location_id,
+        "lines": [[line.sku, line.quantity] for line in s.lines],
+        "service_id": s.service_id,
+        "route_id": s.route_id,
+        "ready_at_ms": s.ready_at_ms,
+        "handover_at_ms": s.handover_at_ms,
+        "arrives_at_ms": s.arrives_at_ms,
+        "distance_km": round(s.distance_km, 3),
+        "co2e_g": round(s.co2e_g, 1),
+        "late": s.late,
+    }
+
+
+def trace_to_wire(trace: DecisionTrace) -> dict[str, Any]:
+    return {
+        "search": trace.search,
+        "candidates": [
+            {
+                "location_id": c.location_id,
+                "held": dict(c.held),
+                "filtered": c.filtered,
+                "cost": None if c.cost is None else round(c.cost, 3),
+                "distance_km": None if c.distance_km is None else round(c.distance_km, 3),
+            }
+            for c in trace.candidates
+        ],
+        "candidates_total": trace.candidates_total,
+        "filtered_counts": dict(trace.filtered_counts),
+        "plans_evaluated": trace.plans_evaluated,
+        "splits": trace.splits,
+        "splits_lower_bound": trace.splits_lower_bound,
+        "cost": round(trace.cost, 3),
+        "cost_lower_bound": round(trace.cost_lower_bound, 3),
+        "gap": round(trace.gap, 4),
+        "winning": trace.winning,
+        "notes": list(trace.notes),
+    }
+
+
+def reservations_by_sku(plan: dict[str, Any], channel: str) -> dict[str, list[list[Any]]]:
+    """SKU -> [[location, units, channel], ...] over the plan's shipments: a route transfer takes
+    what the webshop sees of its DC, every other shipment what the order's channel sees."""
+    by_sku: dict[str, dict[tuple[str, str], int]] = {}
+    for shipment in plan["shipments"]:
+        taken_as = "webshop" if shipment["route_id"] else channel
+        for sku, units in shipment["lines"]:
+            at = by_sku.setdefault(sku, {})
+            key = (shipment["location_id"], taken_as)
+            at[key] = at.get(key, 0) + units
+    return {
+        sku: [[loc, units, taken_as] for (loc, taken_as), units in sorted(at.items())]
+        for sku, at in by_sku.items()
+    }
+
+
+# --- records --------------------------------------------------------------------------------------
+
+
+def _envelope(event_id: str, now_ms: int) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "occurred_at": utc_from_epoch_ms(now_ms).isoformat(),
+        "source": SOURCE,
+        "schema_version": 1,
+    }
+
+
+def reservation_record(
+    kind: str, reservation_id: str, order_id: str, sku: str, channel: str, lines: list[list[Any]], now_ms: int
+) -> bytes:
+    """Matches ``schemas.sourcing.ReservationCommand``; deterministic event id per command."""
+    body = _envelope(f"{reservation_id}:{sku}:{kind}:{'+'.join(str(loc) for loc, *_ in lines)}", now_ms)
+    body.update(
+        kind=kind,
+        reservation_id=reservation_id,
+        order_id=order_id,
+        sku=sku,
+        channel=channel,
+        lines=[_line(line, channel) for line in lines],
+    )
+    return orjson.dumps(body)
+
+
+def _line(line: list[Any], channel: str) -> dict[str, Any]:
+    loc, units, *taken_as = line
+    body: dict[str, Any] = {"location_id": loc, "quantity": units}
+    if taken_as and taken_as[0] != channel:
+        body["channel"] = taken_as[0]
+    return body
+
+
+def allocation_record(
+    row: SourcingRow,
+    allocation: AllocationState,
+    shipment: dict[str, Any] | None,
+    milestones: list[Milestone],
+    trace: dict[str, Any] | None,
+    now_ms: int,
+    kind: str = "allocate",
+    reason: str = "",
+) -> bytes:
+    """Matches ``schemas.sourcing.Allocation``; event id '<allocation id>:<kind>'."""
+    body = _envelope(f"{allocation.allocation_id}:{kind}", now_ms)
+    body.update(
+        kind=kind,
+        allocation_id=allocation.allocation_id,
+        order_id=row.order_id,
+        round=allocation.round,
+        shipment=allocation.shipment,
+        location_id=allocation.location_id,
+        lines=[{"sku": sku, "quantity": units} for sku, units in allocation.lines],
+        method=row.method,
+        pickup_store_id=row.destination.get("pickup_store_id"),
+        destination=row.destination,
+        promised_by=utc_from_epoch_ms(row.promised_by_ms).isoformat(),
+        reason=reason,
+    )
+    if shipment is not None:
+        body.update(
+            service_id=shipment["service_id"],
+            route_id=shipment["route_id"],
+            ready_at=utc_from_epoch_ms(shipment["ready_at_ms"]).isoformat(),
+            handover_at=utc_from_epoch_ms(shipment["handover_at_ms"]).isoformat(),
+            arrives_at=utc_from_epoch_ms(shipment["arrives_at_ms"]).isoformat(),
+            late=shipment["late"],
+            distance_km=shipment["distance_km"],
+            co2e_g=shipment["co2e_g"],
+            milestones=[
+                {"kind": m.kind.value, "due": utc_from_epoch_ms(m.due_ms).isoformat()} for m in milestones
+            ],
+            trace=trace,
+        )
+    return orjson.dumps(body)
+
+
+def sourced_record(
+    row: SourcingRow, outcome: str, allocation_ids: list[str], reason: str, now_ms: int
+) -> bytes:
+    """Matches ``schemas.sourcing.OrderSourced``; event id '<order>:sourced:<round>'."""
+    body = _envelope(f"{row.order_id}:sourced:{row.round}", now_ms)
+    body.update(
+        order_id=row.order_id,
+        round=row.round,
+        outcome=outcome,
+        allocations=allocation_ids,
+        backorder=[{"sku": sku, "quantity": units} for sku, units in row.backorder],
+        reason=reason,
+        attempts=row.round_attempts,
+        trace=row.plan["trace"] if row.plan else None,
+    )
+    return orjson.dumps(body)

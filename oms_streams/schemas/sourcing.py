@@ -1,0 +1,147 @@
+"""Sourcing and reservations: the saga between order owners and SKU ledger owners, and its results.
+
+- ``oms.inventory.reservations.v1`` (key: SKU) carries reservation commands to the owner of the SKU's
+  ledger, in the same partitions as the stock topics, so a reservation is applied in order with the
+  SKU's movements by the one worker that owns its truth.
+- ``oms.orders.reservation-replies.v1`` (key: order id) carries the ledger's answers back to the owner
+  of the order.
+- ``oms.fulfilment.allocations.v1`` (key: order id): one allocation per shipment, for fulfilment.
+- ``oms.orders.sourced.v1`` (key: order id): one outcome per order and sourcing round.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field
+
+from oms_streams.schemas.envelope import Envelope, Identifier, WireModel
+from oms_streams.schemas.promise import CartLineModel, DestinationModel, MethodName
+
+ReservationKind = Literal["reserve", "release", "fulfil"]
+
+
+class ReservationLine(WireModel):
+    location_id: Identifier
+    quantity: Annotated[int, Field(ge=1, le=1_000_000)]
+    channel: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None,
+        description="Overrides the command's channel for this line (a click & collect order's DC "
+        "transfer takes what the webshop sees of the DC).",
+    )
+
+
+class ReservationCommand(Envelope):
+    """A command to the owner of one SKU's ledger.
+
+    ``reserve`` holds every line or none (all-or-nothing per SKU); ``release`` gives a reservation's
+    holds back; ``fulfil`` says the held units left the location with the shipment: they leave on
+    hand and reserved together. Release and fulfil name the locations they apply to (empty: all).
+    Idempotent: a command repeated with the same reservation id changes nothing.
+    """
+
+    kind: ReservationKind
+    reservation_id: Annotated[str, Field(min_length=1, max_length=200)] = Field(
+        description="'<order id>/<attempt>': one per sourcing attempt of an order."
+    )
+    order_id: Identifier
+    sku: Identifier
+    channel: Annotated[str, Field(max_length=64)] = Field(
+        default="webshop", description="Whose visible stock a reservation may take (the channel's rules)."
+    )
+    lines: Annotated[list[ReservationLine], Field(max_length=100)] = []
+
+
+class ReplyLine(WireModel):
+    location_id: Identifier
+    quantity: int
+    available_after: int = Field(description="Units still visible to the channel at the location afterwards.")
+
+
+class ReservationReply(Envelope):
+    """The ledger's answer to one command, keyed by order id (back to the order's owner)."""
+
+    kind: ReservationKind
+    reservation_id: str
+    order_id: Identifier
+    sku: Identifier
+    status: Literal["reserved", "refused", "released", "fulfilled"]
+    lines: list[ReplyLine] = []
+    reason: str = ""
+
+
+class MilestoneModel(WireModel):
+    kind: str
+    due: AwareDatetime
+
+
+class CandidateModel(WireModel):
+    location_id: str
+    held: dict[str, int] = Field(description="Usable units of the cart's SKUs at this location.")
+    filtered: str | None = Field(default=None, description="Why it was not considered; null when it was.")
+    cost: float | None = None
+    distance_km: float | None = None
+
+
+class DecisionTraceModel(WireModel):
+    """Why the plan won: the candidates, why each was filtered, the scores, the winning plan."""
+
+    search: str = Field(description="exact | bounded | click_and_collect | courier | single_site")
+    candidates: list[CandidateModel]
+    candidates_total: int
+    filtered_counts: dict[str, int]
+    plans_evaluated: int
+    splits: int
+    splits_lower_bound: int
+    cost: float
+    cost_lower_bound: float
+    gap: float = Field(description="(cost - lower bound) / cost; 0 when the plan is proven optimal.")
+    winning: str
+    notes: list[str] = []
+
+
+class Allocation(Envelope):
+    """One shipment of an order, for the fulfilment system of its location.
+
+    ``allocate`` releases the shipment to the location; ``cancel`` withdraws it (a short pick or a
+    rejection moved its lines elsewhere). allocation_id is '<order id>:<round>:<shipment index>'.
+    """
+
+    kind: Literal["allocate", "cancel"]
+    allocation_id: str
+    order_id: Identifier
+    round: int = Field(description="1 for the first sourcing; +1 for each re-sourcing.")
+    shipment: int
+    location_id: Identifier
+    lines: list[CartLineModel]
+    method: MethodName
+    service_id: str | None = None
+    route_id: str | None = Field(default=None, description="The replenishment route a transfer rides.")
+    pickup_store_id: str | None = None
+    destination: DestinationModel | None = None
+    promised_by: AwareDatetime | None = None
+    ready_at: AwareDatetime | None = None
+    handover_at: AwareDatetime | None = None
+    arrives_at: AwareDatetime | None = None
+    late: bool = False
+    distance_km: float = 0.0
+    co2e_g: float = 0.0
+    milestones: list[MilestoneModel] = []
+    trace: DecisionTraceModel | None = None
+    reason: str = ""
+
+
+SourcedOutcome = Literal["allocated", "partially_allocated", "rejected"]
+
+
+class OrderSourced(Envelope):
+    """The outcome of one sourcing round of an order: exactly one per (order, round)."""
+
+    order_id: Identifier
+    round: int
+    outcome: SourcedOutcome
+    allocations: list[str]
+    backorder: list[CartLineModel] = []
+    reason: str = ""
+    attempts: int = Field(description="Reservation attempts this round took (refusals re-source).")
+    trace: DecisionTraceModel | None = None

@@ -1,0 +1,544 @@
+"""The order owner's side of the reservation saga: plan, reserve, allocate, re-source.
+
+``apply_batch`` is called by the ``source_orders`` agent with placements, reservation replies and
+fulfilment events, all keyed by order id, so one worker owns an order's whole saga and keeps it in
+the ``sourcing`` table (one row per order, written whole, in the order's partition).
+
+1. A placement is planned by the pure sourcing engine over the replicated availability view, and
+   each SKU of the plan is asked of its ledger owner (reserve commands keyed by SKU).
+2. When every SKU has answered: all reserved -> one allocation per shipment and the order's outcome
+   are published; any refused -> what was held is released and the order is planned again with what
+   the refusals said is left (a fresher view than the feed), up to ``MAX_ATTEMPTS``.
+3. A store's rejection or short pick cancels that allocation, releases its holds and sources its
+   lines again without that store (a new round); a pickup store's rejection is left to the at-risk
+   flow. A shipment leaving its location (handover, route departure, collection) fulfils its holds.
+
+Every command carries a deterministic event id and every ledger command is idempotent, so after a
+crash the new owner re-sends the commands of unfinished attempts and nothing is taken twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from oms_streams.adapters.dlq import dead_letter_for
+from oms_streams.adapters.orders import Fulfilment, Placement, decode_fulfilment, decode_placement
+from oms_streams.adapters.sourcing import (
+    AllocationState,
+    Reply,
+    SourcingRow,
+    allocation_record,
+    decision_to_plan,
+    decode_reply,
+    reservation_record,
+    reservations_by_sku,
+    sourced_record,
+)
+from oms_streams.adapters.stock import Failure
+from oms_streams.domain.network import DeliveryMethod
+from oms_streams.domain.orders import derive_milestones
+from oms_streams.domain.promise import CHANNEL_FOR_METHOD, CartLine, DeliveryOption, Shipment
+from oms_streams.domain.risk import FulfilmentKind
+from oms_streams.domain.sourcing import Outcome, SourcingPolicy, StockSnapshot, source_order
+from oms_streams.domain.transit import TransitModel
+from oms_streams.metrics import Metrics, reason_class
+from oms_streams.streaming.ledger_runtime import AvailabilityView
+from oms_streams.streaming.network import NetworkState
+from oms_streams.streaming.table_context import in_partition, in_partition_of
+
+log = logging.getLogger(__name__)
+
+Produce = Callable[[str, bytes, bytes | None], Awaitable[None]]
+
+MAX_ATTEMPTS = 8
+"""Reservation attempts per round before the order is rejected as unsourceable for now."""
+CLAIM_TTL_MS = 30_000
+"""How long this worker remembers its own reservations and the ledgers' hints over the feed."""
+
+LEFT_LOCATION = frozenset(
+    {FulfilmentKind.HANDED_TO_CARRIER, FulfilmentKind.ROUTE_DEPARTED, FulfilmentKind.COLLECTED}
+)
+"""The shipment's units left the location: its holds are fulfilled (out of on hand and reserved)."""
+WITHDRAWN = frozenset({FulfilmentKind.STORE_REJECTED, FulfilmentKind.SHORT_PICK})
+TRANSFER_CHANNEL = CHANNEL_FOR_METHOD[DeliveryMethod.STANDARD]
+"""Whose view of a DC a click & collect transfer takes (the pickup channel sees stores only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourcingTopics:
+    placed: str
+    fulfilment: str
+    replies: str
+    reservations: str
+    allocations: str
+    sourced: str
+    dlq: str
+
+
+class Claims:
+    """What this worker knows of stock that the availability feed may not show yet.
+
+    Units it asked ledgers for and has no answer to are taken (in flight); units a ledger reserved
+    for it count as taken until the feed publishes a record at least as new as the reservation;
+    a ledger's answer says what is left at a location as of its time, newer than the feed's record.
+    """
+
+    def __init__(self) -> None:
+        self.in_flight: dict[tuple[str, str], int] = defaultdict(int)
+        self.reserved: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        self.hints: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def asked(self, sku: str, lines: Iterable[list[Any]]) -> None:
+        for loc, units, *_ in lines:
+            self.in_flight[(sku, loc)] += units
+
+    def answered(self, reply: Reply, asked: Iterable[list[Any]], at_ms: int) -> None:
+        for loc, units, *_ in asked:
+            key = (reply.sku, loc)
+            left = self.in_flight.get(key, 0) - units
+            if left > 0:
+                self.in_flight[key] = left
+            else:
+                self.in_flight.pop(key, None)
+        for loc, units, available in reply.lines:
+            key = (reply.sku, loc)
+            self.hints[key] = (at_ms, available)
+            if reply.status == "reserved":
+                self.reserved.setdefault(key, []).append((at_ms, units))
+
+    def usable(self, sku: str, loc: str, view_units: int, view_at_ms: int, now_ms: int) -> int:
+        key = (sku, loc)
+        base, base_at = view_units, view_at_ms
+        hint = self.hints.get(key)
+        if hint is not None:
+            if hint[0] < now_ms - CLAIM_TTL_MS:
+                del self.hints[key]
+            elif hint[0] > base_at:
+                base_at, base = hint
+        taken = self.in_flight.get(key, 0)
+        reserved = self.reserved.get(key)
+        if reserved:
+            reserved[:] = [
+                (at, units) for at, units in reserved if at > view_at_ms and at > now_ms - CLAIM_TTL_MS
+            ]
+            taken += sum(units for at, units in reserved if at > base_at)
+            if not reserved:
+                del self.reserved[key]
+        return max(0, base - taken)
+
+    def locations(self, sku: str) -> set[str]:
+        """Locations with a hint for the SKU (the feed may not list a location whose stock just came)."""
+        return {loc for (s, loc) in self.hints if s == sku}
+
+    def clear(self) -> None:
+        self.in_flight.clear()
+        self.reserved.clear()
+        self.hints.clear()
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SourcingRuntime:
+    def __init__(
+        self,
+        table: Any,
+        network: NetworkState,
+        view: AvailabilityView,
+        transit: TransitModel,
+        topics: SourcingTopics,
+        produce: Produce,
+        metrics: Metrics,
+        policy: SourcingPolicy | None = None,
+    ) -> None:
+        self.table = table
+        self.network = network
+        self.view = view
+        self.transit = transit
+        self.topics = topics
+        self.produce = produce
+        self.metrics = metrics
+        self.policy = policy
+        self.lock = asyncio.Lock()
+        self.claims = Claims()
+        self.workload: dict[str, int] = defaultdict(int)
+        """Live allocations per location among this worker's orders (a sourcing cost)."""
+        self._outbox: list[tuple[str, bytes, bytes | None]] = []
+
+    # --- events ---------------------------------------------------------------------------------
+
+    async def apply_batch(self, events: list[Any]) -> None:
+        async with self.lock:
+            now = now_ms()
+            rows: dict[str, tuple[SourcingRow, Any]] = {}
+            for event in events:
+                try:
+                    self._apply_one(event, rows, now)
+                except Exception as error:  # a bug must not stop every order behind this one
+                    log.exception("sourcing could not process %s", event.message.topic)
+                    self._dead_letter(f"could not be processed: {error!r}", event.message, now)
+            for row, event in rows.values():
+                with in_partition_of(event):
+                    self.table[row.order_id] = row.encode()
+            await self._flush()
+
+    def _apply_one(self, event: Any, rows: dict[str, tuple[SourcingRow, Any]], now: int) -> None:
+        message = event.message
+        topic = message.topic
+        decoded: Placement | Fulfilment | Reply | Failure
+        if topic == self.topics.replies:
+            decoded = decode_reply(message.key, message.value)
+        elif topic == self.topics.placed:
+            decoded = decode_placement(message.key, message.value)
+        else:
+            decoded = decode_fulfilment(message.key, message.value)
+        if isinstance(decoded, Failure):
+            # Placements and fulfilment events are dead-lettered by track_orders, which reads them too.
+            if topic == self.topics.replies:
+                self._dead_letter(decoded.reason, message, now)
+            self.metrics.sourcing_events.labels(_label(topic, self.topics), "invalid").inc()
+            return
+        order_id = decoded.order_id
+        cached = rows.get(order_id)
+        row = cached[0] if cached is not None else self._load(order_id)
+        if isinstance(decoded, Placement):
+            row, verdict = self._place(row, decoded, message.partition, now)
+        elif isinstance(decoded, Reply):
+            verdict = self._answer(row, decoded, now) if row is not None else self._stray(decoded, now)
+        else:
+            verdict = self._progress(row, decoded, now) if row is not None else "ignored"
+        self.metrics.sourcing_events.labels(_label(topic, self.topics), verdict).inc()
+        if row is not None and verdict == "applied":
+            rows[order_id] = (row, event)
+
+    def _load(self, order_id: str) -> SourcingRow | None:
+        raw = self.table.get(order_id)
+        return SourcingRow.decode(raw) if raw is not None else None
+
+    # --- placement --------------------------------------------------------------------------------
+
+    def _place(
+        self, row: SourcingRow | None, placement: Placement, partition: int, now: int
+    ) -> tuple[SourcingRow | None, str]:
+        if row is not None:
+            # Sourced once per order: a re-promise changes the promise (track_orders), not the stock.
+            return row, "duplicate"
+        option = placement.option
+        lines: dict[str, int] = {}
+        for shipment in option.shipments:
+            for line in shipment.lines:
+                lines[line.sku] = lines.get(line.sku, 0) + line.quantity
+        courier_store = option.shipments[0].location_id if option.method is DeliveryMethod.COURIER else None
+        destination = dict(placement.destination)
+        if option.pickup_store_id is not None:
+            destination["pickup_store_id"] = option.pickup_store_id
+        row = SourcingRow(
+            order_id=placement.order_id,
+            placement=placement.event_id,
+            partition=partition,
+            method=option.method.value,
+            lines=[[sku, units] for sku, units in lines.items()],
+            destination=destination,
+            window_start_ms=option.window_start_ms,
+            promised_by_ms=option.window_end_ms,
+            channel=CHANNEL_FOR_METHOD[option.method],
+            courier_store_id=courier_store,
+        )
+        self._plan_and_reserve(row, now)
+        return row, "applied"
+
+    def _plan_and_reserve(self, row: SourcingRow, now: int) -> None:
+        row.attempt += 1
+        row.round_attempts += 1
+        row.pending, row.held, row.refused = [], {}, False
+        started = time.perf_counter()
+        request = row.request(now)
+        decision = source_order(
+            request,
+            self._snapshot(row.channel, [line.sku for line in request.lines], now),
+            self.network.promise_network,
+            self.transit,
+            self._policy(),
+        )
+        self.metrics.sourcing_decision_seconds.observe(time.perf_counter() - started)
+        row.plan = decision_to_plan(decision)
+        if not decision.shipments:
+            self._finish(row, now)
+            return
+        for sku, lines in reservations_by_sku(row.plan, row.channel).items():
+            row.pending.append(sku)
+            self.claims.asked(sku, lines)
+            self._send_reservation("reserve", row, row.reservation_id, sku, lines, now)
+
+    def _policy(self) -> SourcingPolicy:
+        if self.policy is not None:
+            return self.policy
+        return SourcingPolicy(max_splits=self.network.promise_network.policy.max_parcels)
+
+    def _snapshot(self, channel: str, skus: list[str], now: int) -> StockSnapshot:
+        units: dict[str, dict[str, int]] = {}
+        protected: dict[str, dict[str, int]] = {}
+        for sku in skus:
+            record = self.view.get(sku)
+            shown: dict[str, int] = {}
+            at_ms = 0
+            if record is not None:
+                channels = record["channels"]
+                shown = channels.get(channel, {}).get("locations", {})
+                if channel != TRANSFER_CHANNEL:
+                    # A pickup store's missing lines come from DCs, as the webshop sees them.
+                    transfer = channels.get(TRANSFER_CHANNEL, {}).get("locations", {})
+                    shown = {**transfer, **shown}
+                at_ms = int(datetime.fromisoformat(record["published_at"]).timestamp() * 1000)
+                protected[sku] = record.get("protected", {})
+            usable = {}
+            for loc in shown.keys() | self.claims.locations(sku):
+                left = self.claims.usable(sku, loc, shown.get(loc, 0), at_ms, now)
+                if left > 0:
+                    usable[loc] = left
+            units[sku] = usable
+        return StockSnapshot(units=units, protected=protected, workload=self.workload)
+
+    # --- replies ----------------------------------------------------------------------------------
+
+    def _answer(self, row: SourcingRow, reply: Reply, now: int) -> str:
+        if reply.kind != "reserve":
+            return "ignored"  # releases and fulfilments need no follow-up
+        current = reply.reservation_id == row.reservation_id
+        if not current or row.status != "reserving" or reply.sku not in row.pending:
+            allocated = any(a.reservation_id == reply.reservation_id for a in row.allocations)
+            if allocated or (current and reply.sku in row.held):
+                return "duplicate"  # a redelivered answer: what it holds is the order's
+            return self._stray(reply, now)
+        asked = reservations_by_sku(row.plan or {"shipments": []}, row.channel).get(reply.sku, [])
+        self.claims.answered(reply, asked, now)
+        row.pending.remove(reply.sku)
+        if reply.status == "reserved":
+            row.held[reply.sku] = [[loc, units] for loc, units, _ in reply.lines]
+        else:
+            row.refused = True
+            self.metrics.reservations_refused.inc()
+        if row.pending:
+            return "applied"
+        if not row.refused:
+            self._finish(row, now)
+            return "applied"
+        for sku, lines in row.held.items():
+            self._send_reservation("release", row, row.reservation_id, sku, lines, now)
+        if row.round_attempts >= MAX_ATTEMPTS:
+            row.plan = {
+                "outcome": "rejected",
+                "reason": f"stock kept being taken by other orders: gave up after {MAX_ATTEMPTS} attempts",
+                "shipments": [],
+                "backorder": row.lines,
+                "trace": (row.plan or {}).get("trace"),
+            }
+            row.held = {}
+            self._finish(row, now)
+        else:
+            self._plan_and_reserve(row, now)
+        return "applied"
+
+    def _stray(self, reply: Reply, now: int) -> str:
+        """An answer to an attempt that is over (a resend after a crash, or an old attempt): give
+        back anything it holds."""
+        if reply.kind == "reserve" and reply.status == "reserved":
+            lines = [[loc, units] for loc, units, _ in reply.lines]
+            self._send_reservation(
+                "release", None, reply.reservation_id, reply.sku, lines, now, reply.order_id
+            )
+            return "released_stray"
+        return "ignored"
+
+    # --- outcome ----------------------------------------------------------------------------------
+
+    def _finish(self, row: SourcingRow, now: int) -> None:
+        plan = row.plan or {}
+        shipments = plan.get("shipments", [])
+        option = self._option(row, shipments)
+        milestones = derive_milestones(option, self.network.promise_network) if shipments else ()
+        ids: list[str] = []
+        for index, shipment in enumerate(shipments):
+            allocation = AllocationState(
+                allocation_id=f"{row.order_id}:{row.round}:{index}",
+                reservation_id=row.reservation_id,
+                round=row.round,
+                shipment=index,
+                location_id=shipment["location_id"],
+                lines=shipment["lines"],
+            )
+            row.allocations.append(allocation)
+            ids.append(allocation.allocation_id)
+            self.workload[allocation.location_id] += 1
+            own = [m for m in milestones if m.shipment == index]
+            record = allocation_record(row, allocation, shipment, own, plan.get("trace"), now)
+            self._outbox.append((self.topics.allocations, row.order_id.encode(), record))
+        row.backorder = plan.get("backorder", [])
+        outcome = plan.get("outcome", Outcome.REJECTED.value) if shipments else Outcome.REJECTED.value
+        row.status = outcome
+        row.pending, row.held = [], {}
+        reason = plan.get("reason", "")
+        self._outbox.append(
+            (self.topics.sourced, row.order_id.encode(), sourced_record(row, outcome, ids, reason, now))
+        )
+        self.metrics.orders_sourced.labels(outcome).inc()
+
+    def _option(self, row: SourcingRow, shipments: list[dict[str, Any]]) -> DeliveryOption:
+        """The allocated plan as a delivery option, to derive its milestones from the promise."""
+        return DeliveryOption(
+            option_id=row.method,
+            method=DeliveryMethod(row.method),
+            window_start_ms=row.window_start_ms,
+            window_end_ms=row.promised_by_ms,
+            confidence=self.network.promise_network.policy.quantile,
+            parcels=len(shipments),
+            co2e_g=0.0,
+            shipments=tuple(
+                Shipment(
+                    location_id=s["location_id"],
+                    lines=tuple(CartLine(sku, units) for sku, units in s["lines"]),
+                    ready_at_ms=s["ready_at_ms"],
+                    handover_at_ms=s["handover_at_ms"],
+                    arrives_at_ms=s["arrives_at_ms"],
+                    service_id=s["service_id"],
+                    route_id=s["route_id"],
+                    distance_km=s["distance_km"],
+                )
+                for s in shipments
+            ),
+            pickup_store_id=row.destination.get("pickup_store_id"),
+        )
+
+    # --- fulfilment -------------------------------------------------------------------------------
+
+    def _progress(self, row: SourcingRow, fulfilment: Fulfilment, now: int) -> str:
+        event = fulfilment.event
+        kind = event.kind
+        if kind not in LEFT_LOCATION and kind not in WITHDRAWN:
+            return "ignored"
+        live = [a for a in row.allocations if a.state == "live"]
+        if event.location_id is not None:
+            hit = [a for a in live if a.location_id == event.location_id]
+        elif event.shipment is not None:
+            hit = [a for a in live if a.shipment == event.shipment and a.round == row.round]
+        else:
+            hit = []
+        if not hit:
+            return "ignored"  # repeated, or about a shipment already settled
+        if kind in LEFT_LOCATION:
+            for allocation in hit:
+                self._settle(row, allocation, "fulfil", "fulfilled", now)
+            return "applied"
+        pickup = row.destination.get("pickup_store_id")
+        if (
+            kind is FulfilmentKind.STORE_REJECTED
+            and event.location_id is not None
+            and event.location_id == pickup
+        ):
+            # The customer chose this store: customer service decides (the at-risk flow), not sourcing.
+            return "ignored"
+        if row.status == "reserving":
+            return "ignored"  # a re-sourcing is under way; the store will report again if it must
+        missing: dict[str, int] = {}
+        for allocation in hit:
+            self._settle(row, allocation, "release", "cancelled", now)
+            reason = f"{kind.value} at {allocation.location_id}: {event.reason}".rstrip(": ")
+            record = allocation_record(row, allocation, None, [], None, now, kind="cancel", reason=reason)
+            self._outbox.append((self.topics.allocations, row.order_id.encode(), record))
+            for sku, units in allocation.lines:
+                missing[sku] = missing.get(sku, 0) + units
+                row.excluded.append([allocation.location_id, sku])
+        row.round += 1
+        row.round_attempts = 0
+        row.status = "reserving"
+        row.lines = [[sku, units] for sku, units in missing.items()]
+        self.metrics.resourced.labels(kind.value).inc()
+        self._plan_and_reserve(row, now)
+        return "applied"
+
+    def _settle(
+        self, row: SourcingRow, allocation: AllocationState, command: str, state: str, now: int
+    ) -> None:
+        allocation.state = state
+        self.workload[allocation.location_id] = max(0, self.workload[allocation.location_id] - 1)
+        for sku, units in allocation.lines:
+            lines = [[allocation.location_id, units]]
+            self._send_reservation(command, row, allocation.reservation_id, sku, lines, now)
+
+    # --- ownership --------------------------------------------------------------------------------
+
+    def forget_ownership(self) -> None:
+        self.claims.clear()
+        self.workload.clear()
+
+    async def reload(self) -> int:
+        """After a rebalance: re-send the commands of every unfinished attempt this worker now owns.
+
+        A crash may have lost commands that were decided but not produced; the ledgers answer a
+        repeat as they did the first time, so re-sending is always safe."""
+        async with self.lock:
+            now = now_ms()
+            resent = 0
+            for _, raw in self.table.items():
+                row = SourcingRow.decode(raw)
+                for allocation in row.allocations:
+                    if allocation.state == "live":
+                        self.workload[allocation.location_id] += 1
+                if row.status != "reserving" or row.plan is None:
+                    continue
+                with in_partition(self.topics.placed, row.partition):
+                    for sku, lines in reservations_by_sku(row.plan, row.channel).items():
+                        if sku in row.pending:
+                            self._send_reservation("reserve", row, row.reservation_id, sku, lines, now)
+                            resent += 1
+            await self._flush()
+            return resent
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _send_reservation(
+        self,
+        kind: str,
+        row: SourcingRow | None,
+        reservation_id: str,
+        sku: str,
+        lines: list[list[Any]],
+        now: int,
+        order_id: str | None = None,
+    ) -> None:
+        order = row.order_id if row is not None else order_id
+        channel = row.channel if row is not None else "webshop"
+        assert order is not None
+        record = reservation_record(kind, reservation_id, order, sku, channel, lines, now)
+        self._outbox.append((self.topics.reservations, sku.encode(), record))
+
+    def lookup(self, order_id: str) -> SourcingRow | None:
+        return self._load(order_id)
+
+    def export_gauges(self) -> None:
+        self.metrics.live_allocations.set(sum(self.workload.values()))
+
+    def _dead_letter(self, reason: str, message: Any, now: int) -> None:
+        self.metrics.dead_letters.labels(message.topic, reason_class(reason)).inc()
+        self._outbox.append((self.topics.dlq, message.topic.encode(), dead_letter_for(reason, message, now)))
+
+    async def _flush(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        for topic, key, value in outbox:
+            await self.produce(topic, key, value)
+
+
+def _label(topic: str, topics: SourcingTopics) -> str:
+    if topic == topics.placed:
+        return "placed"
+    if topic == topics.replies:
+        return "reply"
+    return "fulfilment"

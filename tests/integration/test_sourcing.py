@@ -1,0 +1,202 @@
+"""End to end on a real broker: a placed order is reserved across SKU partitions and allocated;
+short picks re-source; click & collect rides the replenishment route; bad input goes to the DLQ."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.integration.test_promise_and_risk import DLQ, UTRECHT_HOME, records_for, stock_up
+from tests.worker_process import Events, WorkerProcess, read_topic, wait_until
+
+SOURCED = "oms.orders.sourced.v1"
+ALLOCATIONS = "oms.fulfilment.allocations.v1"
+RESERVATIONS = "oms.inventory.reservations.v1"
+
+
+def an_option(
+    method: str, cart: dict[str, int], *, location: str = "DC-NORTH", **extra: Any
+) -> dict[str, Any]:
+    """A promised option as the webshop places it; sourcing reads its method, lines and window."""
+    now = datetime.now(UTC)
+    end = now + timedelta(days=6)
+    return {
+        "option_id": method if "pickup_store_id" not in extra else f"{method}:{extra['pickup_store_id']}",
+        "method": method,
+        "window_start": (end - timedelta(hours=12)).isoformat(),
+        "window_end": end.isoformat(),
+        "confidence": 0.95,
+        "parcels": 1,
+        "co2e_g": 100.0,
+        "shipments": [
+            {
+                "location_id": location,
+                "lines": [{"sku": sku, "quantity": q} for sku, q in cart.items()],
+                "ready_at": now.isoformat(),
+                "handover_at": now.isoformat(),
+                "arrives_at": end.isoformat(),
+            }
+        ],
+        **extra,
+    }
+
+
+def outcome_of(worker: WorkerProcess, order_id: str, round: int = 1) -> dict[str, Any]:
+    return wait_until(
+        lambda: [r for r in records_for(worker, SOURCED, order_id) if r["round"] == round],
+        30,
+        f"{order_id} sourced (round {round})",
+    )[0]
+
+
+def allocations_of(worker: WorkerProcess, order_id: str) -> list[dict[str, Any]]:
+    return records_for(worker, ALLOCATIONS, order_id)
+
+
+def atp_at(worker: WorkerProcess, sku: str, location: str) -> int:
+    _, body = worker.get(f"/availability/{sku}?channel=webshop")
+    return sum(row["quantity"] for row in (body or {}).get("locations", []) if row["location_id"] == location)
+
+
+def test_an_order_is_reserved_across_skus_allocated_per_shipment_and_availability_drops_at_once(
+    worker: WorkerProcess, events: Events
+) -> None:
+    stock_up(worker, events, ("SKU-TENT", "DC-NORTH", 5), ("SKU-BIKE-LIGHT", "DC-NORTH", 10))
+    cart = {"SKU-TENT": 2, "SKU-BIKE-LIGHT": 3}
+    events.order_placed("ORDER-1", an_option("standard", cart), UTRECHT_HOME)
+    events.flush()
+
+    outcome = outcome_of(worker, "ORDER-1")
+    assert outcome["outcome"] == "allocated", outcome
+    assert outcome["attempts"] == 1 and outcome["backorder"] == []
+    [allocation] = wait_until(lambda: allocations_of(worker, "ORDER-1"), 20, "the allocation")
+    assert allocation["allocation_id"] == outcome["allocations"][0] == "ORDER-1:1:0"
+    assert allocation["location_id"] == "DC-NORTH" and allocation["service_id"] == "POSTNL-STANDARD"
+    assert {line["sku"]: line["quantity"] for line in allocation["lines"]} == cart
+    assert {m["kind"] for m in allocation["milestones"]} >= {"pick_start", "carrier_handover", "delivered"}
+    trace = allocation["trace"]
+    assert trace["search"] == "exact" and trace["splits"] == 1 and trace["gap"] == 0
+    assert any(c["location_id"] == "DC-NORTH" and c["filtered"] is None for c in trace["candidates"])
+    # Availability reflects the reservation: reserved units are no longer visible.
+    wait_until(lambda: atp_at(worker, "SKU-TENT", "DC-NORTH") == 3, 20, "SKU-TENT reserved at DC-NORTH")
+    wait_until(lambda: atp_at(worker, "SKU-BIKE-LIGHT", "DC-NORTH") == 7, 20, "lights reserved")
+    view = wait_until(lambda: (worker.get("/orders/ORDER-1")[1] or {}).get("sourcing"), 20, "sourcing view")
+    assert view["status"] == "allocated" and view["allocations"][0]["state"] == "live"
+
+    # The parcel leaves: the units leave on hand and reserved together.
+    events.fulfilment("ORDER-1", "handed_to_carrier", location_id="DC-NORTH")
+    events.flush()
+    wait_until(
+        lambda: (
+            (worker.get("/orders/ORDER-1")[1] or {})["sourcing"]["allocations"][0]["state"] == "fulfilled"
+        ),
+        20,
+        "allocation fulfilled",
+    )
+    wait_until(lambda: worker.get("/availability/SKU-TENT")[1]["network_atp"] == 3, 20, "3 tents left")
+
+
+def test_a_short_pick_cancels_the_allocation_and_sources_the_lines_elsewhere(
+    worker: WorkerProcess, events: Events
+) -> None:
+    stock_up(worker, events, ("SKU-STOVE", "DC-NORTH", 1), ("SKU-STOVE", "DC-SOUTH", 1))
+    events.order_placed("ORDER-2", an_option("standard", {"SKU-STOVE": 1}), UTRECHT_HOME)
+    events.flush()
+    first = outcome_of(worker, "ORDER-2")
+    [allocation] = wait_until(lambda: allocations_of(worker, "ORDER-2"), 20, "first allocation")
+    picked_at = allocation["location_id"]
+    other = "DC-SOUTH" if picked_at == "DC-NORTH" else "DC-NORTH"
+    assert first["outcome"] == "allocated"
+
+    events.fulfilment("ORDER-2", "short_pick", location_id=picked_at, reason="not on the shelf")
+    events.flush()
+
+    second = outcome_of(worker, "ORDER-2", round=2)
+    assert second["outcome"] == "allocated", second
+    records = allocations_of(worker, "ORDER-2")
+    cancel = [r for r in records if r["kind"] == "cancel"]
+    assert [c["allocation_id"] for c in cancel] == [allocation["allocation_id"]]
+    assert "short_pick" in cancel[0]["reason"]
+    new = [r for r in records if r["kind"] == "allocate" and r["round"] == 2]
+    assert [r["location_id"] for r in new] == [other]
+    # The short-picked store's hold is released; the new one is held.
+    wait_until(lambda: atp_at(worker, "SKU-STOVE", picked_at) == 1, 20, "hold released")
+    wait_until(lambda: atp_at(worker, "SKU-STOVE", other) == 0, 20, "held at the other DC")
+
+
+def test_click_and_collect_takes_the_store_shelf_first_and_rides_the_route_for_the_rest(
+    worker: WorkerProcess, events: Events
+) -> None:
+    stock_up(
+        worker,
+        events,
+        ("SKU-HELMET", "STORE-UTRECHT-01", 4),
+        ("SKU-HELMET", "DC-NORTH", 10),
+        ("SKU-PUMP", "DC-NORTH", 10),
+        ("SKU-PUMP", "DC-SOUTH", 10),
+    )
+    pickup = {"pickup_store_id": "STORE-UTRECHT-01"}
+    option = an_option(
+        "click_and_collect", {"SKU-HELMET": 1, "SKU-PUMP": 1}, location="STORE-UTRECHT-01", **pickup
+    )
+    events.order_placed("ORDER-3", option, pickup)
+    events.flush()
+
+    outcome = outcome_of(worker, "ORDER-3")
+    assert outcome["outcome"] == "allocated", outcome
+    by_location = {a["location_id"]: a for a in allocations_of(worker, "ORDER-3")}
+    assert set(by_location) == {"STORE-UTRECHT-01", "DC-NORTH"}, by_location
+    assert by_location["STORE-UTRECHT-01"]["lines"] == [{"sku": "SKU-HELMET", "quantity": 1}]
+    transfer = by_location["DC-NORTH"]
+    assert transfer["route_id"] == "ROUTE-NORTH-UTRECHT" and transfer["lines"] == [
+        {"sku": "SKU-PUMP", "quantity": 1}
+    ]
+    assert transfer["trace"]["search"] == "click_and_collect"
+
+
+def test_duplicates_change_nothing_and_bad_commands_go_to_the_dead_letter_topic(
+    worker: WorkerProcess, events: Events
+) -> None:
+    stock_up(worker, events, ("SKU-LANTERN", "DC-NORTH", 3))
+    placed = events.order_placed("ORDER-4", an_option("standard", {"SKU-LANTERN": 2}), UTRECHT_HOME)
+    events.order_placed(
+        "ORDER-4", an_option("standard", {"SKU-LANTERN": 2}), UTRECHT_HOME, event_id=placed["event_id"]
+    )
+    events.order_placed("ORDER-4", an_option("standard", {"SKU-LANTERN": 2}), UTRECHT_HOME)  # a re-promise
+    events.send(RESERVATIONS, b"SKU-LANTERN", b'{"kind": "reserve", "oops": true}')
+    events.send(
+        RESERVATIONS,
+        b"SKU-OTHER",
+        json.dumps(
+            {
+                "event_id": "bad-key",
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "source": "test",
+                "kind": "reserve",
+                "reservation_id": "X/1",
+                "order_id": "X",
+                "sku": "SKU-LANTERN",
+                "lines": [{"location_id": "DC-NORTH", "quantity": 1}],
+            }
+        ).encode(),
+    )
+    events.flush()
+
+    outcome_of(worker, "ORDER-4")
+
+    def reservation_letters() -> list[dict[str, Any]]:
+        return [
+            json.loads(value)
+            for key, value in read_topic(worker.bootstrap, worker.prefix + DLQ)
+            if key is not None and b"reservations" in key and value is not None
+        ]
+
+    letters = wait_until(
+        lambda: len(reservation_letters()) >= 2 and reservation_letters(), 20, "dead letters"
+    )
+    reasons = " | ".join(letter["reason"] for letter in letters)
+    assert "schema violation" in reasons and "is not the SKU" in reasons, reasons
+    assert len(records_for(worker, SOURCED, "ORDER-4")) == 1
+    assert len(allocations_of(worker, "ORDER-4")) == 1
+    wait_until(lambda: atp_at(worker, "SKU-LANTERN", "DC-NORTH") == 1, 20, "two lanterns reserved once")
