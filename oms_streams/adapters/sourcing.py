@@ -8,7 +8,7 @@ so far with its state. Wire records are built as plain dicts (hot path) that mat
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -108,8 +108,7 @@ class SourcingRow:
         return f"{self.order_id}/{self.attempt}"
 
     def encode(self) -> bytes:
-        body = asdict(self)
-        return orjson.dumps(body)
+        return orjson.dumps(self)  # orjson writes dataclasses natively (much faster than asdict)
 
     @classmethod
     def decode(cls, raw: bytes) -> SourcingRow:

@@ -36,7 +36,7 @@ from oms_streams.domain.network import (
     Route,
     Site,
 )
-from oms_streams.domain.transit import Lane, TransitModel
+from oms_streams.domain.transit import Lane, TransitModel, distance_band
 from oms_streams.domain.visibility import haversine_km
 
 Stock = Mapping[str, Mapping[str, Mapping[str, int]]]
@@ -889,6 +889,11 @@ class RouteTransfer:
     """The order's marginal share of the truck's emissions (see PromisePolicy.route_share)."""
 
 
+_LEGS: dict[tuple[object, ...], CarrierLeg | str] = {}
+"""Carrier legs by what their timing depends on; co2e_g holds grams per km here."""
+_MAX_LEGS = 50_000
+
+
 class LegPlanner:
     """The promise engine's per-request timing machinery for a planner that picks its own sources.
 
@@ -941,10 +946,36 @@ class LegPlanner:
         """The parcel's best service from ``site`` (earliest window end, then arrival, then CO2e),
         or why there is none."""
         kind = "green" if method is DeliveryMethod.GREEN else "standard"
-        leg = _carrier_leg(self._plan, site, lines, self.services(method), kind)
-        if isinstance(leg, str):
-            return leg
-        return CarrierLeg(leg.shipment, leg.window[0], leg.window[1], leg.co2e_g)
+        plan = self._plan
+        distance = plan.distance_km(site)
+        destination = plan.request.destination
+        # A leg's timing depends on the site, the moment, the destination's region and time zone and
+        # the distance band, not on the lines: orders decided in one batch share the moment.
+        key = (
+            id(plan.network),
+            id(plan.transit),
+            getattr(plan.transit, "version", 0),  # test doubles of the model never change
+            plan.request.asked_at_ms,
+            site.location_id,
+            kind,
+            destination.region,
+            destination.timezone,
+            distance_band(distance),
+        )
+        cached = _LEGS.get(key)
+        if cached is None:
+            leg = _carrier_leg(plan, site, lines, self.services(method), kind)
+            if len(_LEGS) >= _MAX_LEGS:
+                _LEGS.clear()
+            cached = _LEGS[key] = (
+                leg
+                if isinstance(leg, str)
+                else CarrierLeg(leg.shipment, leg.window[0], leg.window[1], leg.co2e_g / max(distance, 1e-9))
+            )
+        if isinstance(cached, str):
+            return cached
+        shipment = replace(cached.shipment, lines=lines, distance_km=distance)
+        return CarrierLeg(shipment, cached.window_start_ms, cached.window_end_ms, cached.co2e_g * distance)
 
     def transfer(self, store: Site, lines: tuple[CartLine, ...], origin_id: str) -> RouteTransfer | str:
         """The route truck from ``origin_id`` that gets ``lines`` ready for pickup at ``store``

@@ -14,17 +14,21 @@ locations (the method's sites that hold some of the cart):
 
 The cost of a *set* of locations is defined by a fixed assignment rule (``SplitProblem.evaluate``):
 a line goes whole to the holder in the set with the lowest unit cost (then parcel cost, then id); a
-line no member holds whole is split, cheapest units first (then most units, parcel cost, id). With
-the fewest shipments every member ships, so this rule is also the cheapest assignment for the set.
+line no member holds whole is split, cheapest units first (then most units, parcel cost, id).
+Members that get nothing do not ship. With the fewest shipments every member ships, so the rule is
+the cheapest assignment that keeps every line whole where the set allows it.
 
 The search (``SplitProblem``) deepens the number of shipments k = 1, 2, ... and at each k runs a
-branch and bound over sets of k locations: branch on the holders of the most constrained open line
-(fewest holders left), a sibling once tried is forbidden to the later ones, prune on an upper bound
-of the units k locations can still add and on a cost lower bound (the parcels chosen + the cheapest
-parcels left + every line at its cheapest unit cost). Small problems (``exact_max_lines`` lines
-over ``exact_max_candidates`` candidates, within ``node_budget`` nodes) are solved exactly; larger
-ones with the same search limited to a beam of children per node, then a swap-one-location pass,
-reporting honest lower bounds (what the beam dropped) and the gap.
+branch and bound over sets of k locations (bitmasks): branch on the holders of the most constrained
+open line (fewest holders left), a sibling once tried is forbidden to the later ones; prune on an
+upper bound of the units k locations can still allocate and on a cost lower bound (the parcels
+chosen, then the dearer of the cheapest parcels left and the cheapest holder of each open line,
+plus every line at its cheapest unit cost); the last location is taken only among those holding
+everything still open. Problems within ``exact_max_lines`` x ``exact_max_candidates`` are solved
+exactly (proven optimal); past ``node_budget`` nodes, and for larger problems, the bounded method
+runs: the exact search for ``BOUNDED_EXACT_NODES`` nodes (most large carts are easy and come out
+proven), else the same search keeping a beam of children per node, then a swap-one-location pass;
+it reports honest lower bounds (what the beam dropped could not be cheaper than them) and the gap.
 
 A cart that cannot be covered within ``max_splits`` gets the plan that allocates the most units
 within it (then fewest shipments, then cost): PARTIAL with the rest backordered.
@@ -353,9 +357,12 @@ class SplitProblem:
         whole = [0] * lines
         ranked: list[list[tuple[int, int]]] = [[] for _ in range(lines)]
         rows: list[tuple[int, ...]] = []
+        # Every line at its cheapest unit cost: a floor under any plan allocating everything.
+        cheapest_unit = [math.inf] * lines
         for index, candidate in enumerate(self.candidates):
             bit = 1 << index
             row = [0] * lines
+            unit_costs = candidate.unit_costs or zero
             for i, u in enumerate(candidate.units):
                 if u > 0:
                     if u >= caps[i]:
@@ -364,19 +371,15 @@ class SplitProblem:
                     row[i] = u
                     holders[i] |= bit
                     ranked[i].append((-u, index))
+                    if unit_costs[i] < cheapest_unit[i]:
+                        cheapest_unit[i] = unit_costs[i]
             rows.append(tuple(row))
         self._units = tuple(rows)
         self._holders = holders
         self._whole = whole
         # Per line, its holders by units (most first, then cheapest parcel).
         self._by_units = [[(-minus, index) for minus, index in sorted(held)] for held in ranked]
-        # Every line at its cheapest unit cost: a floor under any plan allocating everything.
-        self._line_lb = 0.0
-        if any(c.unit_costs for c in self.candidates):
-            self._line_lb = sum(
-                cap * min((self._uc[c][i] for _, c in self._by_units[i]), default=0.0)
-                for i, cap in enumerate(caps)
-            )
+        self._line_lb = sum(cap * cheapest_unit[i] for i, cap in enumerate(caps) if cap > 0)
 
     # --- the cost of a set ---------------------------------------------------------------------
 
@@ -672,11 +675,14 @@ class _Search:
         r = self.k - len(members)
         if r == 0:
             return
+        if r == 1:
+            if self.target == p.target:
+                self._last(members, have, allowed, parcels)
+            else:
+                self._last_units(members, have, allowed, parcels)
+            return
         ub, line, line_holders = self._open_lines(have, allowed, r)
         if ub < self.target or line < 0:
-            return
-        if r == 1 and self.target == p.target:
-            self._last(members, have, allowed & line_holders, parcels)
             return
         children = list(_bits(line_holders))
         if self.beam is not None and len(children) > self.beam:
@@ -727,6 +733,31 @@ class _Search:
             self._tick()
             self._leaf((*members, c))
 
+    def _last_units(
+        self, members: tuple[int, ...], have: tuple[int, ...], allowed: int, parcels: float
+    ) -> None:
+        """One location left and the target is less than everything: the holders of an open line
+        that bring the units to the target (a scan is cheaper than branching line by line)."""
+        p = self.p
+        short = self.target - sum(have)
+        open_lines = [(i, cap - h) for i, (cap, h) in enumerate(zip(p.caps, have, strict=True)) if h < cap]
+        holders = 0
+        for i, _ in open_lines:
+            holders |= p._holders[i]
+        pc = p._pc
+        units = p._units
+        for c in _bits(holders & allowed):
+            if self._prune_cost(parcels + pc[c] + self.line_lb):
+                break
+            row = units[c]
+            gain = 0
+            for i, need in open_lines:
+                u = row[i]
+                gain += u if u < need else need
+            if gain >= short:
+                self._tick()
+                self._leaf((*members, c))
+
     def _beam(
         self, children: list[int], have: tuple[int, ...], allowed: int, parcels: float, r: int
     ) -> list[int]:
@@ -757,24 +788,27 @@ class _Search:
     # --- the most units k locations can allocate -----------------------------------------------
 
     def _most_units(self, limit: int) -> tuple[int, ...]:
-        """Sets ``most`` to the most units ``limit`` locations allocate (exact, or greedy when
-        bounded) and returns the greedy choice."""
+        """Sets ``most`` to the most units ``limit`` locations allocate: the exact search (whose
+        first dive is greedy), or when bounded, as far as it gets in a few hundred nodes, starting
+        from the greedy choice, which it returns (the fallback plan)."""
         p = self.p
         self.k = limit
-        greedy = self._greedy(limit)
-        have = [0] * len(p.caps)
-        for c in greedy:
-            for i, u in enumerate(p._units[c]):
-                have[i] = min(p.caps[i], have[i] + u)
-        self.most = sum(have)
-        root_ub, _, _ = self._open_lines((0,) * len(p.caps), (1 << len(p._ids)) - 1, limit)
-        if self.most >= root_ub:
-            return greedy
+        everyone = (1 << len(p._ids)) - 1
+        greedy: tuple[int, ...] = ()
+        self.most = 0
         if self.beam is not None:
-            # Bounded: the exact search for a while, else the best it (or the greedy) found.
+            greedy = self._greedy(limit)
+            have = [0] * len(p.caps)
+            for c in greedy:
+                for i, u in enumerate(p._units[c]):
+                    have[i] = min(p.caps[i], have[i] + u)
+            self.most = sum(have)
+            root_ub, _, _ = self._open_lines((0,) * len(p.caps), everyone, limit)
+            if self.most >= root_ub:
+                return greedy
             self.stop_at = self.nodes + min(self.budget, BOUNDED_EXACT_NODES)
         try:
-            self._units_node(0, (0,) * len(p.caps), (1 << len(p._ids)) - 1)
+            self._units_node(0, (0,) * len(p.caps), everyone)
         except _OutOfBudget:
             if self.beam is None:
                 raise
@@ -1014,8 +1048,8 @@ def _home_delivery(
     held: dict[str, list[int]] = {}
     filtered: dict[str, str] = {}
     collects: dict[str, bool] = {}
+    # A service without origins collects at every site: nothing to check per location then.
     everywhere = any(not s.origins for s in services)
-    """A service without origins collects at every site: nothing to check per location."""
     pair_excluded: set[str] = set()
     n_lines = len(cart)
     for i, line in enumerate(cart):
@@ -1045,11 +1079,15 @@ def _home_delivery(
     for location_id in pair_excluded:
         if location_id not in held and location_id not in filtered:
             filtered[location_id] = "excluded for the cart SKUs it holds"
+    skus = {line.sku for line in cart}
+    excluded_pairs = sorted((loc, sku) for loc, sku in request.excluded if sku in skus)
 
     sites = network.sites
     candidates: dict[str, _Candidate] = {}
     lowest = min(s.co2e_g_per_parcel_km for s in services)
-    protected = [stock.protected.get(line.sku) for line in cart] if stock.protected else []
+    # Only lines some store protects can carry a unit cost (most lines at most locations do not).
+    protected = [(i, kept_at) for i, line in enumerate(cart) if (kept_at := stock.protected.get(line.sku))]
+    per_open = weights.workload / max(1, policy.location_capacity)
     for location_id, row in held.items():
         site = sites[location_id]
         km = planner.distance_km(site)
@@ -1059,14 +1097,17 @@ def _home_delivery(
         co2e_g = km * factor
         parcel = weights.km * km + weights.co2e_kg * co2e_g / 1000
         if stock.workload:
-            parcel += _workload_cost(stock, policy, location_id)
-        unit_costs: tuple[float, ...] = ()
-        if any(at is not None and location_id in at for at in protected):
-            unit_costs = tuple(
-                _protection_cost(stock, weights.protection, line.sku, location_id, u) if u > 0 else 0.0
-                for line, u in zip(cart, row, strict=True)
-            )
-        candidates[location_id] = _Candidate(site, row, km, parcel, co2e_g, unit_costs)
+            parcel += per_open * stock.workload.get(location_id, 0)
+        unit_costs: list[float] | None = None
+        for i, kept_at in protected:
+            kept = kept_at.get(location_id, 0)
+            if kept > 0 and row[i] > 0:
+                if unit_costs is None:
+                    unit_costs = [0.0] * n_lines
+                unit_costs[i] = weights.protection * kept / (kept + row[i])
+        candidates[location_id] = _Candidate(
+            site, row, km, parcel, co2e_g, tuple(unit_costs) if unit_costs else ()
+        )
 
     legs: dict[str, CarrierLeg | str] = {}
     late: set[str] = set()
@@ -1144,6 +1185,9 @@ def _home_delivery(
         notes.append(
             f"{len(candidates)} candidates: timed lazily (the {len(legs)} the search chose or tried)"
         )
+    if excluded_pairs:
+        pairs = ", ".join(f"{sku} at {loc}" for loc, sku in excluded_pairs)
+        notes.append(f"never used: {pairs}")
     notes.extend(result.notes)
 
     shipments: list[PlannedShipment] = []
@@ -1437,17 +1481,10 @@ def _click_and_collect(
     if store_id not in filtered:
         own_cost = _workload_cost(stock, policy, store_id)
         candidates.append(CandidateTrace(store_id, _held(cart, stock, store_id), None, own_cost, 0.0))
-    for origin in sorted(transfers, key=lambda o: (transfers[o].parcel_cost, o)):
-        t = transfers[origin]
-        candidates.append(
-            CandidateTrace(
-                origin,
-                _held(cart, stock, origin),
-                None,
-                t.parcel_cost,
-                t.transfer.shipment.distance_km,
-            )
-        )
+    for origin, t in transfers.items():
+        km = t.transfer.shipment.distance_km
+        candidates.append(CandidateTrace(origin, _held(cart, stock, origin), None, t.parcel_cost, km))
+    candidates.sort(key=lambda c: (c.cost or 0.0, c.location_id))
     for location_id in sorted(filtered):
         candidates.append(
             CandidateTrace(location_id, _held(cart, stock, location_id), filtered[location_id], None, None)

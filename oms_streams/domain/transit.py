@@ -152,11 +152,13 @@ class HoursHistogram:
 class TransitModel:
     """Accumulates observations (the one mutable thing in the domain: a learning model)."""
 
-    __slots__ = ("_bands", "_lanes")
+    __slots__ = ("_bands", "_lanes", "version")
 
     def __init__(self) -> None:
         self._lanes: dict[tuple[str, str, str], HoursHistogram] = {}
         self._bands: dict[tuple[str, int], HoursHistogram] = {}
+        self.version = 0
+        """Bumped by every observation, so a memo of estimates knows when it is stale."""
 
     def observe(self, lane: Lane, hours: float) -> None:
         """Learn one delivered shipment's transit (handover to delivery), on its lane and band."""
@@ -172,6 +174,7 @@ class TransitModel:
         if band is None:
             band = self._bands[band_key] = HoursHistogram()
         band.add(hours)
+        self.version += 1
 
     def estimate(
         self, lane: Lane, quantile: float, min_samples: int, prior_hours: Sequence[float]

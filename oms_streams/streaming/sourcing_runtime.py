@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -94,10 +94,13 @@ class Claims:
         self.in_flight: dict[tuple[str, str], int] = defaultdict(int)
         self.reserved: dict[tuple[str, str], list[tuple[int, int]]] = {}
         self.hints: dict[tuple[str, str], tuple[int, int]] = {}
+        self.by_sku: dict[str, set[str]] = defaultdict(set)
+        """SKU -> locations with any claim or hint: the rest of the feed is used as it is."""
 
     def asked(self, sku: str, lines: Iterable[list[Any]]) -> None:
         for loc, units, *_ in lines:
             self.in_flight[(sku, loc)] += units
+            self.by_sku[sku].add(loc)
 
     def answered(self, reply: Reply, asked: Iterable[list[Any]], at_ms: int) -> None:
         for loc, units, *_ in asked:
@@ -109,6 +112,7 @@ class Claims:
                 self.in_flight.pop(key, None)
         for loc, units, available in reply.lines:
             key = (reply.sku, loc)
+            self.by_sku[reply.sku].add(loc)
             self.hints[key] = (at_ms, available)
             if reply.status == "reserved":
                 self.reserved.setdefault(key, []).append((at_ms, units))
@@ -133,14 +137,26 @@ class Claims:
                 del self.reserved[key]
         return max(0, base - taken)
 
-    def locations(self, sku: str) -> set[str]:
-        """Locations with a hint for the SKU (the feed may not list a location whose stock just came)."""
-        return {loc for (s, loc) in self.hints if s == sku}
+    def adjust(self, sku: str, shown: Mapping[str, int], view_at_ms: int, now_ms: int) -> Mapping[str, int]:
+        """The feed's units of the SKU per location, corrected by what this worker knows better."""
+        claimed = self.by_sku.get(sku)
+        if not claimed:
+            return shown  # the common case: nothing to correct, no copy
+        usable = dict(shown)
+        for loc in list(claimed):
+            usable[loc] = self.usable(sku, loc, shown.get(loc, 0), view_at_ms, now_ms)
+            key = (sku, loc)
+            if key not in self.hints and key not in self.in_flight and key not in self.reserved:
+                claimed.discard(loc)
+        if not claimed:
+            del self.by_sku[sku]
+        return usable
 
     def clear(self) -> None:
         self.in_flight.clear()
         self.reserved.clear()
         self.hints.clear()
+        self.by_sku.clear()
 
 
 def now_ms() -> int:
@@ -284,7 +300,7 @@ class SourcingRuntime:
         return SourcingPolicy(max_splits=self.network.promise_network.policy.max_parcels)
 
     def _snapshot(self, channel: str, skus: list[str], now: int) -> StockSnapshot:
-        units: dict[str, dict[str, int]] = {}
+        units: dict[str, Mapping[str, int]] = {}
         protected: dict[str, dict[str, int]] = {}
         for sku in skus:
             record = self.view.get(sku)
@@ -299,12 +315,7 @@ class SourcingRuntime:
                     shown = {**transfer, **shown}
                 at_ms = int(datetime.fromisoformat(record["published_at"]).timestamp() * 1000)
                 protected[sku] = record.get("protected", {})
-            usable = {}
-            for loc in shown.keys() | self.claims.locations(sku):
-                left = self.claims.usable(sku, loc, shown.get(loc, 0), at_ms, now)
-                if left > 0:
-                    usable[loc] = left
-            units[sku] = usable
+            units[sku] = self.claims.adjust(sku, shown, at_ms, now)
         return StockSnapshot(units=units, protected=protected, workload=self.workload)
 
     # --- replies ----------------------------------------------------------------------------------

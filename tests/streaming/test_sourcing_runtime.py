@@ -1,0 +1,280 @@
+"""The sourcing saga without a broker: a dict for the table, hand-made events and ledger answers.
+
+What it checks is the order owner's bookkeeping: one reservation command per SKU, a refusal releases
+what was held and re-plans with what the ledger said is left, answers to attempts that are over give
+their units back, redelivered answers change nothing, unfinished attempts are re-sent after a
+rebalance, and a pickup store's rejection is left to the at-risk flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from oms_streams.domain.transit import TransitModel
+from oms_streams.streaming.ledger_runtime import AvailabilityView
+from oms_streams.streaming.sourcing_runtime import MAX_ATTEMPTS, SourcingRuntime, SourcingTopics
+from tests.streaming.test_orders_runtime import UTRECHT_HOME, FakeEvent
+from tests.streaming.test_orders_runtime import Harness as OrdersHarness
+
+TOPICS = SourcingTopics("placed", "fulfilment", "replies", "reservations", "allocations", "sourced", "dlq")
+
+
+class Harness(OrdersHarness):
+    def __init__(self) -> None:
+        super().__init__()
+        self.view = AvailabilityView()
+        self.sourcing_table: dict[str, bytes] = {}
+        self.saga = SourcingRuntime(
+            self.sourcing_table, self.network, self.view, TransitModel(), TOPICS, self._produce, self.metrics
+        )
+        self._seq = 0
+
+    def stock(self, sku: str, **units: int) -> None:
+        record = {
+            "sku": sku,
+            "published_at": datetime.now(UTC).isoformat(),
+            "rules_version": "test",
+            "network_atp": sum(units.values()),
+            "channels": {
+                "webshop": {
+                    "total": sum(units.values()),
+                    "locations": {k.replace("_", "-"): v for k, v in units.items()},
+                }
+            },
+        }
+        self.view.on_records([SimpleNamespace(key=sku.encode(), value=json.dumps(record).encode())])
+
+    def run(self, *events: FakeEvent) -> None:
+        asyncio.run(self.saga.apply_batch(list(events)))
+
+    def place(self, order_id: str, cart: dict[str, int]) -> None:
+        end = datetime.now(UTC) + timedelta(days=6)
+        lines = [{"sku": sku, "quantity": q} for sku, q in cart.items()]
+        option = {
+            "option_id": "standard",
+            "method": "standard",
+            "window_start": (end - timedelta(hours=9)).isoformat(),
+            "window_end": end.isoformat(),
+            "confidence": 0.95,
+            "parcels": 1,
+            "co2e_g": 0.0,
+            "shipments": [
+                {
+                    "location_id": "DC-NORTH",
+                    "lines": lines,
+                    "ready_at": end.isoformat(),
+                    "handover_at": end.isoformat(),
+                    "arrives_at": end.isoformat(),
+                }
+            ],
+        }
+        body = {
+            "event_id": f"{order_id}-placed",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": "webshop",
+            "order_id": order_id,
+            "cart": lines,
+            "destination": UTRECHT_HOME,
+            "option": option,
+        }
+        self.run(FakeEvent("placed", order_id.encode(), json.dumps(body).encode()))
+
+    def answer(self, command: dict[str, Any], status: str, available_after: int = 0) -> FakeEvent:
+        body = {
+            "event_id": f"{command['reservation_id']}:{command['sku']}:{command['kind']}",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": "ledger",
+            "kind": command["kind"],
+            "reservation_id": command["reservation_id"],
+            "order_id": command["order_id"],
+            "sku": command["sku"],
+            "status": status,
+            "lines": [
+                {
+                    "location_id": line["location_id"],
+                    "quantity": line["quantity"],
+                    "available_after": available_after,
+                }
+                for line in command["lines"]
+            ],
+        }
+        return FakeEvent("replies", command["order_id"].encode(), json.dumps(body).encode())
+
+    def commands(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return [c for c in self.on("reservations") if kind is None or c["kind"] == kind]
+
+    def take_sent(self) -> None:
+        self.sent.clear()
+
+
+def test_each_sku_of_the_plan_is_asked_of_its_ledger_owner_and_all_reserved_allocates():
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=5)
+    h.stock("SKU-BIKE-LIGHT", DC_NORTH=5)
+    h.place("ORDER-1", {"SKU-TENT": 2, "SKU-BIKE-LIGHT": 1})
+
+    asked = h.commands("reserve")
+    assert sorted((c["sku"], c["reservation_id"]) for c in asked) == [
+        ("SKU-BIKE-LIGHT", "ORDER-1/1"),
+        ("SKU-TENT", "ORDER-1/1"),
+    ]
+    assert all(
+        key == c["sku"].encode()
+        for (t, key, _), c in zip([s for s in h.sent if s[0] == "reservations"], asked)
+    )
+    h.take_sent()
+
+    h.run(*(h.answer(c, "reserved", 3) for c in asked))
+
+    [outcome] = h.on("sourced")
+    assert outcome["outcome"] == "allocated" and outcome["attempts"] == 1
+    [allocation] = h.on("allocations")
+    assert allocation["location_id"] == "DC-NORTH" and allocation["allocation_id"] == "ORDER-1:1:0"
+
+
+def test_a_refusal_releases_what_was_held_and_plans_again_with_what_the_ledger_said_is_left():
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=2, DC_SOUTH=2)
+    h.stock("SKU-BIKE-LIGHT", DC_NORTH=5)
+    h.place("ORDER-1", {"SKU-TENT": 2, "SKU-BIKE-LIGHT": 1})
+    first = {c["sku"]: c for c in h.commands("reserve")}
+    assert {line["location_id"] for c in first.values() for line in c["lines"]} == {"DC-NORTH"}
+    h.take_sent()
+
+    # Another order took the tents at DC-NORTH first: the ledger says none are left there.
+    h.run(h.answer(first["SKU-BIKE-LIGHT"], "reserved", 4), h.answer(first["SKU-TENT"], "refused", 0))
+
+    [release] = h.commands("release")
+    assert (release["sku"], release["reservation_id"]) == ("SKU-BIKE-LIGHT", "ORDER-1/1")
+    again = {c["sku"]: c for c in h.commands("reserve")}
+    assert {c["reservation_id"] for c in again.values()} == {"ORDER-1/2"}
+    assert [line["location_id"] for line in again["SKU-TENT"]["lines"]] == ["DC-SOUTH"]
+    assert h.on("sourced") == []
+
+
+def test_an_answer_to_an_attempt_that_is_over_gives_its_units_back():
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=2, DC_SOUTH=2)
+    h.place("ORDER-1", {"SKU-TENT": 1})
+    [first] = h.commands("reserve")
+    h.run(h.answer(first, "refused", 0))
+    h.take_sent()
+
+    h.run(h.answer(first, "reserved", 1))  # e.g. a resend of attempt 1 that a ledger did hold
+
+    [release] = h.commands("release")
+    assert release["reservation_id"] == "ORDER-1/1"
+    assert h.metrics.sourcing_events.labels("reply", "released_stray")._value.get() == 1
+
+
+def test_a_redelivered_answer_changes_nothing_and_never_releases_an_allocation():
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=2)
+    h.place("ORDER-1", {"SKU-TENT": 1})
+    [command] = h.commands("reserve")
+    h.run(h.answer(command, "reserved", 1))
+    h.take_sent()
+
+    h.run(h.answer(command, "reserved", 1))
+
+    assert h.sent == []
+
+
+def test_an_order_rejected_when_stock_keeps_being_taken_gives_up_after_the_last_attempt():
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=50)
+    h.place("ORDER-1", {"SKU-TENT": 1})
+    for _ in range(MAX_ATTEMPTS):
+        [command] = h.commands("reserve")
+        h.take_sent()
+        # Each time another order is faster: refused, though units keep arriving behind it.
+        h.run(h.answer(command, "refused", 50))
+
+    [outcome] = h.on("sourced")
+    assert outcome["outcome"] == "rejected" and "gave up" in outcome["reason"]
+    assert outcome["attempts"] == MAX_ATTEMPTS
+
+
+def test_after_a_rebalance_the_commands_of_unfinished_attempts_are_sent_again():
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=2)
+    h.place("ORDER-1", {"SKU-TENT": 1})
+    [command] = h.commands("reserve")
+    h.take_sent()
+    fresh = SourcingRuntime(
+        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
+    )
+
+    assert asyncio.run(fresh.reload()) == 1
+
+    assert h.commands("reserve") == [{**command, "occurred_at": h.commands("reserve")[0]["occurred_at"]}]
+
+
+def test_a_pickup_store_rejection_is_left_to_the_at_risk_flow():
+    h = Harness()
+    h.view.on_records(
+        [
+            SimpleNamespace(
+                key=b"SKU-TENT",
+                value=json.dumps(
+                    {
+                        "sku": "SKU-TENT",
+                        "published_at": datetime.now(UTC).isoformat(),
+                        "rules_version": "t",
+                        "network_atp": 3,
+                        "channels": {"click_and_collect": {"total": 3, "locations": {"STORE-UTRECHT-01": 3}}},
+                    }
+                ).encode(),
+            )
+        ]
+    )
+    end = datetime.now(UTC) + timedelta(days=2)
+    lines = [{"sku": "SKU-TENT", "quantity": 1}]
+    option = {
+        "option_id": "click_and_collect:STORE-UTRECHT-01",
+        "method": "click_and_collect",
+        "window_start": end.isoformat(),
+        "window_end": (end + timedelta(hours=3)).isoformat(),
+        "confidence": 0.95,
+        "parcels": 1,
+        "co2e_g": 0.0,
+        "pickup_store_id": "STORE-UTRECHT-01",
+        "shipments": [
+            {
+                "location_id": "STORE-UTRECHT-01",
+                "lines": lines,
+                "ready_at": end.isoformat(),
+                "handover_at": end.isoformat(),
+                "arrives_at": end.isoformat(),
+            }
+        ],
+    }
+    body = {
+        "event_id": "p",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "source": "webshop",
+        "order_id": "ORDER-9",
+        "cart": lines,
+        "destination": {"pickup_store_id": "STORE-UTRECHT-01"},
+        "option": option,
+    }
+    h.run(FakeEvent("placed", b"ORDER-9", json.dumps(body).encode()))
+    [command] = h.commands("reserve")
+    h.run(h.answer(command, "reserved", 2))
+    h.take_sent()
+    rejection = {
+        "event_id": "r",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "source": "store-app",
+        "order_id": "ORDER-9",
+        "kind": "store_rejected",
+        "location_id": "STORE-UTRECHT-01",
+    }
+
+    h.run(FakeEvent("fulfilment", b"ORDER-9", json.dumps(rejection).encode()))
+
+    assert h.sent == []
