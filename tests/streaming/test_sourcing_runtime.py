@@ -124,7 +124,7 @@ def test_each_sku_of_the_plan_is_asked_of_its_ledger_owner_and_all_reserved_allo
     ]
     assert all(
         key == c["sku"].encode()
-        for (t, key, _), c in zip([s for s in h.sent if s[0] == "reservations"], asked)
+        for (_, key, _), c in zip([s for s in h.sent if s[0] == "reservations"], asked, strict=True)
     )
     h.take_sent()
 
