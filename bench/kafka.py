@@ -83,6 +83,7 @@ def bulk_producer(bootstrap: str) -> Producer:
         "bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
         "queue.buffering.max.messages": 1_000_000, "queue.buffering.max.kbytes": 1_048_576,
         "message.max.bytes": 2_000_000, "acks": "all", "enable.idempotence": False,
+        "partitioner": "murmur2_random",  # the worker dead-letters keys outside their murmur2 partition
     })
 
 

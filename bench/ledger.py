@@ -169,7 +169,9 @@ def latency(bootstrap: str, worker: Worker, in_topic: str, out_topic: str, gener
     watcher.free = list(generator.skus)
     watcher.start()
     time.sleep(1.0)  # let the watcher's first fetch settle
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "acks": 1})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 1, "acks": 1, "partitioner": "murmur2_random"}
+    )
     rng = random.Random(3)
     before = worker.scrape() or ""
     sent = stalled = 0

@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--locations", type=int, default=300)
     parser.add_argument("--skus", type=int, default=500)
     parser.add_argument("--bootstrap", default=None)
+    parser.add_argument("--workers", type=int, default=1, help="workers in the consumer group")
+    parser.add_argument("--worker-env", action="append", default=[], help="K=V settings for the worker")
     a = parser.parse_args(argv)
     import os
 
@@ -156,18 +158,33 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
         settings.topic("oms.inventory.movements.v1"),
         receipts(positions, tag=run_id),
     )
-    worker = Worker(
-        bootstrap, prefix, run_id, work / "worker", RESULTS / "logs" / f"{run_id}.log", a.partitions
-    )
-    worker.start()
+    env = dict(kv.split("=", 1) for kv in a.worker_env)
+    workers = [
+        Worker(
+            bootstrap,
+            prefix,
+            run_id,
+            work / f"worker{i}",
+            RESULTS / "logs" / f"{run_id}-{i}.log",
+            a.partitions,
+            env,
+        )
+        for i in range(a.workers)
+    ]
+    for w in workers:
+        w.start()
+    worker = workers[0]
+
+    def total(name: str, **labels: str) -> float:
+        return sum(w.metric(name, **labels) for w in workers)
+
     out: dict[str, Any] = {"locations": len(network.places), "skus": a.skus, "positions": n_positions}
     try:
-        if not wait_for(
-            lambda: worker.metric("oms_stock_events_total", verdict="applied") >= n_positions, 600, 0.5
-        ):
+        if not wait_for(lambda: total("oms_stock_events_total", verdict="applied") >= n_positions, 600, 0.5):
             raise RuntimeError("stock not applied")
         time.sleep(5)  # the availability view reads the last records
-        log(f"{len(network.places)} locations, {n_positions:,} positions applied; worker pid {worker.pid}")
+        pids = ", ".join(str(w.pid) for w in workers)
+        log(f"{len(network.places)} locations, {n_positions:,} positions applied; worker pids {pids}")
         outcomes = Outcomes(bootstrap, settings.topic("oms.orders.sourced.v1"), a.partitions)
         outcomes.start()
         placed_topic = settings.topic("oms.orders.placed.v1")
@@ -201,7 +218,7 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
             "complete": bool(done),
             "orders_per_s": round(rate),
             "outcomes": kinds,
-            "refused_reservations": int(worker.metric("oms_reservations_refused_total", after)),
+            "refused_reservations": int(total("oms_reservations_refused_total")),
             "decision_p50_ms": _ms(
                 histogram_quantile(
                     histogram(before, "oms_sourcing_decision_seconds"),
@@ -218,6 +235,10 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
             ),
         }
         log(f"burst: {out['burst']}")
+
+        # The order tracker reads the same placements: let it finish the burst before pacing.
+        wait_for(lambda: total("oms_order_events_total", kind="placed") >= a.orders, 600, 0.5)
+        time.sleep(2)
 
         # --- latency at half the burst rate ---------------------------------------------------------
         pace = max(1.0, rate / 2)
@@ -250,9 +271,10 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
         }
         log(f"latency: {out['latency']}")
         outcomes.stopped = True
-        out["worker_rss_mib"] = worker.memory()
+        out["worker_rss_mib"] = [w.memory() for w in workers]
     finally:
-        worker.stop()
+        for w in workers:
+            w.stop()
     print()
     print("| measure | figure | target |")
     print("|---|---|---|")

@@ -31,13 +31,17 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         f"HTTP http://{settings.web_host}:{settings.web_port}",
         flush=True,
     )
-    faust.Worker(
+    runner = faust.Worker(
         worker.app,
         loglevel=settings.log_level,
         quiet=True,
         redirect_stdouts=False,
         override_logging=True,
-    ).execute_from_commandline()
+    )
+    # With a spinner faust lowers the root logger to DEBUG (the spinner ticks on every record), so
+    # every debug call of aiokafka on the hot path would build a log record only to drop it.
+    runner.spinner = None
+    runner.execute_from_commandline()
     return 0
 
 

@@ -49,7 +49,23 @@ def _keyed_by_order(model: type[M], key: bytes | None, value: bytes | None, wher
     return wire
 
 
+_RECENT_PLACEMENTS: dict[tuple[bytes | None, bytes | None], Placement | Failure] = {}
+_RECENT_MAX = 4096
+
+
 def decode_placement(key: bytes | None, value: bytes | None) -> Placement | Failure:
+    """The placement, decoded once: ``track_orders`` and ``source_orders`` both read every one, so
+    the second reader of a message gets the first one's (immutable) result."""
+    recent = _RECENT_PLACEMENTS.get((key, value))
+    if recent is not None:
+        return recent
+    if len(_RECENT_PLACEMENTS) >= _RECENT_MAX:
+        _RECENT_PLACEMENTS.clear()
+    decoded = _RECENT_PLACEMENTS[(key, value)] = _decode_placement(key, value)
+    return decoded
+
+
+def _decode_placement(key: bytes | None, value: bytes | None) -> Placement | Failure:
     wire = _keyed_by_order(OrderPlaced, key, value, "the orders topic")
     if isinstance(wire, Failure):
         return wire

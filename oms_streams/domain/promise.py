@@ -899,8 +899,8 @@ class LegPlanner:
 
     Carrier legs and route transfers are computed exactly as ``promise_options`` computes them
     (same ready times, cut-offs, transit quantile, delivery-day windows), so a plan made with them
-    keeps the promise's clock. Ready times and distances are cached for the planner's lifetime:
-    build one per decision."""
+    keeps the promise's clock (as of the next whole minute). Ready times and distances are cached
+    for the planner's lifetime: build one per decision."""
 
     __slots__ = ("_plan",)
 
@@ -912,7 +912,11 @@ class LegPlanner:
         network: PromiseNetwork,
         transit: TransitModel,
     ) -> None:
-        request = PromiseRequest("legs", tuple(cart), destination, now_ms)
+        # Timed as of the next whole minute: at most a minute conservative (a later start never
+        # promises earlier), and the same for every order decided within that minute, so a leg is
+        # computed once per site, destination region and distance band per minute (see _LEGS).
+        moment = -(-now_ms // MS_PER_MINUTE) * MS_PER_MINUTE
+        request = PromiseRequest("legs", tuple(cart), destination, moment)
         self._plan = _Plan(request, {}, network, transit, {})
 
     def sites_with(self, capability: Capability) -> frozenset[str]:

@@ -72,10 +72,11 @@ def _reserve(
     positions: Mapping[str, StockPosition], command: ReservationCommand, usable: Usable
 ) -> ReservationResult:
     rid = command.reservation_id
-    held = _held(positions, rid)
+    asked = _merged(command.lines)
+    # A repeat names the same locations: only theirs holds need looking at (a busy DC has many).
+    held = _held({loc: positions[loc] for loc, _ in asked if loc in positions}, rid)
     if held:  # a repeat: answer as the first time
         return ReservationResult(ReservationStatus.RESERVED, {}, held)
-    asked = _merged(command.lines)
     if any(rid in positions[loc].settled for loc, _ in asked if loc in positions):
         return ReservationResult(
             ReservationStatus.REFUSED, {}, asked, f"reservation {rid} was already released or refused"

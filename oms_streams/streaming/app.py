@@ -187,6 +187,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         metrics=metrics,
         protection_quantile=settings.protection_quantile,
         protection_default_days=settings.protection_default_days,
+        partitions=settings.partitions,
     )
     stock.register(app, stock_source, runtime, settings)
 
@@ -214,6 +215,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         ),
         produce,
         metrics,
+        partitions=settings.partitions,
     )
     stall_watch = StallWatch(settings.stall_after_s)
     order_source = app.topic(
@@ -236,6 +238,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         ),
         produce,
         metrics,
+        partitions=settings.partitions,
     )
     sourcing_source = app.topic(
         *(settings.topic(s.name) for s in (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES)), **raw

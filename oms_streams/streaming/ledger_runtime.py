@@ -41,15 +41,15 @@ from oms_streams.domain.protection import day_index, next_replenishment_ms, prot
 from oms_streams.domain.reservations import apply_reservation
 from oms_streams.domain.visibility import (
     LocationType,
-    LocationView,
+    RunningAvailability,
     SkuAvailability,
-    combine,
     location_view,
     publication_signature,
 )
 from oms_streams.metrics import Metrics, reason_class
 from oms_streams.streaming.follower import TopicFollower
 from oms_streams.streaming.network import NetworkState
+from oms_streams.streaming.partitioning import misrouted
 from oms_streams.streaming.table_context import in_partition_of
 from oms_streams.streaming.tables import Tables
 
@@ -119,8 +119,10 @@ class LedgerRuntime:
         metrics: Metrics,
         protection_quantile: float = 0.0,
         protection_default_days: int = 7,
+        partitions: int | None = None,
     ) -> None:
         self.tables = tables
+        self.partitions = partitions
         self.network = network
         self.config_follower = config_follower
         self.view = view
@@ -138,7 +140,7 @@ class LedgerRuntime:
         self._positions: dict[str, dict[str, StockPosition]] = {}
         # Each position seen through the channels, recomputed only when the position or the network
         # changes: a SKU's availability is then a cheap combination of its locations' views.
-        self._views: dict[str, dict[str, LocationView]] = {}
+        self._views: dict[str, RunningAvailability] = {}
         self._views_generation = -1
         self._verdicts: dict[tuple[str, str], int] = defaultdict(int)
         # What this worker last published per SKU; authoritative over the (lagging) view.
@@ -161,7 +163,8 @@ class LedgerRuntime:
         by_partition: dict[int, tuple[Any, dict[str, list[tuple[Any, Decoded]]]]] = {}
         for event in events:
             message = event.message
-            decoded = self.decoders[message.topic](message.key, message.value)
+            wrong = misrouted(message, self.partitions)
+            decoded = Failure(wrong) if wrong else self.decoders[message.topic](message.key, message.value)
             if isinstance(decoded, Failure):
                 self.metrics.stock_events.labels("unknown", "dead_lettered").inc()
                 self._dead_letter(decoded.reason, message)
@@ -352,7 +355,7 @@ class LedgerRuntime:
         self, sku: str, now_ms: int, trigger: str, *, changed: Iterable[str] = (), force: bool = False
     ) -> bool:
         rules = self.network.rules
-        availability = combine(sku, self._views_of(sku, changed).values(), rules)
+        availability = self._views_of(sku, changed).availability()
         self._account_hidden(availability)
         signature = publication_signature(availability, rules)
         if not force and signature == self._last_signature(sku):
@@ -363,7 +366,7 @@ class LedgerRuntime:
         self.metrics.availability_published.labels(trigger).inc()
         return True
 
-    def _views_of(self, sku: str, changed: Iterable[str]) -> dict[str, LocationView]:
+    def _views_of(self, sku: str, changed: Iterable[str]) -> RunningAvailability:
         network = self.network
         if self._views_generation != network.generation:
             self._views.clear()
@@ -371,17 +374,15 @@ class LedgerRuntime:
         positions = self._positions[sku]
         views = self._views.get(sku)
         if views is None:
-            views = self._views[sku] = {}
+            views = self._views[sku] = RunningAvailability(sku, network.rules)
             changed = positions
         for location_id in changed:
             location = network.locations.get(location_id)
             if location is None:  # removed from the network since: never visible
-                views.pop(location_id, None)
+                views.remove(location_id)
             else:
                 protection = self._protection(sku, location_id)
-                views[location_id] = location_view(
-                    sku, location, positions[location_id], network.rules, protection
-                )
+                views.put(location_view(sku, location, positions[location_id], network.rules, protection))
         return views
 
     def expire_views(self) -> None:

@@ -49,6 +49,7 @@ from oms_streams.domain.risk import (
 from oms_streams.domain.visibility import haversine_km
 from oms_streams.metrics import Metrics, reason_class
 from oms_streams.streaming.network import NetworkState
+from oms_streams.streaming.partitioning import misrouted
 from oms_streams.streaming.table_context import in_partition, in_partition_of
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,16 @@ def now_ms() -> int:
 
 class OrdersRuntime:
     def __init__(
-        self, table: Any, network: NetworkState, topics: OrderTopics, produce: Produce, metrics: Metrics
+        self,
+        table: Any,
+        network: NetworkState,
+        topics: OrderTopics,
+        produce: Produce,
+        metrics: Metrics,
+        partitions: int | None = None,
     ) -> None:
         self.table = table
+        self.partitions = partitions
         self.network = network
         self.topics = topics
         self.produce = produce
@@ -131,8 +139,12 @@ class OrdersRuntime:
     def _apply_one(self, event: Any, partition: int, now: int) -> tuple[str | None, bool]:
         """(the order's id when it could be read, whether the order changed)."""
         message = event.message
-        if message.topic == self.topics.placed:
-            decoded: Placement | Fulfilment | Failure = decode_placement(message.key, message.value)
+        wrong = misrouted(message, self.partitions)
+        if wrong is not None:
+            decoded: Placement | Fulfilment | Failure = Failure(wrong)
+            kind = "placed" if message.topic == self.topics.placed else "fulfilment"
+        elif message.topic == self.topics.placed:
+            decoded = decode_placement(message.key, message.value)
             kind = "placed"
         else:
             decoded = decode_fulfilment(message.key, message.value)

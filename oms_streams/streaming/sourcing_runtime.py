@@ -51,6 +51,7 @@ from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics, reason_class
 from oms_streams.streaming.ledger_runtime import AvailabilityView
 from oms_streams.streaming.network import NetworkState
+from oms_streams.streaming.partitioning import misrouted
 from oms_streams.streaming.table_context import in_partition, in_partition_of
 
 log = logging.getLogger(__name__)
@@ -174,8 +175,10 @@ class SourcingRuntime:
         produce: Produce,
         metrics: Metrics,
         policy: SourcingPolicy | None = None,
+        partitions: int | None = None,
     ) -> None:
         self.table = table
+        self.partitions = partitions
         self.network = network
         self.view = view
         self.transit = transit
@@ -210,7 +213,10 @@ class SourcingRuntime:
         message = event.message
         topic = message.topic
         decoded: Placement | Fulfilment | Reply | Failure
-        if topic == self.topics.replies:
+        wrong = misrouted(message, self.partitions)
+        if wrong is not None:
+            decoded = Failure(wrong)
+        elif topic == self.topics.replies:
             decoded = decode_reply(message.key, message.value)
         elif topic == self.topics.placed:
             decoded = decode_placement(message.key, message.value)

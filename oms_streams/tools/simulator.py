@@ -410,6 +410,7 @@ def run_simulation(
             "enable.idempotence": True,
             "linger.ms": 10,
             "client.id": "oms-simulate",
+            "partitioner": "murmur2_random",  # the partition of a key must match the worker's hash
         }
     )
     _check_topics(producer, settings)

@@ -15,10 +15,13 @@ from oms_streams.domain.visibility import (
     HiddenBy,
     Location,
     LocationType,
+    RunningAvailability,
     SafetyStock,
     VisibilityRules,
+    combine,
     distances_within,
     haversine_km,
+    location_view,
     publication_signature,
     sku_availability,
     visible_quantity,
@@ -445,3 +448,30 @@ def test_distances_within_finds_the_stores_close_enough_and_skips_those_without_
         "STORE-AMSTERDAM-02",
         "STORE-ROTTERDAM-03",
     }
+
+
+@given(net=networks(), rules=visibility_rules(), sku=st.sampled_from(SKUS), data=st.data())
+def test_availability_kept_location_by_location_equals_the_whole_combination(net, rules, sku, data):
+    locations_, positions, protection = net
+    running = RunningAvailability(sku, rules)
+    views = {}
+    known = [loc for loc in positions if loc in locations_]
+    # Views put, replaced and removed in any order end where a fresh combination of the survivors is.
+    for loc in data.draw(st.lists(st.sampled_from(known), max_size=12)) if known else []:
+        if data.draw(st.booleans()):
+            view = location_view(sku, locations_[loc], positions[loc], rules, protection.get(loc, 0))
+            running.put(view)
+            views[loc] = view
+        else:
+            running.remove(loc)
+            views.pop(loc, None)
+
+    expected = combine(sku, views.values(), rules)
+    got = running.availability()
+
+    assert got.network_atp == expected.network_atp
+    assert [(c.channel, c.total, dict(c.by_location)) for c in got.channels] == [
+        (c.channel, c.total, dict(c.by_location)) for c in expected.channels
+    ]
+    assert got.hidden == {k: v for k, v in expected.hidden.items() if v}
+    assert got.lead_time_hours == expected.lead_time_hours and got.protected == expected.protected

@@ -1,0 +1,35 @@
+"""Which partition a key belongs in: the Java clients' murmur2, which faust and aiokafka use too.
+
+One owner per SKU (and per order) holds only if every producer puts a key in the same partition.
+oms-streams produces reservations and replies with murmur2; an event that a producer placed with
+another partitioner (librdkafka's default is CRC32) would reach an owner that does not hold its
+key's state, so it is dead-lettered with the fix instead of being applied in the wrong place.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+
+
+@lru_cache(maxsize=65_536)
+def partition_for(key: bytes, partitions: int) -> int:
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def misrouted(message: Any, partitions: int | None) -> str | None:
+    """Why the message is in the wrong partition for its key, or None (always None when the
+    partition count is not given: harnesses without a broker)."""
+    key = message.key
+    if key is None or partitions is None:
+        return None  # the decoder rejects keyless messages with its own reason
+    expected = partition_for(key, partitions)
+    if message.partition == expected:
+        return None
+    shown = key.decode(errors="replace")
+    return (
+        f"message key {shown!r} belongs in partition {expected} (murmur2, as the Java clients hash), "
+        f"not {message.partition}: set the producer's partitioner to murmur2_random"
+    )
