@@ -44,7 +44,12 @@ broker-down: ## Stop the local Kafka broker
 bench: $(STAMP) ## Benchmarks (figures and ratios, not tests)
 	$(PY) -m bench.run
 
+bench-sourcing: $(STAMP) ## Sourcing benchmarks: decision time, plan quality vs two baselines, end to end on a broker
+	$(PY) -m bench.sourcing_decision
+	$(PY) -m bench.sourcing_quality
+	$(PY) -m bench.sourcing_e2e --workers 2
+
 clean: ## Remove local run state (.run/); the broker must be stopped first
 	rm -rf .run
 
-.PHONY: help install test test-unit check generate demo broker-up broker-down bench clean
+.PHONY: help install test test-unit check generate demo broker-up broker-down bench bench-sourcing clean

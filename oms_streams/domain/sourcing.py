@@ -481,6 +481,8 @@ class SplitProblem:
         splits_lb, cost_lb = search.lower_bounds(plan)
         proven = (
             search.units_proven
+            # the beam may miss every set reaching the unit target and fall back to greedy
+            and plan.units >= search.target
             and splits_lb == plan.splits
             and cost_lb >= plan.cost - _TOLERANCE * max(1.0, plan.cost)
         )

@@ -11,7 +11,8 @@ the ``sourcing`` table (one row per order, written whole, in the order's partiti
    the refusals said is left (a fresher view than the feed), up to ``MAX_ATTEMPTS``.
 3. A store's rejection or short pick cancels that allocation, releases its holds and sources its
    lines again without that store (a new round); a pickup store's rejection is left to the at-risk
-   flow. A shipment leaving its location (handover, route departure, collection) fulfils its holds.
+   flow. A shipment leaving its location (handover, route departure, collection, or a courier's
+   delivery) fulfils its holds.
 
 Every command carries a deterministic event id and every ledger command is idempotent, so after a
 crash the new owner re-sends the commands of unfinished attempts and nothing is taken twice.
@@ -64,7 +65,12 @@ CLAIM_TTL_MS = 30_000
 """How long this worker remembers its own reservations and the ledgers' hints over the feed."""
 
 LEFT_LOCATION = frozenset(
-    {FulfilmentKind.HANDED_TO_CARRIER, FulfilmentKind.ROUTE_DEPARTED, FulfilmentKind.COLLECTED}
+    {
+        FulfilmentKind.HANDED_TO_CARRIER,
+        FulfilmentKind.ROUTE_DEPARTED,
+        FulfilmentKind.COLLECTED,
+        FulfilmentKind.DELIVERED,  # a courier reports no handover; for the others it comes after one
+    }
 )
 """The shipment's units left the location: its holds are fulfilled (out of on hand and reserved)."""
 WITHDRAWN = frozenset({FulfilmentKind.STORE_REJECTED, FulfilmentKind.SHORT_PICK})
