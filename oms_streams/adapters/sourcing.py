@@ -102,6 +102,8 @@ class SourcingRow:
     """[[location, sku], ...] a store rejected or short-picked: never sourced from again."""
     allocations: list[AllocationState] = field(default_factory=list)
     backorder: list[list[Any]] = field(default_factory=list)
+    deferred: list[list[Any]] = field(default_factory=list)
+    """[[kind, [allocation id, ...], reason], ...]: withdrawals reported while a round was under way."""
 
     @property
     def reservation_id(self) -> str:

@@ -326,11 +326,10 @@ def publication_signature(availability: SkuAvailability, rules: VisibilityRules)
     Exact visible quantities by default; with ``thresholds_only`` just the stock level (out / low /
     in stock) of every visible quantity, so a busy till does not flood the webshop.
     """
-    low = {r.channel: r.low_stock for r in rules.channels}
     if not rules.thresholds_only:
-        return tuple(
-            (view.channel, tuple(sorted(view.by_location.items()))) for view in availability.channels
-        )
+        # Compared with ==, never hashed: the mappings compare by content, without sorting them.
+        return tuple((view.channel, view.by_location) for view in availability.channels)
+    low = {r.channel: r.low_stock for r in rules.channels}
     return tuple(
         (
             view.channel,

@@ -201,19 +201,28 @@ class SourcingRuntime:
     # --- events ---------------------------------------------------------------------------------
 
     async def apply_batch(self, events: list[Any]) -> None:
+        # Answers first, and their allocations out before the batch's new orders are planned: an
+        # order waiting for its last answer should not also wait for every placement behind it.
+        # (An answer is always for a placement handled in an earlier batch.)
+        replies = [event for event in events if event.message.topic == self.topics.replies]
+        others = [event for event in events if event.message.topic != self.topics.replies]
         async with self.lock:
-            now = now_ms()
-            rows: dict[str, tuple[SourcingRow, Any]] = {}
-            for event in events:
-                try:
-                    self._apply_one(event, rows, now)
-                except Exception as error:  # a bug must not stop every order behind this one
-                    log.exception("sourcing could not process %s", event.message.topic)
-                    self._dead_letter(f"could not be processed: {error!r}", event.message, now)
-            for row, event in rows.values():
-                with in_partition_of(event):
-                    self.table[row.order_id] = row.encode()
-            await self._flush()
+            for part in (replies, others):
+                if part:
+                    self._apply_part(part, now_ms())
+                    await self._flush()
+
+    def _apply_part(self, events: list[Any], now: int) -> None:
+        rows: dict[str, tuple[SourcingRow, Any]] = {}
+        for event in events:
+            try:
+                self._apply_one(event, rows, now)
+            except Exception as error:  # a bug must not stop every order behind this one
+                log.exception("sourcing could not process %s", event.message.topic)
+                self._dead_letter(f"could not be processed: {error!r}", event.message, now)
+        for row, event in rows.values():
+            with in_partition_of(event):
+                self.table[row.order_id] = row.encode()
 
     def _apply_one(self, event: Any, rows: dict[str, tuple[SourcingRow, Any]], now: int) -> None:
         message = event.message
@@ -244,7 +253,7 @@ class SourcingRuntime:
         else:
             verdict = self._progress(row, decoded, now) if row is not None else "ignored"
         self.metrics.sourcing_events.labels(_label(topic, self.topics), verdict).inc()
-        if row is not None and verdict == "applied":
+        if row is not None and verdict in ("applied", "parked"):
             rows[order_id] = (row, event)
 
     def _load(self, order_id: str) -> SourcingRow | None:
@@ -413,6 +422,12 @@ class SourcingRuntime:
             (self.topics.sourced, row.order_id.encode(), sourced_record(row, outcome, ids, reason, now))
         )
         self.metrics.orders_sourced.labels(outcome).inc()
+        row.plan = {**plan, "trace": None}  # published with the outcome: the row stays small
+        while row.deferred and row.status != "reserving":
+            kind, ids, why = row.deferred.pop(0)
+            hit = [a for a in row.allocations if a.allocation_id in ids and a.state == "live"]
+            if hit:
+                self._withdraw(row, hit, FulfilmentKind(kind), why, now)
 
     def _option(self, row: SourcingRow, shipments: list[dict[str, Any]]) -> DeliveryOption:
         """The allocated plan as a delivery option, to derive its milestones from the promise."""
@@ -469,11 +484,20 @@ class SourcingRuntime:
             # The customer chose this store: customer service decides (the at-risk flow), not sourcing.
             return "ignored"
         if row.status == "reserving":
-            return "ignored"  # a re-sourcing is under way; the store will report again if it must
+            # A re-sourcing is under way: withdraw these once it is over (see _finish).
+            row.deferred.append([kind.value, [a.allocation_id for a in hit], event.reason])
+            return "parked"
+        self._withdraw(row, hit, kind, event.reason, now)
+        return "applied"
+
+    def _withdraw(
+        self, row: SourcingRow, hit: list[AllocationState], kind: FulfilmentKind, why: str, now: int
+    ) -> None:
+        """Cancel the allocations, release their holds, source their lines again without them."""
         missing: dict[str, int] = {}
         for allocation in hit:
             self._settle(row, allocation, "release", "cancelled", now)
-            reason = f"{kind.value} at {allocation.location_id}: {event.reason}".rstrip(": ")
+            reason = f"{kind.value} at {allocation.location_id}: {why}".rstrip(": ")
             record = allocation_record(row, allocation, None, [], None, now, kind="cancel", reason=reason)
             self._outbox.append((self.topics.allocations, row.order_id.encode(), record))
             for sku, units in allocation.lines:
@@ -485,7 +509,6 @@ class SourcingRuntime:
         row.lines = [[sku, units] for sku, units in missing.items()]
         self.metrics.resourced.labels(kind.value).inc()
         self._plan_and_reserve(row, now)
-        return "applied"
 
     def _settle(
         self, row: SourcingRow, allocation: AllocationState, command: str, state: str, now: int

@@ -278,3 +278,43 @@ def test_a_pickup_store_rejection_is_left_to_the_at_risk_flow():
     h.run(FakeEvent("fulfilment", b"ORDER-9", json.dumps(rejection).encode()))
 
     assert h.sent == []
+
+
+def test_a_short_pick_reported_while_a_re_sourcing_is_under_way_is_withdrawn_after_it():
+    h = Harness()
+    # No DC holds both lines: the tents come from DC-NORTH, the stove from DC-SOUTH.
+    h.stock("SKU-TENT", DC_NORTH=2, DC_SOUTH=1)
+    h.stock("SKU-STOVE", DC_SOUTH=1)
+    h.place("ORDER-1", {"SKU-TENT": 2, "SKU-STOVE": 1})
+    h.run(*(h.answer(c, "reserved", 5) for c in h.commands("reserve")))
+    at = {a["location_id"]: a for a in h.on("allocations")}
+    assert set(at) == {"DC-NORTH", "DC-SOUTH"}
+    h.take_sent()
+
+    def short_pick(location: str) -> FakeEvent:
+        body = {
+            "event_id": f"sp-{location}",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": "wms",
+            "order_id": "ORDER-1",
+            "kind": "short_pick",
+            "location_id": location,
+        }
+        return FakeEvent("fulfilment", b"ORDER-1", json.dumps(body).encode())
+
+    h.run(short_pick("DC-NORTH"))
+    round_two = h.commands("reserve")
+    assert {c["reservation_id"] for c in round_two} == {"ORDER-1/2"}
+    h.take_sent()
+    h.run(short_pick("DC-SOUTH"))  # while round 2 is reserving: parked, not lost
+    assert h.sent == []
+
+    h.run(*(h.answer(c, "reserved", 5) for c in round_two))
+
+    # Round 2 closes, then the parked short pick withdraws DC-SOUTH's shipment: round 3 (the stove
+    # is nowhere else, so it ends at once, rejected with the reason).
+    outcomes = h.on("sourced")
+    assert [o["round"] for o in outcomes] == [2, 3]
+    assert outcomes[1]["outcome"] == "rejected" and "SKU-STOVE" in outcomes[1]["reason"]
+    cancelled = [a["allocation_id"] for a in h.on("allocations") if a["kind"] == "cancel"]
+    assert cancelled == [at["DC-SOUTH"]["allocation_id"]]
