@@ -23,7 +23,6 @@ from typing import Any
 
 import orjson
 
-from oms_streams.adapters.dlq import dead_letter_for
 from oms_streams.adapters.orders import (
     Fulfilment,
     OrderRow,
@@ -47,8 +46,9 @@ from oms_streams.domain.risk import (
     risk_event_id,
 )
 from oms_streams.domain.visibility import haversine_km
-from oms_streams.metrics import Metrics, reason_class
+from oms_streams.metrics import Metrics
 from oms_streams.streaming.network import NetworkState
+from oms_streams.streaming.outbox import Outbox
 from oms_streams.streaming.partitioning import misrouted
 from oms_streams.streaming.table_context import in_partition, in_partition_of
 
@@ -100,7 +100,7 @@ class OrdersRuntime:
         self._open: dict[str, OpenOrder] = {}
         """Orders with something still pending, with their decoded tracking (rows are in the table)."""
         self._due: list[tuple[int, str]] = []
-        self._outbox: list[tuple[str, bytes, bytes | None]] = []
+        self.outbox = Outbox(produce, topics.dlq, metrics)
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -123,7 +123,7 @@ class OrdersRuntime:
                 with in_partition_of(group[-1]):
                     for order_id in touched:
                         self._decide_and_store(order_id, now)
-            await self._flush()
+            await self.outbox.flush()
 
     def _forget_if_idle(self, order_id: str, now: int) -> None:
         order = self._open.get(order_id)
@@ -150,7 +150,7 @@ class OrdersRuntime:
             decoded = decode_fulfilment(message.key, message.value)
             kind = decoded.event.kind.value if isinstance(decoded, Fulfilment) else "fulfilment"
         if isinstance(decoded, Failure):
-            self._dead_letter(decoded.reason, message, now)
+            self.outbox.dead_letter(decoded.reason, message, now)
             self.metrics.order_events.labels(kind, "dead_lettered").inc()
             return None, False
         order = self._load(decoded.order_id, partition)
@@ -167,7 +167,7 @@ class OrdersRuntime:
             return "duplicate"
         option = placement.option
         if option.pickup_store_id is not None and option.pickup_store_id not in self.network.locations:
-            self._dead_letter(f"unknown pickup store {option.pickup_store_id!r}", message, now)
+            self.outbox.dead_letter(f"unknown pickup store {option.pickup_store_id!r}", message, now)
             return "dead_lettered"
         record = PromiseRecord(
             order_id=placement.order_id,
@@ -187,7 +187,7 @@ class OrdersRuntime:
                 "slot_start": utc_from_epoch_ms(option.window_start_ms).isoformat(),
                 "order_id": placement.order_id,
             }
-            self._outbox.append((self.topics.courier_bookings, key, orjson.dumps(booking)))
+            self.outbox.add(self.topics.courier_bookings, key, orjson.dumps(booking))
         return "applied"
 
     def _progress(self, order: OpenOrder, fulfilment: Fulfilment) -> str:
@@ -255,7 +255,7 @@ class OrdersRuntime:
                 "delivered_at": utc_from_epoch_ms(delivered_ms).isoformat(),
             }
             lane = f"{shipment.service_id}|{site.region}|{observation['dest_region']}".encode()
-            self._outbox.append((self.topics.transit_observations, lane, orjson.dumps(observation)))
+            self.outbox.add(self.topics.transit_observations, lane, orjson.dumps(observation))
 
     # --- risk -----------------------------------------------------------------------------------
 
@@ -279,8 +279,8 @@ class OrdersRuntime:
         state_id = risk_event_id(order_id, risk, record.version, as_of_ms=latest_event_ms(order.tracking))
         if state_id == order.row.risk_id:
             return
-        self._outbox.append(
-            (self.topics.at_risk, order_id.encode(), at_risk_record(state_id, record, risk, now, SOURCE))
+        self.outbox.add(
+            self.topics.at_risk, order_id.encode(), at_risk_record(state_id, record, risk, now, SOURCE)
         )
         if risk is not None:
             self.metrics.risk_transitions.labels("at_risk", risk.reason.value).inc()
@@ -316,7 +316,7 @@ class OrdersRuntime:
                 with in_partition(self.topics.placed, order.partition):
                     self._decide_and_store(order_id, now)
                 changed += order.row.risk_id != before
-            await self._flush()
+            await self.outbox.flush()
             return changed
 
     def export_gauges(self) -> None:
@@ -375,12 +375,3 @@ class OrdersRuntime:
             return None
         row = OrderRow.decode(raw)
         return row, row.tracking()
-
-    def _dead_letter(self, reason: str, message: Any, now: int) -> None:
-        self.metrics.dead_letters.labels(message.topic, reason_class(reason)).inc()
-        self._outbox.append((self.topics.dlq, message.topic.encode(), dead_letter_for(reason, message, now)))
-
-    async def _flush(self) -> None:
-        outbox, self._outbox = self._outbox, []
-        for topic, key, value in outbox:
-            await self.produce(topic, key, value)

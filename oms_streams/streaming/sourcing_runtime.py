@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from oms_streams.adapters.dlq import dead_letter_for
 from oms_streams.adapters.orders import Fulfilment, Placement, decode_fulfilment, decode_placement
 from oms_streams.adapters.sourcing import (
     AllocationState,
@@ -49,9 +48,10 @@ from oms_streams.domain.promise import CHANNEL_FOR_METHOD, CartLine, DeliveryOpt
 from oms_streams.domain.risk import FulfilmentKind
 from oms_streams.domain.sourcing import Outcome, SourcingPolicy, StockSnapshot, source_order
 from oms_streams.domain.transit import TransitModel
-from oms_streams.metrics import Metrics, reason_class
+from oms_streams.metrics import Metrics
 from oms_streams.streaming.ledger_runtime import AvailabilityView
 from oms_streams.streaming.network import NetworkState
+from oms_streams.streaming.outbox import Outbox
 from oms_streams.streaming.partitioning import misrouted
 from oms_streams.streaming.table_context import in_partition, in_partition_of
 
@@ -196,7 +196,7 @@ class SourcingRuntime:
         self.claims = Claims()
         self.workload: dict[str, int] = defaultdict(int)
         """Live allocations per location among this worker's orders (a sourcing cost)."""
-        self._outbox: list[tuple[str, bytes, bytes | None]] = []
+        self.outbox = Outbox(produce, topics.dlq, metrics)
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -210,7 +210,7 @@ class SourcingRuntime:
             for part in (replies, others):
                 if part:
                     self._apply_part(part, now_ms())
-                    await self._flush()
+                    await self.outbox.flush()
 
     def _apply_part(self, events: list[Any], now: int) -> None:
         rows: dict[str, tuple[SourcingRow, Any]] = {}
@@ -219,7 +219,7 @@ class SourcingRuntime:
                 self._apply_one(event, rows, now)
             except Exception as error:  # a bug must not stop every order behind this one
                 log.exception("sourcing could not process %s", event.message.topic)
-                self._dead_letter(f"could not be processed: {error!r}", event.message, now)
+                self.outbox.dead_letter(f"could not be processed: {error!r}", event.message, now)
         for row, event in rows.values():
             with in_partition_of(event):
                 self.table[row.order_id] = row.encode()
@@ -240,7 +240,7 @@ class SourcingRuntime:
         if isinstance(decoded, Failure):
             # Placements and fulfilment events are dead-lettered by track_orders, which reads them too.
             if topic == self.topics.replies:
-                self._dead_letter(decoded.reason, message, now)
+                self.outbox.dead_letter(decoded.reason, message, now)
             self.metrics.sourcing_events.labels(_label(topic, self.topics), "invalid").inc()
             return
         order_id = decoded.order_id
@@ -412,14 +412,14 @@ class SourcingRuntime:
             self.workload[allocation.location_id] += 1
             own = [m for m in milestones if m.shipment == index]
             record = allocation_record(row, allocation, shipment, own, plan.get("trace"), now)
-            self._outbox.append((self.topics.allocations, row.order_id.encode(), record))
+            self.outbox.add(self.topics.allocations, row.order_id.encode(), record)
         row.backorder = plan.get("backorder", [])
         outcome = plan.get("outcome", Outcome.REJECTED.value) if shipments else Outcome.REJECTED.value
         row.status = outcome
         row.pending, row.held = [], {}
         reason = plan.get("reason", "")
-        self._outbox.append(
-            (self.topics.sourced, row.order_id.encode(), sourced_record(row, outcome, ids, reason, now))
+        self.outbox.add(
+            self.topics.sourced, row.order_id.encode(), sourced_record(row, outcome, ids, reason, now)
         )
         self.metrics.orders_sourced.labels(outcome).inc()
         row.plan = {**plan, "trace": None}  # published with the outcome: the row stays small
@@ -499,7 +499,7 @@ class SourcingRuntime:
             self._settle(row, allocation, "release", "cancelled", now)
             reason = f"{kind.value} at {allocation.location_id}: {why}".rstrip(": ")
             record = allocation_record(row, allocation, None, [], None, now, kind="cancel", reason=reason)
-            self._outbox.append((self.topics.allocations, row.order_id.encode(), record))
+            self.outbox.add(self.topics.allocations, row.order_id.encode(), record)
             for sku, units in allocation.lines:
                 missing[sku] = missing.get(sku, 0) + units
                 row.excluded.append([allocation.location_id, sku])
@@ -545,7 +545,7 @@ class SourcingRuntime:
                         if sku in row.pending:
                             self._send_reservation("reserve", row, row.reservation_id, sku, lines, now)
                             resent += 1
-            await self._flush()
+            await self.outbox.flush()
             return resent
 
     # --- helpers ----------------------------------------------------------------------------------
@@ -564,22 +564,13 @@ class SourcingRuntime:
         channel = row.channel if row is not None else "webshop"
         assert order is not None
         record = reservation_record(kind, reservation_id, order, sku, channel, lines, now)
-        self._outbox.append((self.topics.reservations, sku.encode(), record))
+        self.outbox.add(self.topics.reservations, sku.encode(), record)
 
     def lookup(self, order_id: str) -> SourcingRow | None:
         return self._load(order_id)
 
     def export_gauges(self) -> None:
         self.metrics.live_allocations.set(sum(self.workload.values()))
-
-    def _dead_letter(self, reason: str, message: Any, now: int) -> None:
-        self.metrics.dead_letters.labels(message.topic, reason_class(reason)).inc()
-        self._outbox.append((self.topics.dlq, message.topic.encode(), dead_letter_for(reason, message, now)))
-
-    async def _flush(self) -> None:
-        outbox, self._outbox = self._outbox, []
-        for topic, key, value in outbox:
-            await self.produce(topic, key, value)
 
 
 def _label(topic: str, topics: SourcingTopics) -> str:

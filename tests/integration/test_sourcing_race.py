@@ -17,6 +17,7 @@ from typing import Any
 from tests.integration.conftest import NETWORK_YAML
 from tests.integration.test_promise_and_risk import UTRECHT_HOME
 from tests.integration.test_sourcing import ALLOCATIONS, SOURCED, an_option
+from tests.integration.test_two_workers import restart_if_stalled
 from tests.worker_process import REPO_ROOT, Events, WorkerProcess, read_topic, wait_until
 
 SKUS = [f"SKU-RACE-{i:02d}" for i in range(12)]
@@ -88,9 +89,7 @@ def test_orders_racing_for_scarce_stock_across_a_worker_crash_never_oversell(
             return by_order
 
         for worker in (first, second):
-            if (worker.health() or {}).get("status") == "stalled":
-                worker.stop()
-                worker.start()
+            restart_if_stalled(worker)  # what a liveness probe would do (see test_two_workers)
         sourced = wait_until(lambda: (o := outcomes()) and len(o) == ORDERS and o, 240, "every order sourced")
 
         # Exactly one outcome per order (a redelivered record has the same id and content).
