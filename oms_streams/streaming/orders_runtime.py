@@ -17,7 +17,6 @@ import heapq
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,13 +47,12 @@ from oms_streams.domain.risk import (
 from oms_streams.domain.visibility import haversine_km
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.network import NetworkState
-from oms_streams.streaming.outbox import Outbox
+from oms_streams.streaming.outbox import Outbox, Produce
 from oms_streams.streaming.partitioning import misrouted
 from oms_streams.streaming.table_context import in_partition, in_partition_of
 
 log = logging.getLogger(__name__)
 
-Produce = Callable[[str, bytes, bytes | None], Awaitable[None]]
 SOURCE = "oms-streams:track_orders"
 
 
@@ -94,7 +92,6 @@ class OrdersRuntime:
         self.partitions = partitions
         self.network = network
         self.topics = topics
-        self.produce = produce
         self.metrics = metrics
         self.lock = asyncio.Lock()
         self._open: dict[str, OpenOrder] = {}

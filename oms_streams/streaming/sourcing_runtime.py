@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,13 +51,12 @@ from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.ledger_runtime import AvailabilityView
 from oms_streams.streaming.network import NetworkState
-from oms_streams.streaming.outbox import Outbox
+from oms_streams.streaming.outbox import Outbox, Produce
 from oms_streams.streaming.partitioning import misrouted
 from oms_streams.streaming.table_context import in_partition, in_partition_of
 
 log = logging.getLogger(__name__)
 
-Produce = Callable[[str, bytes, bytes | None], Awaitable[None]]
 
 MAX_ATTEMPTS = 8
 """Reservation attempts per round before the order is rejected as unsourceable for now."""
@@ -189,7 +188,6 @@ class SourcingRuntime:
         self.view = view
         self.transit = transit
         self.topics = topics
-        self.produce = produce
         self.metrics = metrics
         self.policy = policy
         self.lock = asyncio.Lock()
