@@ -242,9 +242,8 @@ class LedgerRuntime:
     def _learn_demand(
         self, sku: str, commands: list[StockCommand], verdicts: list[tuple[Verdict, str]]
     ) -> None:
-        """A store's applied till sales are its walk-in demand (online orders leave by fulfilment)."""
-        if self.protection_quantile <= 0:
-            return
+        """A store's applied till sales are its walk-in demand (online orders leave by fulfilment).
+        Learned even while protection is off, so turning it on finds the demand already known."""
         locations = self.network.locations
         sites = self.network.promise_network.sites
         demand = self._demand.setdefault(sku, {})

@@ -200,3 +200,26 @@ def test_duplicates_change_nothing_and_bad_commands_go_to_the_dead_letter_topic(
     assert len(records_for(worker, SOURCED, "ORDER-4")) == 1
     assert len(allocations_of(worker, "ORDER-4")) == 1
     wait_until(lambda: atp_at(worker, "SKU-LANTERN", "DC-NORTH") == 1, 20, "two lanterns reserved once")
+
+
+def test_a_store_protects_its_walk_in_demand_from_online_channels(
+    worker: WorkerProcess, events: Events
+) -> None:
+    stock_up(worker, events, ("SKU-PROTECT", "STORE-UTRECHT-01", 60))
+    now = datetime.now(UTC)
+    for days_ago in range(10, 0, -1):  # ten days of till sales, 3 a day
+        events.movement(
+            "SKU-PROTECT", "STORE-UTRECHT-01", "sale", 3, at=now - timedelta(days=days_ago), source="pos"
+        )
+    events.flush()
+
+    def protected() -> int:
+        _, body = worker.get("/availability/SKU-PROTECT")
+        return int((body or {}).get("protected", {}).get("STORE-UTRECHT-01", 0))
+
+    kept = wait_until(protected, 20, "the store to protect some units")
+    # 30 units sold; what the store keeps for walk-ins (and its safety stock) is not offered online.
+    _, record = worker.get("/availability/SKU-PROTECT")
+    assert record["network_atp"] == 30 - kept
+    assert atp_at(worker, "SKU-PROTECT", "STORE-UTRECHT-01") <= 30 - kept - 1
+    assert worker.metric("oms_units_hidden", channel="webshop", rule="protection") >= kept
