@@ -15,7 +15,7 @@ SKU), so "is there enough?" and "take it" are one step and two orders can never 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -61,25 +61,46 @@ Usable = Callable[[str, StockPosition], int]
 
 
 def apply_reservation(
-    positions: Mapping[str, StockPosition], command: ReservationCommand, usable: Usable
+    positions: Mapping[str, StockPosition],
+    command: ReservationCommand,
+    usable: Usable,
+    held_at: Collection[str] | None = None,
 ) -> ReservationResult:
+    """``held_at``: the locations where the reservation already holds units of this SKU, when the
+    caller keeps an index of them (a busy DC holds for thousands of orders); None looks everywhere."""
     if command.kind is ReservationKind.RESERVE:
-        return _reserve(positions, command, usable)
+        return _reserve(positions, command, usable, held_at)
     return _settle(positions, command)
 
 
 def _reserve(
-    positions: Mapping[str, StockPosition], command: ReservationCommand, usable: Usable
+    positions: Mapping[str, StockPosition],
+    command: ReservationCommand,
+    usable: Usable,
+    held_at: Collection[str] | None,
 ) -> ReservationResult:
     rid = command.reservation_id
     asked = _merged(command.lines)
-    # A repeat names the same locations: only theirs holds need looking at (a busy DC has many).
-    held = _held({loc: positions[loc] for loc, _ in asked if loc in positions}, rid)
-    if held:  # a repeat: answer as the first time
+    where = positions if held_at is None else {loc: positions[loc] for loc in held_at if loc in positions}
+    held = _held(where, rid)
+    if held == asked:  # a repeat: answer as the first time
         return ReservationResult(ReservationStatus.RESERVED, {}, held)
+    released: dict[str, StockPosition] = {}
+    if held:
+        # The same attempt planned again with other lines (its owner crashed before it stored the
+        # attempt, and the new owner saw fresher stock): the latest command is the plan, so the
+        # earlier holds are given back first. Commands of one SKU arrive in order, so latest wins.
+        for loc, units in held:
+            position = positions[loc]
+            released[loc] = replace(
+                position,
+                reserved=position.reserved - units,
+                holds=tuple(h for h in position.holds if h[0] != rid),
+            )
+        positions = {**positions, **released}
     if any(rid in positions[loc].settled for loc, _ in asked if loc in positions):
         return ReservationResult(
-            ReservationStatus.REFUSED, {}, asked, f"reservation {rid} was already released or refused"
+            ReservationStatus.REFUSED, released, asked, f"reservation {rid} was already released or refused"
         )
     short = [
         f"{loc} has {usable(loc, positions.get(loc, StockPosition()))} of {units}"
@@ -87,9 +108,12 @@ def _reserve(
         if usable(loc, positions.get(loc, StockPosition())) < units
     ]
     if short:
-        changed = {loc: _settled(positions.get(loc, StockPosition()), rid) for loc, _ in asked}
+        changed = {
+            **released,
+            **{loc: _settled(positions.get(loc, StockPosition()), rid) for loc, _ in asked},
+        }
         return ReservationResult(ReservationStatus.REFUSED, changed, asked, "; ".join(short))
-    changed = {}
+    changed = dict(released)
     for loc, units in asked:
         position = positions.get(loc, StockPosition())
         changed[loc] = replace(

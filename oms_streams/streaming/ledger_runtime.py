@@ -152,6 +152,9 @@ class LedgerRuntime:
         self.forecaster = HoltWintersForecaster()
         self.protection_quantile = protection_quantile
         self.protection_default_days = protection_default_days
+        self._held_at: dict[str, dict[str, set[str]]] = {}
+        """SKU -> reservation id -> the locations holding for it (cached SKUs), so a reservation
+        finds its own holds without reading every hold of a busy SKU."""
         self._replenishment: dict[str, tuple[int, int | None]] = {}
         """Store -> (valid until ms, next replenishment arrival ms): routes change rarely."""
         self.ready = False
@@ -266,7 +269,8 @@ class LedgerRuntime:
     ) -> dict[str, StockPosition]:
         assert isinstance(decoded, DecodedReservation)
         usable = self._usable(sku, decoded.channel, decoded.channels)
-        result = apply_reservation(positions, decoded.command, usable)
+        held_at = self._held_at.get(sku, {}).get(decoded.command.reservation_id, ())
+        result = apply_reservation(positions, decoded.command, usable, held_at)
         if result.changed:
             self._store(sku, positions, result.changed)
         available = {loc: usable(loc, positions.get(loc, StockPosition())) for loc, _ in result.lines}
@@ -330,10 +334,12 @@ class LedgerRuntime:
             raw = self.tables.stock_positions.get(position_key(sku, location_id).encode())
             if raw is not None:
                 row = orjson.loads(raw)
-                positions[location_id] = row_to_position(row)
+                positions[location_id] = position = row_to_position(row)
                 state = row_demand(row)
                 if state is not None:
                     self._demand.setdefault(sku, {})[location_id] = state
+                for reservation_id, _ in position.holds:
+                    self._held_at.setdefault(sku, {}).setdefault(reservation_id, set()).add(location_id)
         self._positions[sku] = positions
         return positions
 
@@ -342,7 +348,20 @@ class LedgerRuntime:
     ) -> None:
         new_locations = changed.keys() - positions.keys()
         demand = self._demand.get(sku, {})
+        held_at = self._held_at.setdefault(sku, {})
         for location_id, position in changed.items():
+            before = positions.get(location_id)
+            if before is None or before.holds is not position.holds:
+                was = {r for r, _ in before.holds} if before is not None else set()
+                now = {r for r, _ in position.holds}
+                for reservation_id in was - now:
+                    where = held_at.get(reservation_id)
+                    if where is not None:
+                        where.discard(location_id)
+                        if not where:
+                            del held_at[reservation_id]
+                for reservation_id in now - was:
+                    held_at.setdefault(reservation_id, set()).add(location_id)
             positions[location_id] = position
             self.tables.stock_positions[position_key(sku, location_id).encode()] = orjson.dumps(
                 position_to_row(position, demand.get(location_id))
@@ -437,6 +456,7 @@ class LedgerRuntime:
         self._views.clear()
         self._published.clear()
         self._demand.clear()
+        self._held_at.clear()
         self._hidden_by_sku.clear()  # the resync that follows counts the SKUs owned now
         self._hidden_totals.clear()
 

@@ -169,3 +169,25 @@ def test_no_sequence_of_commands_ever_reserves_more_than_on_hand(commands):
         for position in positions.values():
             assert 0 <= position.reserved <= position.on_hand
             assert position.reserved == sum(units for _, units in position.holds)
+
+
+def test_the_same_attempt_planned_again_elsewhere_gives_back_its_earlier_holds():
+    # A new owner of the order re-planned the attempt (its first owner died before storing it).
+    positions = applied(stock(DC_NORTH=5, DC_SOUTH=5), reserve("O-1/1", ("DC-NORTH", 2)))
+
+    replanned = apply_reservation(positions, reserve("O-1/1", ("DC-SOUTH", 2)), atp)
+    positions = {**positions, **replanned.changed}
+
+    assert replanned.status is ReservationStatus.RESERVED and replanned.lines == (("DC-SOUTH", 2),)
+    assert (positions["DC-NORTH"].reserved, positions["DC-SOUTH"].reserved) == (0, 2)
+    assert positions["DC-NORTH"].holds == ()
+
+
+def test_an_index_of_where_a_reservation_holds_gives_the_same_answers():
+    positions = applied(stock(DC_NORTH=5, DC_SOUTH=5), reserve("O-1/1", ("DC-NORTH", 2)))
+
+    indexed = apply_reservation(positions, reserve("O-1/1", ("DC-SOUTH", 2)), atp, held_at={"DC-NORTH"})
+    repeat = apply_reservation(positions, reserve("O-1/1", ("DC-NORTH", 2)), atp, held_at={"DC-NORTH"})
+
+    assert indexed.changed == apply_reservation(positions, reserve("O-1/1", ("DC-SOUTH", 2)), atp).changed
+    assert repeat.status is ReservationStatus.RESERVED and repeat.changed == {}
