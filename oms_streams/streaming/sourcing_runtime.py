@@ -195,6 +195,8 @@ class SourcingRuntime:
         self.workload: dict[str, int] = defaultdict(int)
         """Live allocations per location among this worker's orders (a sourcing cost)."""
         self.outbox = Outbox(produce, topics.dlq, metrics)
+        self._republished: set[str] = set()
+        """Orders whose finished round this worker published again (once is enough)."""
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -265,6 +267,8 @@ class SourcingRuntime:
     ) -> tuple[SourcingRow | None, str]:
         if row is not None:
             # Sourced once per order: a re-promise changes the promise (track_orders), not the stock.
+            if placement.event_id == row.placement:
+                self._republish(row, now)
             return row, "duplicate"
         option = placement.option
         lines: dict[str, int] = {}
@@ -346,6 +350,8 @@ class SourcingRuntime:
         if not current or row.status != "reserving" or reply.sku not in row.pending:
             allocated = any(a.reservation_id == reply.reservation_id for a in row.allocations)
             if allocated or (current and reply.sku in row.held):
+                if current:
+                    self._republish(row, now)
                 return "duplicate"  # a redelivered answer: what it holds is the order's
             return self._stray(reply, now)
         asked = reservations_by_sku(row.plan or {"shipments": []}, row.channel).get(reply.sku, [])
@@ -426,6 +432,34 @@ class SourcingRuntime:
             hit = [a for a in row.allocations if a.allocation_id in ids and a.state == "live"]
             if hit:
                 self._withdraw(row, hit, FulfilmentKind(kind), why, now)
+
+    def _republish(self, row: SourcingRow, now: int) -> None:
+        """Publish a finished round's allocations and outcome again, with the same ids.
+
+        A redelivered input means the batch that finished the round may not have reached Kafka: a
+        crash can leave the local table (RocksDB, written at once) ahead of what was produced.
+        Consumers recognise the repeat by its ids."""
+        if row.status == "reserving" or row.order_id in self._republished:
+            return
+        if len(self._republished) >= 10_000:
+            self._republished.clear()
+        self._republished.add(row.order_id)
+        plan = row.plan or {}
+        shipments = plan.get("shipments", [])
+        ids: list[str] = []
+        milestones = derive_milestones(self._option(row, shipments), self.network.promise_network)
+        for allocation in row.allocations:
+            if allocation.round != row.round:
+                continue
+            ids.append(allocation.allocation_id)
+            if allocation.state == "cancelled" or allocation.shipment >= len(shipments):
+                continue
+            own = [m for m in milestones if m.shipment == allocation.shipment]
+            record = allocation_record(row, allocation, shipments[allocation.shipment], own, None, now)
+            self.outbox.add(self.topics.allocations, row.order_id.encode(), record)
+        record = sourced_record(row, row.status, ids, plan.get("reason", ""), now)
+        self.outbox.add(self.topics.sourced, row.order_id.encode(), record)
+        self.metrics.sourcing_events.labels("republish", row.status).inc()
 
     def _option(self, row: SourcingRow, shipments: list[dict[str, Any]]) -> DeliveryOption:
         """The allocated plan as a delivery option, to derive its milestones from the promise."""
