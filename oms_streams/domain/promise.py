@@ -889,7 +889,7 @@ class RouteTransfer:
     """The order's marginal share of the truck's emissions (see PromisePolicy.route_share)."""
 
 
-_LEGS: dict[tuple[object, ...], CarrierLeg | str] = {}
+_LEGS: dict[tuple[object, ...], tuple[PromiseNetwork, TransitModel, CarrierLeg | str]] = {}
 """Carrier legs by what their timing depends on; co2e_g holds grams per km here."""
 _MAX_LEGS = 50_000
 
@@ -966,16 +966,21 @@ class LegPlanner:
             destination.timezone,
             distance_band(distance),
         )
-        cached = _LEGS.get(key)
-        if cached is None:
+        entry = _LEGS.get(key)
+        # The entry holds the network and model it was computed with: an id is only unique while
+        # its object lives, so a hit must be for these very objects.
+        if entry is not None and entry[0] is plan.network and entry[1] is plan.transit:
+            cached = entry[2]
+        else:
             leg = _carrier_leg(plan, site, lines, self.services(method), kind)
             if len(_LEGS) >= _MAX_LEGS:
                 _LEGS.clear()
-            cached = _LEGS[key] = (
+            cached = (
                 leg
                 if isinstance(leg, str)
                 else CarrierLeg(leg.shipment, leg.window[0], leg.window[1], leg.co2e_g / max(distance, 1e-9))
             )
+            _LEGS[key] = (plan.network, plan.transit, cached)
         if isinstance(cached, str):
             return cached
         shipment = replace(cached.shipment, lines=lines, distance_km=distance)
