@@ -399,11 +399,8 @@ class SourcingRuntime:
     def _finish(self, row: SourcingRow, now: int) -> None:
         plan = row.plan or {}
         shipments = plan.get("shipments", [])
-        option = self._option(row, shipments)
-        milestones = derive_milestones(option, self.network.promise_network) if shipments else ()
-        ids: list[str] = []
-        for index, shipment in enumerate(shipments):
-            allocation = AllocationState(
+        allocations = [
+            AllocationState(
                 allocation_id=f"{row.order_id}:{row.round}:{index}",
                 reservation_id=row.reservation_id,
                 round=row.round,
@@ -411,21 +408,16 @@ class SourcingRuntime:
                 location_id=shipment["location_id"],
                 lines=shipment["lines"],
             )
-            row.allocations.append(allocation)
-            ids.append(allocation.allocation_id)
+            for index, shipment in enumerate(shipments)
+        ]
+        row.allocations.extend(allocations)
+        for allocation in allocations:
             self.workload[allocation.location_id] += 1
-            own = [m for m in milestones if m.shipment == index]
-            record = allocation_record(row, allocation, shipment, own, plan.get("trace"), now)
-            self.outbox.add(self.topics.allocations, row.order_id.encode(), record)
         row.backorder = plan.get("backorder", [])
-        outcome = plan.get("outcome", Outcome.REJECTED.value) if shipments else Outcome.REJECTED.value
-        row.status = outcome
+        row.status = plan.get("outcome", Outcome.REJECTED.value) if shipments else Outcome.REJECTED.value
         row.pending, row.held = [], {}
-        reason = plan.get("reason", "")
-        self.outbox.add(
-            self.topics.sourced, row.order_id.encode(), sourced_record(row, outcome, ids, reason, now)
-        )
-        self.metrics.orders_sourced.labels(outcome).inc()
+        self._publish_round(row, allocations, plan.get("trace"), now)
+        self.metrics.orders_sourced.labels(row.status).inc()
         row.plan = {**plan, "trace": None}  # published with the outcome: the row stays small
         while row.deferred and row.status != "reserving":
             kind, ids, why = row.deferred.pop(0)
@@ -444,22 +436,27 @@ class SourcingRuntime:
         if len(self._republished) >= 10_000:
             self._republished.clear()
         self._republished.add(row.order_id)
+        allocations = [a for a in row.allocations if a.round == row.round]
+        self._publish_round(row, allocations, None, now)
+        self.metrics.sourcing_events.labels("republish", row.status).inc()
+
+    def _publish_round(
+        self, row: SourcingRow, allocations: list[AllocationState], trace: dict[str, Any] | None, now: int
+    ) -> None:
+        """The round's allocations (but the cancelled ones), with their milestones, then its outcome."""
         plan = row.plan or {}
         shipments = plan.get("shipments", [])
-        ids: list[str] = []
         milestones = derive_milestones(self._option(row, shipments), self.network.promise_network)
-        for allocation in row.allocations:
-            if allocation.round != row.round:
-                continue
-            ids.append(allocation.allocation_id)
-            if allocation.state == "cancelled" or allocation.shipment >= len(shipments):
+        for allocation in allocations:
+            if allocation.state == "cancelled":
                 continue
             own = [m for m in milestones if m.shipment == allocation.shipment]
-            record = allocation_record(row, allocation, shipments[allocation.shipment], own, None, now)
+            shipment = shipments[allocation.shipment]
+            record = allocation_record(row, allocation, shipment, own, trace, now)
             self.outbox.add(self.topics.allocations, row.order_id.encode(), record)
+        ids = [allocation.allocation_id for allocation in allocations]
         record = sourced_record(row, row.status, ids, plan.get("reason", ""), now)
         self.outbox.add(self.topics.sourced, row.order_id.encode(), record)
-        self.metrics.sourcing_events.labels("republish", row.status).inc()
 
     def _option(self, row: SourcingRow, shipments: list[dict[str, Any]]) -> DeliveryOption:
         """The allocated plan as a delivery option, to derive its milestones from the promise."""
