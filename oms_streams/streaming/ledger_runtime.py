@@ -12,13 +12,12 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import orjson
 
 from oms_streams.adapters.availability import availability_from_record, availability_record, encode
-from oms_streams.adapters.dlq import dead_letter_for
 from oms_streams.adapters.reservations import DecodedReservation, reply_record
 from oms_streams.adapters.stock import (
     DecodedStock,
@@ -46,9 +45,10 @@ from oms_streams.domain.visibility import (
     location_view,
     publication_signature,
 )
-from oms_streams.metrics import Metrics, reason_class
+from oms_streams.metrics import Metrics
 from oms_streams.streaming.follower import TopicFollower
 from oms_streams.streaming.network import NetworkState
+from oms_streams.streaming.outbox import Outbox, Produce
 from oms_streams.streaming.partitioning import misrouted
 from oms_streams.streaming.table_context import in_partition_of
 from oms_streams.streaming.tables import Tables
@@ -57,8 +57,6 @@ log = logging.getLogger(__name__)
 
 Decoded = DecodedStock | DecodedReservation
 Decoder = Callable[[bytes | None, bytes | None], Decoded | Failure]
-Produce = Callable[[str, bytes, bytes], Awaitable[None]]
-"""(topic, key, value): hands a record to the Kafka producer; faust flushes it before committing."""
 
 
 class AvailabilityView:
@@ -130,10 +128,8 @@ class LedgerRuntime:
         self.decoders = decoders
         self.availability_topic = availability_topic
         self.replies_topic = replies_topic
-        self.dlq_topic = dlq_topic
-        self.produce = produce
         # Records to produce once the batch (or resync chunk) is decided, in order, under the lock.
-        self._outbox: list[tuple[str, bytes, bytes]] = []
+        self.outbox = Outbox(produce, dlq_topic, metrics)
         self.metrics = metrics
         self.lock = asyncio.Lock()
         # Write-through cache of the SKUs this worker touched: sku -> location -> position.
@@ -187,7 +183,7 @@ class LedgerRuntime:
                 with in_partition_of(context_event):
                     for sku, items in skus.items():
                         self._apply_sku(sku, items, now_ms)
-            await self._flush_outbox()
+            await self.outbox.flush()
         self.metrics.batch_size.observe(len(events))
         for (kind, verdict), n in self._verdicts.items():  # once per batch: labels() is not free
             self.metrics.stock_events.labels(kind, verdict).inc(n)
@@ -276,7 +272,7 @@ class LedgerRuntime:
         available = {loc: usable(loc, positions.get(loc, StockPosition())) for loc, _ in result.lines}
         self._verdicts[(decoded.kind, result.status.value)] += 1
         reply = reply_record(decoded, result, available, now_ms)
-        self._outbox.append((self.replies_topic, decoded.order_id.encode(), reply))
+        self.outbox.add(self.replies_topic, decoded.order_id.encode(), reply)
         return result.changed
 
     def _usable(
@@ -380,7 +376,7 @@ class LedgerRuntime:
             return False
         self._published[sku] = signature
         record = encode(availability_record(availability, rules.version, now_ms))
-        self._outbox.append((self.availability_topic, sku.encode(), record))
+        self.outbox.add(self.availability_topic, sku.encode(), record)
         self.metrics.availability_published.labels(trigger).inc()
         return True
 
@@ -433,14 +429,7 @@ class LedgerRuntime:
         self.metrics.positions.set(sum(len(p) for p in self._positions.values()))
 
     def _dead_letter(self, reason: str, message: Any) -> None:
-        self.metrics.dead_letters.labels(message.topic, reason_class(reason)).inc()
-        letter = dead_letter_for(reason, message, int(time.time() * 1000))
-        self._outbox.append((self.dlq_topic, message.topic.encode(), letter))
-
-    async def _flush_outbox(self) -> None:
-        outbox, self._outbox = self._outbox, []
-        for topic, key, value in outbox:
-            await self.produce(topic, key, value)
+        self.outbox.dead_letter(reason, message, int(time.time() * 1000))
 
     async def _catch_up_on_unknown_locations(self, batch: Iterable[DecodedStock]) -> None:
         """Master data may trail the first stock event of a new location by a moment: catch up once."""
@@ -476,6 +465,6 @@ class LedgerRuntime:
                 for sku in skus[start : start + chunk]:
                     self._load(sku)  # outside an event faust reads every local partition store
                     published += self._publish_if_changed(sku, now_ms, "resync", force=full)
-                await self._flush_outbox()
+                await self.outbox.flush()
             await asyncio.sleep(0)  # let the stock agent in between chunks
         return published
