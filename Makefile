@@ -49,6 +49,9 @@ bench-sourcing: $(STAMP) ## Sourcing benchmarks: decision time, plan quality vs 
 	$(PY) -m bench.sourcing_quality
 	$(PY) -m bench.sourcing_e2e --workers 2
 
+bench-returns: $(STAMP) ## Return routing benchmark: decision time over 300 locations
+	$(PY) -m bench.returns_routing
+
 clean: ## Remove local run state (.run/); the broker must be stopped first
 	rm -rf .run
 

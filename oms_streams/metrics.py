@@ -156,6 +156,47 @@ class Metrics:
             registry=r,
         )
 
+        self.returns_events = Counter(
+            "oms_returns_events",
+            "Return events read, by kind (requested, received) and verdict (applied, duplicate, "
+            "dead_lettered).",
+            ["kind", "verdict"],
+            registry=r,
+        )
+        self.returned_units = Counter(
+            "oms_returned_units",
+            "Returned units received, by the original order's channel, inspection grade, disposition "
+            "(restock, unsellable, return_to_vendor) and handling (in_store: restocked where the customer "
+            "brought it, no transport; shipped: transported to the location routing chose).",
+            ["channel", "grade", "disposition", "handling"],
+            registry=r,
+        )
+        self.returns_routed = Counter(
+            "oms_returns_routed_units",
+            "Units of shipped returns routed, by basis (need: a location short of the SKU; nearest: no "
+            "location within reach needs it; central: the central DC as the last resort; unroutable).",
+            ["basis"],
+            registry=r,
+        )
+        self.returns_km_avoided = Counter(
+            "oms_returns_km_avoided",
+            "Item-km of transport avoided against sending every return to the central returns DC "
+            "(store returns restocked in place; shipped returns sent nearer than the central DC).",
+            registry=r,
+        )
+        self.returns_km_extra = Counter(
+            "oms_returns_km_extra",
+            "Item-km added where routing sent a shipped return farther than the central DC (to a "
+            "location that needs it); net saving = km_avoided - km_extra.",
+            registry=r,
+        )
+        self.returns_routing_seconds = Histogram(
+            "oms_returns_routing_seconds",
+            "Time of one return routing decision (all lines of a return).",
+            buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05),
+            registry=r,
+        )
+
     def scrape(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -273,6 +273,44 @@ class Events:
         self.send("oms.fulfilment.events.v1", order_id.encode(), json.dumps(event).encode())
         return event
 
+    def return_requested(
+        self, return_id: str, lines: dict[str, int], origin: dict[str, float], **fields: Any
+    ) -> dict[str, Any]:
+        """A customer announces a shipped return of ``lines`` (SKU -> units; line ids are the SKUs)."""
+        event = {
+            "event_id": self._next_id(),
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": "webshop",
+            "return_id": return_id,
+            "origin": origin,
+            "lines": [{"line_id": sku, "sku": sku, "quantity": q} for sku, q in lines.items()],
+            **fields,
+        }
+        self.send("oms.returns.requested.v1", return_id.encode(), json.dumps(event).encode())
+        return event
+
+    def return_received(
+        self,
+        return_id: str,
+        location: str,
+        items: list[tuple[str, int, str]],
+        *,
+        event_id: str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """A till or returns desk registers items as (SKU, units, grade)."""
+        event = {
+            "event_id": event_id or self._next_id(),
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": f"pos:{location}",
+            "return_id": return_id,
+            "location_id": location,
+            "items": [{"sku": sku, "quantity": q, "grade": grade} for sku, q, grade in items],
+            **fields,
+        }
+        self.send("oms.returns.received.v1", return_id.encode(), json.dumps(event).encode())
+        return event
+
     def config(self, network_yaml: Path, extra_env: Mapping[str, str] | None = None) -> None:
         env = {
             **os.environ,

@@ -23,6 +23,7 @@ def availability_record(availability: SkuAvailability, rules_version: str, now_m
         },
         "lead_time_hours": dict(availability.lead_time_hours),
         "protected": dict(availability.protected),
+        "short": dict(availability.short),
     }
 
 
@@ -42,4 +43,5 @@ def availability_from_record(record: dict[str, Any]) -> SkuAvailability:
         lead_time_hours=record.get("lead_time_hours", {}),
         hidden={},
         protected=record.get("protected", {}),
+        short=record.get("short", {}),
     )

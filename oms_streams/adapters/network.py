@@ -128,6 +128,7 @@ def to_site(record: LocationRecord, years: tuple[int, ...]) -> Site | None:
         if courier is not None
         else None,
         is_store=record.type == "store",
+        returns_per_day=record.returns_per_day,
     )
 
 

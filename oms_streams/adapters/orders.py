@@ -35,6 +35,35 @@ class Fulfilment:
     event: FulfilmentEvent
 
 
+@dataclass(frozen=True, slots=True)
+class ReturnLink:
+    """A processed return as its order keeps it: what came back, where, and what became of it."""
+
+    order_id: str
+    event_id: str
+    summary: dict[str, Any]
+
+
+def decode_return_link(value: bytes | None) -> ReturnLink | None:
+    """From ``oms.returns.processed.v1`` (our own records); None without an order to link to."""
+    try:
+        record = orjson.loads(value) if value is not None else None
+        if not isinstance(record, dict) or not record.get("order_id"):
+            return None
+        summary = {
+            "return_id": record["return_id"],
+            "location_id": record["location_id"],
+            "handling": record["handling"],
+            "processed_at": record["processed_at"],
+            "items": [
+                {k: item[k] for k in ("sku", "quantity", "grade", "disposition")} for item in record["items"]
+            ],
+        }
+        return ReturnLink(record["order_id"], record["event_id"], summary)
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
 M = TypeVar("M", OrderPlaced, FulfilmentEventModel)
 
 
@@ -129,6 +158,16 @@ class OrderRow:
     """Whether that state was 'at risk' (so 'cleared' is published only after an 'at risk')."""
     partition: int = 0
     """The order's partition, for writes no event caused (the overdue-milestone timer)."""
+    returns: list[dict[str, Any]] | None = None
+    """Processed returns of the order's items (``ReturnLink.summary`` plus its ``event_id``)."""
+
+    def add_return(self, link: ReturnLink) -> bool:
+        """Links a processed return to the order; False when it is already linked."""
+        returns = self.returns if self.returns is not None else []
+        if any(r["event_id"] == link.event_id for r in returns):
+            return False
+        self.returns = [*returns, {"event_id": link.event_id, **link.summary}]
+        return True
 
     def tracking(self) -> OrderTracking | None:
         """The domain's view of the order; None while only fulfilment events have arrived."""
@@ -178,6 +217,7 @@ class OrderRow:
                 "risk_id": self.risk_id,
                 "at_risk": self.at_risk,
                 "partition": self.partition,
+                "returns": self.returns,
             }
         )
 

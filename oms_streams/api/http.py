@@ -104,7 +104,12 @@ def order_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
         return None
     row, tracking = found
     if tracking is None:
-        return {"order_id": order_id, "status": "awaiting_placement", "events": len(row.events or [])}
+        return {
+            "order_id": order_id,
+            "status": "awaiting_placement",
+            "events": len(row.events or []),
+            "returns": row.returns or [],
+        }
     now = time.time_ns() // 1_000_000
     record = tracking.record
     risk = assess(tracking, now)
@@ -129,6 +134,7 @@ def order_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
         ],
         "risk": risk_view(risk),
         "sourcing": sourcing_view(worker, order_id),
+        "returns": row.returns or [],
     }
 
 
@@ -183,6 +189,16 @@ def register_views(worker: Worker) -> None:
             if view is None:
                 return self.json({"error": f"no order {order_id!r}"}, status=404)
             return self.json(view)
+
+    @app.page("/returns/{return_id}")
+    class ReturnPage(View):
+        @app.table_route(table=worker.returns.table, match_info="return_id")  # type: ignore[arg-type]
+        async def get(self, request: Request, return_id: str) -> Response:
+            # Answered by the worker that owns the return's partition (proxying to it).
+            row = worker.returns.lookup(return_id)
+            if row is None:
+                return self.json({"error": f"no return {return_id!r}"}, status=404)
+            return self.json(row)
 
     @app.page("/availability/{sku}")
     class AvailabilityPage(View):

@@ -78,6 +78,36 @@ class SourcingView(BaseModel):
     reason: str
 
 
+class ReturnedItemView(BaseModel):
+    sku: str
+    quantity: int
+    grade: str = Field(description="as_new, resellable, damaged, defective")
+    disposition: str = Field(description="restock, unsellable, return_to_vendor")
+
+
+class ReturnedView(BaseModel):
+    event_id: str
+    return_id: str
+    location_id: str
+    handling: str = Field(description="in_store (handed in there) or shipped (routed there)")
+    processed_at: str
+    items: list[ReturnedItemView]
+
+
+class ReturnResponse(BaseModel):
+    """A return as its owning worker keeps it: the routing decision and each receipt."""
+
+    return_id: str
+    order_id: str | None
+    channel: str | None
+    routing: dict[str, Any] | None = Field(
+        description="at_ms, event_id, origin [lat, lon], lines (as on oms.returns.routed.v1)"
+    )
+    receipts: dict[str, Any] = Field(
+        description="Per received event id: location, handling, items with dispositions, km avoided"
+    )
+
+
 class OrderResponse(BaseModel):
     order_id: str
     status: str = Field(description="on_track, at_risk, or awaiting_placement (events came first)")
@@ -86,3 +116,4 @@ class OrderResponse(BaseModel):
     events: list[FulfilmentEventView] | int = []
     risk: RiskView | None = None
     sourcing: SourcingView | None = None
+    returns: list[ReturnedView] = Field(default=[], description="Processed returns of the order's items.")

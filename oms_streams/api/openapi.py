@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from oms_streams import __version__
-from oms_streams.api.models import ApiError, ChannelAvailabilityResponse, OrderResponse
+from oms_streams.api.models import ApiError, ChannelAvailabilityResponse, OrderResponse, ReturnResponse
 from oms_streams.schemas.availability import AvailabilityRecord
 from oms_streams.schemas.promise import PromiseQuery, PromiseResponse
 
@@ -28,6 +28,7 @@ def openapi_document() -> dict[str, Any]:
         PromiseQuery,
         PromiseResponse,
         OrderResponse,
+        ReturnResponse,
         ApiError,
     ):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -112,6 +113,18 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _json(OrderResponse, "The order as its owning worker tracks it"),
                         "404": _json(ApiError, "No such order (not placed, or not yet seen)"),
+                    },
+                }
+            },
+            "/returns/{return_id}": {
+                "get": {
+                    "summary": "A return's routing decision and its receipts with their dispositions",
+                    "parameters": [
+                        {"name": "return_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": _json(ReturnResponse, "The return as its owning worker keeps it"),
+                        "404": _json(ApiError, "No such return (not announced or received yet)"),
                     },
                 }
             },

@@ -33,6 +33,8 @@ class MovementKind(StrEnum):
     RECEIPT = "receipt"
     SALE = "sale"
     CUSTOMER_RETURN_RESTOCKED = "customer_return_restocked"
+    CUSTOMER_RETURN_UNSELLABLE = "customer_return_unsellable"
+    """A returned unit kept but not for sale (damaged, or waiting to go back to its vendor)."""
     TRANSFER_OUT = "transfer_out"
     TRANSFER_IN = "transfer_in"
     ADJUSTMENT = "adjustment"
@@ -131,6 +133,8 @@ def _effect(movement: Movement, position: StockPosition) -> tuple[int, int, int]
         return q, 0, -min(q, max(position.inbound, 0))
     if kind is MovementKind.CUSTOMER_RETURN_RESTOCKED:
         return q, 0, 0
+    if kind is MovementKind.CUSTOMER_RETURN_UNSELLABLE:
+        return q, q, 0  # on the premises (counted on hand) but never promised
     if kind in (MovementKind.SALE, MovementKind.TRANSFER_OUT):
         return -q, 0, 0
     if kind is MovementKind.ADJUSTMENT:

@@ -80,6 +80,8 @@ class Site:
     capabilities: frozenset[Capability] = frozenset()
     courier: CourierProfile | None = None
     is_store: bool = False
+    returns_per_day: int | None = None
+    """Shipped return items it can receive per local day (with ``accepts_returns``); None: no limit."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,6 +122,9 @@ class SkuAvailability:
     """Units of ATP hidden per (channel, location type, rule)."""
     protected: Mapping[str, int] = field(default_factory=dict)
     """Units each store protects for walk-in demand (already out of every channel's view)."""
+    short: Mapping[str, int] = field(default_factory=dict)
+    """Units each location lacks to reach its target stock (see ``LocationView.short``): where
+    return routing sends returned items."""
 
     def channel(self, name: str) -> ChannelView | None:
         return next((c for c in self.channels if c.channel == name), None)
@@ -173,6 +176,18 @@ class LocationView:
     lead_time_hours: int | None
     protected: int = 0
     """Units of ATP the store keeps for walk-in demand."""
+    short: int = 0
+    """Units below the location's target stock: its forecast demand until the next replenishment
+    (the protection quantity) plus the largest safety stock any channel keeps there."""
+
+
+def target_stock(sku: str, location: Location, rules: VisibilityRules, protection: int = 0) -> int:
+    """What the location should hold of the SKU: forecast demand until its next replenishment plus
+    the safety stock its channels keep (the largest of them: one physical buffer serves all)."""
+    safety = max(
+        (rules.safety_stock.for_position(sku, location, r.channel) for r in rules.channels), default=0
+    )
+    return max(0, protection) + max(0, safety)
 
 
 def location_view(
@@ -194,6 +209,9 @@ def location_view(
         protected=available_to_promise(position) - available_to_promise(position, protection)
         if protection > 0
         else 0,
+        short=max(0, target_stock(sku, location, rules, protection) - available_to_promise(position))
+        if location.active
+        else 0,
     )
 
 
@@ -203,6 +221,7 @@ def combine(sku: str, views: Iterable[LocationView], rules: VisibilityRules) -> 
     hidden: dict[tuple[str, LocationType, HiddenBy], int] = {}
     lead_times: dict[str, int] = {}
     protected: dict[str, int] = {}
+    short: dict[str, int] = {}
     network_atp = 0
     for view in sorted(views, key=lambda v: v.location_id):
         network_atp += view.atp
@@ -214,6 +233,8 @@ def combine(sku: str, views: Iterable[LocationView], rules: VisibilityRules) -> 
             hidden[key] = hidden.get(key, 0) + units
         if view.protected:
             protected[view.location_id] = view.protected
+        if view.short:
+            short[view.location_id] = view.short
         if view.lead_time_hours is not None and any(view.visible):
             lead_times[view.location_id] = view.lead_time_hours
     return SkuAvailability(
@@ -226,6 +247,7 @@ def combine(sku: str, views: Iterable[LocationView], rules: VisibilityRules) -> 
         lead_time_hours=lead_times,
         hidden=hidden,
         protected=protected,
+        short=short,
     )
 
 
@@ -236,7 +258,17 @@ class RunningAvailability:
     sale of a fast mover changes one of its hundreds of locations. ``availability()`` gives the
     same figures as ``combine`` over the current views (location order aside)."""
 
-    __slots__ = ("by_location", "hidden", "lead_times", "network_atp", "protected", "rules", "sku", "views")
+    __slots__ = (
+        "by_location",
+        "hidden",
+        "lead_times",
+        "network_atp",
+        "protected",
+        "rules",
+        "short",
+        "sku",
+        "views",
+    )
 
     def __init__(self, sku: str, rules: VisibilityRules) -> None:
         self.sku = sku
@@ -246,6 +278,7 @@ class RunningAvailability:
         self.hidden: dict[tuple[str, LocationType, HiddenBy], int] = {}
         self.lead_times: dict[str, int] = {}
         self.protected: dict[str, int] = {}
+        self.short: dict[str, int] = {}
         self.network_atp = 0
 
     def put(self, view: LocationView) -> None:
@@ -261,6 +294,8 @@ class RunningAvailability:
             self.hidden[key] = self.hidden.get(key, 0) + units
         if view.protected:
             self.protected[location_id] = view.protected
+        if view.short:
+            self.short[location_id] = view.short
         if view.lead_time_hours is not None and any(view.visible):
             self.lead_times[location_id] = view.lead_time_hours
 
@@ -279,6 +314,7 @@ class RunningAvailability:
             else:
                 del self.hidden[key]
         self.protected.pop(location_id, None)
+        self.short.pop(location_id, None)
         self.lead_times.pop(location_id, None)
 
     def availability(self) -> SkuAvailability:
@@ -292,6 +328,7 @@ class RunningAvailability:
             lead_time_hours=dict(self.lead_times),
             hidden=dict(self.hidden),
             protected=dict(self.protected),
+            short=dict(self.short),
         )
 
 
@@ -324,19 +361,24 @@ def publication_signature(availability: SkuAvailability, rules: VisibilityRules)
     """What must differ from the last publication for a new one to be worth sending.
 
     Exact visible quantities by default; with ``thresholds_only`` just the stock level (out / low /
-    in stock) of every visible quantity, so a busy till does not flood the webshop.
+    in stock) of every visible quantity, so a busy till does not flood the webshop. Either way, the
+    locations short of their target stock (what return routing reads) are part of it.
     """
     if not rules.thresholds_only:
         # Compared with ==, never hashed: the mappings compare by content, without sorting them.
-        return tuple((view.channel, view.by_location) for view in availability.channels)
+        return (*((view.channel, view.by_location) for view in availability.channels), availability.short)
     low = {r.channel: r.low_stock for r in rules.channels}
-    return tuple(
-        (
-            view.channel,
-            _level(view.total, low[view.channel]),
-            tuple(sorted((loc, _level(q, low[view.channel])) for loc, q in view.by_location.items())),
-        )
-        for view in availability.channels
+    # Where stock is short of target matters to return routing; by how much, only at the next publication.
+    return (
+        frozenset(availability.short),
+        *(
+            (
+                view.channel,
+                _level(view.total, low[view.channel]),
+                tuple(sorted((loc, _level(q, low[view.channel])) for loc, q in view.by_location.items())),
+            )
+            for view in availability.channels
+        ),
     )
 
 

@@ -26,3 +26,8 @@ class AvailabilityRecord(WireModel):
         description="Units each store keeps for its walk-in shoppers until its next replenishment "
         "(forecast-aware protection); already excluded from every channel.",
     )
+    short: dict[str, int] = Field(
+        default={},
+        description="Units each location lacks to its target stock (forecast demand until its next "
+        "replenishment plus safety stock); shipped returns are routed where a SKU is short.",
+    )

@@ -74,6 +74,10 @@ class LocationRecord(WireModel):
     pack_minutes: Annotated[int, Field(ge=0, le=10_080)] = 15
     capabilities: list[CapabilityName] = []
     courier: CourierRecord | None = None
+    returns_per_day: Annotated[int, Field(ge=0, le=1_000_000)] | None = Field(
+        default=None,
+        description="Shipped return items it can receive per local day; None: no limit.",
+    )
 
     @field_validator("opening_hours")
     @classmethod
@@ -201,6 +205,39 @@ class PromisePolicyRecord(WireModel):
     horizon_days: Annotated[int, Field(ge=1, le=60)] = 21
 
 
+class DispositionRuleRecord(WireModel):
+    """What happens to a returned item of a grade; the first matching rule wins, then the defaults
+    (as new and resellable: restock; damaged: unsellable; defective: return to vendor)."""
+
+    grade: Literal["as_new", "resellable", "damaged", "defective"]
+    disposition: Literal["restock", "unsellable", "return_to_vendor"]
+    sku_prefix: Annotated[str, Field(max_length=128)] = ""
+    channel: Annotated[str, Field(max_length=64)] | None = None
+    location_type: LocationTypeName | None = None
+    max_days_since_sale: Annotated[int, Field(ge=0, le=3650)] | None = None
+    name: Annotated[str, Field(max_length=128)] = ""
+
+
+class ReturnRoutingRecord(WireModel):
+    """Weights of return routing, in km-equivalents."""
+
+    km_weight: Annotated[float, Field(ge=0, le=1000)] = 1.0
+    need_weight: Annotated[float, Field(ge=0, le=100_000)] = 100.0
+    load_weight: Annotated[float, Field(ge=0, le=100_000)] = 50.0
+    parcel_weight: Annotated[float, Field(ge=0, le=100_000)] = 40.0
+    max_km: Annotated[float, Field(gt=0, le=20_000)] = 400.0
+    central_location: Identifier | None = None
+    horizon_days: Annotated[int, Field(ge=1, le=60)] = 7
+    trace_top: Annotated[int, Field(ge=1, le=50)] = 5
+
+
+class ReturnPolicyRecord(WireModel):
+    """How returns are handled (``oms.config.return-policy.v1``, key ``default``)."""
+
+    dispositions: Annotated[list[DispositionRuleRecord], Field(max_length=1000)] = []
+    routing: ReturnRoutingRecord = ReturnRoutingRecord()
+
+
 class NetworkConfig(WireModel):
     """The YAML file ``oms config publish`` reads: the whole network in one document."""
 
@@ -209,3 +246,4 @@ class NetworkConfig(WireModel):
     carrier_services: list[CarrierServiceRecord] = []
     routes: list[RouteRecord] = []
     promise_policy: PromisePolicyRecord | None = None
+    return_policy: ReturnPolicyRecord | None = None

@@ -12,6 +12,7 @@ MovementKindName = Literal[
     "receipt",
     "sale",
     "customer_return_restocked",
+    "customer_return_unsellable",
     "transfer_out",
     "transfer_in",
     "adjustment",

@@ -18,12 +18,13 @@ from oms_streams.config import Settings
 from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
 from oms_streams.streaming import faust_fixes
-from oms_streams.streaming.agents import orders, promise, sourcing, stock
+from oms_streams.streaming.agents import orders, promise, returns, sourcing, stock
 from oms_streams.streaming.follower import TopicFollower
 from oms_streams.streaming.ledger_runtime import AvailabilityView, LedgerRuntime
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
 from oms_streams.streaming.promise_service import CourierBookings, PromiseService, TransitLearner
+from oms_streams.streaming.returns_runtime import ReturnsLoad, ReturnsRuntime, ReturnTopics
 from oms_streams.streaming.sourcing_runtime import SourcingRuntime, SourcingTopics
 from oms_streams.streaming.stall_watch import StallWatch
 from oms_streams.streaming.tables import define_tables
@@ -45,6 +46,11 @@ from oms_streams.streaming.topics import (
     PROMISE_RESPONSES,
     RESERVATION_REPLIES,
     RESERVATIONS,
+    RETURN_POLICY,
+    RETURNS_PROCESSED,
+    RETURNS_RECEIVED,
+    RETURNS_REQUESTED,
+    RETURNS_ROUTED,
     ROUTES,
     SUPPLIER_STOCK,
     TRANSIT_OBSERVATIONS,
@@ -61,6 +67,7 @@ class Worker:
     promises: PromiseService
     orders: OrdersRuntime
     sourcing: SourcingRuntime
+    returns: ReturnsRuntime
     stall_watch: StallWatch
     settings: Settings
     metrics: Metrics
@@ -88,7 +95,8 @@ def _credentials(settings: Settings) -> Any:
 def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     for family in (
         (MOVEMENTS, COUNTS, SUPPLIER_STOCK, RESERVATIONS),
-        (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES),
+        (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES, RETURNS_PROCESSED),
+        (RETURNS_REQUESTED, RETURNS_RECEIVED),
     ):
         counts = {spec.partitions(settings) for spec in family}
         if counts != {settings.partitions}:
@@ -153,6 +161,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         "carrier_service": settings.topic(CARRIER_SERVICES.name),
         "route": settings.topic(ROUTES.name),
         "promise_policy": settings.topic(PROMISE_POLICY.name),
+        "return_policy": settings.topic(RETURN_POLICY.name),
     }
     network = NetworkState(config_topics, metrics, dead_letter_config, on_change=resync_requested.set)
     config_follower = TopicFollower(settings, list(config_topics.values()), network.on_records)
@@ -160,11 +169,16 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     view_follower = TopicFollower(settings, [settings.topic(AVAILABILITY.name)], view.on_records)
     transit = TransitLearner(TransitModel(), metrics)
     bookings = CourierBookings()
+    returns_load = ReturnsLoad(network)
+    returns_load_follower = TopicFollower(
+        settings, [settings.topic(RETURNS_ROUTED.name)], returns_load.on_records
+    )
     for follower in (
         config_follower,
         view_follower,
         TopicFollower(settings, [settings.topic(TRANSIT_OBSERVATIONS.name)], transit.on_records),
         TopicFollower(settings, [settings.topic(COURIER_BOOKINGS.name)], bookings.on_records),
+        returns_load_follower,
     ):
         app.add_dependency(follower)
 
@@ -211,6 +225,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
             at_risk=settings.topic(ORDERS_AT_RISK.name),
             transit_observations=settings.topic(TRANSIT_OBSERVATIONS.name),
             courier_bookings=settings.topic(COURIER_BOOKINGS.name),
+            returns_processed=settings.topic(RETURNS_PROCESSED.name),
             dlq=settings.topic(DLQ.name),
         ),
         produce,
@@ -219,7 +234,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     )
     stall_watch = StallWatch(settings.stall_after_s)
     order_source = app.topic(
-        settings.topic(ORDERS_PLACED.name), settings.topic(FULFILMENT_EVENTS.name), **raw
+        *(settings.topic(s.name) for s in (ORDERS_PLACED, FULFILMENT_EVENTS, RETURNS_PROCESSED)), **raw
     )
     orders.register(app, order_source, order_runtime, config_follower, settings)
     sourcing_runtime = SourcingRuntime(
@@ -244,6 +259,33 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         *(settings.topic(s.name) for s in (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES)), **raw
     )
     sourcing.register(app, sourcing_source, sourcing_runtime, (config_follower, view_follower), settings)
+    returns_runtime = ReturnsRuntime(
+        tables.returns,
+        network,
+        view,
+        returns_load,
+        ReturnTopics(
+            requested=settings.topic(RETURNS_REQUESTED.name),
+            received=settings.topic(RETURNS_RECEIVED.name),
+            routed=settings.topic(RETURNS_ROUTED.name),
+            processed=settings.topic(RETURNS_PROCESSED.name),
+            movements=settings.topic(MOVEMENTS.name),
+            dlq=settings.topic(DLQ.name),
+        ),
+        produce,
+        metrics,
+        partitions=settings.partitions,
+    )
+    returns_source = app.topic(
+        *(settings.topic(s.name) for s in (RETURNS_REQUESTED, RETURNS_RECEIVED)), **raw
+    )
+    returns.register(
+        app,
+        returns_source,
+        returns_runtime,
+        (config_follower, view_follower, returns_load_follower),
+        settings,
+    )
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, **kwargs: Any) -> None:
@@ -313,6 +355,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         settings.topic(FULFILMENT_EVENTS.name),
         settings.topic(PROMISE_REQUESTS.name),
         settings.topic(RESERVATION_REPLIES.name),
+        settings.topic(RETURNS_REQUESTED.name),
+        settings.topic(RETURNS_RECEIVED.name),
+        settings.topic(RETURNS_PROCESSED.name),
     }
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
@@ -340,6 +385,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         promises=promises,
         orders=order_runtime,
         sourcing=sourcing_runtime,
+        returns=returns_runtime,
         stall_watch=stall_watch,
         settings=settings,
         metrics=metrics,

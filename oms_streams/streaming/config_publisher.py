@@ -1,5 +1,5 @@
-"""Publish the network (locations, rules, carriers, routes, promise policy) from a YAML or JSON file
-to the compacted config topics."""
+"""Publish the network (locations, rules, carriers, routes, promise and return policies) from a YAML
+or JSON file to the compacted config topics."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from oms_streams.streaming.topics import (
     CARRIER_SERVICES,
     LOCATIONS,
     PROMISE_POLICY,
+    RETURN_POLICY,
     ROUTES,
     VISIBILITY_RULES,
 )
@@ -74,6 +75,12 @@ def publish_network_config(settings: Settings, path: Path) -> dict[str, int]:
             key=RULES_KEY,
             value=config.promise_policy.model_dump_json().encode(),
         )
+    if config.return_policy is not None:
+        producer.produce(
+            settings.topic(RETURN_POLICY.name),
+            key=RULES_KEY,
+            value=config.return_policy.model_dump_json().encode(),
+        )
     remaining = producer.flush(30)
     if remaining:
         raise OSError(f"{remaining} config records were not acknowledged by Kafka within 30 s")
@@ -83,4 +90,5 @@ def publish_network_config(settings: Settings, path: Path) -> dict[str, int]:
         "carrier_services": len(config.carrier_services),
         "routes": len(config.routes),
         "promise_policy": int(config.promise_policy is not None),
+        "return_policy": int(config.return_policy is not None),
     }

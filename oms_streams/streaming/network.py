@@ -25,6 +25,7 @@ from oms_streams.schemas.config import (
     CarrierServiceRecord,
     LocationRecord,
     PromisePolicyRecord,
+    ReturnPolicyRecord,
     RouteRecord,
 )
 
@@ -49,8 +50,8 @@ class NetworkState:
         dead_letter: DeadLetterSink,
         on_change: Callable[[], None],
     ) -> None:
-        """``topics`` maps each kind ('location', 'rules', 'carrier_service', 'route', 'promise_policy')
-        to its (prefixed) topic name."""
+        """``topics`` maps each kind ('location', 'rules', 'carrier_service', 'route', 'promise_policy',
+        'return_policy') to its (prefixed) topic name."""
         self.locations: dict[str, Location] = {}
         self.rules: VisibilityRules = DEFAULT_RULES
         self.generation = 0
@@ -59,6 +60,7 @@ class NetworkState:
         self._services: dict[str, CarrierServiceRecord] = {}
         self._routes: dict[str, RouteRecord] = {}
         self._policy: PromisePolicyRecord | None = None
+        self.return_policy = ReturnPolicyRecord()
         self._promise_network: tuple[int, PromiseNetwork] | None = None
         self._kind_of_topic = {topic: kind for kind, topic in topics.items()}
         self._years = _holiday_years()
@@ -110,6 +112,7 @@ class NetworkState:
             "carrier_service": CarrierServiceRecord,
             "route": RouteRecord,
             "promise_policy": PromisePolicyRecord,
+            "return_policy": ReturnPolicyRecord,
         }
         model = models[kind]
         try:
@@ -153,6 +156,10 @@ class NetworkState:
             changed = self._routes.get(parsed.route_id) != parsed
             self._routes[parsed.route_id] = parsed
             return changed
+        if kind == "return_policy":
+            changed = self.return_policy != parsed
+            self.return_policy = parsed
+            return changed
         changed = self._policy != parsed
         self._policy = parsed
         return changed
@@ -168,6 +175,9 @@ class NetworkState:
             return self._services.pop(key, None) is not None
         if kind == "route":
             return self._routes.pop(key, None) is not None
+        if kind == "return_policy":
+            self.return_policy = ReturnPolicyRecord()
+            return True
         self._policy = None
         return True
 

@@ -29,6 +29,7 @@ from oms_streams.adapters.orders import (
     at_risk_record,
     decode_fulfilment,
     decode_placement,
+    decode_return_link,
 )
 from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import utc_from_epoch_ms
@@ -64,6 +65,7 @@ class OrderTopics:
     transit_observations: str
     courier_bookings: str
     dlq: str
+    returns_processed: str = ""
 
 
 @dataclass(slots=True)
@@ -97,6 +99,7 @@ class OrdersRuntime:
         self._open: dict[str, OpenOrder] = {}
         """Orders with something still pending, with their decoded tracking (rows are in the table)."""
         self._due: list[tuple[int, str]] = []
+        self._linked: set[str] = set()
         self.outbox = Outbox(produce, topics.dlq, metrics)
 
     # --- events ---------------------------------------------------------------------------------
@@ -120,6 +123,9 @@ class OrdersRuntime:
                 with in_partition_of(group[-1]):
                     for order_id in touched:
                         self._decide_and_store(order_id, now)
+                for order_id in self._linked:  # loaded to link a return: keep it only if watched
+                    self._forget_if_idle(order_id, now)
+                self._linked.clear()
             await self.outbox.flush()
 
     def _forget_if_idle(self, order_id: str, now: int) -> None:
@@ -136,6 +142,8 @@ class OrdersRuntime:
     def _apply_one(self, event: Any, partition: int, now: int) -> tuple[str | None, bool]:
         """(the order's id when it could be read, whether the order changed)."""
         message = event.message
+        if message.topic == self.topics.returns_processed:
+            return self._link_return(message, partition)
         wrong = misrouted(message, self.partitions)
         if wrong is not None:
             decoded: Placement | Fulfilment | Failure = Failure(wrong)
@@ -157,6 +165,18 @@ class OrdersRuntime:
             verdict = self._progress(order, decoded)
         self.metrics.order_events.labels(kind, verdict).inc()
         return decoded.order_id, verdict in ("applied", "parked")
+
+    def _link_return(self, message: Any, partition: int) -> tuple[str | None, bool]:
+        """A processed return (our own record) joins its order's row; one without an order is not ours."""
+        link = decode_return_link(message.value)
+        if link is None:
+            self.metrics.order_events.labels("return", "ignored").inc()
+            return None, False
+        order = self._load(link.order_id, partition)
+        self._linked.add(link.order_id)
+        applied = order.row.add_return(link)
+        self.metrics.order_events.labels("return", "applied" if applied else "duplicate").inc()
+        return link.order_id, applied
 
     def _place(self, order: OpenOrder, placement: Placement, message: Any, now: int) -> str:
         row = order.row

@@ -3,7 +3,9 @@
 The ledger tables are co-partitioned with the stock topics (keyed by SKU) and written only by
 ``apply_stock_events``; ``orders`` is co-partitioned with the order topics (keyed by order id) and
 written only by ``track_orders`` and its milestone timer; ``sourcing`` likewise, by
-``source_orders``. Every write is made inside the partition of its key (see ``table_context``).
+``source_orders``; ``returns`` is co-partitioned with the return topics (keyed by return id) and
+written only by ``handle_returns``. Every write is made inside the partition of its key (see
+``table_context``).
 Values are raw JSON bytes written whole (faust only writes the changelog on ``table[key] = value``).
 """
 
@@ -30,6 +32,9 @@ class Tables:
     sourcing: Any
     """Order id -> the order's sourcing saga: attempt, plan, holds, allocations (written by
     ``source_orders``)."""
+    returns: Any
+    """Return id -> its routing decision and its receipts with their dispositions (written by
+    ``handle_returns``)."""
 
 
 def define_tables(app: faust.App, settings: Settings) -> Tables:
@@ -56,4 +61,5 @@ def define_tables(app: faust.App, settings: Settings) -> Tables:
         sku_locations=app.Table("sku_locations", options=options, help="Locations per SKU", **common),
         orders=app.Table("orders", options=options, help="Orders, their promise and progress", **common),
         sourcing=app.Table("sourcing", options=options, help="Sourcing saga per order", **common),
+        returns=app.Table("returns", options=options, help="Returns: routing and receipts", **common),
     )

@@ -16,6 +16,7 @@ from oms_streams.schemas.config import (
     CarrierServiceRecord,
     LocationRecord,
     PromisePolicyRecord,
+    ReturnPolicyRecord,
     RouteRecord,
     VisibilityRulesRecord,
 )
@@ -29,6 +30,7 @@ from oms_streams.schemas.orders import (
     TransitObservation,
 )
 from oms_streams.schemas.promise import PromiseRequested, PromiseResponse
+from oms_streams.schemas.returns import ReturnProcessed, ReturnReceived, ReturnRequested, ReturnRouted
 from oms_streams.schemas.sourcing import Allocation, OrderSourced, ReservationCommand, ReservationReply
 
 
@@ -242,6 +244,49 @@ ORDERS_SOURCED = TopicSpec(
     producers=("source_orders",),
     consumers=("webshop", "customer service", "oms audit"),
 )
+RETURN_POLICY = TopicSpec(
+    "oms.config.return-policy.v1",
+    "'default'",
+    ReturnPolicyRecord,
+    "Disposition rules per inspection grade, and the weights of return routing.",
+    compacted=True,
+    single_partition=True,
+    producers=("oms config publish",),
+    consumers=("config follower (every worker)",),
+)
+RETURNS_REQUESTED = TopicSpec(
+    "oms.returns.requested.v1",
+    "return_id",
+    ReturnRequested,
+    "A customer announces a shipped return (items, where the parcel is handed in).",
+    producers=("webshop",),
+    consumers=("handle_returns",),
+)
+RETURNS_ROUTED = TopicSpec(
+    "oms.returns.routed.v1",
+    "return_id",
+    ReturnRouted,
+    "The return address of each item (the location that needs it most, within reach) and why.",
+    producers=("handle_returns",),
+    consumers=("label service", "returns load (every worker)"),
+    retention_days=30,
+)
+RETURNS_RECEIVED = TopicSpec(
+    "oms.returns.received.v1",
+    "return_id",
+    ReturnReceived,
+    "Returned items registered and graded at a store till or a returns desk.",
+    producers=("POS", "WMS"),
+    consumers=("handle_returns",),
+)
+RETURNS_PROCESSED = TopicSpec(
+    "oms.returns.processed.v1",
+    "order_id (return_id without an order)",
+    ReturnProcessed,
+    "What became of each received item (restocked, unsellable, return to vendor), linked to its order.",
+    producers=("handle_returns",),
+    consumers=("track_orders", "vendor returns", "customer service"),
+)
 DLQ = TopicSpec(
     "oms.dlq.v1",
     "source topic",
@@ -252,6 +297,7 @@ DLQ = TopicSpec(
         "answer_promise_requests",
         "track_orders",
         "source_orders",
+        "handle_returns",
         "config follower (every worker)",
     ),
     consumers=("operators",),
@@ -260,7 +306,8 @@ DLQ = TopicSpec(
 STOCK_INPUTS = (MOVEMENTS, COUNTS, SUPPLIER_STOCK)
 LEDGER_INPUTS = (*STOCK_INPUTS, RESERVATIONS)
 ORDER_INPUTS = (ORDERS_PLACED, FULFILMENT_EVENTS)
-CONFIG_INPUTS = (LOCATIONS, VISIBILITY_RULES, CARRIER_SERVICES, ROUTES, PROMISE_POLICY)
+CONFIG_INPUTS = (LOCATIONS, VISIBILITY_RULES, CARRIER_SERVICES, ROUTES, PROMISE_POLICY, RETURN_POLICY)
+RETURN_INPUTS = (RETURNS_REQUESTED, RETURNS_RECEIVED)
 ALL_TOPICS = (
     *STOCK_INPUTS,
     *CONFIG_INPUTS,
@@ -275,5 +322,8 @@ ALL_TOPICS = (
     RESERVATION_REPLIES,
     ALLOCATIONS,
     ORDERS_SOURCED,
+    *RETURN_INPUTS,
+    RETURNS_ROUTED,
+    RETURNS_PROCESSED,
     DLQ,
 )

@@ -44,6 +44,7 @@ ON_HAND_SIGN = {
     K.RECEIPT: 1,
     K.TRANSFER_IN: 1,
     K.CUSTOMER_RETURN_RESTOCKED: 1,
+    K.CUSTOMER_RETURN_UNSELLABLE: 1,
     K.ADJUSTMENT: 1,
     K.SALE: -1,
     K.TRANSFER_OUT: -1,
@@ -51,7 +52,11 @@ ON_HAND_SIGN = {
     K.UNSELLABLE_OUT: 0,
     K.INBOUND_ANNOUNCED: 0,
 }
-UNSELLABLE_SIGN = {kind: 0 for kind in K} | {K.UNSELLABLE_IN: 1, K.UNSELLABLE_OUT: -1}
+UNSELLABLE_SIGN = {kind: 0 for kind in K} | {
+    K.UNSELLABLE_IN: 1,
+    K.UNSELLABLE_OUT: -1,
+    K.CUSTOMER_RETURN_UNSELLABLE: 1,
+}
 
 
 def on_hand_effect(m: Movement) -> int:
@@ -223,6 +228,7 @@ def test_available_to_promise_is_never_negative(position, protection):
         (K.RECEIPT, 5, 15, 2, 0),
         (K.SALE, 3, 7, 2, 0),
         (K.CUSTOMER_RETURN_RESTOCKED, 1, 11, 2, 0),
+        (K.CUSTOMER_RETURN_UNSELLABLE, 1, 11, 3, 0),
         (K.TRANSFER_OUT, 4, 6, 2, 0),
         (K.TRANSFER_IN, 4, 14, 2, 0),
         (K.ADJUSTMENT, -3, 7, 2, 0),

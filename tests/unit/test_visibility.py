@@ -426,6 +426,50 @@ def test_with_thresholds_only_a_change_is_published_only_when_it_crosses_zero_or
     assert changed is published
 
 
+# --- target stock (what return routing reads) ------------------------------------------------------
+
+
+def test_a_location_is_short_by_its_forecast_demand_plus_safety_stock_minus_what_it_holds():
+    rules = some_rules(safety_stock=SafetyStock(default=2))
+    store = a_store()
+
+    view = location_view(SKU, store, a_position(on_hand=5, reserved=1, unsellable=1), rules, protection=4)
+
+    assert view.short == (4 + 2) - (5 - 1 - 1)
+
+
+def test_a_location_at_or_above_target_and_an_inactive_one_are_not_short():
+    rules = some_rules(safety_stock=SafetyStock(default=2))
+
+    assert location_view(SKU, a_store(), a_position(on_hand=9), rules, protection=4).short == 0
+    assert location_view(SKU, a_store(active=False), a_position(on_hand=0), rules, protection=4).short == 0
+
+
+def test_a_location_running_short_is_published_even_when_no_channel_sees_a_change():
+    # Nothing is visible before or after (protection hides it all), but return routing must learn
+    # that the store now lacks units.
+    rules = some_rules()
+    store = a_store()
+    before = sku_availability(
+        SKU,
+        {store.location_id: a_position(on_hand=3)},
+        {store.location_id: store},
+        rules,
+        {store.location_id: 3},
+    )
+    after = sku_availability(
+        SKU,
+        {store.location_id: a_position(on_hand=2)},
+        {store.location_id: store},
+        rules,
+        {store.location_id: 3},
+    )
+
+    assert all(view.total == 0 for view in before.channels + after.channels)
+    assert after.short == {store.location_id: 1}
+    assert publication_signature(before, rules) != publication_signature(after, rules)
+
+
 # --- geography ------------------------------------------------------------------------------------
 
 

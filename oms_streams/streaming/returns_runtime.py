@@ -1,0 +1,422 @@
+"""The imperative shell around returns: decode, load the return's row, decide (domain), store, emit.
+
+``apply_batch`` is called by the ``handle_returns`` agent with announced returns (routed to the
+location that needs them) and received returns (graded: restocked, unsellable or back to the
+vendor). Both are keyed by return id, so a return's whole story is one row of the ``returns`` table
+in its own partition.
+
+Stock never changes here: a received item becomes a stock movement on ``oms.inventory.movements.v1``
+with an id derived from the return and the item, which the SKU's ledger applies (so the webshop sees
+a store return at once) and recognises when it comes again. The outcome per receipt goes to
+``oms.returns.processed.v1`` keyed by order id, where the order tracker links it to the order.
+
+At least once: after a crash the local row can be ahead of what reached Kafka, so a repeated input
+re-sends its outputs with the same ids (consumers and the ledger recognise them) while it is recent;
+a repeat days later only counts as a duplicate (the ledger's journal no longer remembers it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from oms_streams.adapters.returns import (
+    Received,
+    Requested,
+    days_since_sale,
+    decode_received,
+    decode_requested,
+    disposition_rules,
+    movement_record,
+    routed_line_wire,
+    routed_record,
+    routing_policy,
+)
+from oms_streams.adapters.stock import Failure
+from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
+from oms_streams.domain.protection import day_index
+from oms_streams.domain.returns import (
+    Disposition,
+    DispositionRule,
+    Grade,
+    ReturnedItem,
+    ReturnNetwork,
+    RoutedLine,
+    decide_disposition,
+    km_avoided,
+    store_return_km_avoided,
+)
+from oms_streams.domain.visibility import haversine_km
+from oms_streams.metrics import Metrics
+from oms_streams.streaming.ledger_runtime import AvailabilityView
+from oms_streams.streaming.network import NetworkState
+from oms_streams.streaming.outbox import Outbox, Produce
+from oms_streams.streaming.partitioning import misrouted
+from oms_streams.streaming.table_context import in_partition_of
+
+log = logging.getLogger(__name__)
+
+REPUBLISH_WITHIN_MS = 10 * 60_000
+"""A repeated input re-sends its outputs only this soon after the first: long enough for any
+crash-and-redelivery, short enough that the ledger's journal (64 movements per SKU and location)
+still recognises the movements."""
+
+MOVEMENT_KIND = {
+    Disposition.RESTOCK: "customer_return_restocked",
+    Disposition.UNSELLABLE: "customer_return_unsellable",
+    Disposition.RETURN_TO_VENDOR: "customer_return_unsellable",  # kept aside until it ships back
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnTopics:
+    requested: str
+    received: str
+    routed: str
+    processed: str
+    movements: str
+    dlq: str
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def movement_id(return_id: str, item_key: str) -> str:
+    """The stock movement's event id: the same item of the same return always gives the same id."""
+    plain = f"return:{return_id}:{item_key}"
+    if len(plain) <= 128:  # an Identifier's limit
+        return plain
+    return "return:" + hashlib.blake2b(f"{return_id}\0{item_key}".encode(), digest_size=20).hexdigest()
+
+
+class ReturnsLoad:
+    """Shipped-return units routed to each location per local day, across all workers.
+
+    Every worker follows ``oms.returns.routed.v1``; its own decisions count at once (before they come
+    back through the topic) and are recognised by event id when they do."""
+
+    def __init__(self, network: NetworkState) -> None:
+        self.network = network
+        self._units: dict[tuple[str, int], int] = defaultdict(int)
+        self._seen: dict[str, int] = {}
+        """Routed event id -> its day, so a decision counts once."""
+        self._today = 0
+
+    def on_records(self, records: Sequence[Any]) -> None:
+        for record in records:
+            try:
+                routed = orjson.loads(record.value)
+                at_ms = epoch_ms_of(routed["routed_at"])
+                self.note(routed["event_id"], routed["lines"], at_ms)
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue  # our own topic; a record we cannot read adds no load
+
+    def note(self, event_id: str, lines: Sequence[Mapping[str, Any]], at_ms: int) -> None:
+        if event_id in self._seen:
+            return
+        day = day_index("UTC", at_ms)
+        self._seen[event_id] = day
+        for line in lines:
+            location_id = line.get("location_id")
+            if location_id is not None:
+                self._units[(location_id, self._local_day(location_id, at_ms))] += int(line["quantity"])
+
+    def today(self, now: int) -> dict[str, int]:
+        """Location id -> units routed there on its local day of ``now``."""
+        self._forget_before(day_index("UTC", now) - 2)
+        return {
+            location_id: units
+            for (location_id, day), units in self._units.items()
+            if day == self._local_day(location_id, now)
+        }
+
+    def _local_day(self, location_id: str, t_ms: int) -> int:
+        site = self.network.promise_network.sites.get(location_id)
+        return day_index(site.calendar.timezone if site is not None else "UTC", t_ms)
+
+    def _forget_before(self, day: int) -> None:
+        if day <= self._today:
+            return
+        self._today = day
+        for key in [k for k in self._units if k[1] < day]:
+            del self._units[key]
+        for event_id in [e for e, d in self._seen.items() if d < day]:
+            del self._seen[event_id]
+
+
+def epoch_ms_of(iso: str) -> int:
+    return epoch_ms(datetime.fromisoformat(iso))
+
+
+class ReturnsRuntime:
+    def __init__(
+        self,
+        table: Any,
+        network: NetworkState,
+        view: AvailabilityView,
+        load: ReturnsLoad,
+        topics: ReturnTopics,
+        produce: Produce,
+        metrics: Metrics,
+        partitions: int | None = None,
+    ) -> None:
+        self.table = table
+        self.network = network
+        self.view = view
+        self.load = load
+        self.topics = topics
+        self.metrics = metrics
+        self.partitions = partitions
+        self.lock = asyncio.Lock()
+        self.outbox = Outbox(produce, topics.dlq, metrics)
+        self._routing: tuple[int, ReturnNetwork, tuple[DispositionRule, ...]] | None = None
+
+    # --- events ---------------------------------------------------------------------------------
+
+    async def apply_batch(self, events: Sequence[Any]) -> None:
+        async with self.lock:
+            now = now_ms()
+            for event in events:
+                with in_partition_of(event):
+                    self._apply_one(event.message, now)
+            await self.outbox.flush()
+
+    def _apply_one(self, message: Any, now: int) -> None:
+        requested = message.topic == self.topics.requested
+        kind = "requested" if requested else "received"
+        wrong = misrouted(message, self.partitions)
+        decoded: Requested | Received | Failure
+        if wrong is not None:
+            decoded = Failure(wrong)
+        elif requested:
+            decoded = decode_requested(message.key, message.value)
+        else:
+            decoded = decode_received(message.key, message.value)
+            if not isinstance(decoded, Failure):
+                decoded = self._known_location(decoded)
+        if isinstance(decoded, Failure):
+            self.outbox.dead_letter(decoded.reason, message, now)
+            self.metrics.returns_events.labels(kind, "dead_lettered").inc()
+            return
+        verdict = self._route(decoded, now) if isinstance(decoded, Requested) else self._receive(decoded, now)
+        self.metrics.returns_events.labels(kind, verdict).inc()
+
+    def _known_location(self, received: Received) -> Received | Failure:
+        location = self.network.locations.get(received.wire.location_id)
+        if location is None:
+            return Failure(f"unknown location {received.wire.location_id!r}")
+        if not location.active:
+            return Failure(f"inactive location {received.wire.location_id!r} cannot receive returns")
+        return received
+
+    # --- announced returns: routing ---------------------------------------------------------------
+
+    def _route(self, requested: Requested, now: int) -> str:
+        wire = requested.wire
+        row = self._load(wire.return_id)
+        routing = row.get("routing")
+        if routing is not None:
+            if now - routing["at_ms"] < REPUBLISH_WITHIN_MS:
+                self._publish_routed(row, routing)
+            return "duplicate"
+        network, _ = self._network()
+        started = time.perf_counter()
+        routed = network.route(
+            requested.lines, wire.origin.lat, wire.origin.lon, self._need, self.load.today(now), now
+        )
+        self.metrics.returns_routing_seconds.observe(time.perf_counter() - started)
+        for line in routed:
+            self.metrics.returns_routed.labels(_basis(line)).inc(line.quantity)
+        routing = {
+            "at_ms": now,
+            "event_id": wire.event_id,
+            "origin": [wire.origin.lat, wire.origin.lon],
+            "lines": [routed_line_wire(line) for line in routed],
+        }
+        row.update(order_id=row.get("order_id") or wire.order_id, channel=row.get("channel") or wire.channel)
+        row["routing"] = routing
+        self._store(row)
+        self._publish_routed(row, routing)
+        return "applied"
+
+    def _need(self, sku: str) -> Mapping[str, int]:
+        record = self.view.get(sku)
+        return record.get("short", {}) if record is not None else {}
+
+    def _publish_routed(self, row: dict[str, Any], routing: dict[str, Any]) -> None:
+        record = routed_record(row["return_id"], row.get("order_id"), routing["lines"], routing["at_ms"])
+        self.load.note(record["event_id"], record["lines"], routing["at_ms"])
+        self.outbox.add(self.topics.routed, row["return_id"].encode(), orjson.dumps(record))
+
+    # --- received returns: disposition and restock -----------------------------------------------
+
+    def _receive(self, received: Received, now: int) -> str:
+        wire = received.wire
+        row = self._load(wire.return_id)
+        receipts: dict[str, Any] = row.setdefault("receipts", {})
+        if wire.event_id in receipts:
+            first = receipts[wire.event_id]
+            if now - first["at_ms"] < REPUBLISH_WITHIN_MS:
+                self._publish_receipt(row, first)
+            return "duplicate"
+        row.update(order_id=row.get("order_id") or wire.order_id, channel=row.get("channel") or wire.channel)
+        items_seen: set[str] = {key for receipt in receipts.values() for key in receipt["keys"]}
+        location = self.network.locations[wire.location_id]
+        _, rules = self._network()
+        days = days_since_sale(received.sold_at_ms, received.occurred_at_ms)
+        processed: list[dict[str, Any]] = []
+        for key, item in zip(received.item_keys(), wire.items, strict=True):
+            if key in items_seen:
+                continue  # the same item registered again (a till's resend with a new event id)
+            decision = decide_disposition(
+                ReturnedItem(item.sku, Grade(item.grade), row.get("channel"), location.type.value, days),
+                rules,
+            )
+            processed.append(
+                {
+                    "item_key": key,
+                    "sku": item.sku,
+                    "quantity": item.quantity,
+                    "grade": item.grade,
+                    "disposition": decision.disposition.value,
+                    "rule": decision.rule,
+                    "movement_event_id": movement_id(wire.return_id, key),
+                    "routed_to": self._routed_to(row, key, item.sku),
+                }
+            )
+        if not processed:
+            return "duplicate"
+        handling = "shipped" if row.get("routing") is not None else "in_store"
+        saved, extra = self._km_versus_central(row, wire.location_id, processed, handling)
+        km_saved = round(saved, 1)
+        receipt: dict[str, Any] = {
+            "at_ms": now,
+            "occurred_at_ms": received.occurred_at_ms,
+            "location_id": wire.location_id,
+            "handling": handling,
+            "keys": [p["item_key"] for p in processed],
+            "items": processed,
+            "km_avoided": km_saved,
+        }
+        receipts[wire.event_id] = receipt
+        self._store(row)
+        channel = row.get("channel") or "unknown"
+        for done in processed:
+            self.metrics.returned_units.labels(channel, done["grade"], done["disposition"], handling).inc(
+                done["quantity"]
+            )
+        self.metrics.returns_km_avoided.inc(km_saved)
+        self.metrics.returns_km_extra.inc(round(extra, 1))
+        self._publish_receipt(row, receipt, wire.event_id)
+        return "applied"
+
+    def _routed_to(self, row: dict[str, Any], key: str, sku: str) -> str | None:
+        routing = row.get("routing")
+        if routing is None:
+            return None
+        lines = routing["lines"]
+        line = next((x for x in lines if x["line_id"] == key), None) or next(
+            (x for x in lines if x["sku"] == sku), None
+        )
+        return line["location_id"] if line is not None else None
+
+    def _km_versus_central(
+        self, row: dict[str, Any], location_id: str, items: list[dict[str, Any]], handling: str
+    ) -> tuple[float, float]:
+        """(item-km avoided, item-km added) against sending the items to the central returns DC: a
+        store return restocked in place saves the store -> DC trip; a shipped one saves, or costs,
+        the difference between the customer's distance to where it went and to the central DC (a
+        store in need may be farther away: that is the price of restocking it without a transfer)."""
+        network, _ = self._network()
+        if handling == "in_store":
+            per_unit = store_return_km_avoided(network, location_id)
+            return per_unit * sum(
+                int(i["quantity"]) for i in items if i["disposition"] == Disposition.RESTOCK
+            ), 0.0
+        lat, lon = row["routing"]["origin"]
+        site = network.sites.get(location_id)
+        central = network.central_for(lat, lon)
+        if site is None or central is None:
+            return 0.0, 0.0
+        km = haversine_km(lat, lon, site.lat, site.lon)
+        units = sum(int(i["quantity"]) for i in items)
+        return km_avoided(central[1], km) * units, km_avoided(km, central[1]) * units
+
+    def _publish_receipt(
+        self, row: dict[str, Any], receipt: dict[str, Any], event_id: str | None = None
+    ) -> None:
+        return_id = row["return_id"]
+        event_id = event_id or next(e for e, r in row["receipts"].items() if r is receipt)
+        for item in receipt["items"]:
+            movement = movement_record(
+                item["movement_event_id"],
+                item["sku"],
+                receipt["location_id"],
+                MOVEMENT_KIND[Disposition(item["disposition"])],
+                item["quantity"],
+                receipt["occurred_at_ms"],
+                return_id,
+            )
+            self.outbox.add(self.topics.movements, item["sku"].encode(), orjson.dumps(movement))
+        order_id = row.get("order_id")
+        processed = {
+            "event_id": f"{return_id}:received:{event_id}",
+            "return_id": return_id,
+            "order_id": order_id,
+            "location_id": receipt["location_id"],
+            "handling": receipt["handling"],
+            "processed_at": utc_from_epoch_ms(receipt["at_ms"]).isoformat(),
+            "items": receipt["items"],
+            "km_avoided": receipt["km_avoided"],
+        }
+        key = (order_id or return_id).encode()
+        self.outbox.add(self.topics.processed, key, orjson.dumps(processed))
+
+    # --- rows -------------------------------------------------------------------------------------
+
+    def _network(self) -> tuple[ReturnNetwork, tuple[DispositionRule, ...]]:
+        """Built once per network version: every return between two config changes shares it."""
+        network = self.network
+        if self._routing is None or self._routing[0] != network.generation:
+            policy = network.return_policy
+            built = ReturnNetwork(network.promise_network.sites, routing_policy(policy))
+            self._routing = (network.generation, built, disposition_rules(policy))
+        return self._routing[1], self._routing[2]
+
+    def _load(self, return_id: str) -> dict[str, Any]:
+        raw = self.table.get(return_id)
+        if raw is None:
+            return {
+                "return_id": return_id,
+                "order_id": None,
+                "channel": None,
+                "routing": None,
+                "receipts": {},
+            }
+        row: dict[str, Any] = orjson.loads(raw)
+        return row
+
+    def _store(self, row: dict[str, Any]) -> None:
+        self.table[row["return_id"]] = orjson.dumps(row)
+
+    def lookup(self, return_id: str) -> dict[str, Any] | None:
+        raw = self.table.get(return_id)
+        return None if raw is None else dict(orjson.loads(raw))
+
+
+def _basis(line: RoutedLine) -> str:
+    if line.location_id is None:
+        return "unroutable"
+    if line.fallback:
+        return "central"
+    return "need" if line.need_covered > 0 else "nearest"
