@@ -18,7 +18,8 @@ from oms_streams.config import Settings
 from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
 from oms_streams.streaming import faust_fixes
-from oms_streams.streaming.agents import orders, promise, returns, sourcing, stock
+from oms_streams.streaming.agents import promise
+from oms_streams.streaming.agents.batched import register_batched
 from oms_streams.streaming.follower import TopicFollower
 from oms_streams.streaming.ledger_runtime import AvailabilityView, LedgerRuntime
 from oms_streams.streaming.network import NetworkState
@@ -203,7 +204,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         protection_default_days=settings.protection_default_days,
         partitions=settings.partitions,
     )
-    stock.register(app, stock_source, runtime, settings)
+    # Master data first, or every event of a location would look like one of an unknown location.
+    register_batched(
+        app, "apply_stock_events", stock_source, runtime.apply_batch, (config_follower,), settings
+    )
 
     tables = runtime.tables
     promises = PromiseService(network, view, transit.model, bookings, metrics)
@@ -236,7 +240,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     order_source = app.topic(
         *(settings.topic(s.name) for s in (ORDERS_PLACED, FULFILMENT_EVENTS, RETURNS_PROCESSED)), **raw
     )
-    orders.register(app, order_source, order_runtime, config_follower, settings)
+    # Milestones are derived from the network's calendars: read it before the first placement.
+    register_batched(
+        app, "track_orders", order_source, order_runtime.apply_batch, (config_follower,), settings
+    )
     sourcing_runtime = SourcingRuntime(
         tables.sourcing,
         network,
@@ -258,7 +265,15 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     sourcing_source = app.topic(
         *(settings.topic(s.name) for s in (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES)), **raw
     )
-    sourcing.register(app, sourcing_source, sourcing_runtime, (config_follower, view_follower), settings)
+    # Plans read the network and the availability view: both must be there before the first order.
+    register_batched(
+        app,
+        "source_orders",
+        sourcing_source,
+        sourcing_runtime.apply_batch,
+        (config_follower, view_follower),
+        settings,
+    )
     returns_runtime = ReturnsRuntime(
         tables.returns,
         network,
@@ -279,10 +294,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     returns_source = app.topic(
         *(settings.topic(s.name) for s in (RETURNS_REQUESTED, RETURNS_RECEIVED)), **raw
     )
-    returns.register(
+    # Routing reads the network, the availability view (need) and today's load per location.
+    register_batched(
         app,
+        "handle_returns",
         returns_source,
-        returns_runtime,
+        returns_runtime.apply_batch,
         (config_follower, view_follower, returns_load_follower),
         settings,
     )

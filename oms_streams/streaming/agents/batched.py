@@ -1,0 +1,33 @@
+"""The shape every stateful agent shares: wait for what it reads, then hand batches to its runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import faust
+
+from oms_streams.config import Settings
+from oms_streams.streaming.follower import TopicFollower
+
+
+def register_batched(
+    app: faust.App,
+    name: str,
+    source: Any,
+    apply_batch: Callable[[list[Any]], Awaitable[None]],
+    waits_for: Sequence[TopicFollower],
+    settings: Settings,
+) -> Any:
+    """An agent ``name`` that applies ``source``'s events in batches once every follower in
+    ``waits_for`` has caught up (its decisions read the network, the availability view, ...)."""
+
+    # concurrency=1: the runtime's rows are state, and faust can skip offsets with concurrent agents.
+    @app.agent(source, concurrency=1, name=name)
+    async def batched(stream: Any) -> None:
+        for follower in waits_for:
+            await follower.caught_up(timeout_s=60.0)
+        async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+            await apply_batch(events)
+
+    return batched
