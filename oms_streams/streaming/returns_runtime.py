@@ -310,7 +310,10 @@ class ReturnsRuntime:
         }
         receipts[wire.event_id] = receipt
         self._store(row)
+        # A label, so bounded: the channels the visibility rules know, else "other".
         channel = row.get("channel") or "unknown"
+        if channel != "unknown" and channel not in {r.channel for r in self.network.rules.channels}:
+            channel = "other"
         for done in processed:
             self.metrics.returned_units.labels(channel, done["grade"], done["disposition"], handling).inc(
                 done["quantity"]
