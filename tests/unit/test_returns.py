@@ -675,17 +675,16 @@ def oracle_score(
     )
 
 
+Scenario = tuple[
+    ReturnNetwork, list[tuple[str, int]], dict[str, dict[str, int]], dict[str, int], int, tuple[float, float]
+]
+"""(network, lines, need per SKU, load, now, customer) as ``return_scenarios`` draws them."""
+
+
 @settings(max_examples=300)
 @given(return_scenarios())
 def test_property_the_chosen_location_can_always_receive_the_item(
-    scenario: tuple[
-        ReturnNetwork,
-        list[tuple[str, int]],
-        dict[str, dict[str, int]],
-        dict[str, int],
-        int,
-        tuple[float, float],
-    ],
+    scenario: Scenario,
 ) -> None:
     network, lines, need, load, now, customer = scenario
     policy = network.policy
@@ -744,14 +743,7 @@ def test_property_the_chosen_location_can_always_receive_the_item(
 @settings(max_examples=100)
 @given(return_scenarios())
 def test_property_routing_is_deterministic_and_never_mutates_the_load(
-    scenario: tuple[
-        ReturnNetwork,
-        list[tuple[str, int]],
-        dict[str, dict[str, int]],
-        dict[str, int],
-        int,
-        tuple[float, float],
-    ],
+    scenario: Scenario,
 ) -> None:
     network, lines, need, load, now, customer = scenario
     before = dict(load)
