@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import orjson
 
 from oms_streams.adapters.promise import option_from_wire
-from oms_streams.adapters.stock import Failure, parse_model
+from oms_streams.adapters.stock import Failure, key_problem, parse_model
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.domain.orders import Milestone, MilestoneKind, PromiseRecord
 from oms_streams.domain.promise import DeliveryOption
@@ -72,10 +72,7 @@ def _keyed_by_order(model: type[M], key: bytes | None, value: bytes | None, wher
     if isinstance(wire, Failure):
         return wire
     # Orders and their fulfilment events meet in one partition only when both are keyed by order id.
-    if key != wire.order_id.encode():
-        shown = key.decode(errors="replace") if key is not None else None
-        return Failure(f"message key {shown!r} is not the order id {wire.order_id!r}")
-    return wire
+    return key_problem(key, wire.order_id, "order id") or wire
 
 
 _RECENT_PLACEMENTS: dict[tuple[bytes | None, bytes | None], Placement | Failure] = {}

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from oms_streams.adapters.stock import Failure, parse_model, validation_reason
+from oms_streams.adapters.stock import Failure, key_problem, parse_model, validation_reason
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.promise import (
@@ -69,9 +69,9 @@ def decode_promise_request(key: bytes | None, value: bytes | None) -> PromiseReq
     wire = parse_model(PromiseRequested, value, "a promise request topic")
     if isinstance(wire, Failure):
         return wire
-    if key != wire.request_id.encode():
-        shown = key.decode(errors="replace") if key is not None else None
-        return Failure(f"message key {shown!r} is not the request id {wire.request_id!r}")
+    wrong = key_problem(key, wire.request_id, "request id")
+    if wrong is not None:
+        return wrong
     asked_at = wire.asked_at or wire.occurred_at
     return to_request(wire, wire.request_id, epoch_ms(asked_at))
 

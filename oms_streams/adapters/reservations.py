@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from oms_streams.adapters.stock import Failure, parse_model
+from oms_streams.adapters.stock import Failure, key_problem, parse_model
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.domain.reservations import ReservationCommand, ReservationKind, ReservationResult
 from oms_streams.schemas.sourcing import ReservationCommand as ReservationCommandModel
@@ -33,9 +33,9 @@ def decode_reservation(key: bytes | None, value: bytes | None) -> DecodedReserva
     wire = parse_model(ReservationCommandModel, value, "the reservations topic")
     if isinstance(wire, Failure):
         return wire
-    if key != wire.sku.encode():
-        shown = key.decode(errors="replace") if key is not None else None
-        return Failure(f"message key {shown!r} is not the SKU {wire.sku!r}")
+    wrong = key_problem(key, wire.sku, "SKU")
+    if wrong is not None:
+        return wrong
     if wire.kind == "reserve" and not wire.lines:
         return Failure("schema violation at lines: a reserve needs at least one line")
     command = ReservationCommand(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from oms_streams.adapters.stock import Failure, parse_model
+from oms_streams.adapters.stock import Failure, key_problem, parse_model
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.domain.returns import (
     Disposition,
@@ -38,19 +38,11 @@ class Received:
         return [item.item_id or item.sku for item in self.wire.items]
 
 
-def _keyed_by_return(key: bytes | None, return_id: str) -> Failure | None:
-    # The key decides the partition, and the partition decides which worker owns the return's row.
-    if key != return_id.encode():
-        shown = key.decode(errors="replace") if key is not None else None
-        return Failure(f"message key {shown!r} is not the return id {return_id!r}")
-    return None
-
-
 def decode_requested(key: bytes | None, value: bytes | None) -> Requested | Failure:
     wire = parse_model(ReturnRequested, value, "the returns requested topic")
     if isinstance(wire, Failure):
         return wire
-    wrong = _keyed_by_return(key, wire.return_id)
+    wrong = key_problem(key, wire.return_id, "return id")
     if wrong is not None:
         return wrong
     lines = tuple(ReturnLine(line.line_id, line.sku, line.quantity) for line in wire.lines)
@@ -61,7 +53,7 @@ def decode_received(key: bytes | None, value: bytes | None) -> Received | Failur
     wire = parse_model(ReturnReceived, value, "the returns received topic")
     if isinstance(wire, Failure):
         return wire
-    wrong = _keyed_by_return(key, wire.return_id)
+    wrong = key_problem(key, wire.return_id, "return id")
     if wrong is not None:
         return wrong
     sold = epoch_ms(wire.sold_at) if wire.sold_at is not None else None

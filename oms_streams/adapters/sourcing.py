@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from oms_streams.adapters.stock import Failure, parse_model
+from oms_streams.adapters.stock import Failure, key_problem, parse_model
 from oms_streams.adapters.timestamps import utc_from_epoch_ms
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.orders import Milestone
@@ -45,9 +45,9 @@ def decode_reply(key: bytes | None, value: bytes | None) -> Reply | Failure:
     wire = parse_model(ReservationReply, value, "the reservation replies topic")
     if isinstance(wire, Failure):
         return wire
-    if key != wire.order_id.encode():
-        shown = key.decode(errors="replace") if key is not None else None
-        return Failure(f"message key {shown!r} is not the order id {wire.order_id!r}")
+    wrong = key_problem(key, wire.order_id, "order id")
+    if wrong is not None:
+        return wrong
     return Reply(
         order_id=wire.order_id,
         reservation_id=wire.reservation_id,

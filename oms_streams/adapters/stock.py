@@ -83,13 +83,19 @@ def decode_supplier_stock(key: bytes | None, value: bytes | None) -> DecodedStoc
     return _keyed(key, DecodedStock(wire.sku, "supplier_stock", [StockCommand(wire.location_id, feed)]))
 
 
+def key_problem(key: bytes | None, expected: str, what: str) -> Failure | None:
+    """Why a message's key is not ``expected`` (its ``what``: 'SKU', 'order id', ...), or None.
+
+    The key decides the partition, and the partition decides which worker owns the key's state: an
+    event keyed otherwise could be applied by a worker that does not own it."""
+    if key == expected.encode():
+        return None
+    shown = key.decode(errors="replace") if key is not None else None
+    return Failure(f"message key {shown!r} is not the {what} {expected!r}")
+
+
 def _keyed(key: bytes | None, decoded: DecodedStock) -> DecodedStock | Failure:
-    # The key decides the partition, and the partition decides which worker owns the SKU's ledger:
-    # an event keyed otherwise could be applied by a worker that does not own the SKU.
-    if key != decoded.sku.encode():
-        shown = key.decode(errors="replace") if key is not None else None
-        return Failure(f"message key {shown!r} is not the SKU {decoded.sku!r}")
-    return decoded
+    return key_problem(key, decoded.sku, "SKU") or decoded
 
 
 # --- table rows -------------------------------------------------------------------------------
