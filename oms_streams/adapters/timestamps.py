@@ -18,3 +18,8 @@ def epoch_ms(moment: datetime) -> int:
 
 def utc_from_epoch_ms(ms: int) -> datetime:
     return EPOCH + ms * MILLISECOND
+
+
+def epoch_ms_from_iso(text: str) -> int:
+    """An ISO 8601 time with its zone, as written by ``utc_from_epoch_ms(...).isoformat()``."""
+    return epoch_ms(datetime.fromisoformat(text))

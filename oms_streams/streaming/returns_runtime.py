@@ -24,7 +24,6 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -42,7 +41,7 @@ from oms_streams.adapters.returns import (
     routing_policy,
 )
 from oms_streams.adapters.stock import Failure
-from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
+from oms_streams.adapters.timestamps import epoch_ms_from_iso, utc_from_epoch_ms
 from oms_streams.domain.protection import day_index
 from oms_streams.domain.returns import (
     Disposition,
@@ -116,7 +115,7 @@ class ReturnsLoad:
         for record in records:
             try:
                 routed = orjson.loads(record.value)
-                at_ms = epoch_ms_of(routed["routed_at"])
+                at_ms = epoch_ms_from_iso(routed["routed_at"])
                 self.note(routed["event_id"], routed["lines"], at_ms)
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue  # our own topic; a record we cannot read adds no load
@@ -152,10 +151,6 @@ class ReturnsLoad:
             del self._units[key]
         for event_id in [e for e, d in self._seen.items() if d < day]:
             del self._seen[event_id]
-
-
-def epoch_ms_of(iso: str) -> int:
-    return epoch_ms(datetime.fromisoformat(iso))
 
 
 class ReturnsRuntime:

@@ -26,7 +26,6 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from oms_streams.adapters.orders import Fulfilment, Placement, decode_fulfilment, decode_placement
@@ -42,6 +41,7 @@ from oms_streams.adapters.sourcing import (
     sourced_record,
 )
 from oms_streams.adapters.stock import Failure
+from oms_streams.adapters.timestamps import epoch_ms_from_iso
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.orders import derive_milestones
 from oms_streams.domain.promise import CHANNEL_FOR_METHOD, CartLine, DeliveryOption, Shipment
@@ -336,7 +336,7 @@ class SourcingRuntime:
                     # A pickup store's missing lines come from DCs, as the webshop sees them.
                     transfer = channels.get(TRANSFER_CHANNEL, {}).get("locations", {})
                     shown = {**transfer, **shown}
-                at_ms = int(datetime.fromisoformat(record["published_at"]).timestamp() * 1000)
+                at_ms = epoch_ms_from_iso(record["published_at"])
                 protected[sku] = record.get("protected", {})
             units[sku] = self.claims.adjust(sku, shown, at_ms, now)
         return StockSnapshot(units=units, protected=protected, workload=self.workload)
