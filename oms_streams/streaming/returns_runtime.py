@@ -262,10 +262,10 @@ class ReturnsRuntime:
         if wire.event_id in receipts:
             first = receipts[wire.event_id]
             if now - first["at_ms"] < REPUBLISH_WITHIN_MS:
-                self._publish_receipt(row, first)
+                self._publish_receipt(row, first, wire.event_id)
             return "duplicate"
         row.update(order_id=row.get("order_id") or wire.order_id, channel=row.get("channel") or wire.channel)
-        items_seen: set[str] = {key for receipt in receipts.values() for key in receipt["keys"]}
+        items_seen = {item["item_key"] for receipt in receipts.values() for item in receipt["items"]}
         location = self.network.locations[wire.location_id]
         _, rules = self._network()
         days = days_since_sale(received.sold_at_ms, received.occurred_at_ms)
@@ -299,7 +299,6 @@ class ReturnsRuntime:
             "occurred_at_ms": received.occurred_at_ms,
             "location_id": wire.location_id,
             "handling": handling,
-            "keys": [p["item_key"] for p in processed],
             "items": processed,
             "km_avoided": km_saved,
         }
@@ -350,11 +349,8 @@ class ReturnsRuntime:
         units = sum(int(i["quantity"]) for i in items)
         return km_avoided(central[1], km) * units, km_avoided(km, central[1]) * units
 
-    def _publish_receipt(
-        self, row: dict[str, Any], receipt: dict[str, Any], event_id: str | None = None
-    ) -> None:
+    def _publish_receipt(self, row: dict[str, Any], receipt: dict[str, Any], event_id: str) -> None:
         return_id = row["return_id"]
-        event_id = event_id or next(e for e, r in row["receipts"].items() if r is receipt)
         for item in receipt["items"]:
             movement = movement_record(
                 item["movement_event_id"],
