@@ -194,14 +194,7 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
         burst = orders(network, positions, a.orders, f"{run_id}-B")
         before = worker.scrape() or ""
         t0 = time.time()
-        for key, value in burst:
-            while True:
-                try:
-                    producer.produce(placed_topic, value, key)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        producer.flush(60)
+        produce_all(producer, placed_topic, burst)
         done = wait_for(
             lambda: sum(1 for k in outcomes.seen if k.startswith(f"{run_id}-B")) >= a.orders, 900, 0.2
         )
