@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from bench.cpu import CpuWindow
 from bench.kafka import broker, bulk_producer, produce_all, wait_for
 from bench.promise_network import (
     Positions,
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skus", type=int, default=500)
     parser.add_argument("--bootstrap", default=None)
     parser.add_argument("--workers", type=int, default=1, help="workers in the consumer group")
+    parser.add_argument("--rate", type=float, default=None, help="paced orders/s (default: half the burst)")
     parser.add_argument("--worker-env", action="append", default=[], help="K=V settings for the worker")
     a = parser.parse_args(argv)
     import os
@@ -194,10 +196,12 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
         burst = orders(network, positions, a.orders, f"{run_id}-B")
         before = worker.scrape() or ""
         t0 = time.time()
+        cpu = CpuWindow([w.pid for w in workers])
         produce_all(producer, placed_topic, burst)
         done = wait_for(
             lambda: sum(1 for k in outcomes.seen if k.startswith(f"{run_id}-B")) >= a.orders, 900, 0.2
         )
+        used = cpu.result()
         burst_ids = [k.decode() for k, _ in burst]
         last = max(outcomes.seen[o][1] for o in burst_ids if o in outcomes.seen)
         rate = len([o for o in burst_ids if o in outcomes.seen]) / max(0.001, last / 1000 - t0)
@@ -212,6 +216,11 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
             "orders_per_s": round(rate),
             "outcomes": kinds,
             "refused_reservations": int(total("oms_reservations_refused_total")),
+            # CPU per order is far steadier than orders/s on a shared 2-core host: compare changes by it.
+            "worker_cpu_ms_per_order": round(used["cores_ours"] * used["wall_s"] * 1000 / a.orders, 2),
+            "machine_cpu_ms_per_order": round(
+                (used["cores_ours"] + used["cores_others"]) * used["wall_s"] * 1000 / a.orders, 2
+            ),
             "decision_p50_ms": _ms(
                 histogram_quantile(
                     histogram(before, "oms_sourcing_decision_seconds"),
@@ -234,7 +243,7 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
         time.sleep(2)
 
         # --- latency at half the burst rate ---------------------------------------------------------
-        pace = max(1.0, rate / 2)
+        pace = a.rate or max(1.0, rate / 2)
         n = int(pace * a.seconds)
         paced = orders(network, positions, n, f"{run_id}-P", seed=6)
         sent: dict[str, float] = {}
@@ -244,6 +253,7 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
                 sent[message.key().decode()] = message.timestamp()[1]
 
         start = time.time()
+        cpu = CpuWindow([w.pid for w in workers])
         for i, (key, value) in enumerate(paced):
             target = start + i / pace
             delay = target - time.time()
@@ -253,6 +263,7 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
             producer.poll(0)
         producer.flush(60)
         wait_for(lambda: sum(1 for k in outcomes.seen if k.startswith(f"{run_id}-P")) >= n, 300, 0.2)
+        used = cpu.result()
         latencies = sorted(outcomes.seen[o][1] - sent[o] for o in sent if o in outcomes.seen)
         out["latency"] = {
             "rate_per_s": round(pace),
@@ -261,6 +272,8 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
             "p50_ms": _pct(latencies, 0.5),
             "p99_ms": _pct(latencies, 0.99),
             "max_ms": latencies[-1] if latencies else None,
+            "worker_cpu_ms_per_order": round(used["cores_ours"] * used["wall_s"] * 1000 / n, 2),
+            "worker_cores": used["cores_ours"],
         }
         log(f"latency: {out['latency']}")
         outcomes.stopped = True
@@ -274,12 +287,16 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
     print(f"| burst: orders/s placed -> outcome | {out['burst']['orders_per_s']:,} | >= 500 |")
     print(f"| burst outcomes | {out['burst']['outcomes']} | |")
     print(f"| reservations refused (re-plans) | {out['burst']['refused_reservations']:,} | |")
+    cpu_figures = f"{out['burst']['worker_cpu_ms_per_order']} / {out['burst']['machine_cpu_ms_per_order']} ms"
+    print(f"| burst CPU per order: workers / whole machine (broker, bench) | {cpu_figures} | |")
     burst = out["burst"]
     decision = f"{burst['decision_p50_ms']} / {burst['decision_p99_ms']} ms"
     print(f"| decision p50 / p99 (worker histogram) | {decision} | p99 <= 5 ms |")
     lat = out["latency"]
     figures = f"{lat['p50_ms']} / {lat['p99_ms']} / {lat['max_ms']} ms"
     print(f"| at {lat['rate_per_s']}/s: placed -> outcome p50 / p99 / max | {figures} | p99 <= 250 ms |")
+    paced_cpu = f"{lat['worker_cpu_ms_per_order']} ms ({lat['worker_cores']} cores)"
+    print(f"| at {lat['rate_per_s']}/s: worker CPU per order | {paced_cpu} | |")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sourcing_e2e.json").write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))
     return 0

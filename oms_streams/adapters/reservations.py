@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from oms_streams.adapters.stock import Failure, key_problem, parse_model
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.domain.reservations import ReservationCommand, ReservationKind, ReservationResult
+from oms_streams.schemas.sourcing import ReservationBatch
 from oms_streams.schemas.sourcing import ReservationCommand as ReservationCommandModel
 
 SOURCE = "oms-streams:apply_stock_events"
@@ -29,15 +31,22 @@ class DecodedReservation:
         return f"reservation_{self.command.kind.value}"
 
 
-def decode_reservation(key: bytes | None, value: bytes | None) -> DecodedReservation | Failure:
-    wire = parse_model(ReservationCommandModel, value, "the reservations topic")
+def decode_reservations(key: bytes | None, value: bytes | None) -> list[DecodedReservation] | Failure:
+    """A batch record's commands, in order; the record is keyed by its first command's SKU (the
+    runtime checks that every other SKU belongs in the same partition)."""
+    wire = parse_model(ReservationBatch, value, "the reservations topic")
     if isinstance(wire, Failure):
         return wire
-    wrong = key_problem(key, wire.sku, "SKU")
+    wrong = key_problem(key, wire.commands[0].sku, "SKU of the first command")
     if wrong is not None:
         return wrong
-    if wire.kind == "reserve" and not wire.lines:
-        return Failure("schema violation at lines: a reserve needs at least one line")
+    for index, command in enumerate(wire.commands):
+        if command.kind == "reserve" and not command.lines:
+            return Failure(f"schema violation at commands.{index}.lines: a reserve needs at least one line")
+    return [_decoded(command) for command in wire.commands]
+
+
+def _decoded(wire: ReservationCommandModel) -> DecodedReservation:
     command = ReservationCommand(
         kind=ReservationKind(wire.kind),
         reservation_id=wire.reservation_id,
@@ -48,27 +57,44 @@ def decode_reservation(key: bytes | None, value: bytes | None) -> DecodedReserva
     return DecodedReservation(wire.sku, wire.order_id, wire.channel, command, channels)
 
 
-def reply_record(
+def reply(
     decoded: DecodedReservation, result: ReservationResult, available_after: dict[str, int], now_ms: int
-) -> bytes:
+) -> dict[str, Any]:
     """Matches ``schemas.sourcing.ReservationReply``; the event id is deterministic per command, so a
     reply re-sent after a crash is recognisable as a repeat."""
     command = decoded.command
+    return {
+        "event_id": f"{command.reservation_id}:{decoded.sku}:{command.kind.value}",
+        "occurred_at": utc_from_epoch_ms(now_ms).isoformat(),
+        "source": SOURCE,
+        "schema_version": 1,
+        "kind": command.kind.value,
+        "reservation_id": command.reservation_id,
+        "order_id": decoded.order_id,
+        "sku": decoded.sku,
+        "status": result.status.value,
+        "lines": [
+            {"location_id": loc, "quantity": units, "available_after": available_after.get(loc, 0)}
+            for loc, units in result.lines
+        ],
+        "reason": result.reason,
+    }
+
+
+def reply_batch_record(replies: list[dict[str, Any]], now_ms: int) -> bytes:
+    """Matches ``schemas.sourcing.ReplyBatch``."""
+    return batch_record("replies", replies, SOURCE, now_ms)
+
+
+def batch_record(field: str, items: list[dict[str, Any]], source: str, now_ms: int) -> bytes:
+    """A batch record of the saga: its own envelope (the id names its first item and how many
+    follow) around ``items``, each with its own deterministic event id."""
     return orjson.dumps(
         {
-            "event_id": f"{command.reservation_id}:{decoded.sku}:{command.kind.value}",
+            "event_id": f"{items[0]['event_id']}+{len(items) - 1}",
             "occurred_at": utc_from_epoch_ms(now_ms).isoformat(),
-            "source": SOURCE,
-            "schema_version": 1,
-            "kind": command.kind.value,
-            "reservation_id": command.reservation_id,
-            "order_id": decoded.order_id,
-            "sku": decoded.sku,
-            "status": result.status.value,
-            "lines": [
-                {"location_id": loc, "quantity": units, "available_after": available_after.get(loc, 0)}
-                for loc, units in result.lines
-            ],
-            "reason": result.reason,
+            "source": source,
+            "schema_version": 2,
+            field: items,
         }
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from oms_streams.adapters.reservations import batch_record
 from oms_streams.adapters.stock import Failure, key_problem, parse_model
 from oms_streams.adapters.timestamps import utc_from_epoch_ms
 from oms_streams.domain.network import DeliveryMethod
@@ -24,7 +25,7 @@ from oms_streams.domain.sourcing import (
     SourcingDecision,
     SourcingRequest,
 )
-from oms_streams.schemas.sourcing import ReservationReply
+from oms_streams.schemas.sourcing import ReplyBatch
 
 SOURCE = "oms-streams:source_orders"
 
@@ -41,22 +42,27 @@ class Reply:
     reason: str
 
 
-def decode_reply(key: bytes | None, value: bytes | None) -> Reply | Failure:
-    wire = parse_model(ReservationReply, value, "the reservation replies topic")
+def decode_replies(key: bytes | None, value: bytes | None) -> list[Reply] | Failure:
+    """A batch record's answers, in order; the record is keyed by its first answer's order id (the
+    runtime checks that every other order belongs in the same partition)."""
+    wire = parse_model(ReplyBatch, value, "the reservation replies topic")
     if isinstance(wire, Failure):
         return wire
-    wrong = key_problem(key, wire.order_id, "order id")
+    wrong = key_problem(key, wire.replies[0].order_id, "order id of the first reply")
     if wrong is not None:
         return wrong
-    return Reply(
-        order_id=wire.order_id,
-        reservation_id=wire.reservation_id,
-        sku=wire.sku,
-        kind=wire.kind,
-        status=wire.status,
-        lines=tuple((line.location_id, line.quantity, line.available_after) for line in wire.lines),
-        reason=wire.reason,
-    )
+    return [
+        Reply(
+            order_id=r.order_id,
+            reservation_id=r.reservation_id,
+            sku=r.sku,
+            kind=r.kind,
+            status=r.status,
+            lines=tuple((line.location_id, line.quantity, line.available_after) for line in r.lines),
+            reason=r.reason,
+        )
+        for r in wire.replies
+    ]
 
 
 @dataclass(slots=True)
@@ -221,9 +227,9 @@ def _envelope(event_id: str, now_ms: int) -> dict[str, Any]:
     }
 
 
-def reservation_record(
+def reservation_command(
     kind: str, reservation_id: str, order_id: str, sku: str, channel: str, lines: list[list[Any]], now_ms: int
-) -> bytes:
+) -> dict[str, Any]:
     """Matches ``schemas.sourcing.ReservationCommand``; deterministic event id per command."""
     body = _envelope(f"{reservation_id}:{sku}:{kind}:{'+'.join(str(loc) for loc, *_ in lines)}", now_ms)
     body.update(
@@ -234,7 +240,12 @@ def reservation_record(
         channel=channel,
         lines=[_line(line, channel) for line in lines],
     )
-    return orjson.dumps(body)
+    return body
+
+
+def reservation_batch_record(commands: list[dict[str, Any]], now_ms: int) -> bytes:
+    """Matches ``schemas.sourcing.ReservationBatch``."""
+    return batch_record("commands", commands, SOURCE, now_ms)
 
 
 def _line(line: list[Any], channel: str) -> dict[str, Any]:

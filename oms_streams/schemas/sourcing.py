@@ -1,10 +1,14 @@
 """Sourcing and reservations: the saga between order owners and SKU ledger owners, and its results.
 
-- ``oms.inventory.reservations.v1`` (key: SKU) carries reservation commands to the owner of the SKU's
-  ledger, in the same partitions as the stock topics, so a reservation is applied in order with the
-  SKU's movements by the one worker that owns its truth.
-- ``oms.orders.reservation-replies.v1`` (key: order id) carries the ledger's answers back to the owner
-  of the order.
+- ``oms.inventory.reservations.v2`` carries reservation commands to the owner of the SKUs' ledgers,
+  in the same partitions as the stock topics, so a reservation is applied in order with the SKU's
+  movements by the one worker that owns its truth. A record is a batch: the commands one sourcing
+  batch has for SKUs of one partition (keyed by the first command's SKU).
+- ``oms.orders.reservation-replies.v2`` carries the ledger's answers back to the owner of the order,
+  batched the same way per order partition (keyed by the first reply's order id).
+
+Batching is what keeps the saga affordable: an order's commands and answers would otherwise be two
+records per SKU, each paying the full per-record cost of Kafka and faust on both sides.
 - ``oms.fulfilment.allocations.v1`` (key: order id): one allocation per shipment, for fulfilment.
 - ``oms.orders.sourced.v1`` (key: order id): one outcome per order and sourcing round.
 """
@@ -52,6 +56,13 @@ class ReservationCommand(Envelope):
     lines: Annotated[list[ReservationLine], Field(max_length=100)] = []
 
 
+class ReservationBatch(Envelope):
+    """Commands for SKUs of one ledger partition, applied in list order (v1 was one per record)."""
+
+    schema_version: Annotated[int, Field(ge=2, le=2)] = 2
+    commands: Annotated[list[ReservationCommand], Field(min_length=1, max_length=100_000)]
+
+
 class ReplyLine(WireModel):
     location_id: Identifier
     quantity: int
@@ -68,6 +79,13 @@ class ReservationReply(Envelope):
     status: Literal["reserved", "refused", "released", "fulfilled"]
     lines: list[ReplyLine] = []
     reason: str = ""
+
+
+class ReplyBatch(Envelope):
+    """Answers for orders of one partition (v1 was one per record)."""
+
+    schema_version: Annotated[int, Field(ge=2, le=2)] = 2
+    replies: Annotated[list[ReservationReply], Field(min_length=1, max_length=100_000)]
 
 
 class MilestoneModel(WireModel):

@@ -12,7 +12,7 @@ from typing import Any, cast
 import faust
 
 from oms_streams.adapters.dlq import dead_letter_for
-from oms_streams.adapters.reservations import decode_reservation
+from oms_streams.adapters.reservations import decode_reservations
 from oms_streams.adapters.stock import decode_count, decode_movement, decode_supplier_stock
 from oms_streams.config import Settings
 from oms_streams.domain.transit import TransitModel
@@ -193,7 +193,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
             settings.topic(MOVEMENTS.name): decode_movement,
             settings.topic(COUNTS.name): decode_count,
             settings.topic(SUPPLIER_STOCK.name): decode_supplier_stock,
-            settings.topic(RESERVATIONS.name): decode_reservation,
+            settings.topic(RESERVATIONS.name): decode_reservations,
         },
         availability_topic=settings.topic(AVAILABILITY.name),
         replies_topic=settings.topic(RESERVATION_REPLIES.name),

@@ -18,7 +18,7 @@ from typing import Any, cast
 import orjson
 
 from oms_streams.adapters.availability import availability_from_record, availability_record, encode
-from oms_streams.adapters.reservations import DecodedReservation, reply_record
+from oms_streams.adapters.reservations import DecodedReservation, reply, reply_batch_record
 from oms_streams.adapters.stock import (
     DecodedStock,
     Failure,
@@ -48,15 +48,16 @@ from oms_streams.domain.visibility import (
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.follower import TopicFollower
 from oms_streams.streaming.network import NetworkState
-from oms_streams.streaming.outbox import Outbox, Produce
-from oms_streams.streaming.partitioning import misrouted
+from oms_streams.streaming.outbox import Outbox, PartitionBatches, Produce
+from oms_streams.streaming.partitioning import misrouted, strays
 from oms_streams.streaming.table_context import in_partition_of
 from oms_streams.streaming.tables import Tables
 
 log = logging.getLogger(__name__)
 
 Decoded = DecodedStock | DecodedReservation
-Decoder = Callable[[bytes | None, bytes | None], Decoded | Failure]
+Decoder = Callable[[bytes | None, bytes | None], Decoded | list[DecodedReservation] | Failure]
+"""A stock record decodes to one event; a reservations record to a batch of commands."""
 
 
 class AvailabilityView:
@@ -127,9 +128,9 @@ class LedgerRuntime:
         self.view_follower = view_follower
         self.decoders = decoders
         self.availability_topic = availability_topic
-        self.replies_topic = replies_topic
         # Records to produce once the batch (or resync chunk) is decided, in order, under the lock.
         self.outbox = Outbox(produce, dlq_topic, metrics)
+        self.replies = PartitionBatches(replies_topic, partitions, reply_batch_record)
         self.metrics = metrics
         self.lock = asyncio.Lock()
         # Write-through cache of the SKUs this worker touched: sku -> location -> position.
@@ -164,12 +165,16 @@ class LedgerRuntime:
             message = event.message
             wrong = misrouted(message, self.partitions)
             decoded = Failure(wrong) if wrong else self.decoders[message.topic](message.key, message.value)
+            if isinstance(decoded, list):
+                stray = strays(message, (command.sku for command in decoded), self.partitions)
+                decoded = Failure(stray) if stray else decoded
             if isinstance(decoded, Failure):
                 self.metrics.stock_events.labels("unknown", "dead_lettered").inc()
                 self._dead_letter(decoded.reason, message)
                 continue
             _, skus = by_partition.setdefault(message.partition, (event, {}))
-            skus.setdefault(decoded.sku, []).append((event, decoded))
+            for item in decoded if isinstance(decoded, list) else (decoded,):
+                skus.setdefault(item.sku, []).append((event, item))
         await self._catch_up_on_unknown_locations(
             decoded
             for _, skus in by_partition.values()
@@ -183,6 +188,7 @@ class LedgerRuntime:
                 with in_partition_of(context_event):
                     for sku, items in skus.items():
                         self._apply_sku(sku, items, now_ms)
+            self.replies.drain_into(self.outbox, now_ms)
             await self.outbox.flush()
         self.metrics.batch_size.observe(len(events))
         for (kind, verdict), n in self._verdicts.items():  # once per batch: labels() is not free
@@ -271,8 +277,7 @@ class LedgerRuntime:
             self._store(sku, positions, result.changed)
         available = {loc: usable(loc, positions.get(loc, StockPosition())) for loc, _ in result.lines}
         self._verdicts[(decoded.kind, result.status.value)] += 1
-        reply = reply_record(decoded, result, available, now_ms)
-        self.outbox.add(self.replies_topic, decoded.order_id.encode(), reply)
+        self.replies.add(decoded.order_id, reply(decoded, result, available, now_ms))
         return result.changed
 
     def _usable(

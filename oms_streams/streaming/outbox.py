@@ -11,6 +11,7 @@ from typing import Any
 
 from oms_streams.adapters.dlq import dead_letter_for
 from oms_streams.metrics import Metrics, reason_class
+from oms_streams.streaming.partitioning import partition_for
 
 Produce = Callable[[str, bytes, bytes | None], Awaitable[None]]
 """(topic, key, value): hands a record to the Kafka producer."""
@@ -35,3 +36,36 @@ class Outbox:
         records, self._records = self._records, []
         for topic, key, value in records:
             await self._produce(topic, key, value)
+
+
+class PartitionBatches:
+    """Items for one topic, grouped into one record per partition when drained into an outbox.
+
+    Every record of the saga pays the per-record cost of Kafka and faust on both sides; a batch's
+    reservation commands (or answers) grouped by partition pay it once per partition instead of
+    once per item. A record is keyed by its first item's key, so it lands where every item belongs;
+    ``MAX_ITEMS`` keeps it far below Kafka's 1 MB record limit.
+    """
+
+    MAX_ITEMS = 500
+
+    def __init__(
+        self, topic: str, partitions: int | None, wrap: Callable[[list[dict[str, Any]], int], bytes]
+    ) -> None:
+        self._topic = topic
+        self._partitions = partitions
+        self._wrap = wrap
+        self._groups: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+
+    def add(self, key: str, item: dict[str, Any]) -> None:
+        # Without a partition count (a harness with no broker) everything shares one record.
+        partition = partition_for(key.encode(), self._partitions) if self._partitions else 0
+        self._groups.setdefault(partition, []).append((key, item))
+
+    def drain_into(self, outbox: Outbox, now_ms: int) -> None:
+        for keyed in self._groups.values():
+            for start in range(0, len(keyed), self.MAX_ITEMS):
+                chunk = keyed[start : start + self.MAX_ITEMS]
+                record = self._wrap([item for _, item in chunk], now_ms)
+                outbox.add(self._topic, chunk[0][0].encode(), record)
+        self._groups.clear()

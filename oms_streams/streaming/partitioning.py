@@ -8,6 +8,7 @@ key's state, so it is dead-lettered with the fix instead of being applied in the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -33,3 +34,15 @@ def misrouted(message: Any, partitions: int | None) -> str | None:
         f"message key {shown!r} belongs in partition {expected} (murmur2, as the Java clients hash), "
         f"not {message.partition}: set the producer's partitioner to murmur2_random"
     )
+
+
+def strays(message: Any, keys: Iterable[str], partitions: int | None) -> str | None:
+    """Why an item of a batch record (see ``outbox.PartitionBatches``) does not belong in the
+    record's partition, or None: each item's key must hash where the record's key does."""
+    if partitions is None:
+        return None
+    for key in keys:
+        expected = partition_for(key.encode(), partitions)
+        if expected != message.partition:
+            return f"item key {key!r} belongs in partition {expected}, not {message.partition}"
+    return None

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +35,9 @@ from oms_streams.adapters.sourcing import (
     SourcingRow,
     allocation_record,
     decision_to_plan,
-    decode_reply,
-    reservation_record,
+    decode_replies,
+    reservation_batch_record,
+    reservation_command,
     reservations_by_sku,
     sourced_record,
 )
@@ -51,8 +52,8 @@ from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.ledger_runtime import AvailabilityView
 from oms_streams.streaming.network import NetworkState
-from oms_streams.streaming.outbox import Outbox, Produce
-from oms_streams.streaming.partitioning import misrouted
+from oms_streams.streaming.outbox import Outbox, PartitionBatches, Produce
+from oms_streams.streaming.partitioning import misrouted, strays
 from oms_streams.streaming.table_context import in_partition, in_partition_of
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,7 @@ class SourcingRuntime:
         self.workload: dict[str, int] = defaultdict(int)
         """Live allocations per location among this worker's orders (a sourcing cost)."""
         self.outbox = Outbox(produce, topics.dlq, metrics)
+        self.commands = PartitionBatches(topics.reservations, partitions, reservation_batch_record)
         self._republished: set[str] = set()
         """Orders whose finished round this worker published again (once is enough)."""
 
@@ -209,30 +211,38 @@ class SourcingRuntime:
         async with self.lock:
             for part in (replies, others):
                 if part:
-                    self._apply_part(part, now_ms())
+                    now = now_ms()
+                    self._apply_part(part, now)
+                    self.commands.drain_into(self.outbox, now)
                     await self.outbox.flush()
 
     def _apply_part(self, events: list[Any], now: int) -> None:
         rows: dict[str, tuple[SourcingRow, Any]] = {}
         for event in events:
-            try:
-                self._apply_one(event, rows, now)
-            except Exception as error:  # a bug must not stop every order behind this one
-                log.exception("sourcing could not process %s", event.message.topic)
-                self.outbox.dead_letter(f"could not be processed: {error!r}", event.message, now)
+            for item in self._decode(event, now):
+                try:
+                    self._apply_item(item, event, rows, now)
+                except Exception as error:  # a bug must not stop every order behind this one
+                    log.exception("sourcing could not process %s", event.message.topic)
+                    reason = f"could not be processed (order {item.order_id}): {error!r}"
+                    self.outbox.dead_letter(reason, event.message, now)
         for row, event in rows.values():
             with in_partition_of(event):
                 self.table[row.order_id] = row.encode()
 
-    def _apply_one(self, event: Any, rows: dict[str, tuple[SourcingRow, Any]], now: int) -> None:
+    def _decode(self, event: Any, now: int) -> Sequence[Placement | Fulfilment | Reply]:
+        """The message's placement, fulfilment event or answers; nothing if it is not valid."""
         message = event.message
         topic = message.topic
-        decoded: Placement | Fulfilment | Reply | Failure
+        decoded: Placement | Fulfilment | list[Reply] | Failure
         wrong = misrouted(message, self.partitions)
         if wrong is not None:
             decoded = Failure(wrong)
         elif topic == self.topics.replies:
-            decoded = decode_reply(message.key, message.value)
+            decoded = decode_replies(message.key, message.value)
+            if not isinstance(decoded, Failure):
+                stray = strays(message, (reply.order_id for reply in decoded), self.partitions)
+                decoded = Failure(stray) if stray else decoded
         elif topic == self.topics.placed:
             decoded = decode_placement(message.key, message.value)
         else:
@@ -242,17 +252,26 @@ class SourcingRuntime:
             if topic == self.topics.replies:
                 self.outbox.dead_letter(decoded.reason, message, now)
             self.metrics.sourcing_events.labels(_label(topic, self.topics), "invalid").inc()
-            return
+            return ()
+        return decoded if isinstance(decoded, list) else (decoded,)
+
+    def _apply_item(
+        self,
+        decoded: Placement | Fulfilment | Reply,
+        event: Any,
+        rows: dict[str, tuple[SourcingRow, Any]],
+        now: int,
+    ) -> None:
         order_id = decoded.order_id
         cached = rows.get(order_id)
         row = cached[0] if cached is not None else self._load(order_id)
         if isinstance(decoded, Placement):
-            row, verdict = self._place(row, decoded, message.partition, now)
+            row, verdict = self._place(row, decoded, event.message.partition, now)
         elif isinstance(decoded, Reply):
             verdict = self._answer(row, decoded, now) if row is not None else self._stray(decoded, now)
         else:
             verdict = self._progress(row, decoded, now) if row is not None else "ignored"
-        self.metrics.sourcing_events.labels(_label(topic, self.topics), verdict).inc()
+        self.metrics.sourcing_events.labels(_label(event.message.topic, self.topics), verdict).inc()
         if row is not None and verdict in ("applied", "parked"):
             rows[order_id] = (row, event)
 
@@ -574,6 +593,7 @@ class SourcingRuntime:
                         if sku in row.pending:
                             self._send_reservation("reserve", row, row.reservation_id, sku, lines, now)
                             resent += 1
+            self.commands.drain_into(self.outbox, now)
             await self.outbox.flush()
             return resent
 
@@ -592,8 +612,7 @@ class SourcingRuntime:
         order = row.order_id if row is not None else order_id
         channel = row.channel if row is not None else "webshop"
         assert order is not None
-        record = reservation_record(kind, reservation_id, order, sku, channel, lines, now)
-        self.outbox.add(self.topics.reservations, sku.encode(), record)
+        self.commands.add(sku, reservation_command(kind, reservation_id, order, sku, channel, lines, now))
 
     def lookup(self, order_id: str) -> SourcingRow | None:
         return self._load(order_id)

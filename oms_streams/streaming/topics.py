@@ -31,7 +31,7 @@ from oms_streams.schemas.orders import (
 )
 from oms_streams.schemas.promise import PromiseRequested, PromiseResponse
 from oms_streams.schemas.returns import ReturnProcessed, ReturnReceived, ReturnRequested, ReturnRouted
-from oms_streams.schemas.sourcing import Allocation, OrderSourced, ReservationCommand, ReservationReply
+from oms_streams.schemas.sourcing import Allocation, OrderSourced, ReplyBatch, ReservationBatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,18 +212,19 @@ COURIER_BOOKINGS = TopicSpec(
     retention_days=7,  # only today's slots matter
 )
 RESERVATIONS = TopicSpec(
-    "oms.inventory.reservations.v1",
-    "sku",
-    ReservationCommand,
-    "Reserve / release / fulfil commands to the owner of a SKU's ledger (co-partitioned with stock).",
+    "oms.inventory.reservations.v2",
+    "sku (of the first command: every command's SKU is in that partition)",
+    ReservationBatch,
+    "Reserve / release / fulfil commands to the owner of SKU ledgers (co-partitioned with stock), "
+    "batched per partition.",
     producers=("source_orders",),
     consumers=("apply_stock_events",),
 )
 RESERVATION_REPLIES = TopicSpec(
-    "oms.orders.reservation-replies.v1",
-    "order_id",
-    ReservationReply,
-    "The ledger's answer to each reservation command, back to the owner of the order.",
+    "oms.orders.reservation-replies.v2",
+    "order_id (of the first reply: every reply's order is in that partition)",
+    ReplyBatch,
+    "The ledger's answer to each reservation command, back to the owner of the order, batched per partition.",
     producers=("apply_stock_events",),
     consumers=("source_orders",),
 )

@@ -40,6 +40,7 @@ from oms_streams.adapters.stock import (
     decode_count,
     decode_movement,
     decode_supplier_stock,
+    key_problem,
     parse_model,
     row_to_position,
 )
@@ -50,7 +51,14 @@ from oms_streams.domain.ledger import apply_commands
 from oms_streams.domain.visibility import Location
 from oms_streams.schemas.config import LocationRecord
 from oms_streams.schemas.orders import OrderPlaced
-from oms_streams.schemas.sourcing import Allocation, OrderSourced, ReservationCommand, ReservationReply
+from oms_streams.schemas.sourcing import (
+    Allocation,
+    OrderSourced,
+    ReplyBatch,
+    ReservationBatch,
+    ReservationCommand,
+    ReservationReply,
+)
 from oms_streams.streaming.topics import (
     ALLOCATIONS,
     COUNTS,
@@ -771,6 +779,20 @@ def _keyed(model: type[M], field_name: str) -> Callable[[bytes | None, bytes | N
     return decode
 
 
+def _commands(key: bytes | None, value: bytes | None) -> list[ReservationCommand] | Failure:
+    wire = parse_model(ReservationBatch, value, "a sourcing topic")
+    if isinstance(wire, Failure):
+        return wire
+    return key_problem(key, wire.commands[0].sku, "SKU of the first command") or wire.commands
+
+
+def _replies(key: bytes | None, value: bytes | None) -> list[ReservationReply] | Failure:
+    wire = parse_model(ReplyBatch, value, "a sourcing topic")
+    if isinstance(wire, Failure):
+        return wire
+    return key_problem(key, wire.replies[0].order_id, "order id of the first reply") or wire.replies
+
+
 def _decode_placed(key: bytes | None, value: bytes | None) -> OrderPlaced | Failure:
     placement = decode_placement(key, value)  # the order tracker's own validity rules
     if isinstance(placement, Failure):
@@ -798,8 +820,6 @@ class _Collector:
             "allocations": t(ALLOCATIONS.name),
             "outcomes": t(ORDERS_SOURCED.name),
         }
-        self.decode_command = _keyed(ReservationCommand, "sku")
-        self.decode_reply = _keyed(ReservationReply, "order_id")
         self.decode_allocation = _keyed(Allocation, "order_id")
         self.decode_outcome = _keyed(OrderSourced, "order_id")
         self.names = [*self.stock_decoders, self.locations_topic, *self.topics.values(), self.changelog]
@@ -829,9 +849,9 @@ class _Collector:
         elif topic == self.topics["placed"]:
             self._take(topic, _decode_placed(key, value), self.placed, at)
         elif topic == self.topics["commands"]:
-            self._take(topic, self.decode_command(key, value), self.commands, at)
+            self._take_all(topic, _commands(key, value), self.commands, at)
         elif topic == self.topics["replies"]:
-            self._take(topic, self.decode_reply(key, value), self.replies, at)
+            self._take_all(topic, _replies(key, value), self.replies, at)
         elif topic == self.topics["allocations"]:
             self._take(topic, self.decode_allocation(key, value), self.allocations, at)
         elif topic == self.topics["outcomes"]:
@@ -842,6 +862,13 @@ class _Collector:
             self.reasons[topic][decoded.reason] += 1
         else:
             into.append(Logged(decoded, at))
+
+    def _take_all(self, topic: str, decoded: list[R] | Failure, into: list[Logged[R]], at: At) -> None:
+        """A batch record's items share its place in the log (and keep their order in it)."""
+        if isinstance(decoded, Failure):
+            self.reasons[topic][decoded.reason] += 1
+        else:
+            into.extend(Logged(item, at) for item in decoded)
 
     def _location(self, key: bytes | None, value: bytes | None) -> None:
         # As the config follower does (streaming.network): the record must be a location the

@@ -7,12 +7,13 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from oms_streams.streaming.partitioning import partition_for
 from tests.integration.test_promise_and_risk import DLQ, UTRECHT_HOME, records_for, stock_up
 from tests.worker_process import Events, WorkerProcess, read_topic, wait_until
 
 SOURCED = "oms.orders.sourced.v1"
 ALLOCATIONS = "oms.fulfilment.allocations.v1"
-RESERVATIONS = "oms.inventory.reservations.v1"
+RESERVATIONS = "oms.inventory.reservations.v2"
 
 
 def an_option(
@@ -173,11 +174,47 @@ def test_duplicates_change_nothing_and_bad_commands_go_to_the_dead_letter_topic(
                 "event_id": "bad-key",
                 "occurred_at": datetime.now(UTC).isoformat(),
                 "source": "test",
-                "kind": "reserve",
-                "reservation_id": "X/1",
-                "order_id": "X",
-                "sku": "SKU-LANTERN",
-                "lines": [{"location_id": "DC-NORTH", "quantity": 1}],
+                "schema_version": 2,
+                "commands": [
+                    {
+                        "event_id": "bad-key-1",
+                        "occurred_at": datetime.now(UTC).isoformat(),
+                        "source": "test",
+                        "kind": "reserve",
+                        "reservation_id": "X/1",
+                        "order_id": "X",
+                        "sku": "SKU-LANTERN",
+                        "lines": [{"location_id": "DC-NORTH", "quantity": 1}],
+                    }
+                ],
+            }
+        ).encode(),
+    )
+    # A batch may only hold SKUs of its own partition: one from elsewhere would be applied by a
+    # worker that does not own that SKU's ledger.
+    home = partition_for(b"SKU-LANTERN", 3)
+    elsewhere = next(f"SKU-{n}" for n in range(100) if partition_for(f"SKU-{n}".encode(), 3) != home)
+    events.send(
+        RESERVATIONS,
+        b"SKU-LANTERN",
+        json.dumps(
+            {
+                "event_id": "stray",
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "source": "test",
+                "schema_version": 2,
+                "commands": [
+                    {
+                        "event_id": f"stray-{sku}",
+                        "occurred_at": datetime.now(UTC).isoformat(),
+                        "source": "test",
+                        "kind": "release",
+                        "reservation_id": "X/1",
+                        "order_id": "X",
+                        "sku": sku,
+                    }
+                    for sku in ("SKU-LANTERN", elsewhere)
+                ],
             }
         ).encode(),
     )
@@ -193,10 +230,11 @@ def test_duplicates_change_nothing_and_bad_commands_go_to_the_dead_letter_topic(
         ]
 
     letters = wait_until(
-        lambda: len(reservation_letters()) >= 2 and reservation_letters(), 20, "dead letters"
+        lambda: len(reservation_letters()) >= 3 and reservation_letters(), 20, "dead letters"
     )
     reasons = " | ".join(letter["reason"] for letter in letters)
     assert "schema violation" in reasons and "is not the SKU" in reasons, reasons
+    assert f"item key {elsewhere!r} belongs in partition" in reasons, reasons
     assert len(records_for(worker, SOURCED, "ORDER-4")) == 1
     assert len(allocations_of(worker, "ORDER-4")) == 1
     wait_until(lambda: atp_at(worker, "SKU-LANTERN", "DC-NORTH") == 1, 20, "two lanterns reserved once")

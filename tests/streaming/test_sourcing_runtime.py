@@ -16,6 +16,7 @@ from typing import Any
 
 from oms_streams.domain.transit import TransitModel
 from oms_streams.streaming.ledger_runtime import AvailabilityView
+from oms_streams.streaming.partitioning import partition_for
 from oms_streams.streaming.sourcing_runtime import MAX_ATTEMPTS, SourcingRuntime, SourcingTopics
 from tests.streaming.test_orders_runtime import UTRECHT_HOME, FakeEvent
 from tests.streaming.test_orders_runtime import Harness as OrdersHarness
@@ -84,7 +85,26 @@ class Harness(OrdersHarness):
         self.run(FakeEvent("placed", order_id.encode(), json.dumps(body).encode()))
 
     def answer(self, command: dict[str, Any], status: str, available_after: int = 0) -> FakeEvent:
+        """A reply record answering one command (the ledger batches answers per partition)."""
+        return self.answers([command], status, available_after)
+
+    def answers(
+        self, commands: list[dict[str, Any]], status: str, available_after: int = 0, partition: int = 0
+    ) -> FakeEvent:
+        """One reply record answering every command, keyed by the first one's order."""
+        replies = [self._reply(command, status, available_after) for command in commands]
         body = {
+            "event_id": f"{replies[0]['event_id']}+{len(replies) - 1}",
+            "occurred_at": replies[0]["occurred_at"],
+            "source": "ledger",
+            "schema_version": 2,
+            "replies": replies,
+        }
+        key = commands[0]["order_id"].encode()
+        return FakeEvent("replies", key, json.dumps(body).encode(), partition=partition)
+
+    def _reply(self, command: dict[str, Any], status: str, available_after: int) -> dict[str, Any]:
+        return {
             "event_id": f"{command['reservation_id']}:{command['sku']}:{command['kind']}",
             "occurred_at": datetime.now(UTC).isoformat(),
             "source": "ledger",
@@ -102,10 +122,15 @@ class Harness(OrdersHarness):
                 for line in command["lines"]
             ],
         }
-        return FakeEvent("replies", command["order_id"].encode(), json.dumps(body).encode())
 
     def commands(self, kind: str | None = None) -> list[dict[str, Any]]:
-        return [c for c in self.on("reservations") if kind is None or c["kind"] == kind]
+        """Every command sent, out of the batch records they travel in."""
+        return [
+            c
+            for batch in self.on("reservations")
+            for c in batch["commands"]
+            if kind is None or c["kind"] == kind
+        ]
 
     def take_sent(self) -> None:
         self.sent.clear()
@@ -122,10 +147,10 @@ def test_each_sku_of_the_plan_is_asked_of_its_ledger_owner_and_all_reserved_allo
         ("SKU-BIKE-LIGHT", "ORDER-1/1"),
         ("SKU-TENT", "ORDER-1/1"),
     ]
-    assert all(
-        key == c["sku"].encode()
-        for (_, key, _), c in zip([s for s in h.sent if s[0] == "reservations"], asked, strict=True)
-    )
+    # One record for the batch's commands (no partition count here: one partition), keyed by the
+    # first command's SKU so it lands where that SKU's ledger lives.
+    [(_, key, value)] = [s for s in h.sent if s[0] == "reservations"]
+    assert key == json.loads(value)["commands"][0]["sku"].encode()
     h.take_sent()
 
     h.run(*(h.answer(c, "reserved", 3) for c in asked))
@@ -154,6 +179,33 @@ def test_a_refusal_releases_what_was_held_and_plans_again_with_what_the_ledger_s
     assert {c["reservation_id"] for c in again.values()} == {"ORDER-1/2"}
     assert [line["location_id"] for line in again["SKU-TENT"]["lines"]] == ["DC-SOUTH"]
     assert h.on("sourced") == []
+
+
+def test_one_reply_record_answers_the_orders_of_its_partition_and_one_holding_a_stray_is_refused():
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=5)
+    h.stock("SKU-STOVE", DC_NORTH=5)
+    orders = [f"ORDER-{n}" for n in range(12)]
+    for order_id in orders:
+        h.place(order_id, {"SKU-TENT": 1, "SKU-STOVE": 1})
+    h.saga.partitions = 4  # from here on, records are checked against their partition
+    by_partition: dict[int, list[dict[str, Any]]] = {}
+    for command in h.commands("reserve"):
+        by_partition.setdefault(partition_for(command["order_id"].encode(), 4), []).append(command)
+    [(home, mine), (_, theirs), *_] = sorted(by_partition.items())
+    h.take_sent()
+
+    # A record holding an answer for an order of another partition is dead-lettered whole.
+    h.run(h.answers(mine + theirs[:1], "reserved", 3, partition=home))
+    [letter] = h.on("dlq")
+    assert repr(theirs[0]["order_id"]) in letter["reason"] and not h.on("sourced")
+    h.take_sent()
+
+    # The partition's answers in one record: every order of it is allocated.
+    h.run(h.answers(mine, "reserved", 3, partition=home))
+    outcomes = h.on("sourced")
+    assert sorted(o["order_id"] for o in outcomes) == sorted({c["order_id"] for c in mine})
+    assert {o["outcome"] for o in outcomes} == {"allocated"}
 
 
 def test_an_answer_to_an_attempt_that_is_over_gives_its_units_back():

@@ -194,7 +194,7 @@ def command(
         sku=sku,
         lines=[{"location_id": loc, "quantity": qty} for loc, qty in lines.items()],  # type: ignore[misc]
     )
-    return Logged(record, _at("oms.inventory.reservations.v1", at))
+    return Logged(record, _at("oms.inventory.reservations.v2", at))
 
 
 def reply(
@@ -222,7 +222,7 @@ def reply(
             for loc, qty in (lines if lines is not None else {DC: 3}).items()
         ],
     )
-    return Logged(record, _at("oms.orders.reservation-replies.v1", at))
+    return Logged(record, _at("oms.orders.reservation-replies.v2", at))
 
 
 def an_allocated_order(**overrides: Any) -> dict[str, Any]:
@@ -376,7 +376,7 @@ def test_a_redelivered_fulfilled_reply_takes_the_units_once():
         replies=[
             reply(),
             fulfilled,
-            replace(fulfilled, at=_at("oms.orders.reservation-replies.v1", minutes(6))),
+            replace(fulfilled, at=_at("oms.orders.reservation-replies.v2", minutes(6))),
         ],
     )
 
