@@ -75,6 +75,18 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(
         default=20, ge=1, le=5000, description="Longest a fetch waits for new data (faust fixes it at 1500)."
     )
+    slow_follow_ms: int = Field(
+        default=500,
+        ge=1,
+        le=5000,
+        description="Longest an idle fetch of the config, transit, courier-booking and returns-load "
+        "topics waits: how late a change there may reach a worker.",
+    )
+    view_fetch_min_bytes: int = Field(
+        default=65_536,
+        ge=1,
+        description="A fetch of the availability feed returns once this much is there, or after 50 ms.",
+    )
     table_store: Literal["rocksdb", "memory"] = "rocksdb"
     gc_thresholds: tuple[int, int, int] = Field(
         default=(10_000, 10, 100),

@@ -66,6 +66,13 @@ class Metrics:
             "Input partitions with messages waiting and no progress for OMS_STALL_AFTER_S.",
             registry=r,
         )
+        self.partitions_reread = Counter(
+            "oms_partitions_reread_total",
+            "Times a partition was read again from its committed offset because a rebalance had "
+            "dropped a record before it was processed (faust_fixes.heal_dropped_records).",
+            ["topic"],
+            registry=r,
+        )
         self.positions = Gauge("oms_ledger_positions", "Stock positions held in memory.", registry=r)
         self.gc_frozen_objects = Gauge(
             "oms_gc_frozen_objects",

@@ -1,6 +1,5 @@
-"""Two throughput/latency fixes for the pinned faust-streaming 0.15.3, applied once at start-up.
-
-Measured with ``make bench`` (see bench/README.md); both are small, local and version-guarded:
+"""Fixes for the pinned faust-streaming 0.15.3, applied once at start-up; small, local and
+version-guarded. Two for throughput and latency, measured with ``make bench`` (bench/README.md):
 
 1. faust's ``ProducerBuffer`` hands queued ``send_soon`` messages (every table changelog write) to
    the Kafka producer one per event-loop turn, and the conductor stops taking in messages while more
@@ -9,18 +8,38 @@ Measured with ``make bench`` (see bench/README.md); both are small, local and ve
 2. faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer: a partition that has just been
    drained waits up to 1.5 s for its next fetch, which is the p99 of event-to-availability latency
    at moderate load. The fix makes it a setting (``OMS_FETCH_MAX_WAIT_MS``).
+
+And one for correctness, found by ``oms audit`` after a two-worker start-up lost one stock movement:
+
+3. In a rebalance faust drops records it has already fetched (a ``getmany`` that sees the generation
+   change stops half way; the stream skips records of the old generation) and only seeks back when
+   the next fetch finds the flow stopped. When that seek does not come, the partition's next record
+   is one past a record never processed, and faust's commit check, ``min(acked) - committed > 1``,
+   lets exactly one missing record through (``committed`` is the next offset to read). The fix
+   never commits past an offset that was not acked, and ``heal_dropped_records`` (a worker timer)
+   seeks such a partition back to its committed offset, so the dropped records are read again;
+   redelivery is safe because every runtime is idempotent.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import faust
+from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
+from faust.utils.functional import consecutive_numbers
+
+log = logging.getLogger(__name__)
 
 SUPPORTED = "0.15.3"
 _applied: dict[str, Any] = {}
+HEAL_AFTER_S = 5.0
+"""How long the head of a partition may stay unacked before it is read again (a batch in progress
+is acked within a second or so; a dropped record never is)."""
 
 
 def apply(fetch_max_wait_ms: int) -> None:
@@ -51,3 +70,68 @@ def apply(fetch_max_wait_ms: int) -> None:
         return consumer
 
     AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
+
+    Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+
+
+def _new_offset(self: Any, tp: Any) -> int | None:
+    """faust's ``Consumer._new_offset`` (the offset to commit for ``tp``) without its off-by-one:
+    nothing is committed while the lowest acked offset is above the committed one."""
+    acked = self._acked[tp]
+    if not acked:
+        return None
+    gap_for_tp = self._gap[tp]
+    if gap_for_tp:
+        # As faust: offsets known to hold no record (transaction markers, compaction) count as acked.
+        max_offset = max(acked)
+        candidates = sorted(gap_for_tp.overlap(0, max_offset), key=lambda x: x.begin)
+        if candidates:
+            stuff_to_add: list[int] = []
+            for entry in candidates:
+                stuff_to_add.extend(range(entry.begin, entry.end))
+            acked.extend(stuff_to_add)
+            gap_for_tp.chop(0, max(stuff_to_add[-1], max_offset + 1))
+    acked.sort()
+    committed = self._committed_offset[tp]
+    gaps = getattr(self, "oms_head_gaps", None)
+    if gaps is None:
+        gaps = self.oms_head_gaps = {}
+    if committed is not None and acked[0] > committed:
+        gaps.setdefault(tp, time.monotonic())  # see heal_dropped_records
+        return None
+    gaps.pop(tp, None)
+    batch = next(consecutive_numbers(acked))
+    acked[: len(batch)] = []
+    self._acked_index[tp].difference_update(batch)
+    return int(batch[-1]) + 1
+
+
+async def heal_dropped_records(consumer: Any, now: float | None = None) -> list[Any]:
+    """Read again, from its committed offset, every partition whose head has stayed unacked for
+    ``HEAL_AFTER_S``, so the records a rebalance dropped are processed; returns those partitions.
+
+    If the head is still missing after such a re-read, the offsets below the first acked one hold
+    no record (a transaction marker, or retention deleted them): they are marked as holding none,
+    as faust marks the offsets it sees skipped while reading."""
+    gaps: dict[Any, float] = getattr(consumer, "oms_head_gaps", {})
+    reread: dict[Any, int] = consumer.__dict__.setdefault("oms_reread", {})
+    now = time.monotonic() if now is None else now
+    healed = []
+    for tp, since in list(gaps.items()):
+        committed = consumer._committed_offset.get(tp)
+        if committed is None:  # revoked since: the new owner reads from the committed offset
+            gaps.pop(tp, None)
+            continue
+        if now - since < HEAL_AFTER_S:
+            continue
+        gaps.pop(tp, None)
+        acked = consumer._acked[tp]
+        if reread.get(tp) == committed and acked:
+            log.warning("%s: offsets %d-%d hold no record; committing past them", tp, committed, acked[0] - 1)
+            consumer._gap[tp].addi(committed, acked[0])
+            continue
+        log.warning("%s: offset %d was never processed; reading the partition again from it", tp, committed)
+        reread[tp] = committed
+        await consumer.seek(tp, committed)
+        healed.append(tp)
+    return healed

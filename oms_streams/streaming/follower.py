@@ -25,10 +25,21 @@ OnRecords = Callable[[Sequence[Any]], None]
 
 class TopicFollower(Service):
     def __init__(
-        self, settings: Settings, topics: Sequence[str], on_records: OnRecords, **kwargs: Any
+        self,
+        settings: Settings,
+        topics: Sequence[str],
+        on_records: OnRecords,
+        *,
+        max_wait_ms: int = 50,
+        min_bytes: int = 1,
+        **kwargs: Any,
     ) -> None:
+        """A fetch returns once ``min_bytes`` are there or after ``max_wait_ms``; each costs the
+        worker and the broker CPU, so a busy topic is read in batches and a quiet one asked less often."""
         super().__init__(**kwargs)
         self.settings = settings
+        self.max_wait_ms = max_wait_ms
+        self.min_bytes = min_bytes
         self.topics = list(topics)
         self.on_records = on_records
         self._consumer: AIOKafkaConsumer | None = None
@@ -46,7 +57,8 @@ class TopicFollower(Service):
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=50,
+            fetch_max_wait_ms=self.max_wait_ms,
+            fetch_min_bytes=self.min_bytes,
         )
         await consumer.start()
         partitions: dict[str, set[int]] = {}
@@ -73,7 +85,7 @@ class TopicFollower(Service):
     async def _follow(self) -> None:
         assert self._consumer is not None
         while not self.should_stop:
-            batches = await self._consumer.getmany(timeout_ms=100, max_records=5000)
+            batches = await self._consumer.getmany(timeout_ms=2 * self.max_wait_ms, max_records=5000)
             for tp, records in batches.items():
                 try:
                     self.on_records(records)

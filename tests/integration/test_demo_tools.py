@@ -54,8 +54,9 @@ def test_simulator_feeds_a_worker_without_dead_letters(
 
     # watch shows the current state of the simulated SKUs (one line each) and returns.
     lines = io.StringIO()
-    shown = watch_availability(settings, ["SKU-BIKE-LIGHT", "SKU-KAYAK"], channel="webshop",
-                               max_records=2, timeout_s=20, out=lines)
+    shown = watch_availability(
+        settings, ["SKU-BIKE-LIGHT", "SKU-KAYAK"], channel="webshop", max_records=2, timeout_s=20, out=lines
+    )
     assert shown == 2, lines.getvalue()
     text = lines.getvalue()
     assert "SKU-BIKE-LIGHT" in text and "SKU-KAYAK" in text and "DC-NORTH" in text
@@ -66,7 +67,10 @@ def publish(events: Events, sku: str, webshop_locations: dict[str, int]) -> None
     """An availability record as a worker would publish it (webshop channel only)."""
     total = sum(webshop_locations.values())
     record = AvailabilityRecord(
-        sku=sku, published_at=datetime.now(UTC), rules_version="demo-1", network_atp=total,
+        sku=sku,
+        published_at=datetime.now(UTC),
+        rules_version="demo-1",
+        network_atp=total,
         channels={"webshop": ChannelAvailability(total=total, locations=webshop_locations)},
     )
     events.send(AVAILABILITY, sku.encode(), record.model_dump_json().encode())
@@ -86,9 +90,19 @@ def test_watch_prints_current_state_then_live_changes(
 
     out = io.StringIO()
     result: list[int] = []
-    watcher = threading.Thread(target=lambda: result.append(watch_availability(
-        settings, ["SKU-BIKE-LIGHT"], channel="webshop", max_records=3, timeout_s=25, out=out, color=False,
-    )))
+    watcher = threading.Thread(
+        target=lambda: result.append(
+            watch_availability(
+                settings,
+                ["SKU-BIKE-LIGHT"],
+                channel="webshop",
+                max_records=3,
+                timeout_s=25,
+                out=out,
+                color=False,
+            )
+        )
+    )
     watcher.start()
     try:
         wait_until(lambda: "SKU-BIKE-LIGHT" in out.getvalue(), 15, "the current state line")

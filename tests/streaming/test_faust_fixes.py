@@ -1,0 +1,99 @@
+"""faust's commit bookkeeping with our fix: never past a record that was not processed, and a
+partition whose head a rebalance dropped is read again from its committed offset."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+from intervaltree import IntervalTree
+
+from oms_streams.streaming import faust_fixes
+
+
+class FakeConsumer:
+    """What faust's ``Consumer._new_offset`` and our healer read and write."""
+
+    def __init__(self, committed: int | None, acked: list[int]) -> None:
+        self.tp = ("oms.inventory.movements.v1", 1)
+        self._acked: dict[Any, list[int]] = defaultdict(list, {self.tp: list(acked)})
+        self._acked_index: dict[Any, set[int]] = defaultdict(set, {self.tp: set(acked)})
+        self._gap: dict[Any, IntervalTree] = defaultdict(IntervalTree)
+        self._committed_offset: dict[Any, int | None] = {self.tp: committed}
+        self.seeks: list[tuple[Any, int]] = []
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+    def new_offset(self) -> int | None:
+        return faust_fixes._new_offset(self, self.tp)
+
+
+def test_the_acked_run_is_committed_from_the_committed_offset():
+    consumer = FakeConsumer(committed=4136, acked=[4136, 4137, 4138, 4140])
+
+    assert consumer.new_offset() == 4139  # up to the first gap, as faust does
+    assert consumer._acked[consumer.tp] == [4140]
+
+
+def test_one_record_missing_at_the_head_is_never_committed_past():
+    # committed is the next offset to read: 4136 was never processed. faust's own check
+    # (min(acked) - committed > 1) let this through and the record was lost.
+    consumer = FakeConsumer(committed=4136, acked=[4137, 4138, 4139])
+
+    assert consumer.new_offset() is None
+    assert consumer._acked[consumer.tp] == [4137, 4138, 4139]  # kept for when 4136 comes
+
+
+def test_offsets_that_hold_no_record_count_as_acked():
+    consumer = FakeConsumer(committed=10, acked=[12, 13])
+    consumer._gap[consumer.tp].addi(10, 12)  # 10 and 11: transaction markers, say
+
+    assert consumer.new_offset() == 14
+
+
+def test_a_head_left_unacked_is_read_again_from_the_committed_offset_after_a_while():
+    consumer = FakeConsumer(committed=4136, acked=[4137])
+    assert consumer.new_offset() is None
+    since = consumer.oms_head_gaps[consumer.tp]  # type: ignore[attr-defined]
+
+    early = asyncio.run(faust_fixes.heal_dropped_records(consumer, now=since + 1))
+    assert early == [] and consumer.seeks == []  # a batch may still be on its way
+
+    healed = asyncio.run(faust_fixes.heal_dropped_records(consumer, now=since + faust_fixes.HEAL_AFTER_S))
+    assert healed == [consumer.tp] and consumer.seeks == [(consumer.tp, 4136)]
+
+
+def test_the_head_acked_in_time_clears_the_alarm():
+    consumer = FakeConsumer(committed=4136, acked=[4137])
+    assert consumer.new_offset() is None
+    consumer._acked[consumer.tp].append(4136)  # the batch holding it was acked after all
+
+    assert consumer.new_offset() == 4138
+    assert asyncio.run(faust_fixes.heal_dropped_records(consumer, now=1e12)) == []
+
+
+def test_a_head_still_missing_after_the_re_read_holds_no_record_and_is_committed_past():
+    # E.g. a transaction marker at the committed offset: reading again cannot deliver it.
+    consumer = FakeConsumer(committed=4136, acked=[4137])
+    assert consumer.new_offset() is None
+    since = consumer.oms_head_gaps[consumer.tp]  # type: ignore[attr-defined]
+    asyncio.run(faust_fixes.heal_dropped_records(consumer, now=since + faust_fixes.HEAL_AFTER_S))
+    assert consumer.seeks == [(consumer.tp, 4136)]
+
+    assert consumer.new_offset() is None  # the re-read brought 4137 again, not 4136
+    again = consumer.oms_head_gaps[consumer.tp]  # type: ignore[attr-defined]
+    healed = asyncio.run(faust_fixes.heal_dropped_records(consumer, now=again + faust_fixes.HEAL_AFTER_S))
+
+    assert healed == [] and len(consumer.seeks) == 1  # no second seek
+    assert consumer.new_offset() == 4138
+
+
+def test_a_partition_revoked_since_is_left_to_its_new_owner():
+    consumer = FakeConsumer(committed=4136, acked=[4137])
+    assert consumer.new_offset() is None
+    consumer._committed_offset.pop(consumer.tp)  # faust forgets a revoked partition
+
+    assert asyncio.run(faust_fixes.heal_dropped_records(consumer, now=1e12)) == []
+    assert consumer.seeks == []
