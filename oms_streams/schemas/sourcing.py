@@ -6,11 +6,11 @@
   batch has for SKUs of one partition (keyed by the first command's SKU).
 - ``oms.orders.reservation-replies.v2`` carries the ledger's answers back to the owner of the order,
   batched the same way per order partition (keyed by the first reply's order id).
+- ``oms.fulfilment.allocations.v1`` (key: order id): one allocation per shipment, for fulfilment.
+- ``oms.orders.sourced.v1`` (key: order id): one outcome per order and sourcing round.
 
 Batching is what keeps the saga affordable: an order's commands and answers would otherwise be two
 records per SKU, each paying the full per-record cost of Kafka and faust on both sides.
-- ``oms.fulfilment.allocations.v1`` (key: order id): one allocation per shipment, for fulfilment.
-- ``oms.orders.sourced.v1`` (key: order id): one outcome per order and sourcing round.
 """
 
 from __future__ import annotations

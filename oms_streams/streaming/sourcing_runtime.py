@@ -219,10 +219,17 @@ class SourcingRuntime:
     def _apply_part(self, events: list[Any], now: int) -> None:
         rows: dict[str, tuple[SourcingRow, Any]] = {}
         for event in events:
-            for item in self._decode(event, now):
+            # A bug must not stop every order behind this one: what fails goes to the DLQ.
+            try:
+                items = self._decode(event, now)
+            except Exception as error:
+                log.exception("sourcing could not decode %s", event.message.topic)
+                self.outbox.dead_letter(f"could not be processed: {error!r}", event.message, now)
+                continue
+            for item in items:
                 try:
                     self._apply_item(item, event, rows, now)
-                except Exception as error:  # a bug must not stop every order behind this one
+                except Exception as error:
                     log.exception("sourcing could not process %s", event.message.topic)
                     reason = f"could not be processed (order {item.order_id}): {error!r}"
                     self.outbox.dead_letter(reason, event.message, now)
