@@ -34,9 +34,6 @@ class Received:
     occurred_at_ms: int
     sold_at_ms: int | None
 
-    def item_keys(self) -> list[str]:
-        return [item.item_id or item.sku for item in self.wire.items]
-
 
 def decode_requested(key: bytes | None, value: bytes | None) -> Requested | Failure:
     wire = parse_model(ReturnRequested, value, "the returns requested topic")

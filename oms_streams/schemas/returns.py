@@ -76,9 +76,13 @@ class ReturnReceived(Envelope):
     )
     items: Annotated[list[ReceivedItem], Field(min_length=1, max_length=100)]
 
+    def item_keys(self) -> list[str]:
+        """Each item's key: its item id, or its SKU when it has none."""
+        return [item.item_id or item.sku for item in self.items]
+
     @model_validator(mode="after")
     def _unique_items(self) -> ReturnReceived:
-        keys = [item.item_id or item.sku for item in self.items]
+        keys = self.item_keys()
         if len(set(keys)) != len(keys):
             raise ValueError("items must be unique by item_id (or SKU when item_id is absent)")
         return self

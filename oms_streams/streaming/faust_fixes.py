@@ -93,9 +93,7 @@ def _new_offset(self: Any, tp: Any) -> int | None:
             gap_for_tp.chop(0, max(stuff_to_add[-1], max_offset + 1))
     acked.sort()
     committed = self._committed_offset[tp]
-    gaps = getattr(self, "oms_head_gaps", None)
-    if gaps is None:
-        gaps = self.oms_head_gaps = {}
+    gaps = self.__dict__.setdefault("oms_head_gaps", {})  # tp -> when its head was first seen missing
     if committed is not None and acked[0] > committed:
         gaps.setdefault(tp, time.monotonic())  # see heal_dropped_records
         return None
@@ -113,8 +111,8 @@ async def heal_dropped_records(consumer: Any, now: float | None = None) -> list[
     If the head is still missing after such a re-read, the offsets below the first acked one hold
     no record (a transaction marker, or retention deleted them): they are marked as holding none,
     as faust marks the offsets it sees skipped while reading."""
-    gaps: dict[Any, float] = getattr(consumer, "oms_head_gaps", {})
-    reread: dict[Any, int] = consumer.__dict__.setdefault("oms_reread", {})
+    gaps: dict[Any, float] = consumer.__dict__.setdefault("oms_head_gaps", {})
+    reread: dict[Any, int] = consumer.__dict__.setdefault("oms_reread", {})  # tp -> offset re-read from
     now = time.monotonic() if now is None else now
     healed = []
     for tp, since in list(gaps.items()):

@@ -270,7 +270,7 @@ class ReturnsRuntime:
         _, rules = self._network()
         days = days_since_sale(received.sold_at_ms, received.occurred_at_ms)
         processed: list[dict[str, Any]] = []
-        for key, item in zip(received.item_keys(), wire.items, strict=True):
+        for key, item in zip(wire.item_keys(), wire.items, strict=True):
             if key in items_seen:
                 continue  # the same item registered again (a till's resend with a new event id)
             decision = decide_disposition(
