@@ -8,7 +8,8 @@
              once; orders/s = orders / (last outcome - first placement), Kafka timestamps.
   latency    orders paced at half the burst rate for ``--seconds``: per order, the Kafka timestamp
              of the placement -> of its outcome on ``oms.orders.sourced.v1`` (allocations are
-             published in the same batch, just before it); p50 / p99 / max.
+             published in the same batch, just before it); p50 / p99 / max; and per hop, from the
+             saga's internal topics: placement -> first reserve command -> last reserve reply -> outcome.
   decision   the worker's own ``oms_sourcing_decision_seconds`` histogram (p50 / p99 from buckets).
 
 Figures, never assertions. Targets (issue 4): >= 500 orders/s, p99 <= 250 ms at half load.
@@ -97,25 +98,44 @@ def orders(
 
 
 class Outcomes(threading.Thread):
-    """Reads the outcome topic from the beginning: order id -> (outcome, Kafka timestamp ms)."""
+    """Reads the outcome topic from the beginning: order id -> (outcome, Kafka timestamp ms); and the
+    saga's internal topics for the per-hop split: order id -> first reserve command's and last
+    reserve reply's Kafka timestamps (ms)."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+    def __init__(self, bootstrap: str, topic: str, partitions: int, commands: str, replies: str) -> None:
         super().__init__(daemon=True)
         self.consumer = Consumer(
             {"bootstrap.servers": bootstrap, "group.id": "bench-unused", "enable.auto.commit": False}
         )
-        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        topics = (topic, commands, replies)
+        self.consumer.assign(
+            [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in range(partitions)]
+        )
+        self.topics = topics
         self.seen: dict[str, tuple[str, int]] = {}
+        self.reserved: dict[str, int] = {}
+        self.replied: dict[str, int] = {}
         self.stopped = False
 
     def run(self) -> None:
+        outcomes, commands, replies = self.topics
         while not self.stopped:
             for message in self.consumer.consume(5000, 0.1):
                 if message.error() or message.value() is None:
                     continue
                 record = orjson.loads(message.value())
-                if record.get("round") == 1:
-                    self.seen.setdefault(record["order_id"], (record["outcome"], message.timestamp()[1]))
+                at = message.timestamp()[1]
+                if message.topic() == outcomes:
+                    if record.get("round") == 1:
+                        self.seen.setdefault(record["order_id"], (record["outcome"], at))
+                elif message.topic() == commands:
+                    for command in record.get("commands", ()):
+                        if command["kind"] == "reserve":
+                            self.reserved.setdefault(command["order_id"], at)
+                elif message.topic() == replies:
+                    for reply in record.get("replies", ()):
+                        if reply["kind"] == "reserve" and reply["order_id"] not in self.seen:
+                            self.replied[reply["order_id"]] = at
         self.consumer.close()
 
 
@@ -187,7 +207,13 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
         time.sleep(5)  # the availability view reads the last records
         pids = ", ".join(str(w.pid) for w in workers)
         log(f"{len(network.places)} locations, {n_positions:,} positions applied; worker pids {pids}")
-        outcomes = Outcomes(bootstrap, settings.topic("oms.orders.sourced.v1"), a.partitions)
+        outcomes = Outcomes(
+            bootstrap,
+            settings.topic("oms.orders.sourced.v1"),
+            a.partitions,
+            settings.topic("oms.inventory.reservations.v2"),
+            settings.topic("oms.orders.reservation-replies.v2"),
+        )
         outcomes.start()
         placed_topic = settings.topic("oms.orders.placed.v1")
         producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": "murmur2_random"})
@@ -265,6 +291,17 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
         wait_for(lambda: sum(1 for k in outcomes.seen if k.startswith(f"{run_id}-P")) >= n, 300, 0.2)
         used = cpu.result()
         latencies = sorted(outcomes.seen[o][1] - sent[o] for o in sent if o in outcomes.seen)
+        # Per hop: placed -> first reserve command -> last reserve reply -> outcome.
+        traced = [o for o in sent if o in outcomes.seen and o in outcomes.reserved and o in outcomes.replied]
+        hops = [
+            (
+                outcomes.reserved[o] - sent[o],
+                outcomes.replied[o] - outcomes.reserved[o],
+                outcomes.seen[o][1] - outcomes.replied[o],
+            )
+            for o in traced
+        ]
+        per_hop = [sorted(h[i] for h in hops) for i in range(3)]
         out["latency"] = {
             "rate_per_s": round(pace),
             "orders": n,
@@ -272,11 +309,15 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
             "p50_ms": _pct(latencies, 0.5),
             "p99_ms": _pct(latencies, 0.99),
             "max_ms": latencies[-1] if latencies else None,
+            "hop_p50_ms": [_pct(h, 0.5) for h in per_hop],
+            "hop_p99_ms": [_pct(h, 0.99) for h in per_hop],
+            # (placement timestamp ms, latency ms) per order: is the tail a few stalls or queueing?
+            "series": sorted((sent[o], outcomes.seen[o][1] - sent[o]) for o in sent if o in outcomes.seen),
             "worker_cpu_ms_per_order": round(used["cores_ours"] * used["wall_s"] * 1000 / n, 2),
             "worker_cores": used["cores_ours"],
             "other_cores": used["cores_others"],
         }
-        log(f"latency: {out['latency']}")
+        log(f"latency: { {k: v for k, v in out['latency'].items() if k != 'series'} }")
         outcomes.stopped = True
         out["worker_rss_mib"] = [w.memory() for w in workers]
     finally:
@@ -296,6 +337,9 @@ def run(a: argparse.Namespace, bootstrap: str) -> int:
     lat = out["latency"]
     figures = f"{lat['p50_ms']} / {lat['p99_ms']} / {lat['max_ms']} ms"
     print(f"| at {lat['rate_per_s']}/s: placed -> outcome p50 / p99 / max | {figures} | p99 <= 250 ms |")
+    hop = " / ".join(f"{p50}, {p99}" for p50, p99 in zip(lat["hop_p50_ms"], lat["hop_p99_ms"], strict=True))
+    hops = "per hop p50, p99 (placed -> reserve -> replies -> outcome)"
+    print(f"| at {lat['rate_per_s']}/s: {hops} | {hop} ms | |")
     cores = f"{lat['worker_cores']} cores; broker, bench and others {lat['other_cores']}"
     paced_cpu = f"{lat['worker_cpu_ms_per_order']} ms ({cores})"
     print(f"| at {lat['rate_per_s']}/s: worker CPU per order | {paced_cpu} | |")

@@ -17,7 +17,7 @@ from oms_streams.adapters.stock import decode_count, decode_movement, decode_sup
 from oms_streams.config import Settings
 from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
-from oms_streams.streaming import faust_fixes
+from oms_streams.streaming import faust_fixes, rdkafka_producer
 from oms_streams.streaming.agents import promise
 from oms_streams.streaming.agents.batched import register_batched
 from oms_streams.streaming.follower import TopicFollower
@@ -132,6 +132,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         loghandlers=[],
     )
+    rdkafka_producer.install(app, settings.confluent_config())
 
     raw: dict[str, Any] = {
         "key_type": bytes,
@@ -145,7 +146,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     )
 
     async def produce(topic: str, key: bytes, value: bytes | None) -> None:
-        # Straight to the Kafka producer's batches, without faust's per-record FutureMessage and
+        # Straight to the Kafka producer (librdkafka), without faust's per-record FutureMessage and
         # buffer. faust flushes the producer before it commits offsets, so delivery is at least once.
         delivery = await app.producer.send(topic, key, value, None, None, None)
         cast(asyncio.Future[Any], delivery).add_done_callback(_log_failed_delivery)
@@ -374,8 +375,16 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     @app.timer(interval=faust_fixes.HEAL_AFTER_S)  # type: ignore[untyped-decorator]
     async def heal_dropped_records() -> None:
         # A record a rebalance dropped would otherwise wait for the next rebalance (see faust_fixes).
-        for tp in await faust_fixes.heal_dropped_records(app.consumer):
-            metrics.partitions_reread.labels(tp.topic).inc()
+        # Not while partitions move; and an exception in a faust timer would stop the worker.
+        if app.rebalancing:
+            return
+        try:
+            for tp in await faust_fixes.heal_dropped_records(app.consumer):
+                metrics.partitions_reread.labels(tp.topic).inc()
+        except Exception:
+            log.exception(
+                "re-reading dropped records failed; trying again in %.0f s", faust_fixes.HEAL_AFTER_S
+            )
 
     @app.timer(interval=settings.gc_freeze_interval_s)  # type: ignore[untyped-decorator]
     async def freeze_long_lived_objects() -> None:

@@ -115,9 +115,10 @@ async def heal_dropped_records(consumer: Any, now: float | None = None) -> list[
     reread: dict[Any, int] = consumer.__dict__.setdefault("oms_reread", {})  # tp -> offset re-read from
     now = time.monotonic() if now is None else now
     healed = []
+    assigned = consumer.assignment()
     for tp, since in list(gaps.items()):
         committed = consumer._committed_offset.get(tp)
-        if committed is None:  # revoked since: the new owner reads from the committed offset
+        if committed is None or tp not in assigned:  # revoked since: the new owner reads from there
             gaps.pop(tp, None)
             continue
         if now - since < HEAL_AFTER_S:
@@ -129,7 +130,11 @@ async def heal_dropped_records(consumer: Any, now: float | None = None) -> list[
             consumer._gap[tp].addi(committed, acked[0])
             continue
         log.warning("%s: offset %d was never processed; reading the partition again from it", tp, committed)
+        try:
+            await consumer.seek(tp, committed)
+        except Exception as error:  # e.g. revoked by a rebalance under way: its new owner reads it
+            log.warning("%s: not read again (%r)", tp, error)
+            continue
         reread[tp] = committed
-        await consumer.seek(tp, committed)
         healed.append(tp)
     return healed

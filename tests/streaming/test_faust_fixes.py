@@ -22,8 +22,14 @@ class FakeConsumer:
         self._gap: dict[Any, IntervalTree] = defaultdict(IntervalTree)
         self._committed_offset: dict[Any, int | None] = {self.tp: committed}
         self.seeks: list[tuple[Any, int]] = []
+        self.assigned = {self.tp}
+
+    def assignment(self) -> set[Any]:
+        return self.assigned
 
     async def seek(self, tp: Any, offset: int) -> None:
+        if tp not in self.assigned:  # as aiokafka's IllegalStateError
+            raise RuntimeError(f"No current assignment for partition {tp}")
         self.seeks.append((tp, offset))
 
     def new_offset(self) -> int | None:
@@ -97,3 +103,26 @@ def test_a_partition_revoked_since_is_left_to_its_new_owner():
 
     assert asyncio.run(faust_fixes.heal_dropped_records(consumer, now=1e12)) == []
     assert consumer.seeks == []
+
+
+def test_a_partition_no_longer_assigned_is_not_read_again():
+    # Seen in a two-worker start: faust still held the partition's committed offset, the Kafka
+    # consumer no longer held the partition, and the seek's error stopped the worker.
+    consumer = FakeConsumer(committed=4136, acked=[4137])
+    assert consumer.new_offset() is None
+    consumer.assigned = set()
+
+    assert asyncio.run(faust_fixes.heal_dropped_records(consumer, now=1e12)) == []
+    assert consumer.seeks == [] and consumer.oms_head_gaps == {}  # type: ignore[attr-defined]
+
+
+def test_a_seek_that_fails_is_logged_not_raised():
+    consumer = FakeConsumer(committed=4136, acked=[4137])
+    assert consumer.new_offset() is None
+
+    async def revoked_meanwhile(tp: Any, offset: int) -> None:
+        raise RuntimeError(f"No current assignment for partition {tp}")
+
+    consumer.seek = revoked_meanwhile  # type: ignore[method-assign]
+    assert asyncio.run(faust_fixes.heal_dropped_records(consumer, now=1e12)) == []
+    assert consumer.new_offset() is None  # still not committed past, and tried again after a while

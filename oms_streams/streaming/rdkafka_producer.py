@@ -1,0 +1,153 @@
+"""The worker's Kafka producer: faust's, with every record handed to librdkafka (confluent-kafka).
+
+faust's aiokafka producer builds batches and produce requests in Python on the worker's event loop:
+paced at 250 orders/s that was a fifth of a worker's CPU (``bench/README.md``). librdkafka does the
+same work in its own C threads, so the loop only hands records over. Everything else about faust's
+producer (topic creation, metadata) stays aiokafka's.
+
+At least once is kept: faust flushes the producer before it commits offsets, and ``flush`` returns
+once every record handed over before it is acknowledged by the broker. Delivery reports are served
+on the event loop (``poll(0)``: after each send, in ``flush``, and by a slow timer), never from
+another thread: a thread taking the GIL for callbacks delays the loop by a switch interval each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from functools import partial
+from typing import Any
+
+import confluent_kafka
+from faust.exceptions import ProducerSendError
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
+from faust.types import TP
+from faust.types.tuples import RecordMetadata
+
+log = logging.getLogger(__name__)
+
+LINGER_MS = 5
+"""How long librdkafka waits to fill a batch (faust's ``producer_linger`` was the same 5 ms)."""
+IDLE_POLL_S = 0.05
+"""How often delivery reports are served while nothing is sent (each send serves them too)."""
+
+
+def install(app: Any, client_config: dict[str, Any]) -> None:
+    """Make ``app`` create its producer as an ``RdKafkaProducer`` (before anything uses it)."""
+    config = {
+        **client_config,
+        "client.id": f"{app.conf.broker_client_id}-producer",
+        "linger.ms": LINGER_MS,
+        "enable.idempotence": True,  # acks=all, and no reordering or duplicates on retries
+        "partitioner": "murmur2_random",  # the Java client's: keyed records land where faust expects
+        # A full count writes a changelog record per position: room for that many before ``send`` waits.
+        "queue.buffering.max.messages": 1_000_000,
+    }
+    # faust's transport builds its producer with ``self.Producer(self, **kwargs)``.
+    app.transport.Producer = partial(RdKafkaProducer, rdkafka_config=config)
+
+
+class RdKafkaProducer(AIOKafkaProducer):
+    def __init__(self, transport: Any, *, rdkafka_config: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(transport, **kwargs)
+        self._rdkafka_config = rdkafka_config
+        self._rdkafka: confluent_kafka.Producer | None = None
+        self._sent = 0
+        self._in_flight: deque[tuple[int, asyncio.Future[RecordMetadata]]] = deque()
+        """(send number, delivery) in send order, from the oldest not known to be acknowledged."""
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        self._rdkafka = confluent_kafka.Producer(self._rdkafka_config, error_cb=_log_client_error)
+        self.add_future(self._serve_reports())
+
+    async def on_stop(self) -> None:
+        if self._rdkafka is not None:
+            await self._acknowledged(through=self._sent, timeout_s=30.0)
+        await super().on_stop()
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        if transactional_id:
+            raise ProducerSendError("transactions are not used by oms-streams")
+        producer = self._rdkafka
+        if producer is None:
+            raise ProducerSendError("the producer has not started")
+        delivered: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+        options: dict[str, Any] = {"on_delivery": partial(_report, delivered)}
+        if partition is not None:
+            options["partition"] = partition
+        if timestamp:
+            options["timestamp"] = int(timestamp * 1000)
+        if headers:
+            options["headers"] = list(headers.items()) if isinstance(headers, dict) else list(headers)
+        while True:
+            try:
+                producer.produce(topic, value, key, **options)
+                break
+            except BufferError:  # librdkafka's queue is full: let the broker catch up
+                producer.poll(0)
+                await asyncio.sleep(0.01)
+            except confluent_kafka.KafkaException as error:  # e.g. larger than message.max.bytes
+                raise ProducerSendError(f"could not send to {topic}: {error}") from error
+        self._sent += 1
+        self._in_flight.append((self._sent, delivered))
+        producer.poll(0)
+        self._forget_acknowledged()
+        return delivered
+
+    async def flush(self) -> None:
+        await super().flush()  # faust's buffered sends are handed over first
+        if self._rdkafka is not None:
+            await self._acknowledged(through=self._sent, timeout_s=None)
+
+    def _forget_acknowledged(self) -> None:
+        in_flight = self._in_flight
+        while in_flight and in_flight[0][1].done():
+            in_flight.popleft()
+
+    async def _acknowledged(self, through: int, timeout_s: float | None) -> None:
+        """Until every record up to send number ``through`` is acknowledged (or has failed);
+        records sent meanwhile are not waited for."""
+        assert self._rdkafka is not None
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while True:
+            self._rdkafka.poll(0)
+            self._forget_acknowledged()
+            if not self._in_flight or self._in_flight[0][0] > through:
+                return
+            if deadline is not None and loop.time() > deadline:
+                log.error("records were not acknowledged within %.0f s", timeout_s)
+                return
+            await asyncio.sleep(0.001)
+
+    async def _serve_reports(self) -> None:
+        while True:
+            if self._rdkafka is not None:
+                self._rdkafka.poll(0)
+            await asyncio.sleep(IDLE_POLL_S)
+
+
+def _report(delivered: asyncio.Future[RecordMetadata], error: Any, message: Any) -> None:
+    if delivered.done():
+        return
+    if error is not None:
+        delivered.set_exception(ProducerSendError(f"not delivered: {error}"))
+        return
+    topic, partition = message.topic(), message.partition()
+    delivered.set_result(RecordMetadata(topic, partition, TP(topic, partition), message.offset()))
+
+
+def _log_client_error(error: Any) -> None:
+    log.warning("Kafka producer: %s", error)
