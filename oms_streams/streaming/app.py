@@ -123,7 +123,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         topic_allow_declare=True,
         table_standby_replicas=0,  # a resync iterates local tables: they must hold only active partitions
         stream_buffer_maxsize=settings.stream_buffer_max,
-        producer_linger=0.005,
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",

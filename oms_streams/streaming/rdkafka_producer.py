@@ -1,9 +1,9 @@
 """The worker's Kafka producer: faust's, with every record handed to librdkafka (confluent-kafka).
 
 faust's aiokafka producer builds batches and produce requests in Python on the worker's event loop:
-paced at 250 orders/s that was a fifth of a worker's CPU (``bench/README.md``). librdkafka does the
-same work in its own C threads, so the loop only hands records over. Everything else about faust's
-producer (topic creation, metadata) stays aiokafka's.
+paced at 250 orders/s that was about a fifth of the worker's Python time (``bench/README.md``).
+librdkafka does the same work in its own C threads, so the loop only hands records over. Everything
+else about faust's producer (topic creation, metadata) stays aiokafka's.
 
 At least once is kept: faust flushes the producer before it commits offsets, and ``flush`` returns
 once every record handed over before it is acknowledged by the broker. Delivery reports are served
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -90,7 +91,7 @@ class RdKafkaProducer(AIOKafkaProducer):
         if timestamp:
             options["timestamp"] = int(timestamp * 1000)
         if headers:
-            options["headers"] = list(headers.items()) if isinstance(headers, dict) else list(headers)
+            options["headers"] = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
         while True:
             try:
                 producer.produce(topic, value, key, **options)
