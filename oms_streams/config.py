@@ -89,10 +89,12 @@ class Settings(BaseSettings):
     )
     table_store: Literal["rocksdb", "memory"] = "rocksdb"
     gc_thresholds: tuple[int, int, int] = Field(
-        default=(10_000, 2, 100),
+        default=(2_000, 2, 100),
         description="Python GC generation thresholds (CPython's: 700, 10, 10). A worker holds millions "
-        "of long-lived, acyclic objects; collecting young ones less often saves CPU. A collection of "
-        "the middle generation pauses the stream for as long as it is big: 2 keeps it at 20,000 objects.",
+        "of long-lived, acyclic objects: the oldest generation is collected rarely (it is frozen, see "
+        "gc_freeze_interval_s). A collection pauses the stream for as long as its generations are big, "
+        "and more so as freed old objects let the young one grow past its threshold: small young "
+        "generations keep each pause to milliseconds.",
     )
     gc_freeze_interval_s: float = Field(
         default=10.0, gt=0, description="How often survivors are moved out of the collector's reach."
