@@ -390,14 +390,15 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         # Positions, views and journals live for hours and hold no cycles: moving what survived so
         # far out of the collector keeps its full collections from pausing the stream for 100s of ms.
         # The young generations are collected first (milliseconds), so little cyclic garbage is
-        # frozen with them; oms_gc_frozen_objects shows the frozen set, which tracks the ledger.
+        # frozen with them.
         gc.collect(1)
         gc.freeze()
 
     @app.timer(interval=settings.gc_count_interval_s)  # type: ignore[untyped-decorator]
     async def count_frozen_objects() -> None:
-        # Counting walks every frozen object: 70 ms for the millions of a loaded ledger, a pause of
-        # the stream. Not at every freeze, then.
+        # oms_gc_frozen_objects shows the frozen set, which tracks the ledger. Counting walks every
+        # frozen object: 70 ms for the millions of a loaded ledger, a pause of the stream; so not at
+        # every freeze.
         metrics.gc_frozen_objects.set(gc.get_freeze_count())
 
     inputs = {
