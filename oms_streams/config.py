@@ -88,6 +88,13 @@ class Settings(BaseSettings):
         description="A fetch of the availability feed returns once this much is there, or after 50 ms.",
     )
     table_store: Literal["rocksdb", "memory"] = "rocksdb"
+    delivery_timeout_ms: int = Field(
+        default=120_000,
+        ge=1_000,
+        description="A record the broker has not acknowledged after this long (librdkafka retries until "
+        "then) stops the worker with exit status 75 for its supervisor to restart it; nothing after "
+        "it is committed.",
+    )
     gc_thresholds: tuple[int, int, int] = Field(
         default=(2_000, 2, 100),
         description="Python GC generation thresholds (CPython's: 700, 10, 10). A worker holds millions "

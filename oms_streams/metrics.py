@@ -74,6 +74,11 @@ class Metrics:
             registry=r,
         )
         self.positions = Gauge("oms_ledger_positions", "Stock positions held in memory.", registry=r)
+        self.local_state_rebuilt = Gauge(
+            "oms_local_state_rebuilt",
+            "1 when this run found its last stop unclean and restored its tables from their changelogs.",
+            registry=r,
+        )
         self.gc_frozen_objects = Gauge(
             "oms_gc_frozen_objects",
             "Objects moved out of the garbage collector's reach (gc.freeze).",

@@ -12,7 +12,9 @@ Fixtures
     topic_prefix (function) -> "t<8 hex>."
         Unique per test; prefix topic names and group ids with it so tests never share data.
 
-Helper
+Helpers
+    private_broker() -> context manager of a PrivateBroker (bootstrap, data_dir, pid)
+        A broker of the test's own, for tests that freeze or stop it.
     make_topics(bootstrap, names, partitions=1, config=None) -> list[str]
         Creates topics with confluent_kafka's AdminClient and waits until every partition has a
         leader. Topics that already exist are accepted.
@@ -32,6 +34,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -135,7 +138,27 @@ def kafka_bootstrap() -> Iterator[str]:
     reason = _no_broker_reason()
     if reason is not None:
         pytest.fail(reason, pytrace=False)
+    with private_broker() as broker:
+        yield broker.bootstrap
 
+
+class PrivateBroker:
+    """A broker process of one's own (its data dir holds ``broker.pid``): tests that freeze or stop
+    a broker use one so no other test sees it."""
+
+    def __init__(self, bootstrap: str, data_dir: str) -> None:
+        self.bootstrap = bootstrap
+        self.data_dir = data_dir
+
+    @property
+    def pid(self) -> int:
+        return int(Path(self.data_dir, "broker.pid").read_text().strip())
+
+
+@contextmanager
+def private_broker() -> Iterator[PrivateBroker]:
+    """Resolve the Kafka jars, start a single-node KRaft broker on free loopback ports with its own
+    temp data dir, and stop it and delete its data dir on exit."""
     port = _free_port_pair()
     data_dir = tempfile.mkdtemp(prefix=f"oms-kafka-{port}-")
     env = {"OMS_KAFKA_PORT": str(port), "OMS_KAFKA_DATA_DIR": data_dir}
@@ -155,7 +178,7 @@ def kafka_bootstrap() -> Iterator[str]:
         if line.startswith("bootstrap="):
             bootstrap = line.split("=", 1)[1].strip()
     try:
-        yield bootstrap
+        yield PrivateBroker(bootstrap, data_dir)
     finally:
         try:
             _run_script("stop.sh", ["--clean"], env, timeout=90)

@@ -88,6 +88,14 @@ class WorkerProcess:
             self.process.kill()
             self.process.wait(10)
 
+    def wait_exit(self, timeout_s: float) -> int:
+        """The exit status of a worker expected to stop by itself."""
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"worker still running after {timeout_s}s:\n{self.log_tail()}") from None
+
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 

@@ -111,8 +111,23 @@ done
 
 # --- worker ------------------------------------------------------------------------------------
 mkdir -p "$OMS_DATA_DIR"
+supervise_worker() {
+  # As a supervisor (systemd, Kubernetes, compose's restart policy) would: a worker that stopped
+  # because a record was not delivered (exit 75) is started again; it reads again from its last
+  # commit. Any other exit ends the demo.
+  local child rc
+  trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM INT
+  while true; do
+    "${OMS[@]}" worker &
+    child=$!
+    wait "$child" && rc=0 || rc=$?
+    [[ $rc -eq 75 ]] || exit "$rc"
+    echo "demo: the worker stopped for a restart (a record was not delivered); starting it again" >&2
+    sleep 1
+  done
+}
 echo "demo: starting the worker (log $RUN/demo-worker.log) ..." >&2
-"${OMS[@]}" worker >"$RUN/demo-worker.log" 2>&1 &
+supervise_worker >"$RUN/demo-worker.log" 2>&1 &
 WORKER_PID=$!
 for ((i = 0; i < 240; i++)); do
   if curl -s --max-time 2 "http://127.0.0.1:$WEB_PORT/health" 2>/dev/null | grep -Eq '"ready": *true'; then

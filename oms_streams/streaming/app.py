@@ -7,7 +7,7 @@ import gc
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import faust
 
@@ -17,7 +17,7 @@ from oms_streams.adapters.stock import decode_count, decode_movement, decode_sup
 from oms_streams.config import Settings
 from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
-from oms_streams.streaming import faust_fixes, rdkafka_producer
+from oms_streams.streaming import faust_fixes, local_state, rdkafka_producer
 from oms_streams.streaming.agents import promise
 from oms_streams.streaming.agents.batched import register_batched
 from oms_streams.streaming.follower import TopicFollower
@@ -74,11 +74,6 @@ class Worker:
     metrics: Metrics
 
 
-def _log_failed_delivery(delivery: Any) -> None:
-    if not delivery.cancelled() and delivery.exception() is not None:
-        log.error("could not produce a record: %r", delivery.exception())
-
-
 def _credentials(settings: Settings) -> Any:
     if settings.kafka_security_protocol.startswith("SASL"):
         return faust.SASLCredentials(
@@ -109,6 +104,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
             )
     metrics = metrics or Metrics()
     faust_fixes.apply(fetch_max_wait_ms=settings.fetch_max_wait_ms)
+    if settings.table_store == "rocksdb" and local_state.trust_or_rebuild(settings.data_dir):
+        metrics.local_state_rebuilt.set(1)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{hostport}" for hostport in settings.kafka_bootstrap.split(",")],
@@ -131,7 +128,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         loghandlers=[],
     )
-    rdkafka_producer.install(app, settings.confluent_config())
+    rdkafka_producer.install(
+        app,
+        {**settings.confluent_config(), "message.timeout.ms": settings.delivery_timeout_ms},
+        on_clean_stop=lambda: local_state.mark_clean_stop(settings.data_dir),
+    )
 
     raw: dict[str, Any] = {
         "key_type": bytes,
@@ -146,9 +147,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
 
     async def produce(topic: str, key: bytes, value: bytes | None) -> None:
         # Straight to the Kafka producer (librdkafka), without faust's per-record FutureMessage and
-        # buffer. faust flushes the producer before it commits offsets, so delivery is at least once.
-        delivery = await app.producer.send(topic, key, value, None, None, None)
-        cast(asyncio.Future[Any], delivery).add_done_callback(_log_failed_delivery)
+        # buffer. faust flushes the producer before it commits offsets, and a record that is not
+        # delivered stops the worker before anything after it is committed (rdkafka_producer).
+        await app.producer.send(topic, key, value, None, None, None)
 
     def dead_letter_config(reason: str, record: Any) -> None:
         # From the config follower's synchronous callback, outside any agent: faust's buffered send.

@@ -9,14 +9,23 @@ At least once is kept: faust flushes the producer before it commits offsets, and
 once every record handed over before it is acknowledged by the broker. Delivery reports are served
 on the event loop (``poll(0)``: after each send, in ``flush``, and by a slow timer), never from
 another thread: a thread taking the GIL for callbacks delays the loop by a switch interval each time.
+
+A record that is not delivered (after librdkafka's retries, within ``message.timeout.ms``) is fatal:
+the input that caused it must be processed again, and so must everything after it. The producer
+refuses every later send and flush (so no offset is committed past it) and calls ``on_fatal``, which
+in the worker ends the process with ``EXIT_NOT_DELIVERED`` for its supervisor to restart it; the
+restarted worker rebuilds its tables from their changelogs (``local_state``) and reads again from
+the last committed offsets. A clean stop, every record acknowledged, calls ``on_clean_stop``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -32,9 +41,28 @@ LINGER_MS = 5
 """How long librdkafka waits to fill a batch (faust's ``producer_linger`` was the same 5 ms)."""
 IDLE_POLL_S = 0.05
 """How often delivery reports are served while nothing is sent (each send serves them too)."""
+EXIT_NOT_DELIVERED = 75
+"""The worker's exit status when a record was not delivered (EX_TEMPFAIL: restart me)."""
 
 
-def install(app: Any, client_config: dict[str, Any]) -> None:
+def exit_for_restart(reason: str) -> None:
+    """The worker's ``on_fatal``: stop at once, committing nothing more. A graceful faust stop would
+    try to commit and flush first; what it left unacknowledged is read again after the restart."""
+    log.critical(
+        "a record was not delivered (%s): stopping for a restart; nothing after it is committed", reason
+    )
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(EXIT_NOT_DELIVERED)
+
+
+def install(
+    app: Any,
+    client_config: dict[str, Any],
+    *,
+    on_fatal: Callable[[str], None] = exit_for_restart,
+    on_clean_stop: Callable[[], None] = lambda: None,
+) -> None:
     """Make ``app`` create its producer as an ``RdKafkaProducer`` (before anything uses it)."""
     config = {
         **client_config,
@@ -44,15 +72,32 @@ def install(app: Any, client_config: dict[str, Any]) -> None:
         "partitioner": "murmur2_random",  # the Java client's: keyed records land where faust expects
         # A full count writes a changelog record per position: room for that many before ``send`` waits.
         "queue.buffering.max.messages": 1_000_000,
+        # The worker creates its topics with their partition counts at start. A topic deleted while
+        # it runs must fail its records, not come back with the broker's default partition count.
+        "allow.auto.create.topics": False,
     }
     # faust's transport builds its producer with ``self.Producer(self, **kwargs)``.
-    app.transport.Producer = partial(RdKafkaProducer, rdkafka_config=config)
+    app.transport.Producer = partial(
+        RdKafkaProducer, rdkafka_config=config, on_fatal=on_fatal, on_clean_stop=on_clean_stop
+    )
 
 
 class RdKafkaProducer(AIOKafkaProducer):
-    def __init__(self, transport: Any, *, rdkafka_config: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        transport: Any,
+        *,
+        rdkafka_config: dict[str, Any],
+        on_fatal: Callable[[str], None] = exit_for_restart,
+        on_clean_stop: Callable[[], None] = lambda: None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(transport, **kwargs)
         self._rdkafka_config = rdkafka_config
+        self._on_fatal = on_fatal
+        self._on_clean_stop = on_clean_stop
+        self.failure: str | None = None
+        """Why the first record that was not delivered failed; from then on nothing is sent."""
         self._rdkafka: confluent_kafka.Producer | None = None
         self._sent = 0
         self._in_flight: deque[tuple[int, asyncio.Future[RecordMetadata]]] = deque()
@@ -65,7 +110,10 @@ class RdKafkaProducer(AIOKafkaProducer):
 
     async def on_stop(self) -> None:
         if self._rdkafka is not None:
-            await self._acknowledged(through=self._sent, timeout_s=30.0)
+            unsent = self.buffer.size  # faust's buffered sends not handed over: lost with the process
+            done = await self._acknowledged(through=self._sent, timeout_s=30.0)
+            if done and not unsent and self.failure is None:
+                self._on_clean_stop()
         await super().on_stop()
 
     async def send(
@@ -84,8 +132,10 @@ class RdKafkaProducer(AIOKafkaProducer):
         producer = self._rdkafka
         if producer is None:
             raise ProducerSendError("the producer has not started")
+        if self.failure is not None:
+            raise ProducerSendError(f"an earlier record was not delivered: {self.failure}")
         delivered: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
-        options: dict[str, Any] = {"on_delivery": partial(_report, delivered)}
+        options: dict[str, Any] = {"on_delivery": partial(self._report, delivered)}
         if partition is not None:
             options["partition"] = partition
         if timestamp:
@@ -108,30 +158,35 @@ class RdKafkaProducer(AIOKafkaProducer):
         return delivered
 
     async def flush(self) -> None:
+        """Returns once every record sent before is acknowledged; raises if any was not delivered,
+        so faust does not commit the offsets that caused it."""
         await super().flush()  # faust's buffered sends are handed over first
         if self._rdkafka is not None:
             await self._acknowledged(through=self._sent, timeout_s=None)
+        if self.failure is not None:
+            raise ProducerSendError(f"a record was not delivered: {self.failure}")
 
     def _forget_acknowledged(self) -> None:
         in_flight = self._in_flight
         while in_flight and in_flight[0][1].done():
             in_flight.popleft()
 
-    async def _acknowledged(self, through: int, timeout_s: float | None) -> None:
-        """Until every record up to send number ``through`` is acknowledged (or has failed);
-        records sent meanwhile are not waited for."""
+    async def _acknowledged(self, through: int, timeout_s: float | None) -> bool:
+        """Until every record up to send number ``through`` is acknowledged or a record has failed;
+        records sent meanwhile are not waited for. False if some were not acknowledged in time."""
         assert self._rdkafka is not None
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s is None else loop.time() + timeout_s
-        while True:
+        while self.failure is None:
             self._rdkafka.poll(0)
             self._forget_acknowledged()
             if not self._in_flight or self._in_flight[0][0] > through:
-                return
+                return True
             if deadline is not None and loop.time() > deadline:
                 log.error("records were not acknowledged within %.0f s", timeout_s)
-                return
+                return False
             await asyncio.sleep(0.001)
+        return False
 
     async def _serve_reports(self) -> None:
         while True:
@@ -139,15 +194,19 @@ class RdKafkaProducer(AIOKafkaProducer):
                 self._rdkafka.poll(0)
             await asyncio.sleep(IDLE_POLL_S)
 
-
-def _report(delivered: asyncio.Future[RecordMetadata], error: Any, message: Any) -> None:
-    if delivered.done():
-        return
-    if error is not None:
-        delivered.set_exception(ProducerSendError(f"not delivered: {error}"))
-        return
-    topic, partition = message.topic(), message.partition()
-    delivered.set_result(RecordMetadata(topic, partition, TP(topic, partition), message.offset()))
+    def _report(self, delivered: asyncio.Future[RecordMetadata], error: Any, message: Any) -> None:
+        if delivered.done():
+            return
+        if error is None:
+            topic, partition = message.topic(), message.partition()
+            delivered.set_result(RecordMetadata(topic, partition, TP(topic, partition), message.offset()))
+            return
+        reason = f"{message.topic()}: {error}"
+        delivered.set_exception(ProducerSendError(f"not delivered: {reason}"))
+        delivered.exception()  # retrieved: the failure is reported once, by on_fatal
+        if self.failure is None:
+            self.failure = reason
+            self._on_fatal(reason)
 
 
 def _log_client_error(error: Any) -> None:

@@ -87,3 +87,33 @@ async def test_a_record_that_cannot_be_sent_fails_alone(
     delivery = await producer.send(topic, b"small", b"fine", None, None, None)
     await producer.flush()
     assert delivery.result().partition == partition_for(b"small", PARTITIONS)
+
+
+async def test_a_record_not_delivered_is_fatal_and_nothing_is_sent_or_flushed_after_it(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    fatal: list[str] = []
+    clean_stops: list[bool] = []
+    app = faust.App(f"{topic_prefix}fatal", broker=f"kafka://{kafka_bootstrap}", loghandlers=[])
+    rdkafka_producer.install(
+        app,
+        {"bootstrap.servers": kafka_bootstrap, "message.timeout.ms": 1000},
+        on_fatal=fatal.append,
+        on_clean_stop=lambda: clean_stops.append(True),
+    )
+    producer = app.producer
+    assert isinstance(producer, rdkafka_producer.RdKafkaProducer)
+    await producer.start()
+    try:
+        # A topic that does not exist is not created by a send: its record times out.
+        lost = await producer.send(f"{topic_prefix}missing", b"k", b"v", None, None, None)
+        with pytest.raises(ProducerSendError, match="not delivered"):
+            await producer.flush()  # faust flushes before it commits: so nothing is committed
+        assert lost.done() and isinstance(lost.exception(), ProducerSendError)
+        assert len(fatal) == 1 and "missing" in fatal[0]
+        with pytest.raises(ProducerSendError, match="earlier record was not delivered"):
+            await producer.send(f"{topic_prefix}missing", b"k", b"later", None, None, None)
+    finally:
+        await producer.stop()
+    assert clean_stops == []  # the next start rebuilds its tables from their changelogs
+    assert len(fatal) == 1

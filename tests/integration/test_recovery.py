@@ -47,7 +47,8 @@ def recompute_from_log(bootstrap: str, prefix: str) -> dict[str, dict[str, dict[
     ):
         for key, value in read_topic(bootstrap, prefix + topic):
             decoded = decode(key, value)
-            assert isinstance(decoded, DecodedStock)
+            if not isinstance(decoded, DecodedStock):
+                continue  # dead-lettered: it changes nothing
             ledger = positions.setdefault(decoded.sku, {})
             ledger.update(apply_commands(ledger, decoded.commands, locations).changed)
     return {
