@@ -74,6 +74,12 @@ class Metrics:
             registry=r,
         )
         self.positions = Gauge("oms_ledger_positions", "Stock positions held in memory.", registry=r)
+        self.rerouted = Counter(
+            "oms_rerouted_total",
+            "Input records a producer placed outside their key's partition, moved to it.",
+            ["topic"],
+            registry=r,
+        )
         self.local_state_rebuilt = Gauge(
             "oms_local_state_rebuilt",
             "1 when this run found its last stop unclean and restored its tables from their changelogs.",

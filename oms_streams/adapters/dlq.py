@@ -51,6 +51,8 @@ class SourceRecord(Protocol):
 
 
 def dead_letter_for(reason: str, record: SourceRecord, now_ms: int) -> bytes:
+    # A rerouted record (streaming/rerouting.py) names where its producer wrote it.
+    origin = getattr(record, "origin", None) or record
     return dead_letter(
-        reason, record.topic, record.partition, record.offset, record.key, record.value, now_ms
+        reason, record.topic, origin.partition, origin.offset, record.key, record.value, now_ms
     )

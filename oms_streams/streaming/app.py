@@ -25,6 +25,7 @@ from oms_streams.streaming.ledger_runtime import AvailabilityView, LedgerRuntime
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
 from oms_streams.streaming.promise_service import CourierBookings, PromiseService, TransitLearner
+from oms_streams.streaming.rerouting import Rerouter, Rerouting
 from oms_streams.streaming.returns_runtime import ReturnsLoad, ReturnsRuntime, ReturnTopics
 from oms_streams.streaming.sourcing_runtime import SourcingRuntime, SourcingTopics
 from oms_streams.streaming.stall_watch import StallWatch
@@ -41,6 +42,7 @@ from oms_streams.streaming.topics import (
     MOVEMENTS,
     ORDERS_AT_RISK,
     ORDERS_PLACED,
+    ORDERS_REROUTED,
     ORDERS_SOURCED,
     PROMISE_POLICY,
     PROMISE_REQUESTS,
@@ -51,8 +53,10 @@ from oms_streams.streaming.topics import (
     RETURNS_PROCESSED,
     RETURNS_RECEIVED,
     RETURNS_REQUESTED,
+    RETURNS_REROUTED,
     RETURNS_ROUTED,
     ROUTES,
+    STOCK_REROUTED,
     SUPPLIER_STOCK,
     TRANSIT_OBSERVATIONS,
     VISIBILITY_RULES,
@@ -90,9 +94,9 @@ def _credentials(settings: Settings) -> Any:
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     for family in (
-        (MOVEMENTS, COUNTS, SUPPLIER_STOCK, RESERVATIONS),
-        (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES, RETURNS_PROCESSED),
-        (RETURNS_REQUESTED, RETURNS_RECEIVED),
+        (MOVEMENTS, COUNTS, SUPPLIER_STOCK, RESERVATIONS, STOCK_REROUTED),
+        (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES, RETURNS_PROCESSED, ORDERS_REROUTED),
+        (RETURNS_REQUESTED, RETURNS_RECEIVED, RETURNS_REROUTED),
     ):
         counts = {spec.partitions(settings) for spec in family}
         if counts != {settings.partitions}:
@@ -142,7 +146,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     }
     dlq_topic = app.topic(settings.topic(DLQ.name), internal=False, **raw)
     stock_source = app.topic(
-        *(settings.topic(s.name) for s in (MOVEMENTS, COUNTS, SUPPLIER_STOCK, RESERVATIONS)), **raw
+        *(settings.topic(s.name) for s in (MOVEMENTS, COUNTS, SUPPLIER_STOCK, RESERVATIONS, STOCK_REROUTED)),
+        **raw,
     )
 
     async def produce(topic: str, key: bytes, value: bytes | None) -> None:
@@ -150,6 +155,18 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         # buffer. faust flushes the producer before it commits offsets, and a record that is not
         # delivered stops the worker before anything after it is committed (rdkafka_producer).
         await app.producer.send(topic, key, value, None, None, None)
+
+    async def send(
+        topic: str, key: bytes, value: bytes | None, partition: int, timestamp: float | None, headers: Any
+    ) -> None:
+        await app.producer.send(topic, key, value, partition, timestamp, headers)
+
+    def rerouter(rerouted: str, forwards: tuple[Any, ...], skips: tuple[Any, ...] = ()) -> Rerouter:
+        names = {spec: settings.topic(spec.name) for spec in (*forwards, *skips)}
+        rerouting = Rerouting(
+            settings.topic(rerouted), [names[s] for s in forwards], [names[s] for s in skips]
+        )
+        return Rerouter(rerouting, settings.partitions, send, metrics)
 
     def dead_letter_config(reason: str, record: Any) -> None:
         # From the config follower's synchronous callback, outside any agent: faust's buffered send.
@@ -222,7 +239,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     )
     # Master data first, or every event of a location would look like one of an unknown location.
     register_batched(
-        app, "apply_stock_events", stock_source, runtime.apply_batch, (config_follower,), settings
+        app,
+        "apply_stock_events",
+        stock_source,
+        runtime.apply_batch,
+        (config_follower,),
+        settings,
+        rerouter(STOCK_REROUTED.name, (MOVEMENTS, COUNTS, SUPPLIER_STOCK)),
     )
 
     tables = runtime.tables
@@ -254,11 +277,22 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     )
     stall_watch = StallWatch(settings.stall_after_s)
     order_source = app.topic(
-        *(settings.topic(s.name) for s in (ORDERS_PLACED, FULFILMENT_EVENTS, RETURNS_PROCESSED)), **raw
+        *(
+            settings.topic(s.name)
+            for s in (ORDERS_PLACED, FULFILMENT_EVENTS, RETURNS_PROCESSED, ORDERS_REROUTED)
+        ),
+        **raw,
     )
     # Milestones are derived from the network's calendars: read it before the first placement.
+    # This agent forwards misrouted placements and fulfilment events; source_orders skips them.
     register_batched(
-        app, "track_orders", order_source, order_runtime.apply_batch, (config_follower,), settings
+        app,
+        "track_orders",
+        order_source,
+        order_runtime.apply_batch,
+        (config_follower,),
+        settings,
+        rerouter(ORDERS_REROUTED.name, (ORDERS_PLACED, FULFILMENT_EVENTS)),
     )
     sourcing_runtime = SourcingRuntime(
         tables.sourcing,
@@ -279,7 +313,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         partitions=settings.partitions,
     )
     sourcing_source = app.topic(
-        *(settings.topic(s.name) for s in (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES)), **raw
+        *(
+            settings.topic(s.name)
+            for s in (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES, ORDERS_REROUTED)
+        ),
+        **raw,
     )
     # Plans read the network and the availability view: both must be there before the first order.
     register_batched(
@@ -289,6 +327,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         sourcing_runtime.apply_batch,
         (config_follower, view_follower),
         settings,
+        rerouter(ORDERS_REROUTED.name, (), skips=(ORDERS_PLACED, FULFILMENT_EVENTS)),
     )
     returns_runtime = ReturnsRuntime(
         tables.returns,
@@ -308,7 +347,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         partitions=settings.partitions,
     )
     returns_source = app.topic(
-        *(settings.topic(s.name) for s in (RETURNS_REQUESTED, RETURNS_RECEIVED)), **raw
+        *(settings.topic(s.name) for s in (RETURNS_REQUESTED, RETURNS_RECEIVED, RETURNS_REROUTED)), **raw
     )
     # Routing reads the network, the availability view (need) and today's load per location.
     register_batched(
@@ -318,6 +357,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         returns_runtime.apply_batch,
         (config_follower, view_follower, returns_load_follower),
         settings,
+        rerouter(RETURNS_REROUTED.name, (RETURNS_REQUESTED, RETURNS_RECEIVED)),
     )
 
     @app.on_partitions_revoked.connect

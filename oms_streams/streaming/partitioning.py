@@ -1,9 +1,10 @@
 """Which partition a key belongs in: the Java clients' murmur2, which faust and aiokafka use too.
 
-One owner per SKU (and per order) holds only if every producer puts a key in the same partition.
-oms-streams produces reservations and replies with murmur2; an event that a producer placed with
-another partitioner (librdkafka's default is CRC32) would reach an owner that does not hold its
-key's state, so it is dead-lettered with the fix instead of being applied in the wrong place.
+One owner per SKU (and per order) holds only if every record of a key is applied in one partition.
+oms-streams produces reservations and replies with murmur2, and moves input records that a producer
+placed with another partitioner (librdkafka's default is CRC32) to their key's partition first
+(``rerouting.py``); a record still outside it would reach an owner that does not hold its key's
+state, so it is dead-lettered instead of being applied in the wrong place.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def misrouted(message: Any, partitions: int | None) -> str | None:
     shown = key.decode(errors="replace")
     return (
         f"message key {shown!r} belongs in partition {expected} (murmur2, as the Java clients hash), "
-        f"not {message.partition}: set the producer's partitioner to murmur2_random"
+        f"not {message.partition}"
     )
 
 

@@ -30,6 +30,7 @@ from oms_streams.schemas.orders import (
     TransitObservation,
 )
 from oms_streams.schemas.promise import PromiseRequested, PromiseResponse
+from oms_streams.schemas.rerouted import ReroutedOrderEvent, ReroutedReturnEvent, ReroutedStockEvent
 from oms_streams.schemas.returns import ReturnProcessed, ReturnReceived, ReturnRequested, ReturnRouted
 from oms_streams.schemas.sourcing import Allocation, OrderSourced, ReplyBatch, ReservationBatch
 
@@ -304,6 +305,38 @@ DLQ = TopicSpec(
     consumers=("operators",),
 )
 
+_REROUTED = (
+    "Internal: {what} a producer placed outside their key's partition (murmur2), moved there unchanged; "
+    "header oms-origin = topic:partition:offset."
+)
+STOCK_REROUTED = TopicSpec(
+    "oms.inventory.rerouted.v1",
+    "sku",
+    ReroutedStockEvent,
+    _REROUTED.format(what="stock movements, counts and supplier snapshots"),
+    producers=("apply_stock_events",),
+    consumers=("apply_stock_events",),
+    retention_days=7,  # a transport: each record is applied within seconds of its arrival
+)
+ORDERS_REROUTED = TopicSpec(
+    "oms.orders.rerouted.v1",
+    "order_id",
+    ReroutedOrderEvent,
+    _REROUTED.format(what="order placements and fulfilment events"),
+    producers=("track_orders",),
+    consumers=("track_orders", "source_orders"),
+    retention_days=7,
+)
+RETURNS_REROUTED = TopicSpec(
+    "oms.returns.rerouted.v1",
+    "return_id",
+    ReroutedReturnEvent,
+    _REROUTED.format(what="return announcements and receipts"),
+    producers=("handle_returns",),
+    consumers=("handle_returns",),
+    retention_days=7,
+)
+
 STOCK_INPUTS = (MOVEMENTS, COUNTS, SUPPLIER_STOCK)
 LEDGER_INPUTS = (*STOCK_INPUTS, RESERVATIONS)
 ORDER_INPUTS = (ORDERS_PLACED, FULFILMENT_EVENTS)
@@ -327,4 +360,7 @@ ALL_TOPICS = (
     RETURNS_ROUTED,
     RETURNS_PROCESSED,
     DLQ,
+    STOCK_REROUTED,
+    ORDERS_REROUTED,
+    RETURNS_REROUTED,
 )

@@ -9,6 +9,7 @@ import faust
 
 from oms_streams.config import Settings
 from oms_streams.streaming.follower import TopicFollower
+from oms_streams.streaming.rerouting import Rerouter
 
 
 def register_batched(
@@ -18,9 +19,11 @@ def register_batched(
     apply_batch: Callable[[list[Any]], Awaitable[None]],
     waits_for: Sequence[TopicFollower],
     settings: Settings,
+    rerouter: Rerouter | None = None,
 ) -> Any:
     """An agent ``name`` that applies ``source``'s events in batches once every follower in
-    ``waits_for`` has caught up (its decisions read the network, the availability view, ...)."""
+    ``waits_for`` has caught up (its decisions read the network, the availability view, ...);
+    records outside their key's partition go through ``rerouter`` first."""
 
     # concurrency=1: the runtime's rows are state, and faust can skip offsets with concurrent agents.
     @app.agent(source, concurrency=1, name=name)
@@ -28,6 +31,8 @@ def register_batched(
         for follower in waits_for:
             await follower.caught_up(timeout_s=60.0)
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-            await apply_batch(events)
+            to_apply = events if rerouter is None else await rerouter.sort(events)
+            if to_apply:
+                await apply_batch(to_apply)
 
     return batched
