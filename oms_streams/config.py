@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     protection_default_days: int = Field(
         default=7, ge=1, le=60, description="Days protected at a store that no replenishment route serves."
     )
+    dedupe_window_days: float = Field(
+        default=7,
+        gt=0,
+        le=365,
+        description="A stock movement re-sent within this many days of its first copy is a duplicate, "
+        "however many movements came in between (its id is kept that long).",
+    )
+    dedupe_sweep_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often ids older than the dedupe window are deleted."
+    )
     protection_refresh_s: float = Field(
         default=3600.0, gt=0, description="How often protection is recomputed as the days go by."
     )

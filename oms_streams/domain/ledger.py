@@ -2,14 +2,23 @@
 
 The batch belongs to one SKU because stock is partitioned by SKU: one owner sees all of a SKU's
 events in order, so nothing here needs a lock.
+
+Duplicates: a position's journal remembers its last movements (count semantics need them), but a
+till that re-sends a day of sales after an outage re-sends more than that. So the caller also says
+which movements it has applied before, by (location, event id), from a store that remembers every
+applied movement for a window of days (``streaming/ledger_runtime.py``); a movement it names is a
+duplicate, and so is one repeated within the batch. ``LedgerResult.applied_ids`` are the ones to
+remember.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 
 from oms_streams.domain.inventory import (
+    Movement,
+    Outcome,
     StockEvent,
     StockPosition,
     SupplierFeed,
@@ -31,6 +40,8 @@ class LedgerResult:
     """New positions of the locations whose stock changed."""
     verdicts: list[tuple[Verdict, str]]
     """One per command, in order: the verdict and, when rejected, why."""
+    applied_ids: list[tuple[str, str]] = field(default_factory=list)
+    """(location, event id) of every movement applied, in order: what the caller remembers."""
 
 
 def location_problem(command: StockCommand, locations: Mapping[str, Location]) -> str | None:
@@ -46,17 +57,29 @@ def apply_commands(
     positions: Mapping[str, StockPosition],
     commands: list[StockCommand],
     locations: Mapping[str, Location],
+    seen: Collection[tuple[str, str]] = (),
 ) -> LedgerResult:
+    """``seen``: (location, event id) of the batch's movements that were applied before."""
     changed: dict[str, StockPosition] = {}
     verdicts: list[tuple[Verdict, str]] = []
+    applied_ids: list[tuple[str, str]] = []
+    applied_now: set[tuple[str, str]] = set()
     for command in commands:
         problem = location_problem(command, locations)
         if problem is not None:
             verdicts.append((Verdict.REJECTED, problem))
             continue
         current = changed.get(command.location_id) or positions.get(command.location_id) or StockPosition()
-        outcome = apply_stock_event(current, command.event)
+        event = command.event
+        seen_id = (command.location_id, event.event_id)
+        if isinstance(event, Movement) and (seen_id in seen or seen_id in applied_now):
+            outcome = Outcome(current, Verdict.DUPLICATE)
+        else:
+            outcome = apply_stock_event(current, event)
         if outcome.changed:
             changed[command.location_id] = outcome.position
+            if isinstance(event, Movement):
+                applied_ids.append(seen_id)
+                applied_now.add(seen_id)
         verdicts.append((outcome.verdict, outcome.reason))
-    return LedgerResult(changed, verdicts)
+    return LedgerResult(changed, verdicts, applied_ids)

@@ -236,6 +236,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         protection_quantile=settings.protection_quantile,
         protection_default_days=settings.protection_default_days,
         partitions=settings.partitions,
+        dedupe_window_days=settings.dedupe_window_days,
     )
     # Master data first, or every event of a location would look like one of an unknown location.
     register_batched(
@@ -411,6 +412,17 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         # Protection is demand until the next truck: it changes as the days pass, not only on events.
         runtime.expire_views()
         resync_requested.set()
+
+    @app.timer(interval=settings.dedupe_sweep_interval_s)  # type: ignore[untyped-decorator]
+    async def forget_expired_event_ids() -> None:
+        # An exception in a faust timer would stop the worker: log it, the next sweep tries again.
+        if app.rebalancing:
+            return
+        try:
+            forgotten = await runtime.event_ids.forget_expired(int(time.time() * 1000), runtime.lock)
+            log.info("forgot %d stock movement ids older than the dedupe window", forgotten)
+        except Exception:
+            log.exception("forgetting expired stock movement ids failed; trying again at the next sweep")
 
     @app.timer(interval=faust_fixes.HEAL_AFTER_S)  # type: ignore[untyped-decorator]
     async def heal_dropped_records() -> None:

@@ -46,6 +46,7 @@ from oms_streams.domain.visibility import (
     publication_signature,
 )
 from oms_streams.metrics import Metrics
+from oms_streams.streaming.event_ids import AppliedMovementIds
 from oms_streams.streaming.follower import TopicFollower
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.outbox import Outbox, PartitionBatches, Produce
@@ -119,8 +120,13 @@ class LedgerRuntime:
         protection_quantile: float = 0.0,
         protection_default_days: int = 7,
         partitions: int | None = None,
+        dedupe_window_days: float = 7,
     ) -> None:
         self.tables = tables
+        stock_topic = next(iter(decoders))  # any stock topic: the id table is co-partitioned with them
+        self.event_ids = AppliedMovementIds(
+            tables.stock_event_ids, dedupe_window_days, stock_topic, partitions
+        )
         self.partitions = partitions
         self.network = network
         self.config_follower = config_follower
@@ -206,7 +212,7 @@ class LedgerRuntime:
             while end < len(items) and isinstance(items[end][1], DecodedStock):
                 end += 1
             if end > start:
-                changed.update(self._apply_stock(sku, positions, items[start:end]))
+                changed.update(self._apply_stock(sku, positions, items[start:end], now_ms))
                 start = end
             else:
                 changed.update(self._apply_reservation(sku, positions, items[start][1], now_ms))
@@ -220,7 +226,7 @@ class LedgerRuntime:
                 observe(max(0.0, now_s - event.message.timestamp))
 
     def _apply_stock(
-        self, sku: str, positions: dict[str, StockPosition], items: list[tuple[Any, Decoded]]
+        self, sku: str, positions: dict[str, StockPosition], items: list[tuple[Any, Decoded]], now_ms: int
     ) -> dict[str, StockPosition]:
         commands: list[StockCommand] = []
         owners: list[tuple[Any, str]] = []  # (event, kind) per command, to report verdicts
@@ -228,7 +234,9 @@ class LedgerRuntime:
             assert isinstance(decoded, DecodedStock)
             commands.extend(decoded.commands)
             owners.extend((event, decoded.kind) for _ in decoded.commands)
-        result = apply_commands(positions, commands, self.network.locations)
+        seen = self.event_ids.seen(sku, commands)
+        result = apply_commands(positions, commands, self.network.locations, seen)
+        self.event_ids.remember(sku, result.applied_ids, now_ms)
         self._learn_demand(sku, commands, result.verdicts)
         rejected_events: set[int] = set()
         tally = self._verdicts

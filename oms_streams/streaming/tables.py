@@ -27,6 +27,9 @@ class Tables:
     """'SKU|LOCATION' -> position row (see adapters.stock.position_to_row)."""
     sku_locations: Any
     """SKU -> the locations that ever held a position of it, so a SKU's ledger loads without a scan."""
+    stock_event_ids: Any
+    """'SKU|LOCATION|event id' -> when the movement was applied (epoch ms): the ledger's dedupe
+    beyond its journal, for OMS_DEDUPE_WINDOW_DAYS (see event_ids)."""
     orders: Any
     """Order id -> order row: promise versions, milestones, fulfilment events, last risk state."""
     sourcing: Any
@@ -59,6 +62,9 @@ def define_tables(app: faust.App, settings: Settings) -> Tables:
     return Tables(
         stock_positions=app.Table("stock_positions", options=options, help="Stock positions", **common),
         sku_locations=app.Table("sku_locations", options=options, help="Locations per SKU", **common),
+        stock_event_ids=app.Table(
+            "stock_event_ids", options=options, help="Applied stock movements (dedupe window)", **common
+        ),
         orders=app.Table("orders", options=options, help="Orders, their promise and progress", **common),
         sourcing=app.Table("sourcing", options=options, help="Sourcing saga per order", **common),
         returns=app.Table("returns", options=options, help="Returns: routing and receipts", **common),

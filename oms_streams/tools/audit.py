@@ -329,6 +329,7 @@ def replay_on_hand(records: AuditInput, counts: Counter[str] | None = None) -> d
     on_hand: dict[tuple[str, str], int] = {}
     for sku, items in per_sku.items():
         positions: dict[str, StockPosition] = {}
+        applied: set[tuple[str, str]] = set()  # the ledger's id store, without its window
         for _, item in sorted(items, key=lambda pair: pair[0]):
             if isinstance(item, _Fulfilled):
                 # The ledger applies it to the held position directly, as a sale journalled under
@@ -336,8 +337,9 @@ def replay_on_hand(records: AuditInput, counts: Counter[str] | None = None) -> d
                 current = positions.get(item.location_id, StockPosition())
                 positions[item.location_id] = apply_movement(current, item.movement).position
                 continue
-            result = apply_commands(positions, item.commands, records.locations)
+            result = apply_commands(positions, item.commands, records.locations, applied)
             positions.update(result.changed)
+            applied.update(result.applied_ids)
             counts["stock_events_rejected"] += sum(v is Verdict.REJECTED for v, _ in result.verdicts)
         for location_id, position in positions.items():
             on_hand[(sku, location_id)] = position.on_hand

@@ -16,6 +16,12 @@ from oms_streams.streaming.topics import ALL_TOPICS
 TABLES = (
     ("stock_positions", "SKU|LOCATION", "apply_stock_events", "co-partitioned with the stock topics"),
     ("sku_locations", "SKU", "apply_stock_events", "co-partitioned with the stock topics"),
+    (
+        "stock_event_ids",
+        "SKU|LOCATION|event id",
+        "apply_stock_events",
+        "co-partitioned with the stock topics",
+    ),
 )
 
 

@@ -41,6 +41,7 @@ def recompute_from_log(bootstrap: str, prefix: str) -> dict[str, dict[str, dict[
     assert network.visibility_rules is not None
     rules = to_rules(network.visibility_rules)
     positions: dict[str, dict[str, StockPosition]] = {}
+    applied: dict[str, set[tuple[str, str]]] = {}  # per SKU, as the ledger's id store
     for topic, decode in (
         ("oms.inventory.counts.v1", decode_count),
         ("oms.inventory.movements.v1", decode_movement),
@@ -49,8 +50,10 @@ def recompute_from_log(bootstrap: str, prefix: str) -> dict[str, dict[str, dict[
             decoded = decode(key, value)
             if not isinstance(decoded, DecodedStock):
                 continue  # dead-lettered: it changes nothing
-            ledger = positions.setdefault(decoded.sku, {})
-            ledger.update(apply_commands(ledger, decoded.commands, locations).changed)
+            ledger, ids = positions.setdefault(decoded.sku, {}), applied.setdefault(decoded.sku, set())
+            result = apply_commands(ledger, decoded.commands, locations, ids)
+            ledger.update(result.changed)
+            ids.update(result.applied_ids)
     return {
         sku: {
             view.channel: dict(view.by_location)

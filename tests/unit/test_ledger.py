@@ -139,3 +139,72 @@ def test_every_command_gets_a_verdict_and_rejections_always_say_why(commands):
         assert bool(reason) is (verdict is Verdict.REJECTED)
     assert set(result.changed) <= {c.location_id for c in commands} - {"STORE-GHOST-99"}
     assert all(isinstance(p, StockPosition) for p in result.changed.values())
+
+
+class RememberedIds:
+    """What the worker's id store does for the domain: remember every applied movement."""
+
+    def __init__(self) -> None:
+        self.ids: set[tuple[str, str]] = set()
+
+    def apply(self, positions: dict[str, StockPosition], commands: list[StockCommand]) -> list[Verdict]:
+        result = apply_commands(positions, commands, NETWORK, seen=self.ids)
+        positions.update(result.changed)
+        self.ids.update(result.applied_ids)
+        return [verdict for verdict, _ in result.verdicts]
+
+
+def test_a_till_resending_a_day_of_sales_after_an_outage_applies_none_of_them_twice():
+    sales = [at("STORE-UTRECHT-01", a_sale(qty=1, at=minutes(i))) for i in range(300)]  # >> the journal
+    store, positions = RememberedIds(), {"STORE-UTRECHT-01": a_position(on_hand=1000)}
+    for start in range(0, 300, 50):
+        store.apply(positions, sales[start : start + 50])
+    assert positions["STORE-UTRECHT-01"].on_hand == 700
+
+    verdicts = store.apply(positions, sales)  # the whole day again, in one batch
+
+    assert set(verdicts) == {Verdict.DUPLICATE}
+    assert positions["STORE-UTRECHT-01"].on_hand == 700
+
+
+def test_a_movement_repeated_within_one_batch_far_beyond_the_journal_is_applied_once():
+    first = at("DC-NORTH", a_receipt(qty=7, event_id="ERP-RCPT-FIRST"))
+    others = [at("DC-NORTH", a_receipt(qty=1, at=minutes(i))) for i in range(100)]
+
+    result = apply_commands({}, [first, *others, first], NETWORK)
+
+    assert result.changed["DC-NORTH"].on_hand == 107
+    assert result.verdicts[-1][0] is Verdict.DUPLICATE
+    assert result.applied_ids[0] == ("DC-NORTH", "ERP-RCPT-FIRST") and len(result.applied_ids) == 101
+
+
+def test_the_same_event_id_at_another_location_is_another_movement():
+    # A till may give every line of one receipt the receipt's id: ids are remembered per position.
+    result = apply_commands(
+        {},
+        [
+            at("DC-NORTH", a_receipt(qty=2, event_id="R-1")),
+            at("STORE-UTRECHT-01", a_receipt(qty=3, event_id="R-1")),
+        ],
+        NETWORK,
+        seen={("STORE-UTRECHT-02", "R-1")},
+    )
+
+    assert {loc: p.on_hand for loc, p in result.changed.items()} == {"DC-NORTH": 2, "STORE-UTRECHT-01": 3}
+
+
+@given(
+    quantities=st.lists(st.integers(1, 9), min_size=1, max_size=200),
+    data=st.data(),
+)
+def test_resends_in_any_batches_change_nothing_whatever_the_journal_forgot(quantities, data):
+    movements = [at("DC-NORTH", a_receipt(qty=q, at=minutes(i))) for i, q in enumerate(quantities)]
+    resent = data.draw(st.lists(st.sampled_from(movements), max_size=100))
+    stream = data.draw(st.permutations(movements + resent))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    store, positions = RememberedIds(), {}
+    for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        store.apply(positions, stream[start:end])
+
+    assert positions["DC-NORTH"].on_hand == sum(quantities)
+    assert len(store.ids) == len(movements)

@@ -1,0 +1,85 @@
+"""Which stock movements a ledger has applied in the last days: the id store behind its dedupe.
+
+A position's journal holds its last 64 movements, enough for count semantics but not for a till
+that re-sends a day of sales after an outage. So every applied movement's (SKU, location, event id)
+is also a key of the ``stock_event_ids`` table, valued with when it was applied, for
+``OMS_DEDUPE_WINDOW_DAYS``: a re-send within that window of the first copy is a duplicate however
+many movements came in between. The table is co-partitioned with the stock topics (the SKU leads
+the key), so it lives in RocksDB with the partition's other state and comes back from its changelog
+after a crash or a rebalance. A sweep deletes what is older than the window (a changelog tombstone
+each), so the store holds about one window of movements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from oms_streams.domain.inventory import Movement
+from oms_streams.domain.ledger import StockCommand
+from oms_streams.streaming.partitioning import partition_for
+from oms_streams.streaming.table_context import in_partition
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+SWEEP_CHUNK = 5_000
+"""Keys looked at (or deleted) between two yields to the event loop."""
+
+
+def id_key(sku: str, location_id: str, event_id: str) -> bytes:
+    return f"{sku}|{location_id}|{event_id}".encode()
+
+
+class AppliedMovementIds:
+    def __init__(self, table: Any, window_days: float, stock_topic: str, partitions: int | None) -> None:
+        self.table = table
+        self.window_ms = int(window_days * DAY_MS)
+        self.stock_topic = stock_topic
+        """A topic the table is co-partitioned with: where a sweep's deletes are written."""
+        self.partitions = partitions
+
+    def seen(self, sku: str, commands: Iterable[StockCommand]) -> set[tuple[str, str]]:
+        """(location, event id) of the commands' movements applied within the window."""
+        table = self.table
+        return {
+            (command.location_id, command.event.event_id)
+            for command in commands
+            if isinstance(command.event, Movement)
+            and table.get(id_key(sku, command.location_id, command.event.event_id)) is not None
+        }
+
+    def remember(self, sku: str, applied: Iterable[tuple[str, str]], now_ms: int) -> None:
+        """Inside the partition of the batch (``in_partition_of``), like the positions' writes."""
+        applied_at = str(now_ms).encode()
+        for location_id, event_id in applied:
+            self.table[id_key(sku, location_id, event_id)] = applied_at
+
+    async def forget_expired(self, now_ms: int, lock: asyncio.Lock) -> int:
+        """Delete the ids applied before the window; returns how many. The stream goes on between
+        chunks: the scan yields every ``SWEEP_CHUNK`` keys and deletes under the ledger's lock."""
+        cutoff = str(now_ms - self.window_ms).encode()
+        expired: list[bytes] = []
+        try:
+            for n, (key, applied_at) in enumerate(self.table.items()):
+                # Decimal epoch ms of the same length compare as bytes (13 digits until 2286).
+                if len(applied_at) < len(cutoff) or (len(applied_at) == len(cutoff) and applied_at < cutoff):
+                    expired.append(key)
+                if n % SWEEP_CHUNK == 0:
+                    await asyncio.sleep(0)
+        except RuntimeError:  # the in-memory store (tests, demos) changed while it was read
+            log.info("event id sweep cut short by concurrent writes; %d expired ids found", len(expired))
+        for start in range(0, len(expired), SWEEP_CHUNK):
+            async with lock:
+                for key in expired[start : start + SWEEP_CHUNK]:
+                    self._delete(key)
+            await asyncio.sleep(0)
+        return len(expired)
+
+    def _delete(self, key: bytes) -> None:
+        sku = key.split(b"|", 1)[0]
+        partition = partition_for(sku, self.partitions) if self.partitions else 0
+        with in_partition(self.stock_topic, partition):
+            self.table.pop(key, None)
