@@ -127,18 +127,24 @@ def position_to_row(p: StockPosition, demand: DemandState | None = None) -> Row:
         [[reservation_id, units] for reservation_id, units in p.holds],
         list(p.settled),
     ]
-    if demand is not None:
-        row.append(
-            [
-                demand.level,
-                list(demand.season),
-                demand.variance,
-                demand.last_day,
-                list(demand.warmup),
-                demand.open_day,
-                demand.open_units,
-            ]
-        )
+    demand_row = (
+        None
+        if demand is None
+        else [
+            demand.level,
+            list(demand.season),
+            demand.variance,
+            demand.last_day,
+            list(demand.warmup),
+            demand.open_day,
+            demand.open_units,
+        ]
+    )
+    # Optional tail: [11] the demand model, [12] the applied-movement count (rows before it lack it).
+    if p.applied:
+        row += [demand_row, p.applied]
+    elif demand_row is not None:
+        row.append(demand_row)
     return row
 
 
@@ -166,6 +172,7 @@ def row_to_position(row: Row) -> StockPosition:
         journal=tuple(JournalEntry(*entry) for entry in journal),
         holds=tuple((reservation_id, units) for reservation_id, units in holds),
         settled=tuple(settled),
+        applied=row[12] if len(row) > 12 else 0,
     )
 
 

@@ -108,6 +108,9 @@ class StockPosition:
     settled: tuple[str, ...] = ()
     """Reservation ids recently released, fulfilled or refused here, newest last (bounded), so a
     repeated or overtaken command is recognised."""
+    applied: int = 0
+    """Movements applied here, ever: the n-th one is in every state with ``applied >= n``, which
+    tells a remembered movement id whose position write was lost from one that is in the state."""
 
     def knows(self, event_id: str) -> bool:
         return any(entry.event_id == event_id for entry in self.journal)
@@ -187,6 +190,7 @@ def apply_movement(position: StockPosition, movement: Movement) -> Outcome:
             inbound=position.inbound + d_inbound,
             journal=journal,
             horizon_ms=horizon,
+            applied=position.applied + 1,
         ),
         Verdict.APPLIED,
     )

@@ -156,6 +156,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         # delivered stops the worker before anything after it is committed (rdkafka_producer).
         await app.producer.send(topic, key, value, None, None, None)
 
+    async def durable() -> None:
+        # Every table write so far acknowledged: a runtime's outputs wait for it (outbox).
+        await app.producer.flush()
+
     async def send(
         topic: str, key: bytes, value: bytes | None, partition: int, timestamp: float | None, headers: Any
     ) -> None:
@@ -275,6 +279,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         produce,
         metrics,
         partitions=settings.partitions,
+        durable=durable,
     )
     stall_watch = StallWatch(settings.stall_after_s)
     order_source = app.topic(
@@ -312,6 +317,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         produce,
         metrics,
         partitions=settings.partitions,
+        durable=durable,
     )
     sourcing_source = app.topic(
         *(
@@ -346,6 +352,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         produce,
         metrics,
         partitions=settings.partitions,
+        durable=durable,
     )
     returns_source = app.topic(
         *(settings.topic(s.name) for s in (RETURNS_REQUESTED, RETURNS_RECEIVED, RETURNS_REROUTED)), **raw

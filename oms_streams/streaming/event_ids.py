@@ -8,16 +8,25 @@ many movements came in between. The table is co-partitioned with the stock topic
 the key), so it lives in RocksDB with the partition's other state and comes back from its changelog
 after a crash or a rebalance. A sweep deletes what is older than the window (a changelog tombstone
 each), so the store holds about one window of movements.
+
+The id and its position are two changelog records, and a crash can keep one and lose the other. An
+id without its position's write would turn the re-read movement into a "duplicate" that is in no
+state: lost. So each id carries its position's ``applied`` count after it, and the store answers
+only for movements the position's journal has forgotten: at least ``JOURNAL_WINDOW`` movements
+older than the state. A younger one is the journal's to recognise; if the journal does not know it,
+the state does not contain it (its write was lost, and its input, not committed, is read again), or
+a count contains it (and the movement is ``superseded``). A position's write without its id is
+caught by its journal too, unless that one batch applied 64 more movements at that position.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from oms_streams.domain.inventory import Movement
+from oms_streams.domain.inventory import JOURNAL_WINDOW, Movement, StockPosition
 from oms_streams.domain.ledger import StockCommand
 from oms_streams.streaming.partitioning import partition_for
 from oms_streams.streaming.table_context import in_partition
@@ -41,31 +50,38 @@ class AppliedMovementIds:
         """A topic the table is co-partitioned with: where a sweep's deletes are written."""
         self.partitions = partitions
 
-    def seen(self, sku: str, commands: Iterable[StockCommand]) -> set[tuple[str, str]]:
-        """(location, event id) of the commands' movements applied within the window."""
-        table = self.table
-        return {
-            (command.location_id, command.event.event_id)
-            for command in commands
-            if isinstance(command.event, Movement)
-            and table.get(id_key(sku, command.location_id, command.event.event_id)) is not None
-        }
+    def seen(
+        self, sku: str, commands: Iterable[StockCommand], positions: Mapping[str, StockPosition]
+    ) -> set[tuple[str, str]]:
+        """(location, event id) of the commands' movements applied within the window and at least
+        ``JOURNAL_WINDOW`` movements before the state ``positions`` holds."""
+        table, seen = self.table, set()
+        for command in commands:
+            event = command.event
+            if not isinstance(event, Movement):
+                continue
+            value = table.get(id_key(sku, command.location_id, event.event_id))
+            if value is None:
+                continue
+            position = positions.get(command.location_id)
+            if position is not None and position.applied - int(value.split(b":", 1)[1]) >= JOURNAL_WINDOW:
+                seen.add((command.location_id, event.event_id))
+        return seen
 
-    def remember(self, sku: str, applied: Iterable[tuple[str, str]], now_ms: int) -> None:
+    def remember(self, sku: str, applied: Iterable[tuple[str, str, int]], now_ms: int) -> None:
         """Inside the partition of the batch (``in_partition_of``), like the positions' writes."""
-        applied_at = str(now_ms).encode()
-        for location_id, event_id in applied:
-            self.table[id_key(sku, location_id, event_id)] = applied_at
+        table = self.table
+        for location_id, event_id, count in applied:
+            table[id_key(sku, location_id, event_id)] = f"{now_ms}:{count}".encode()
 
     async def forget_expired(self, now_ms: int, lock: asyncio.Lock) -> int:
         """Delete the ids applied before the window; returns how many. The stream goes on between
         chunks: the scan yields every ``SWEEP_CHUNK`` keys and deletes under the ledger's lock."""
-        cutoff = str(now_ms - self.window_ms).encode()
+        cutoff = now_ms - self.window_ms
         expired: list[bytes] = []
         try:
-            for n, (key, applied_at) in enumerate(self.table.items()):
-                # Decimal epoch ms of the same length compare as bytes (13 digits until 2286).
-                if len(applied_at) < len(cutoff) or (len(applied_at) == len(cutoff) and applied_at < cutoff):
+            for n, (key, value) in enumerate(self.table.items()):
+                if int(value.split(b":", 1)[0]) < cutoff:
                     expired.append(key)
                 if n % SWEEP_CHUNK == 0:
                     await asyncio.sleep(0)

@@ -43,8 +43,13 @@ is acked within a second or so; a dropped record never is)."""
 
 
 def apply(fetch_max_wait_ms: int) -> None:
-    if faust.__version__ != SUPPORTED:  # another version may have fixed or moved these internals
-        return
+    if faust.__version__ != SUPPORTED:
+        # Another version may have fixed or moved these internals: a fix applied blindly could
+        # break it, and one skipped silently would bring back a lost record.
+        raise RuntimeError(
+            f"faust-streaming {faust.__version__} is not the version streaming/faust_fixes.py was "
+            f"written for ({SUPPORTED}): check each fix against its source, then update SUPPORTED"
+        )
     _applied["fetch_max_wait_ms"] = fetch_max_wait_ms
     if _applied.get("done"):
         return

@@ -234,7 +234,7 @@ class LedgerRuntime:
             assert isinstance(decoded, DecodedStock)
             commands.extend(decoded.commands)
             owners.extend((event, decoded.kind) for _ in decoded.commands)
-        seen = self.event_ids.seen(sku, commands)
+        seen = self.event_ids.seen(sku, commands, positions)
         result = apply_commands(positions, commands, self.network.locations, seen)
         self.event_ids.remember(sku, result.applied_ids, now_ms)
         self._learn_demand(sku, commands, result.verdicts)

@@ -48,7 +48,7 @@ from oms_streams.domain.risk import (
 from oms_streams.domain.visibility import haversine_km
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.network import NetworkState
-from oms_streams.streaming.outbox import Outbox, Produce
+from oms_streams.streaming.outbox import Durable, Outbox, Produce
 from oms_streams.streaming.partitioning import misrouted
 from oms_streams.streaming.table_context import in_partition, in_partition_of
 
@@ -89,6 +89,7 @@ class OrdersRuntime:
         produce: Produce,
         metrics: Metrics,
         partitions: int | None = None,
+        durable: Durable | None = None,
     ) -> None:
         self.table = table
         self.partitions = partitions
@@ -100,7 +101,7 @@ class OrdersRuntime:
         """Orders with something still pending, with their decoded tracking (rows are in the table)."""
         self._due: list[tuple[int, str]] = []
         self._linked: set[str] = set()
-        self.outbox = Outbox(produce, topics.dlq, metrics)
+        self.outbox = Outbox(produce, topics.dlq, metrics, durable)
 
     # --- events ---------------------------------------------------------------------------------
 

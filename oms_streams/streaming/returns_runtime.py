@@ -58,7 +58,7 @@ from oms_streams.domain.visibility import haversine_km
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.ledger_runtime import AvailabilityView
 from oms_streams.streaming.network import NetworkState
-from oms_streams.streaming.outbox import Outbox, Produce
+from oms_streams.streaming.outbox import Durable, Outbox, Produce
 from oms_streams.streaming.partitioning import misrouted
 from oms_streams.streaming.table_context import in_partition_of
 
@@ -164,6 +164,7 @@ class ReturnsRuntime:
         produce: Produce,
         metrics: Metrics,
         partitions: int | None = None,
+        durable: Durable | None = None,
     ) -> None:
         self.table = table
         self.network = network
@@ -173,7 +174,7 @@ class ReturnsRuntime:
         self.metrics = metrics
         self.partitions = partitions
         self.lock = asyncio.Lock()
-        self.outbox = Outbox(produce, topics.dlq, metrics)
+        self.outbox = Outbox(produce, topics.dlq, metrics, durable)
         self._routing: tuple[int, ReturnNetwork, tuple[DispositionRule, ...]] | None = None
 
     # --- events ---------------------------------------------------------------------------------

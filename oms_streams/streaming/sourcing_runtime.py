@@ -52,7 +52,7 @@ from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.ledger_runtime import AvailabilityView
 from oms_streams.streaming.network import NetworkState
-from oms_streams.streaming.outbox import Outbox, PartitionBatches, Produce
+from oms_streams.streaming.outbox import Durable, Outbox, PartitionBatches, Produce
 from oms_streams.streaming.partitioning import misrouted, strays
 from oms_streams.streaming.table_context import in_partition, in_partition_of
 
@@ -182,6 +182,7 @@ class SourcingRuntime:
         metrics: Metrics,
         policy: SourcingPolicy | None = None,
         partitions: int | None = None,
+        durable: Durable | None = None,
     ) -> None:
         self.table = table
         self.partitions = partitions
@@ -195,7 +196,7 @@ class SourcingRuntime:
         self.claims = Claims()
         self.workload: dict[str, int] = defaultdict(int)
         """Live allocations per location among this worker's orders (a sourcing cost)."""
-        self.outbox = Outbox(produce, topics.dlq, metrics)
+        self.outbox = Outbox(produce, topics.dlq, metrics, durable)
         self.commands = PartitionBatches(topics.reservations, partitions, reservation_batch_record)
         self._republished: set[str] = set()
         """Orders whose finished round this worker published again (once is enough)."""

@@ -339,7 +339,7 @@ def replay_on_hand(records: AuditInput, counts: Counter[str] | None = None) -> d
                 continue
             result = apply_commands(positions, item.commands, records.locations, applied)
             positions.update(result.changed)
-            applied.update(result.applied_ids)
+            applied.update((location, event_id) for location, event_id, _ in result.applied_ids)
             counts["stock_events_rejected"] += sum(v is Verdict.REJECTED for v, _ in result.verdicts)
         for location_id, position in positions.items():
             on_hand[(sku, location_id)] = position.on_hand

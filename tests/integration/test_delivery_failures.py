@@ -40,6 +40,20 @@ def assert_clean_audit(bootstrap: str, prefix: str, timeout_s: float = 60) -> No
     print(result.stdout[-1500:])
 
 
+def assert_availability_is_the_log(bootstrap: str, prefix: str, timeout_s: float = 60) -> None:
+    """What the worker published equals a recomputation from the stock topics."""
+    deadline = time.monotonic() + timeout_s
+    while (shown := published(bootstrap, prefix)) != (expected := recompute_from_log(bootstrap, prefix)):
+        if time.monotonic() > deadline:
+            differ = {
+                sku: (shown.get(sku), expected.get(sku))
+                for sku in shown.keys() | expected.keys()
+                if shown.get(sku) != expected.get(sku)
+            }
+            raise AssertionError(f"published availability differs from the log (published, log): {differ}")
+        time.sleep(0.5)
+
+
 def assert_stopped_for_a_restart(worker: WorkerProcess, timeout_s: float) -> None:
     assert worker.wait_exit(timeout_s) == EXIT_NOT_DELIVERED, worker.log_tail()
     assert "was not delivered" in worker.log_tail(200)
@@ -142,6 +156,8 @@ def test_a_deleted_output_topic_stops_the_worker_and_after_a_restart_nothing_is_
         dlq = topic_prefix + "oms.dlq.v1"
         admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
         admin.delete_topics([dlq])[dlq].result(30)
+        # Deleting is asynchronous: what reached the topic before it is gone would go with it.
+        wait_until(lambda: dlq not in admin.list_topics(timeout=10).topics, 30, "the topic gone")
         # Malformed stock events go to the dead-letter topic, which is gone now.
         for i in range(5):
             events.send("oms.inventory.movements.v1", SKUS[i].encode(), b"{not json")
@@ -150,8 +166,7 @@ def test_a_deleted_output_topic_stops_the_worker_and_after_a_restart_nothing_is_
 
         worker.start()  # it creates its missing topics first, as at every start
         pass
-        expected = recompute_from_log(kafka_bootstrap, topic_prefix)
-        wait_until(lambda: published(kafka_bootstrap, topic_prefix) == expected, 60, "availability = the log")
+        assert_availability_is_the_log(kafka_bootstrap, topic_prefix)
         wait_until(lambda: len(read_topic(kafka_bootstrap, dlq)) >= 5, 30, "the bad events dead-lettered")
         assert_clean_audit(kafka_bootstrap, topic_prefix)
     finally:
@@ -188,8 +203,7 @@ def test_a_broker_frozen_past_the_delivery_timeout_stops_the_worker_and_nothing_
             time.sleep(1)
             shop.movements(100)
             restart_without(worker)
-            expected = recompute_from_log(broker.bootstrap, prefix)
-            wait_until(lambda: published(broker.bootstrap, prefix) == expected, 90, "availability = the log")
+            assert_availability_is_the_log(broker.bootstrap, prefix, timeout_s=90)
             assert_clean_audit(broker.bootstrap, prefix)
         finally:
             worker.stop()

@@ -53,7 +53,7 @@ def recompute_from_log(bootstrap: str, prefix: str) -> dict[str, dict[str, dict[
             ledger, ids = positions.setdefault(decoded.sku, {}), applied.setdefault(decoded.sku, set())
             result = apply_commands(ledger, decoded.commands, locations, ids)
             ledger.update(result.changed)
-            ids.update(result.applied_ids)
+            ids.update((location, event_id) for location, event_id, _ in result.applied_ids)
     return {
         sku: {
             view.channel: dict(view.by_location)

@@ -7,6 +7,7 @@ import asyncio
 from collections import defaultdict
 from typing import Any
 
+import pytest
 from intervaltree import IntervalTree
 
 from oms_streams.streaming import faust_fixes
@@ -126,3 +127,10 @@ def test_a_seek_that_fails_is_logged_not_raised():
     consumer.seek = revoked_meanwhile  # type: ignore[method-assign]
     assert asyncio.run(faust_fixes.heal_dropped_records(consumer, now=1e12)) == []
     assert consumer.new_offset() is None  # still not committed past, and tried again after a while
+
+
+def test_the_fixes_refuse_to_start_on_a_faust_version_they_were_not_written_for(monkeypatch):
+    monkeypatch.setattr(faust_fixes.faust, "__version__", "0.16.0")
+
+    with pytest.raises(RuntimeError, match=r"faust-streaming 0\.16\.0 is not the version"):
+        faust_fixes.apply(fetch_max_wait_ms=20)

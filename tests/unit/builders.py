@@ -85,12 +85,14 @@ def a_position(
     unsellable: int = 0,
     inbound: int = 0,
     lead_time_hours: int | None = None,
+    applied: int = 0,
 ) -> StockPosition:
     return StockPosition(
         on_hand=on_hand,
         reserved=reserved,
         unsellable=unsellable,
         inbound=inbound,
+        applied=applied,
         lead_time_hours=lead_time_hours,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oms_streams.domain.inventory import StockPosition, Verdict
+from oms_streams.domain.inventory import JOURNAL_WINDOW, StockPosition, Verdict
 from oms_streams.domain.ledger import StockCommand, apply_commands
 from tests.unit.builders import (
     a_count,
@@ -150,7 +150,7 @@ class RememberedIds:
     def apply(self, positions: dict[str, StockPosition], commands: list[StockCommand]) -> list[Verdict]:
         result = apply_commands(positions, commands, NETWORK, seen=self.ids)
         positions.update(result.changed)
-        self.ids.update(result.applied_ids)
+        self.ids.update((location, event_id) for location, event_id, _ in result.applied_ids)
         return [verdict for verdict, _ in result.verdicts]
 
 
@@ -175,7 +175,8 @@ def test_a_movement_repeated_within_one_batch_far_beyond_the_journal_is_applied_
 
     assert result.changed["DC-NORTH"].on_hand == 107
     assert result.verdicts[-1][0] is Verdict.DUPLICATE
-    assert result.applied_ids[0] == ("DC-NORTH", "ERP-RCPT-FIRST") and len(result.applied_ids) == 101
+    assert result.applied_ids[0] == ("DC-NORTH", "ERP-RCPT-FIRST", 1) and len(result.applied_ids) == 101
+    assert result.applied_ids[-1][2] == result.changed["DC-NORTH"].applied == 101
 
 
 def test_the_same_event_id_at_another_location_is_another_movement():
@@ -208,3 +209,16 @@ def test_resends_in_any_batches_change_nothing_whatever_the_journal_forgot(quant
 
     assert positions["DC-NORTH"].on_hand == sum(quantities)
     assert len(store.ids) == len(movements)
+
+
+def test_a_resend_of_what_the_journal_held_is_a_duplicate_after_new_movements_pushed_it_out():
+    earlier = [at("DC-NORTH", a_receipt(qty=1, at=minutes(i))) for i in range(JOURNAL_WINDOW)]
+    positions: dict[str, StockPosition] = {}
+    positions.update(apply_commands({}, earlier, NETWORK).changed)
+
+    # New receipts first: each pushes the oldest journal entry out before its re-send comes.
+    news = [at("DC-NORTH", a_receipt(qty=10, at=minutes(100 + i))) for i in range(3)]
+    result = apply_commands(positions, [*news, *earlier], NETWORK)
+
+    assert [v for v, _ in result.verdicts] == [Verdict.APPLIED] * 3 + [Verdict.DUPLICATE] * JOURNAL_WINDOW
+    assert result.changed["DC-NORTH"].on_hand == JOURNAL_WINDOW + 30
