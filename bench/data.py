@@ -82,9 +82,8 @@ def build_network(n_locations: int, out_dir: Path, *, state: str = "TX", n_dcs: 
 def _location(loc: str, kind: str, site: dict[str, str] | None, state: str) -> dict[str, object]:
     record: dict[str, object] = {"location_id": loc, "type": kind, "region": f"US-{state}"}
     if site is not None:
-        record.update(
-            name=f"{site['city']} ({site['type']})", lat=float(site["lat"]), lon=float(site["long"])
-        )
+        record.update(name=f"{site['city']} ({site['type']})", lat=float(site["lat"]),
+                      lon=float(site["long"]))
     return record
 
 
@@ -124,15 +123,10 @@ class MovementGenerator:
         else:
             loc = rng.choice(self.network.stores) if rng.random() < 0.9 else rng.choice(self.network.dcs)
         atp = self.atp.get((sku, loc), 0)
-        quantity = {
-            "sale": rng.randint(1, 3),
-            "receipt": rng.randint(12, 120),
-            "transfer_out": rng.randint(6, 24),
-            "transfer_in": rng.randint(6, 48),
-            "customer_return_restocked": 1,
-            "adjustment": rng.choice((-2, -1, 1, 2, 3)),
-            "unsellable_in": 1,
-        }[kind]
+        quantity = {"sale": rng.randint(1, 3), "receipt": rng.randint(12, 120),
+                    "transfer_out": rng.randint(6, 24), "transfer_in": rng.randint(6, 48),
+                    "customer_return_restocked": 1, "adjustment": rng.choice((-2, -1, 1, 2, 3)),
+                    "unsellable_in": 1}[kind]
         delta = -quantity if kind in ("sale", "transfer_out", "unsellable_in") else quantity
         if atp + delta < 3:  # would run the position dry: replenish instead
             kind, quantity, delta = "receipt", rng.randint(24, 120), 0
@@ -140,17 +134,10 @@ class MovementGenerator:
         self.atp[(sku, loc)] = atp + delta
         self.seq += 1
         source = "erp" if kind in ("receipt", "transfer_out", "transfer_in", "adjustment") else f"pos:{loc}"
-        value = orjson.dumps(
-            {
-                "event_id": f"{self.tag}-{self.seq}",
-                "occurred_at": _now_iso(),
-                "source": source,
-                "sku": sku,
-                "location_id": loc,
-                "kind": kind,
-                "quantity": quantity,
-            }
-        )
+        value = orjson.dumps({
+            "event_id": f"{self.tag}-{self.seq}", "occurred_at": _now_iso(), "source": source,
+            "sku": sku, "location_id": loc, "kind": kind, "quantity": quantity,
+        })
         return sku.encode(), value
 
     def many(self, n: int) -> Iterator[tuple[bytes, bytes]]:
@@ -173,7 +160,6 @@ def _now_iso() -> str:
 
 # --- full counts --------------------------------------------------------------------------------
 
-
 def count_messages(
     network: Network, n_skus: int, *, seed: int = 11, tag: str = "c"
 ) -> Iterator[tuple[bytes, bytes]]:
@@ -190,15 +176,7 @@ def count_messages(
             if rng.random() < 0.05:  # counted unsellable must lie within 0..on_hand
                 position["unsellable"] = rng.randint(0, min(2, on_hand))
             positions.append(position)
-        yield (
-            sku.encode(),
-            orjson.dumps(
-                {
-                    "event_id": f"{tag}-{i}",
-                    "occurred_at": occurred_at,
-                    "source": "erp",
-                    "sku": sku,
-                    "positions": positions,
-                }
-            ),
-        )
+        yield sku.encode(), orjson.dumps({
+            "event_id": f"{tag}-{i}", "occurred_at": occurred_at, "source": "erp", "sku": sku,
+            "positions": positions,
+        })

@@ -50,20 +50,13 @@ def broker(bootstrap: str | None, *, port_from: int = 39092, log: bool = True) -
     env = {**os.environ, "OMS_KAFKA_PORT": str(port)}
     if log:
         print(f"starting a private Kafka broker on 127.0.0.1:{port} ...", flush=True)
-    subprocess.run(
-        ["bash", "deploy/kafka/start.sh"], cwd=REPO_ROOT, env=env, check=True, stdout=subprocess.DEVNULL
-    )
+    subprocess.run(["bash", "deploy/kafka/start.sh"], cwd=REPO_ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
     try:
         yield f"127.0.0.1:{port}", True
     finally:
-        subprocess.run(
-            ["bash", "deploy/kafka/stop.sh", "--clean"],
-            cwd=REPO_ROOT,
-            env=env,
-            check=False,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        subprocess.run(["bash", "deploy/kafka/stop.sh", "--clean"], cwd=REPO_ROOT, env=env, check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
@@ -86,19 +79,12 @@ def delete_topics_with_prefixes(bootstrap: str, prefixes: Iterable[str]) -> int:
 
 
 def bulk_producer(bootstrap: str) -> Producer:
-    return Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
-            "batch.size": 1_000_000,
-            "queue.buffering.max.messages": 1_000_000,
-            "queue.buffering.max.kbytes": 1_048_576,
-            "message.max.bytes": 2_000_000,
-            "acks": "all",
-            "enable.idempotence": False,
-            "partitioner": "murmur2_random",  # the worker dead-letters keys outside their murmur2 partition
-        }
-    )
+    return Producer({
+        "bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
+        "queue.buffering.max.messages": 1_000_000, "queue.buffering.max.kbytes": 1_048_576,
+        "message.max.bytes": 2_000_000, "acks": "all", "enable.idempotence": False,
+        "partitioner": "murmur2_random",  # the worker dead-letters keys outside their murmur2 partition
+    })
 
 
 def produce_all(producer: Producer, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> int:

@@ -50,14 +50,8 @@ def wait_output_flushed(bootstrap: str, worker: Worker, out_topic: str, timeout_
     return None
 
 
-def throughput(
-    worker: Worker,
-    expected: int,
-    timeout_s: float,
-    poll_s: float = 0.1,
-    bootstrap: str | None = None,
-    out_topic: str | None = None,
-) -> dict[str, Any]:
+def throughput(worker: Worker, expected: int, timeout_s: float, poll_s: float = 0.1,
+               bootstrap: str | None = None, out_topic: str | None = None) -> dict[str, Any]:
     """Steady-state rate: from the first counted event to ``expected``, scraping /metrics.
 
     The worker was started on a pre-loaded topic, so its start-up is excluded. Also gives the rate
@@ -83,9 +77,7 @@ def throughput(
         return {"events": samples[-1][1] if samples else 0, "events_per_s": None, "timed_out": True}
     (t0, c0), (t1, c1) = samples[0], samples[-1]
     result: dict[str, Any] = {
-        "events": int(c1),
-        "seconds": t1 - t0,
-        "events_per_s": (c1 - c0) / (t1 - t0),
+        "events": int(c1), "seconds": t1 - t0, "events_per_s": (c1 - c0) / (t1 - t0),
         "timed_out": c1 < expected,
         "worker_cpu_pct": 100 * (cpu_last - (cpu_first or cpu_last)) / (t1 - t0),
     }
@@ -111,15 +103,10 @@ class _AvailabilityWatcher(threading.Thread):
 
     def __init__(self, bootstrap: str, topic: str, from_beginning: bool) -> None:
         super().__init__(daemon=True)
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": "bench-unused",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 10,
-                "fetch.error.backoff.ms": 10,
-            }
-        )
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": "bench-unused", "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10, "fetch.error.backoff.ms": 10,
+        })
         partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
         tps = []
         for p in partitions:
@@ -170,15 +157,8 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def latency(
-    bootstrap: str,
-    worker: Worker,
-    in_topic: str,
-    out_topic: str,
-    generator: MovementGenerator,
-    rate: float,
-    seconds: float,
-) -> dict[str, Any]:
+def latency(bootstrap: str, worker: Worker, in_topic: str, out_topic: str, generator: MovementGenerator,
+            rate: float, seconds: float) -> dict[str, Any]:
     """Produce movements at ``rate``/s for ``seconds`` into the running worker; measure each one's
     produce timestamp → its SKU's availability record seen by a consumer.
 
@@ -230,31 +210,16 @@ def latency(
         return None if v is None else v * 1000
 
     return {
-        "target_rate": rate,
-        "achieved_rate": sent / produced_s,
-        "sent": sent,
-        "matched": len(lat),
-        "unmatched": len(watcher.pending),
-        "unexpected_records": watcher.unexpected,
-        "stalled_ticks": stalled,
-        "p50_ms": _percentile(lat, 0.50),
-        "p90_ms": _percentile(lat, 0.90),
-        "p99_ms": _percentile(lat, 0.99),
+        "target_rate": rate, "achieved_rate": sent / produced_s, "sent": sent, "matched": len(lat),
+        "unmatched": len(watcher.pending), "unexpected_records": watcher.unexpected, "stalled_ticks": stalled,
+        "p50_ms": _percentile(lat, 0.50), "p90_ms": _percentile(lat, 0.90), "p99_ms": _percentile(lat, 0.99),
         "max_ms": max(lat) if lat else None,
-        "worker_hist_p50_ms": hq(0.50),
-        "worker_hist_p99_ms": hq(0.99),
+        "worker_hist_p50_ms": hq(0.50), "worker_hist_p99_ms": hq(0.99),
     }
 
 
-def full_count(
-    bootstrap: str,
-    worker: Worker,
-    counts_topic: str,
-    out_topic: str,
-    messages: list[tuple[bytes, bytes]],
-    positions: int,
-    timeout_s: float,
-) -> dict[str, Any]:
+def full_count(bootstrap: str, worker: Worker, counts_topic: str, out_topic: str,
+               messages: list[tuple[bytes, bytes]], positions: int, timeout_s: float) -> dict[str, Any]:
     """Produce every StockCount into the idle, ready worker; time until every SKU's availability is out."""
     watcher = _AvailabilityWatcher(bootstrap, out_topic, from_beginning=True)
     watcher.start()
@@ -281,9 +246,7 @@ def full_count(
     time.sleep(3)  # let the changelog and rocksdb flushes settle
     text = worker.scrape() or ""
     return {
-        "skus": n_skus,
-        "positions": positions,
-        "produce_s": produced,
+        "skus": n_skus, "positions": positions, "produce_s": produced,
         "skus_published": len(watcher.keys),
         "seconds_total": (done - t0) if done else None,
         "seconds_from_first_apply": (done - first_applied) if done and first_applied else None,

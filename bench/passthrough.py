@@ -18,13 +18,8 @@ async def _aiokafka(bootstrap: str, src: str, dst: str, expected: int, group: st
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     consumer = AIOKafkaConsumer(
-        src,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_bytes=52_428_800,
-        max_partition_fetch_bytes=4_194_304,
+        src, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+        enable_auto_commit=False, fetch_max_bytes=52_428_800, max_partition_fetch_bytes=4_194_304,
     )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=524_288, acks=1)
     await consumer.start()
@@ -67,27 +62,15 @@ def aiokafka_passthrough(bootstrap: str, src: str, dst: str, expected: int, grou
 
 
 def confluent_passthrough(bootstrap: str, src: str, dst: str, expected: int, group: str) -> dict[str, Any]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": True,
-            "auto.commit.interval.ms": 1000,
-            "fetch.max.bytes": 52_428_800,
-            "queued.max.messages.kbytes": 262_144,
-        }
-    )
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 5,
-            "batch.size": 524_288,
-            "acks": 1,
-            "queue.buffering.max.messages": 500_000,
-            "enable.idempotence": False,
-        }
-    )
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+        "enable.auto.commit": True, "auto.commit.interval.ms": 1000, "fetch.max.bytes": 52_428_800,
+        "queued.max.messages.kbytes": 262_144,
+    })
+    producer = Producer({
+        "bootstrap.servers": bootstrap, "linger.ms": 5, "batch.size": 524_288, "acks": 1,
+        "queue.buffering.max.messages": 500_000, "enable.idempotence": False,
+    })
     consumer.subscribe([src])
     seen = 0
     first = None
@@ -114,9 +97,5 @@ def confluent_passthrough(bootstrap: str, src: str, dst: str, expected: int, gro
     finally:
         consumer.close()
     assert first is not None
-    return {
-        "events": seen,
-        "seconds": end - first,
-        "events_per_s": seen / (end - first),
-        "unacknowledged": remaining,
-    }
+    return {"events": seen, "seconds": end - first, "events_per_s": seen / (end - first),
+            "unacknowledged": remaining}

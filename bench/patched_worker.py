@@ -25,7 +25,6 @@ def apply(patches: set[str]) -> None:
     from faust.transport.producer import ProducerBuffer
 
     if "drain" in patches:
-
         async def _send_pending(self: Any, fut: Any) -> None:
             await fut.message.channel.publish_message(fut, wait=False)
             queue = self.pending

@@ -24,21 +24,16 @@ _IN_RUNTIME = (
     ("encode availability record", ("adapters/availability.py",)),
     ("metrics (prometheus_client)", ("prometheus_client",)),
     ("table writes/reads (+changelog send)", ("faust/tables", "faust/stores", "rocksdict", "orjson")),
-    (
-        "produce availability (send_soon)",
-        ("faust/topics", "faust/transport/producer", "aiokafka/producer", "send_availability"),
-    ),
+    ("produce availability (send_soon)", ("faust/topics", "faust/transport/producer", "aiokafka/producer",
+                                          "send_availability")),
 )
 # Outside the runtime: the first rule whose needle is anywhere in the stack (leaf first) wins.
 _OUTSIDE = (
-    (
-        "producer: aiokafka/faust send path",
-        ("aiokafka/producer", "faust/transport/producer", "faust/transport/drivers/aiokafka.py:send"),
-    ),
-    (
-        "consumer: aiokafka fetch + record parsing",
-        ("aiokafka/consumer", "aiokafka/record", "aiokafka/protocol", "aiokafka/conn", "kafka/record"),
-    ),
+    ("producer: aiokafka/faust send path", ("aiokafka/producer", "faust/transport/producer",
+                                            "faust/transport/drivers/aiokafka.py:send")),
+    ("consumer: aiokafka fetch + record parsing", ("aiokafka/consumer", "aiokafka/record",
+                                                   "aiokafka/protocol",
+                                                   "aiokafka/conn", "kafka/record")),
     ("faust: changelog/tables bookkeeping", ("faust/tables", "faust/stores")),
     ("faust: stream/agent/consumer machinery", ("faust/", "mode/")),
     ("web: /metrics scrape", ("aiohttp", "prometheus_client")),
@@ -65,21 +60,9 @@ class Profiler:
             return False
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [
-                exe,
-                "record",
-                "--pid",
-                str(self.pid),
-                "--rate",
-                str(self.rate),
-                "--nonblocking",
-                "--format",
-                "raw",
-                "--output",
-                str(self.out),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            [exe, "record", "--pid", str(self.pid), "--rate", str(self.rate), "--nonblocking",
+             "--format", "raw", "--output", str(self.out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         return True
 
@@ -105,7 +88,7 @@ def classify(frames: list[str]) -> str:
         return "syscalls: socket writes + epoll (produce/fetch requests)"
     runtime = [i for i, f in enumerate(frames) if "ledger_runtime.py" in f]
     if runtime:
-        below = frames[runtime[0] + 1 :]
+        below = frames[runtime[0] + 1:]
         for label, needles in _IN_RUNTIME:
             if any(n in f for f in below for n in needles):
                 return label
@@ -152,16 +135,8 @@ def breakdown(path: Path, top: int = 20) -> dict[str, Any]:
     def pct(counter: Counter[str], n: int | None = None) -> list[tuple[str, float]]:
         return [(k, round(100 * v / total, 1)) for k, v in counter.most_common(n)]
 
-    return (
-        {
-            "samples": total,
-            "categories": pct(categories),
-            "inclusive_top": pct(inclusive, top),
-            "self_top": pct(leaf, top),
-        }
-        if total
-        else {"samples": 0}
-    )
+    return {"samples": total, "categories": pct(categories), "inclusive_top": pct(inclusive, top),
+            "self_top": pct(leaf, top)} if total else {"samples": 0}
 
 
 def render(report: dict[str, Any]) -> str:

@@ -49,9 +49,8 @@ TARGETS = {"c_over_a": 0.25, "p99_ms": 100.0, "count_seconds": 120.0, "count_rss
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--movements", type=int, default=200_000)
     p.add_argument("--skus", type=int, default=2_000)
     p.add_argument("--locations", type=int, default=50)
@@ -66,18 +65,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="extra py-spy passes of (c) and (d)")
     p.add_argument("--quick", action="store_true", help="small smoke run (< 1 min)")
     p.add_argument("--out", type=Path, default=RESULTS / "latest.json")
-    p.add_argument(
-        "--worker-env",
-        action="append",
-        default=[],
-        metavar="K=V",
-        help="extra env for the worker, e.g. OMS_BATCH_MAX=10000 (repeatable)",
-    )
-    p.add_argument(
-        "--worker-module",
-        default="oms_streams.cli",
-        help="module run as `python -m MODULE worker` (bench.patched_worker for what-ifs)",
-    )
+    p.add_argument("--worker-env", action="append", default=[], metavar="K=V",
+                   help="extra env for the worker, e.g. OMS_BATCH_MAX=10000 (repeatable)")
+    p.add_argument("--worker-module", default="oms_streams.cli",
+                   help="module run as `python -m MODULE worker` (bench.patched_worker for what-ifs)")
     args = p.parse_args(argv)
     if args.quick:
         args.movements, args.skus, args.count_skus, args.count_locations = 10_000, 500, 300, 50
@@ -108,12 +99,8 @@ class Bench:
     def settings(self, prefix: str, app_id: str) -> Any:
         from oms_streams.config import Settings
 
-        return Settings(
-            kafka_bootstrap=self.bootstrap,
-            topic_prefix=prefix,
-            app_id=app_id,
-            partitions=self.args.partitions,
-        )
+        return Settings(kafka_bootstrap=self.bootstrap, topic_prefix=prefix, app_id=app_id,
+                        partitions=self.args.partitions)
 
     def prepare(self, prefix: str, app_id: str, network_yaml: Path) -> Any:
         """Create the worker's topics and publish the network, as an operator would before start."""
@@ -126,16 +113,8 @@ class Bench:
         return settings
 
     def worker(self, prefix: str, app_id: str, name: str) -> Worker:
-        w = Worker(
-            self.bootstrap,
-            prefix,
-            app_id,
-            self.work / name,
-            self.logs / f"{self.run_id}-{name}.log",
-            self.args.partitions,
-            self.worker_env,
-            self.args.worker_module,
-        )
+        w = Worker(self.bootstrap, prefix, app_id, self.work / name, self.logs / f"{self.run_id}-{name}.log",
+                   self.args.partitions, self.worker_env, self.args.worker_module)
         self.workers.append(w)
         return w.start()
 
@@ -146,11 +125,9 @@ class Bench:
 
         wait_for(applied, 60)
         try:  # /health 'ready' where the worker has it (resync done)
-
             def ready() -> bool:
                 with urllib.request.urlopen(f"http://127.0.0.1:{w.port}/health", timeout=5) as r:
                     return bool(json.loads(r.read()).get("ready", True))
-
             wait_for(ready, 60, 0.2)
         except Exception:
             pass
@@ -161,13 +138,9 @@ class Bench:
     def run(self) -> dict[str, Any]:
         a = self.args
         out: dict[str, Any] = {
-            "run_id": self.run_id,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "host": {
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "machine": platform.machine(),
-            },
+            "run_id": self.run_id, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                     "machine": platform.machine()},
             "bootstrap": self.bootstrap,
             "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
         }
@@ -190,47 +163,33 @@ class Bench:
             create_topics(self.bootstrap, [dst_a, dst_b], a.partitions)
             window = self.cpu()
             out["a_aiokafka"] = passthrough.aiokafka_passthrough(
-                self.bootstrap, movements_topic, dst_a, len(messages), f"{self.run_id}-pass-a"
-            )
+                self.bootstrap, movements_topic, dst_a, len(messages), f"{self.run_id}-pass-a")
             out["a_aiokafka"]["cpu"] = window.result()
             log(f"(a) aiokafka passthrough: {out['a_aiokafka']['events_per_s']:,.0f} events/s")
             window = self.cpu()
             out["b_confluent"] = passthrough.confluent_passthrough(
-                self.bootstrap, movements_topic, dst_b, len(messages), f"{self.run_id}-pass-b"
-            )
+                self.bootstrap, movements_topic, dst_b, len(messages), f"{self.run_id}-pass-b")
             out["b_confluent"]["cpu"] = window.result()
             log(f"(b) confluent passthrough: {out['b_confluent']['events_per_s']:,.0f} events/s")
 
         log("(c) starting the worker on the pre-loaded topic ...")
         wc = self.worker(prefix, app_id, "c")
         window = self.cpu(wc)
-        out["c_ledger"] = ledger.throughput(
-            wc,
-            len(messages),
-            timeout_s=max(300.0, len(messages) / 200),
-            bootstrap=self.bootstrap,
-            out_topic=settings.topic("oms.availability.v1"),
-        )
+        out["c_ledger"] = ledger.throughput(wc, len(messages), timeout_s=max(300.0, len(messages) / 200),
+                                            bootstrap=self.bootstrap,
+                                            out_topic=settings.topic("oms.availability.v1"))
         out["c_ledger"]["cpu"] = window.result()
         c_applied = out["c_ledger"]["events_per_s"]
         c_rate = out["c_ledger"].get("events_per_s_e2e") or c_applied
-        log(
-            f"(c) ledger pipeline: {c_applied or 0:,.0f} events/s applied, {c_rate or 0:,.0f} events/s "
-            f"with availability on Kafka, worker CPU {out['c_ledger'].get('worker_cpu_pct', 0):.0f}%"
-        )
+        log(f"(c) ledger pipeline: {c_applied or 0:,.0f} events/s applied, {c_rate or 0:,.0f} events/s "
+            f"with availability on Kafka, worker CPU {out['c_ledger'].get('worker_cpu_pct', 0):.0f}%")
         if c_rate:
             rate = a.latency_load * c_rate
             log(f"latency: pacing {rate:,.0f} movements/s for {a.latency_seconds:.0f}s ...")
             window = self.cpu(wc)
             out["latency"] = ledger.latency(
-                self.bootstrap,
-                wc,
-                movements_topic,
-                settings.topic("oms.availability.v1"),
-                generator,
-                rate,
-                a.latency_seconds,
-            )
+                self.bootstrap, wc, movements_topic, settings.topic("oms.availability.v1"), generator,
+                rate, a.latency_seconds)
             out["latency"]["cpu"] = window.result()
             lat = out["latency"]
             log(f"latency: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms ({lat['matched']:,} matched)")
@@ -243,19 +202,16 @@ class Bench:
             out["profile"] = self.profile_passes(messages, network)
         return out
 
-    def count_phase(
-        self, name: str, n_skus: int, n_locations: int, profile_to: Path | None = None
-    ) -> dict[str, Any]:
+    def count_phase(self, name: str, n_skus: int, n_locations: int,
+                    profile_to: Path | None = None) -> dict[str, Any]:
         prefix, app_id = f"{self.run_id}{name}.", f"{self.run_id}{name}"
         network = build_network(n_locations, self.work)
         settings = self.prepare(prefix, app_id, network.yaml_path)
         t = time.monotonic()
         messages = list(count_messages(network, n_skus, tag=app_id))
         mib = sum(len(v) for _, v in messages) / 2**20
-        log(
-            f"({name}) generated {n_skus:,} counts x {n_locations} positions ({mib:.0f} MiB) "
-            f"in {time.monotonic() - t:.1f}s"
-        )
+        log(f"({name}) generated {n_skus:,} counts x {n_locations} positions ({mib:.0f} MiB) "
+            f"in {time.monotonic() - t:.1f}s")
         w = self.worker(prefix, app_id, name)
         self.wait_config(w, n_locations)
         idle = w.memory()
@@ -264,24 +220,16 @@ class Bench:
             profiler.start()
         log(f"({name}) producing the counts into the idle worker ...")
         window = self.cpu(w)
-        result = ledger.full_count(
-            self.bootstrap,
-            w,
-            settings.topic("oms.inventory.counts.v1"),
-            settings.topic("oms.availability.v1"),
-            messages,
-            n_skus * n_locations,
-            self.args.count_timeout,
-        )
+        result = ledger.full_count(self.bootstrap, w, settings.topic("oms.inventory.counts.v1"),
+                                   settings.topic("oms.availability.v1"), messages, n_skus * n_locations,
+                                   self.args.count_timeout)
         result["cpu"] = window.result()
         if profiler:
             profiler.stop()
         result["rss_mib_idle_before"] = idle.get("VmRSS")
         result["message_mib"] = mib
-        log(
-            f"({name}) {result['positions']:,} positions: all availability out after "
-            f"{result['seconds_total']} s, RSS {result['rss_mib_settled']} MiB"
-        )
+        log(f"({name}) {result['positions']:,} positions: all availability out after "
+            f"{result['seconds_total']} s, RSS {result['rss_mib_settled']} MiB")
         w.stop()
         return result
 
@@ -305,9 +253,8 @@ class Bench:
         skus = max(100, self.args.count_skus // 5)
         path_d = RESULTS / f"profile-d-{self.run_id}.txt"
         log(f"profile (d): {skus:,} counts x {self.args.count_locations} under py-spy ...")
-        report["d_count_profiled"] = self.count_phase(
-            "pd", skus, self.args.count_locations, profile_to=path_d
-        )
+        report["d_count_profiled"] = self.count_phase("pd", skus, self.args.count_locations,
+                                                      profile_to=path_d)
         report["d"] = {"file": str(path_d), **breakdown(path_d)} if path_d.exists() else {"file": None}
         return report
 
@@ -319,7 +266,6 @@ class Bench:
 
 
 # --- report -------------------------------------------------------------------------------------
-
 
 def _fmt(v: Any, unit: str = "", digits: int = 0) -> str:
     if v is None:
@@ -346,14 +292,10 @@ def targets(out: dict[str, Any]) -> dict[str, Any]:
     if d:
         secs = d.get("seconds_total")
         t[f"{d['positions']:,}-position count <= 120 s"] = {
-            "value": None if secs is None else round(secs, 1),
-            "met": secs is not None and secs <= 120,
-        }
+            "value": None if secs is None else round(secs, 1), "met": secs is not None and secs <= 120}
         rss = d.get("rss_mib_when_done")
         t[f"RSS holding {d['positions']:,} positions <= 1.5 GB"] = {
-            "value": rss,
-            "met": rss is not None and rss <= TARGETS["count_rss_mib"],
-        }
+            "value": rss, "met": rss is not None and rss <= TARGETS["count_rss_mib"]}
     out["targets"] = t
     return t
 
@@ -369,51 +311,31 @@ def table(out: dict[str, Any]) -> str:
     rows.append(("    (c) 10%→90% of events applied", _fmt(c.get("events_per_s_10_90"), " ev/s")))
     rows.append(("    (c) output lag after the last apply", _fmt(c.get("output_lag_s"), " s", 1)))
     rows.append(("    (c) worker CPU", _fmt(c.get("worker_cpu_pct"), " % of a core")))
-    rows.append(
-        (
-            "c / a (applied c / a)",
-            f"{_fmt(out.get('c_over_a'), '', 4)} ({_fmt(out.get('c_applied_over_a'), '', 4)})",
-        )
-    )
+    rows.append(("c / a (applied c / a)",
+                 f"{_fmt(out.get('c_over_a'), '', 4)} ({_fmt(out.get('c_applied_over_a'), '', 4)})"))
     if b.get("events_per_s") and c_rate:
         rows.append(("c / b", _fmt(c_rate / b["events_per_s"], "", 4)))
     lat = out.get("latency") or {}
     if lat:
-        rows.append(
-            (
-                f"latency @ {lat['achieved_rate']:,.0f} ev/s, external p50 / p99",
-                f"{_fmt(lat['p50_ms'], ' ms', 1)} / {_fmt(lat['p99_ms'], ' ms', 1)}",
-            )
-        )
-        rows.append(
-            ("    external p90 / max", f"{_fmt(lat['p90_ms'], ' ms', 1)} / {_fmt(lat['max_ms'], ' ms', 1)}")
-        )
-        rows.append(
-            (
-                "    worker histogram p50 / p99",
-                f"{_fmt(lat['worker_hist_p50_ms'], ' ms', 1)} / {_fmt(lat['worker_hist_p99_ms'], ' ms', 1)}",
-            )
-        )
+        rows.append((f"latency @ {lat['achieved_rate']:,.0f} ev/s, external p50 / p99",
+                     f"{_fmt(lat['p50_ms'], ' ms', 1)} / {_fmt(lat['p99_ms'], ' ms', 1)}"))
+        rows.append(("    external p90 / max",
+                     f"{_fmt(lat['p90_ms'], ' ms', 1)} / {_fmt(lat['max_ms'], ' ms', 1)}"))
+        rows.append(("    worker histogram p50 / p99",
+                     f"{_fmt(lat['worker_hist_p50_ms'], ' ms', 1)} / "
+                     f"{_fmt(lat['worker_hist_p99_ms'], ' ms', 1)}"))
         rows.append(("    matched / sent", f"{lat['matched']:,} / {lat['sent']:,}"))
     mem = out.get("c_worker_memory_mib") or {}
     rows.append(("worker peak RSS (c + latency)", _fmt(mem.get("VmHWM"), " MiB")))
     d = out.get("d_count") or {}
     if d:
-        rows.append(
-            (
-                f"(d) count {d['positions']:,} positions: produce→all published",
-                _fmt(d.get("seconds_total"), " s", 1),
-            )
-        )
+        rows.append((f"(d) count {d['positions']:,} positions: produce→all published",
+                     _fmt(d.get("seconds_total"), " s", 1)))
         rows.append(("    (d) first apply→all published", _fmt(d.get("seconds_from_first_apply"), " s", 1)))
         rows.append(("    (d) producing the counts", _fmt(d.get("produce_s"), " s", 1)))
-        rows.append(
-            (
-                "    (d) RSS idle / holding positions / peak",
-                f"{_fmt(d.get('rss_mib_idle_before'))} / {_fmt(d.get('rss_mib_when_done'))} / "
-                f"{_fmt(d.get('peak_rss_mib'))} MiB",
-            )
-        )
+        rows.append(("    (d) RSS idle / holding positions / peak",
+                     f"{_fmt(d.get('rss_mib_idle_before'))} / {_fmt(d.get('rss_mib_when_done'))} / "
+                     f"{_fmt(d.get('peak_rss_mib'))} MiB"))
     contention = []
     for label, phase in (("a", a), ("b", b), ("c", c), ("lat", lat), ("d", d)):
         if phase.get("cpu"):
@@ -423,10 +345,8 @@ def table(out: dict[str, Any]) -> str:
     width = max(len(r[0]) for r in rows) + 2
     lines = ["", "=" * (width + 24), *(f"{k:<{width}}{v}" for k, v in rows), "-" * (width + 24)]
     for name, t in (out.get("targets") or {}).items():
-        lines.append(
-            f"{name:<{width}}{_fmt(t['value'], '', 4 if 'c/a' in name else 1):>12}   "
-            f"{'MET' if t['met'] else 'NOT MET'}"
-        )
+        lines.append(f"{name:<{width}}{_fmt(t['value'], '', 4 if 'c/a' in name else 1):>12}   "
+                     f"{'MET' if t['met'] else 'NOT MET'}")
     lines.append("=" * (width + 24))
     prof = out.get("profile") or {}
     for phase in ("c", "d"):

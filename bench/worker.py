@@ -16,31 +16,18 @@ from bench.kafka import free_port
 
 
 class Worker:
-    def __init__(
-        self,
-        bootstrap: str,
-        prefix: str,
-        app_id: str,
-        data_dir: Path,
-        log_path: Path,
-        partitions: int,
-        extra_env: dict[str, str] | None = None,
-        module: str = "oms_streams.cli",
-    ) -> None:
+    def __init__(self, bootstrap: str, prefix: str, app_id: str, data_dir: Path, log_path: Path,
+                 partitions: int, extra_env: dict[str, str] | None = None,
+                 module: str = "oms_streams.cli") -> None:
         self.module = module
         self.port = free_port()
         self.log_path = log_path
         self.data_dir = data_dir
         self.env = {
             **os.environ,
-            "OMS_KAFKA_BOOTSTRAP": bootstrap,
-            "OMS_TOPIC_PREFIX": prefix,
-            "OMS_APP_ID": app_id,
-            "OMS_DATA_DIR": str(data_dir),
-            "OMS_WEB_PORT": str(self.port),
-            "OMS_PARTITIONS": str(partitions),
-            "OMS_LOG_LEVEL": "WARNING",
-            **(extra_env or {}),
+            "OMS_KAFKA_BOOTSTRAP": bootstrap, "OMS_TOPIC_PREFIX": prefix, "OMS_APP_ID": app_id,
+            "OMS_DATA_DIR": str(data_dir), "OMS_WEB_PORT": str(self.port), "OMS_PARTITIONS": str(partitions),
+            "OMS_LOG_LEVEL": "WARNING", **(extra_env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -54,11 +41,8 @@ class Worker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module, "worker"],
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            [sys.executable, "-m", self.module, "worker"], cwd=REPO_ROOT, env=self.env,
+            stdout=log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
