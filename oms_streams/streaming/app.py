@@ -25,7 +25,7 @@ from oms_streams.streaming.ledger_runtime import AvailabilityView, LedgerRuntime
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
 from oms_streams.streaming.promise_service import CourierBookings, PromiseService, TransitLearner
-from oms_streams.streaming.rerouting import Rerouter, Rerouting
+from oms_streams.streaming.rerouting import Rerouter
 from oms_streams.streaming.returns_runtime import ReturnsLoad, ReturnsRuntime, ReturnTopics
 from oms_streams.streaming.sourcing_runtime import SourcingRuntime, SourcingTopics
 from oms_streams.streaming.stall_watch import StallWatch
@@ -166,11 +166,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         await app.producer.send(topic, key, value, partition, timestamp, headers)
 
     def rerouter(rerouted: str, forwards: tuple[Any, ...], skips: tuple[Any, ...] = ()) -> Rerouter:
-        names = {spec: settings.topic(spec.name) for spec in (*forwards, *skips)}
-        rerouting = Rerouting(
-            settings.topic(rerouted), [names[s] for s in forwards], [names[s] for s in skips]
+        def names(specs: tuple[Any, ...]) -> list[str]:
+            return [settings.topic(spec.name) for spec in specs]
+
+        return Rerouter(
+            settings.topic(rerouted), names(forwards), names(skips), settings.partitions, send, metrics
         )
-        return Rerouter(rerouting, settings.partitions, send, metrics)
 
     def dead_letter_config(reason: str, record: Any) -> None:
         # From the config follower's synchronous callback, outside any agent: faust's buffered send.

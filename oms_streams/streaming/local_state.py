@@ -31,14 +31,14 @@ def trust_or_rebuild(data_dir: Path) -> bool:
     mark = data_dir / CLEAN_STOP
     stopped_cleanly = mark.exists()
     mark.unlink(missing_ok=True)  # this run has not stopped cleanly yet
-    stores = [store for tables in table_dirs(data_dir) for store in tables.iterdir()]
+    dirs = table_dirs(data_dir)
+    stores = sum(1 for tables in dirs for _ in tables.iterdir())
     if stopped_cleanly or not stores:
         return False
     log.warning(
-        "the last run did not stop cleanly: %d local table stores are rebuilt from their changelogs",
-        len(stores),
+        "the last run did not stop cleanly: %d local table stores are rebuilt from their changelogs", stores
     )
-    for tables in table_dirs(data_dir):
+    for tables in dirs:
         shutil.rmtree(tables)
     return True
 

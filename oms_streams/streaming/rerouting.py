@@ -58,22 +58,23 @@ class RoutedEvent:
     message: RoutedMessage
 
 
-@dataclass(frozen=True)
-class Rerouting:
-    """One agent's part in its family's rerouting: its family's rerouted topic; the topics whose
-    misrouted records it forwards; the topics whose misrouted records another agent reading them
-    forwards (this one skips them and reads them again from the rerouted topic)."""
-
-    rerouted_topic: str
-    forwards: Collection[str]
-    skips: Collection[str] = ()
-
-
 class Rerouter:
-    def __init__(self, rerouting: Rerouting, partitions: int, send: Send, metrics: Metrics) -> None:
-        self.rerouted_topic = rerouting.rerouted_topic
-        self.forwards = frozenset(rerouting.forwards)
-        self.checked = self.forwards | frozenset(rerouting.skips)
+    """One agent's part in its family's rerouting: ``forwards``, the topics whose misrouted records it
+    forwards to ``rerouted_topic``; ``skips``, those whose misrouted records another agent reading
+    them forwards (this one skips them and reads them again from the rerouted topic)."""
+
+    def __init__(
+        self,
+        rerouted_topic: str,
+        forwards: Collection[str],
+        skips: Collection[str],
+        partitions: int,
+        send: Send,
+        metrics: Metrics,
+    ) -> None:
+        self.rerouted_topic = rerouted_topic
+        self.forwards = frozenset(forwards)
+        self.checked = self.forwards | frozenset(skips)
         self.partitions = partitions
         self._send = send
         self._metrics = metrics

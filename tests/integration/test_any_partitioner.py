@@ -11,9 +11,9 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.integration.test_delivery_failures import assert_clean_audit
+from tests.integration.test_delivery_failures import assert_availability_is_the_log, assert_clean_audit
 from tests.integration.test_promise_and_risk import DLQ, UTRECHT_HOME, stock_up
-from tests.integration.test_recovery import LOCATIONS, SKUS, published, recompute_from_log
+from tests.integration.test_recovery import LOCATIONS, SKUS
 from tests.integration.test_returns import PROCESSED
 from tests.integration.test_sourcing import SOURCED, an_option, atp_at
 from tests.worker_process import Events, WorkerProcess, latest_by_key, read_topic, wait_until
@@ -96,8 +96,7 @@ def test_stock_events_from_any_partitioner_are_applied_once_by_their_skus_owner(
         client.flush()
     kcat_produce(kafka_bootstrap, topic_prefix + MOVEMENTS, by_kcat)
 
-    expected = recompute_from_log(kafka_bootstrap, topic_prefix)
-    wait_until(lambda: published(kafka_bootstrap, topic_prefix) == expected, 60, "availability = the log")
+    assert_availability_is_the_log(kafka_bootstrap, topic_prefix)
     assert 200 < worker.metric("oms_rerouted_total") < 400  # about 2 in 3 of them were misrouted
     letters = [json.loads(v) for _, v in read_topic(kafka_bootstrap, topic_prefix + DLQ) if v]
     assert sorted(letter["reason"] for letter in letters) == [

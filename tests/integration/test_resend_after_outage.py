@@ -10,8 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.integration.conftest import NETWORK_YAML
-from tests.integration.test_delivery_failures import assert_clean_audit
-from tests.integration.test_recovery import published, recompute_from_log
+from tests.integration.test_delivery_failures import assert_availability_is_the_log, assert_clean_audit
 from tests.worker_process import Events, WorkerProcess, read_topic, wait_until
 
 SKUS = ("SKU-000", "SKU-001", "SKU-002")
@@ -75,8 +74,7 @@ def test_a_till_resending_a_day_of_sales_after_an_outage_applies_none_twice(
             "the day recognised",
         )
         assert worker.metric("oms_stock_events_total", verdict="applied") == 7  # only the new sales
-        expected = recompute_from_log(kafka_bootstrap, topic_prefix)
-        wait_until(lambda: published(kafka_bootstrap, topic_prefix) == expected, 30, "availability = the log")
+        assert_availability_is_the_log(kafka_bootstrap, topic_prefix, timeout_s=30)
         assert_clean_audit(kafka_bootstrap, topic_prefix)
     finally:
         worker.stop()

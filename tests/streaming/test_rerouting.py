@@ -11,7 +11,7 @@ from typing import Any
 from oms_streams.adapters.dlq import dead_letter_for
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.partitioning import partition_for
-from oms_streams.streaming.rerouting import ORIGIN_HEADER, Rerouter, Rerouting
+from oms_streams.streaming.rerouting import ORIGIN_HEADER, Rerouter
 
 PARTITIONS = 3
 KEY = b"SKU-TENT"
@@ -44,7 +44,7 @@ def a_rerouter(
     forwards: tuple[str, ...] = ("movements",), skips: tuple[str, ...] = ()
 ) -> tuple[Rerouter, Sent, Metrics]:
     sent, metrics = Sent(), Metrics()
-    return Rerouter(Rerouting("rerouted", forwards, skips), PARTITIONS, sent, metrics), sent, metrics
+    return Rerouter("rerouted", forwards, skips, PARTITIONS, sent, metrics), sent, metrics
 
 
 async def test_a_record_in_its_keys_partition_is_applied_as_it_is() -> None:
