@@ -18,8 +18,10 @@ from oms_streams.adapters.stock import (
     decode_supplier_stock,
     position_key,
     position_to_row,
+    row_demand,
     row_to_position,
 )
+from oms_streams.domain.forecast import HoltWintersForecaster
 from oms_streams.domain.inventory import (
     Count,
     JournalEntry,
@@ -281,6 +283,7 @@ positions = st.builds(
     counted_at_ms=st.none() | ints,
     horizon_ms=st.none() | ints,
     journal=st.lists(journal_entries, max_size=8).map(tuple),
+    applied=st.integers(0, 2**53),
 )
 
 
@@ -290,6 +293,15 @@ def test_a_position_survives_the_table_row_and_its_json_changelog(position):
 
     assert row_to_position(row) == position
     assert row_to_position(orjson.loads(orjson.dumps(row))) == position
+
+
+@pytest.mark.parametrize("with_demand", [False, True])
+def test_the_applied_count_travels_with_the_row_beside_or_without_a_demand_model(with_demand):
+    demand = HoltWintersForecaster().initial() if with_demand else None
+    row = position_to_row(StockPosition(on_hand=3, applied=7), demand)
+
+    assert row_to_position(orjson.loads(orjson.dumps(row))).applied == 7
+    assert row_demand(row) == demand
 
 
 def test_a_position_key_joins_sku_and_location():

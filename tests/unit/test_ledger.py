@@ -222,3 +222,18 @@ def test_a_resend_of_what_the_journal_held_is_a_duplicate_after_new_movements_pu
 
     assert [v for v, _ in result.verdicts] == [Verdict.APPLIED] * 3 + [Verdict.DUPLICATE] * JOURNAL_WINDOW
     assert result.changed["DC-NORTH"].on_hand == JOURNAL_WINDOW + 30
+
+
+def test_only_movements_are_remembered_counts_and_feeds_are_not():
+    result = apply_commands(
+        {},
+        [
+            at("DC-NORTH", a_count(on_hand=5, as_of=minutes(-1))),
+            at("DC-NORTH", a_receipt(qty=2, event_id="R-1")),
+            at("SUPPLIER-ACME", a_supplier_feed(qty=10, lead_time_hours=24)),
+        ],
+        NETWORK,
+    )
+
+    assert [v for v, _ in result.verdicts] == [Verdict.APPLIED] * 3
+    assert result.applied_ids == [("DC-NORTH", "R-1", 1)]
