@@ -126,9 +126,11 @@ class WorkerProcess:
         return body if status == 200 else None
 
     def has_committed_everything(self, topic: str) -> bool:
-        """Whether the worker's consumer group has committed every offset of a topic."""
+        """Whether the worker's consumer group has committed every offset of a topic (the ledger's
+        group for the stock topics, faust's for the others)."""
         name = self.prefix + topic
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.env["OMS_APP_ID"]})
+        group = self.env["OMS_APP_ID"] + ("-ledger" if topic.startswith("oms.inventory.") else "")
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
         try:
             partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
             committed = consumer.committed([TopicPartition(name, p) for p in partitions], timeout=10)

@@ -26,6 +26,28 @@ def ensure_topics(
         for spec in specs
         if settings.topic(spec.name) not in existing
     ]
+    return _create(admin, wanted, timeout_s)
+
+
+def ensure_changelogs(settings: Settings, names: list[str], timeout_s: float = 30) -> list[str]:
+    """Create missing table changelogs: compacted, one partition per stock partition (they are
+    named without the topic prefix, as faust names its tables' changelogs)."""
+    admin = AdminClient(settings.confluent_config())
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [
+        NewTopic(
+            name,
+            num_partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+            config={"cleanup.policy": "compact"},
+        )
+        for name in names
+        if name not in existing
+    ]
+    return _create(admin, wanted, timeout_s)
+
+
+def _create(admin: AdminClient, wanted: list[NewTopic], timeout_s: float) -> list[str]:
     if not wanted:
         return []
     created = []

@@ -18,10 +18,13 @@ from oms_streams.config import Settings
 from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
 from oms_streams.streaming import faust_fixes, local_state, rdkafka_producer
+from oms_streams.streaming.admin import ensure_changelogs
 from oms_streams.streaming.agents import promise
 from oms_streams.streaming.agents.batched import register_batched
 from oms_streams.streaming.follower import TopicFollower
+from oms_streams.streaming.ledger_engine import LedgerEngine
 from oms_streams.streaming.ledger_runtime import AvailabilityView, LedgerRuntime
+from oms_streams.streaming.ledger_store import LedgerStore
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
 from oms_streams.streaming.promise_service import CourierBookings, PromiseService, TransitLearner
@@ -69,6 +72,7 @@ log = logging.getLogger(__name__)
 class Worker:
     app: faust.App
     runtime: LedgerRuntime
+    ledger: LedgerEngine
     promises: PromiseService
     orders: OrdersRuntime
     sourcing: SourcingRuntime
@@ -145,10 +149,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         "value_serializer": "raw",
     }
     dlq_topic = app.topic(settings.topic(DLQ.name), internal=False, **raw)
-    stock_source = app.topic(
-        *(settings.topic(s.name) for s in (MOVEMENTS, COUNTS, SUPPLIER_STOCK, RESERVATIONS, STOCK_REROUTED)),
-        **raw,
-    )
 
     async def produce(topic: str, key: bytes, value: bytes | None) -> None:
         # Straight to the Kafka producer (librdkafka), without faust's per-record FutureMessage and
@@ -221,8 +221,19 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     ):
         app.add_dependency(follower)
 
+    ledger_store = LedgerStore(
+        settings.app_id,
+        settings.partitions,
+        settings.data_dir / local_state.LEDGER if settings.table_store == "rocksdb" else None,
+        settings.confluent_config(),
+    )
+
+    async def send_changelog(topic: str, key: bytes, value: bytes | None, partition: int) -> None:
+        await app.producer.send(topic, key, value, partition, None, None)
+
     runtime = LedgerRuntime(
-        tables=define_tables(app, settings),
+        store=ledger_store,
+        send_changelog=send_changelog,
         network=network,
         config_follower=config_follower,
         view=view,
@@ -243,18 +254,37 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         partitions=settings.partitions,
         dedupe_window_days=settings.dedupe_window_days,
     )
-    # Master data first, or every event of a location would look like one of an unknown location.
-    register_batched(
-        app,
-        "apply_stock_events",
-        stock_source,
-        runtime.apply_batch,
-        (config_follower,),
-        settings,
-        rerouter(STOCK_REROUTED.name, (MOVEMENTS, COUNTS, SUPPLIER_STOCK)),
-    )
+    ensure_changelogs(settings, list(ledger_store.topics.values()))
 
-    tables = runtime.tables
+    async def ledger_may_start() -> None:
+        # Master data first, or every event of a location would look like one of an unknown location.
+        await app.producer.maybe_start()
+        await config_follower.caught_up(timeout_s=60.0)
+
+    ledger = LedgerEngine(
+        client_config=settings.confluent_config(),
+        group_id=f"{settings.app_id}-ledger",
+        topics=[*runtime.decoders, settings.topic(STOCK_REROUTED.name)],
+        runtime=runtime,
+        store=ledger_store,
+        rerouter=rerouter(STOCK_REROUTED.name, (MOVEMENTS, COUNTS, SUPPLIER_STOCK)),
+        flush=durable,
+        waits_for=ledger_may_start,
+        on_assigned=resync_requested.set,
+        metrics=metrics,
+        batch_max=settings.batch_max,
+        batch_wait_s=settings.batch_within_s,
+        instance_id=settings.instance_id,
+        session_timeout_s=settings.session_timeout_s,
+    )
+    app.add_dependency(ledger)
+
+    @app.on_before_shutdown.connect
+    async def stop_ledger(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Before the producer stops: the ledger's last batch and its checkpoints need it.
+        await ledger.stop()
+
+    tables = define_tables(app, settings)
     promises = PromiseService(network, view, transit.model, bookings, metrics)
     promise.register(
         app,
@@ -377,9 +407,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
 
     @app.on_rebalance_complete.connect
     async def after_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        runtime.forget_ownership()
-        resync_requested.set()
-        reload_requested.set()
+        reload_requested.set()  # the ledger's partitions move with its own group (ledger_engine)
 
     reload_requested = asyncio.Event()
 
@@ -424,10 +452,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     @app.timer(interval=settings.dedupe_sweep_interval_s)  # type: ignore[untyped-decorator]
     async def forget_expired_event_ids() -> None:
         # An exception in a faust timer would stop the worker: log it, the next sweep tries again.
-        if app.rebalancing:
-            return
         try:
-            forgotten = await runtime.event_ids.forget_expired(int(time.time() * 1000), runtime.lock)
+            forgotten = await runtime.forget_expired_ids(int(time.time() * 1000))
             log.info("forgot %d stock movement ids older than the dedupe window", forgotten)
         except Exception:
             log.exception("forgetting expired stock movement ids failed; trying again at the next sweep")
@@ -463,7 +489,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         metrics.gc_frozen_objects.set(gc.get_freeze_count())
 
     inputs = {
-        *runtime.decoders,
         settings.topic(ORDERS_PLACED.name),
         settings.topic(FULFILMENT_EVENTS.name),
         settings.topic(PROMISE_REQUESTS.name),
@@ -484,6 +509,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
             if highwater is not None and tp.topic in inputs:
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - (position or 0))
                 offsets[f"{tp.topic}:{tp.partition}"] = (position or 0, highwater)
+        for (topic, partition), (position, highwater) in ledger.lag().items():
+            lag[topic] = lag.get(topic, 0) + max(0, highwater - position)
+            offsets[f"{topic}:{partition}"] = (position, highwater)
         for topic, value in lag.items():
             metrics.consumer_lag.labels(topic).set(value)
         # While partitions move or tables recover, streams are paused on purpose: start counting after.
@@ -495,6 +523,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     return Worker(
         app=app,
         runtime=runtime,
+        ledger=ledger,
         promises=promises,
         orders=order_runtime,
         sourcing=sourcing_runtime,

@@ -28,8 +28,6 @@ from typing import Any
 
 from oms_streams.domain.inventory import JOURNAL_WINDOW, Movement, StockPosition
 from oms_streams.domain.ledger import StockCommand
-from oms_streams.streaming.partitioning import partition_for
-from oms_streams.streaming.table_context import in_partition
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +41,10 @@ def id_key(sku: str, location_id: str, event_id: str) -> bytes:
 
 
 class AppliedMovementIds:
-    def __init__(self, table: Any, window_days: float, stock_topic: str, partitions: int | None) -> None:
+    def __init__(self, table: Any, window_days: float) -> None:
         self.table = table
+        """``LedgerStore.stock_event_ids``: a key is stored in its SKU's partition."""
         self.window_ms = int(window_days * DAY_MS)
-        self.stock_topic = stock_topic
-        """A topic the table is co-partitioned with: where a sweep's deletes are written."""
-        self.partitions = partitions
 
     def seen(
         self, sku: str, commands: Iterable[StockCommand], positions: Mapping[str, StockPosition]
@@ -69,7 +65,6 @@ class AppliedMovementIds:
         return seen
 
     def remember(self, sku: str, applied: Iterable[tuple[str, str, int]], now_ms: int) -> None:
-        """Inside the partition of the batch (``in_partition_of``), like the positions' writes."""
         table = self.table
         for location_id, event_id, count in applied:
             table[id_key(sku, location_id, event_id)] = f"{now_ms}:{count}".encode()
@@ -90,12 +85,6 @@ class AppliedMovementIds:
         for start in range(0, len(expired), SWEEP_CHUNK):
             async with lock:
                 for key in expired[start : start + SWEEP_CHUNK]:
-                    self._delete(key)
+                    self.table.pop(key, None)
             await asyncio.sleep(0)
         return len(expired)
-
-    def _delete(self, key: bytes) -> None:
-        sku = key.split(b"|", 1)[0]
-        partition = partition_for(sku, self.partitions) if self.partitions else 0
-        with in_partition(self.stock_topic, partition):
-            self.table.pop(key, None)

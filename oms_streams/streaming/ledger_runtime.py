@@ -48,11 +48,10 @@ from oms_streams.domain.visibility import (
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.event_ids import AppliedMovementIds
 from oms_streams.streaming.follower import TopicFollower
+from oms_streams.streaming.ledger_store import LedgerStore, Send
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.outbox import Outbox, PartitionBatches, Produce
 from oms_streams.streaming.partitioning import misrouted, strays
-from oms_streams.streaming.table_context import in_partition_of
-from oms_streams.streaming.tables import Tables
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +105,8 @@ class LedgerRuntime:
     def __init__(
         self,
         *,
-        tables: Tables,
+        store: LedgerStore,
+        send_changelog: Send,
         network: NetworkState,
         config_follower: TopicFollower,
         view: AvailabilityView,
@@ -122,11 +122,9 @@ class LedgerRuntime:
         partitions: int | None = None,
         dedupe_window_days: float = 7,
     ) -> None:
-        self.tables = tables
-        stock_topic = next(iter(decoders))  # any stock topic: the id table is co-partitioned with them
-        self.event_ids = AppliedMovementIds(
-            tables.stock_event_ids, dedupe_window_days, stock_topic, partitions
-        )
+        self.store = store
+        self._send_changelog = send_changelog
+        self.event_ids = AppliedMovementIds(store.stock_event_ids, dedupe_window_days)
         self.partitions = partitions
         self.network = network
         self.config_follower = config_follower
@@ -166,7 +164,7 @@ class LedgerRuntime:
     # --- the hot path ---------------------------------------------------------------------------
 
     async def apply_batch(self, events: Sequence[Any]) -> None:
-        by_partition: dict[int, tuple[Any, dict[str, list[tuple[Any, Decoded]]]]] = {}
+        by_partition: dict[int, dict[str, list[tuple[Any, Decoded]]]] = {}
         for event in events:
             message = event.message
             wrong = misrouted(message, self.partitions)
@@ -178,23 +176,23 @@ class LedgerRuntime:
                 self.metrics.stock_events.labels("unknown", "dead_lettered").inc()
                 self._dead_letter(decoded.reason, message)
                 continue
-            _, skus = by_partition.setdefault(message.partition, (event, {}))
+            skus = by_partition.setdefault(message.partition, {})
             for item in decoded if isinstance(decoded, list) else (decoded,):
                 skus.setdefault(item.sku, []).append((event, item))
         await self._catch_up_on_unknown_locations(
             decoded
-            for _, skus in by_partition.values()
+            for skus in by_partition.values()
             for items in skus.values()
             for _, decoded in items
             if isinstance(decoded, DecodedStock)
         )
         now_ms = int(time.time() * 1000)
         async with self.lock:
-            for context_event, skus in by_partition.values():
-                with in_partition_of(context_event):
-                    for sku, items in skus.items():
-                        self._apply_sku(sku, items, now_ms)
+            for skus in by_partition.values():
+                for sku, items in skus.items():
+                    self._apply_sku(sku, items, now_ms)
             self.replies.drain_into(self.outbox, now_ms)
+            await self.store.commit(self._send_changelog)
             await self.outbox.flush()
         self.metrics.batch_size.observe(len(events))
         for (kind, verdict), n in self._verdicts.items():  # once per batch: labels() is not free
@@ -337,10 +335,10 @@ class LedgerRuntime:
         cached = self._positions.get(sku)
         if cached is not None:
             return cached
-        raw_locations = self.tables.sku_locations.get(sku.encode())
+        raw_locations = self.store.sku_locations.get(sku.encode())
         positions: dict[str, StockPosition] = {}
         for location_id in orjson.loads(raw_locations) if raw_locations else ():
-            raw = self.tables.stock_positions.get(position_key(sku, location_id).encode())
+            raw = self.store.stock_positions.get(position_key(sku, location_id).encode())
             if raw is not None:
                 row = orjson.loads(raw)
                 positions[location_id] = position = row_to_position(row)
@@ -372,11 +370,11 @@ class LedgerRuntime:
                 for reservation_id in now - was:
                     held_at.setdefault(reservation_id, set()).add(location_id)
             positions[location_id] = position
-            self.tables.stock_positions[position_key(sku, location_id).encode()] = orjson.dumps(
+            self.store.stock_positions[position_key(sku, location_id).encode()] = orjson.dumps(
                 position_to_row(position, demand.get(location_id))
             )
         if new_locations:
-            self.tables.sku_locations[sku.encode()] = orjson.dumps(sorted(positions))
+            self.store.sku_locations[sku.encode()] = orjson.dumps(sorted(positions))
 
     def _publish_if_changed(
         self, sku: str, now_ms: int, trigger: str, *, changed: Iterable[str] = (), force: bool = False
@@ -471,13 +469,23 @@ class LedgerRuntime:
         await self.config_follower.caught_up(timeout_s=30.0)
         await self.view_follower.caught_up(timeout_s=60.0)
         published = 0
-        skus = [key.decode() for key in list(self.tables.sku_locations.keys())]
+        skus = [key.decode() for key in list(self.store.sku_locations.keys())]
         for start in range(0, len(skus), chunk):
             async with self.lock:
                 now_ms = int(time.time() * 1000)
                 for sku in skus[start : start + chunk]:
-                    self._load(sku)  # outside an event faust reads every local partition store
+                    if not self.store.owns(self.store.partition_of(sku.encode())):
+                        continue  # given up since the list was taken
+                    self._load(sku)
                     published += self._publish_if_changed(sku, now_ms, "resync", force=full)
                 await self.outbox.flush()
             await asyncio.sleep(0)  # let the stock agent in between chunks
         return published
+
+    async def forget_expired_ids(self, now_ms: int) -> int:
+        """The dedupe sweep: ids older than the window deleted, with their changelog tombstones."""
+        forgotten = await self.event_ids.forget_expired(now_ms, self.lock)
+        async with self.lock:
+            await self.store.commit(self._send_changelog)
+            await self.outbox.flush()
+        return forgotten

@@ -18,11 +18,14 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 CLEAN_STOP = "clean-stop"
+LEDGER = "ledger"
+"""``<data_dir>/ledger``: the ledger's stores (``ledger_store``)."""
 
 
 def table_dirs(data_dir: Path) -> list[Path]:
-    """faust's local table stores: ``<data_dir>/v<version>/tables``."""
-    return sorted(path for path in data_dir.glob("v*/tables") if path.is_dir())
+    """faust's local table stores (``<data_dir>/v<version>/tables``) and the ledger's."""
+    dirs = [*data_dir.glob("v*/tables"), data_dir / LEDGER]
+    return sorted(path for path in dirs if path.is_dir())
 
 
 def trust_or_rebuild(data_dir: Path) -> bool:

@@ -1,7 +1,6 @@
-"""Every faust table of the worker, in one place.
+"""Every faust table of the worker, in one place (the ledger keeps its own: ``ledger_store``).
 
-The ledger tables are co-partitioned with the stock topics (keyed by SKU) and written only by
-``apply_stock_events``; ``orders`` is co-partitioned with the order topics (keyed by order id) and
+``orders`` is co-partitioned with the order topics (keyed by order id) and
 written only by ``track_orders`` and its milestone timer; ``sourcing`` likewise, by
 ``source_orders``; ``returns`` is co-partitioned with the return topics (keyed by return id) and
 written only by ``handle_returns``. Every write is made inside the partition of its key (see
@@ -23,13 +22,6 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Tables:
-    stock_positions: Any
-    """'SKU|LOCATION' -> position row (see adapters.stock.position_to_row)."""
-    sku_locations: Any
-    """SKU -> the locations that ever held a position of it, so a SKU's ledger loads without a scan."""
-    stock_event_ids: Any
-    """'SKU|LOCATION|event id' -> when the movement was applied (epoch ms): the ledger's dedupe
-    beyond its journal, for OMS_DEDUPE_WINDOW_DAYS (see event_ids)."""
     orders: Any
     """Order id -> order row: promise versions, milestones, fulfilment events, last risk state."""
     sourcing: Any
@@ -42,7 +34,7 @@ class Tables:
 
 def define_tables(app: faust.App, settings: Settings) -> Tables:
     # faust's RocksDB defaults (64 MiB x 3 memtables and a 2 GiB block cache per partition store)
-    # cost gigabytes on a worker with a dozen stores; the runtime caches hot positions itself.
+    # cost gigabytes on a worker with a dozen stores; the runtimes cache hot rows themselves.
     options = (
         {
             "driver": "rocksdict",
@@ -60,11 +52,6 @@ def define_tables(app: faust.App, settings: Settings) -> Tables:
         "partitions": settings.partitions,
     }
     return Tables(
-        stock_positions=app.Table("stock_positions", options=options, help="Stock positions", **common),
-        sku_locations=app.Table("sku_locations", options=options, help="Locations per SKU", **common),
-        stock_event_ids=app.Table(
-            "stock_event_ids", options=options, help="Applied stock movements (dedupe window)", **common
-        ),
         orders=app.Table("orders", options=options, help="Orders, their promise and progress", **common),
         sourcing=app.Table("sourcing", options=options, help="Sourcing saga per order", **common),
         returns=app.Table("returns", options=options, help="Returns: routing and receipts", **common),

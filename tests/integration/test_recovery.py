@@ -87,7 +87,7 @@ def test_killed_worker_recovers_from_changelog_and_matches_a_recomputation(
         "availability before the kill to match the log",
     )
 
-    # Kill it only once its offsets are committed (faust flushes changelogs before it commits), so
+    # Kill it only once its offsets are committed (changelogs are flushed before a commit), so
     # every pre-kill event is either in the changelog or will be re-read, never lost in between.
     for topic in ("oms.inventory.movements.v1", "oms.inventory.counts.v1"):
         wait_until(lambda t=topic: worker.has_committed_everything(t), 30, f"{topic} offsets committed")

@@ -15,7 +15,7 @@ NOW = 1_780_000_000_000
 
 def a_store() -> tuple[AppliedMovementIds, dict[bytes, bytes]]:
     table: dict[bytes, bytes] = {}
-    return AppliedMovementIds(table, window_days=7, stock_topic="movements", partitions=3), table
+    return AppliedMovementIds(table, window_days=7), table
 
 
 def test_a_movement_the_journal_forgot_is_found_again_per_position():
