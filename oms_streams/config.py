@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     web_port: int = 6066
     batch_max: int = Field(default=5000, ge=1, description="Stock events applied per batch.")
     batch_within_s: float = Field(default=0.02, gt=0, description="Longest wait to fill a batch.")
+    ledger_cache_positions: int = Field(
+        default=500_000,
+        ge=1,
+        description="Stock positions the ledger keeps decoded in memory (least recently used SKUs go "
+        "first); every position is in RocksDB.",
+    )
     stall_after_s: float = Field(
         default=60.0, gt=0, description="Lag without progress for this long marks a partition stalled."
     )

@@ -253,6 +253,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         protection_default_days=settings.protection_default_days,
         partitions=settings.partitions,
         dedupe_window_days=settings.dedupe_window_days,
+        cache_positions=settings.ledger_cache_positions,
     )
     ensure_changelogs(settings, list(ledger_store.topics.values()))
 

@@ -121,6 +121,7 @@ class LedgerRuntime:
         protection_default_days: int = 7,
         partitions: int | None = None,
         dedupe_window_days: float = 7,
+        cache_positions: int = 500_000,
     ) -> None:
         self.store = store
         self._send_changelog = send_changelog
@@ -137,8 +138,11 @@ class LedgerRuntime:
         self.replies = PartitionBatches(replies_topic, partitions, reply_batch_record)
         self.metrics = metrics
         self.lock = asyncio.Lock()
-        # Write-through cache of the SKUs this worker touched: sku -> location -> position.
+        # Write-through cache of the SKUs used last: sku -> location -> position, least recently used
+        # first, bounded to about ``cache_positions`` positions (the store holds them all).
         self._positions: dict[str, dict[str, StockPosition]] = {}
+        self._cached = 0
+        self.cache_positions = cache_positions
         # Each position seen through the channels, recomputed only when the position or the network
         # changes: a SKU's availability is then a cheap combination of its locations' views.
         self._views: dict[str, RunningAvailability] = {}
@@ -332,8 +336,9 @@ class LedgerRuntime:
         )
 
     def _load(self, sku: str) -> dict[str, StockPosition]:
-        cached = self._positions.get(sku)
+        cached = self._positions.pop(sku, None)
         if cached is not None:
+            self._positions[sku] = cached  # now the most recently used
             return cached
         raw_locations = self.store.sku_locations.get(sku.encode())
         positions: dict[str, StockPosition] = {}
@@ -348,7 +353,21 @@ class LedgerRuntime:
                 for reservation_id, _ in position.holds:
                     self._held_at.setdefault(sku, {}).setdefault(reservation_id, set()).add(location_id)
         self._positions[sku] = positions
+        self._cached += len(positions)
+        self._evict(keep=sku)
         return positions
+
+    def _evict(self, keep: str) -> None:
+        """Forget the least recently used SKUs while the cache holds more than its bound. Their rows
+        are in the store (written at every batch's end), demand included; views are recomputed."""
+        while self._cached > self.cache_positions and len(self._positions) > 1:
+            sku = next(iter(self._positions))
+            if sku == keep:
+                return
+            self._cached -= len(self._positions.pop(sku))
+            self._views.pop(sku, None)
+            self._demand.pop(sku, None)
+            self._held_at.pop(sku, None)
 
     def _store(
         self, sku: str, positions: dict[str, StockPosition], changed: dict[str, StockPosition]
@@ -369,6 +388,8 @@ class LedgerRuntime:
                             del held_at[reservation_id]
                 for reservation_id in now - was:
                     held_at.setdefault(reservation_id, set()).add(location_id)
+            if location_id not in positions:
+                self._cached += 1
             positions[location_id] = position
             self.store.stock_positions[position_key(sku, location_id).encode()] = orjson.dumps(
                 position_to_row(position, demand.get(location_id))
@@ -437,7 +458,7 @@ class LedgerRuntime:
         """Gauges are set when scraped, not per event: ``labels()`` is too dear for the hot path."""
         for key, total in self._hidden_totals.items():
             self.metrics.units_hidden.labels(*key).set(total)
-        self.metrics.positions.set(sum(len(p) for p in self._positions.values()))
+        self.metrics.positions.set(self._cached)
 
     def _dead_letter(self, reason: str, message: Any) -> None:
         self.outbox.dead_letter(reason, message, int(time.time() * 1000))
@@ -453,6 +474,7 @@ class LedgerRuntime:
     def forget_ownership(self) -> None:
         """After a rebalance the SKUs this worker owns may have changed: drop what it cached."""
         self._positions.clear()
+        self._cached = 0
         self._views.clear()
         self._published.clear()
         self._demand.clear()

@@ -1,0 +1,117 @@
+"""The takeover loop: workers SIGKILLed, stopped, restarted and replaced while stock movements keep
+coming. Every partition move must end with the ledger equal to its event log (no loss, nothing
+applied twice), a clean ``oms audit``, and no partition left stalled (no liveness restart is done
+here: a stall fails the loop). ``python -m bench.takeovers`` runs the same loop 100+ times."""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.integration.conftest import NETWORK_YAML
+from tests.integration.test_delivery_failures import Shop, assert_availability_is_the_log, assert_clean_audit
+from tests.worker_process import Events, WorkerProcess
+
+# A ledger cache far smaller than the 85 positions moved: SKUs are evicted and reloaded all along.
+ENV = {"OMS_SESSION_TIMEOUT_S": "6", "OMS_STALL_AFTER_S": "10", "OMS_LEDGER_CACHE_POSITIONS": "12"}
+TAKEN = re.compile(r"ledger took partitions \[([\d, ]*)\]")
+
+
+@dataclass
+class LoopResult:
+    actions: dict[str, int] = field(default_factory=dict)
+    partitions_taken: int = 0
+    stalls: list[str] = field(default_factory=list)
+    movements: int = 0
+    seconds: float = 0.0
+
+
+def takeover_loop(
+    bootstrap: str, prefix: str, work: Path, events: Events, rounds: int, seed: int = 11
+) -> LoopResult:
+    """``rounds`` actions on three workers under a steady load; returns what happened."""
+    rng = random.Random(seed)
+    result = LoopResult()
+    started = time.monotonic()
+    generation = 0
+
+    def a_worker(slot: int) -> WorkerProcess:
+        return WorkerProcess(bootstrap, prefix, work / f"w{slot}-{generation}", extra_env=ENV)
+
+    workers = [a_worker(0).start()]
+    events.config(NETWORK_YAML)
+    workers += [a_worker(1).start(), a_worker(2).start()]
+    stop_load = threading.Event()
+
+    def load() -> None:
+        shop = Shop(events, seed + 1)  # never sells what is not there; re-sends now and then
+        while not stop_load.is_set():
+            shop.movements(20)
+            result.movements += 20
+            time.sleep(0.1)
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    retired: list[WorkerProcess] = []
+    try:
+        for _ in range(rounds):
+            slot = rng.randrange(len(workers))
+            action = rng.choice(("sigkill+restart", "sigterm+restart", "sigkill+replace", "join+leave"))
+            result.actions[action] = result.actions.get(action, 0) + 1
+            worker = workers[slot]
+            if action == "sigkill+restart":  # same instance id: it takes its partitions back
+                worker.stop(signal.SIGKILL)
+                worker.start()
+            elif action == "sigterm+restart":
+                worker.stop()
+                worker.start()
+            elif action == "sigkill+replace":  # a new member: the dead one's partitions move
+                worker.stop(signal.SIGKILL)
+                retired.append(worker)
+                generation += 1
+                workers[slot] = a_worker(slot).start()
+            else:  # a fourth worker joins, then leaves: partitions move twice
+                generation += 1
+                extra = a_worker(3).start()
+                time.sleep(rng.uniform(0.5, 3))
+                extra.stop()
+                retired.append(extra)
+            result.stalls += _stalled(workers)
+        stop_load.set()
+        loader.join()
+        events.flush()
+        assert_availability_is_the_log(bootstrap, prefix, timeout_s=90)
+        assert_clean_audit(bootstrap, prefix)
+        result.stalls += _stalled(workers)
+    finally:
+        stop_load.set()
+        for worker in workers:
+            worker.stop()
+    for worker in [*workers, *retired]:
+        for match in TAKEN.finditer(worker.log_path.read_text(errors="replace")):
+            result.partitions_taken += len([p for p in match.group(1).split(",") if p.strip()])
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _stalled(workers: list[WorkerProcess]) -> list[str]:
+    stalled = []
+    for worker in workers:
+        health = worker.health() or {}
+        if health.get("status") == "stalled":
+            stalled.append(f"{worker.data_dir.name}: {health.get('stalled_partitions')}")
+    return stalled
+
+
+def test_partitions_moving_under_load_lose_nothing_apply_nothing_twice_and_never_stall(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, events: Events
+) -> None:
+    result = takeover_loop(kafka_bootstrap, topic_prefix, tmp_path, events, rounds=6)
+    print(result)
+    assert not result.stalls
+    assert result.partitions_taken >= 6
