@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -151,16 +151,28 @@ class LedgerEngine(Service):
         await self._waits_for()  # master data first, or every location would look unknown
         loop = asyncio.get_running_loop()
         while (consumer := self._consumer) is not None and not self.should_stop:
-            messages = await loop.run_in_executor(
-                self._thread, consumer.consume, self.batch_max, self.batch_wait_s
-            )
+            messages = await loop.run_in_executor(self._thread, self._fetch, consumer)
             self._idle.clear()
             try:
                 await self._apply_moves()
-                if messages and not self.should_stop:  # stopping: left for the next owner
-                    await self._apply(consumer, messages)
+                for chunk in _chunks(messages):
+                    if self.should_stop:  # stopping: the rest is left for the next owner
+                        break
+                    await self._apply(consumer, chunk)
             finally:
                 self._idle.set()
+
+    def _fetch(self, consumer: Consumer) -> list[Any]:
+        """In the consumer thread: what is fetched already, up to ``batch_max`` records, or else
+        the first record to arrive within ``batch_wait_s`` and what came with it. A busy stream gets
+        large batches (what arrived while the last one was applied), a quiet one no added wait."""
+        messages: list[Any] = consumer.consume(self.batch_max, 0)
+        if messages:
+            return messages
+        first = consumer.poll(self.batch_wait_s)
+        if first is None:
+            return []
+        return [first, *(consumer.consume(self.batch_max - 1, 0) if self.batch_max > 1 else ())]
 
     async def _apply(self, consumer: Consumer, messages: list[Any]) -> None:
         records, ends = [], {}
@@ -181,10 +193,9 @@ class LedgerEngine(Service):
             await self.runtime.apply_batch(to_apply)
         await self._flush()  # every record the batch caused is acknowledged ...
         offsets = [TopicPartition(t, p, o) for (t, p), o in ends.items()]
-        if offsets:  # ... before its input offsets are committed
-            await asyncio.get_running_loop().run_in_executor(
-                self._thread, lambda: consumer.commit(offsets=offsets, asynchronous=False)
-            )
+        if offsets:  # ... before its input offsets are committed. Not waited for: a commit that
+            # is lost only means records read again, which are recognised as duplicates.
+            consumer.commit(offsets=offsets, asynchronous=True)
             self.committed.update(ends)
 
     async def _apply_moves(self) -> None:
@@ -221,3 +232,20 @@ class LedgerEngine(Service):
             if high >= 0:
                 out[(topic, partition)] = (committed, high)
         return out
+
+
+CHUNK_BYTES = 1024 * 1024
+"""A fetched batch is applied, flushed and committed in chunks of about this many bytes of input: a
+burst of counts (200 positions a record) would otherwise hold a million rows, their changelog
+records and their availability records in memory at once."""
+
+
+def _chunks(messages: list[Any]) -> Iterator[list[Any]]:
+    start, size = 0, 0
+    for i, message in enumerate(messages):
+        size += len(message.value() or b"")
+        if size >= CHUNK_BYTES:
+            yield messages[start : i + 1]
+            start, size = i + 1, 0
+    if start < len(messages):
+        yield messages[start:]
