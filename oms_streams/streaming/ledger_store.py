@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,13 @@ log = logging.getLogger(__name__)
 
 TABLES = ("stock_positions", "sku_locations", "stock_event_ids")
 MIB = 1024 * 1024
+_NO_LEADER_YET = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError._TIMED_OUT,
+}
 _CHECKPOINT = b"\x00checkpoint:"
 """Key prefix of a store's checkpoints (table keys start with a table prefix byte)."""
 
@@ -270,10 +278,21 @@ class LedgerStore:
             }
         )
 
-    def _ends(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    def _ends(self, tps: list[tuple[str, int]], timeout_s: float = 60.0) -> dict[tuple[str, int], int]:
         client = self._client()
+        deadline = time.monotonic() + timeout_s
+        ends: dict[tuple[str, int], int] = {}
         try:
-            return {(t, p): client.get_watermark_offsets(TopicPartition(t, p), timeout=30)[1] for t, p in tps}
+            for t, p in tps:
+                while (t, p) not in ends:
+                    try:
+                        ends[(t, p)] = client.get_watermark_offsets(TopicPartition(t, p), timeout=30)[1]
+                    except KafkaException as error:
+                        # A changelog created a moment ago may have no leader yet.
+                        if error.args[0].code() not in _NO_LEADER_YET or time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.2)
+            return ends
         finally:
             client.close()
 
