@@ -228,12 +228,15 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         settings.confluent_config(),
     )
 
-    async def send_changelog(topic: str, key: bytes, value: bytes | None, partition: int) -> None:
-        await app.producer.send(topic, key, value, partition, None, None)
+    async def send_many(records: list[tuple[str, bytes | None, bytes | None, int | None]]) -> None:
+        # The ledger's changelog writes and outputs: one delivery tracked per batch, not per record.
+        producer = app.producer
+        assert isinstance(producer, rdkafka_producer.RdKafkaProducer)
+        await producer.send_many(records)
 
     runtime = LedgerRuntime(
         store=ledger_store,
-        send_changelog=send_changelog,
+        send_many=send_many,
         network=network,
         config_follower=config_follower,
         view=view,

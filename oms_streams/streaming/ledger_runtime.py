@@ -106,7 +106,7 @@ class LedgerRuntime:
         self,
         *,
         store: LedgerStore,
-        send_changelog: Send,
+        send_many: Send,
         network: NetworkState,
         config_follower: TopicFollower,
         view: AvailabilityView,
@@ -124,7 +124,7 @@ class LedgerRuntime:
         cache_positions: int = 500_000,
     ) -> None:
         self.store = store
-        self._send_changelog = send_changelog
+        self._send_many = send_many
         self.event_ids = AppliedMovementIds(store.stock_event_ids, dedupe_window_days)
         self.partitions = partitions
         self.network = network
@@ -134,7 +134,7 @@ class LedgerRuntime:
         self.decoders = decoders
         self.availability_topic = availability_topic
         # Records to produce once the batch (or resync chunk) is decided, in order, under the lock.
-        self.outbox = Outbox(produce, dlq_topic, metrics)
+        self.outbox = Outbox(produce, dlq_topic, metrics, produce_many=send_many)
         self.replies = PartitionBatches(replies_topic, partitions, reply_batch_record)
         self.metrics = metrics
         self.lock = asyncio.Lock()
@@ -196,7 +196,7 @@ class LedgerRuntime:
                 for sku, items in skus.items():
                     self._apply_sku(sku, items, now_ms)
             self.replies.drain_into(self.outbox, now_ms)
-            await self.store.commit(self._send_changelog)
+            await self.store.commit(self._send_many)
             await self.outbox.flush()
         self.metrics.batch_size.observe(len(events))
         for (kind, verdict), n in self._verdicts.items():  # once per batch: labels() is not free
@@ -508,6 +508,6 @@ class LedgerRuntime:
         """The dedupe sweep: ids older than the window deleted, with their changelog tombstones."""
         forgotten = await self.event_ids.forget_expired(now_ms, self.lock)
         async with self.lock:
-            await self.store.commit(self._send_changelog)
+            await self.store.commit(self._send_many)
             await self.outbox.flush()
         return forgotten

@@ -119,8 +119,8 @@ class RocksDb:
         self.db.close()
 
 
-Send = Callable[[str, bytes, bytes | None, int], Awaitable[Any]]
-"""(topic, key, value, partition): hands a changelog record to the producer."""
+Send = Callable[[list[tuple[str, bytes | None, bytes | None, int | None]]], Awaitable[Any]]
+"""Hands (topic, key, value, partition) records to the producer (``RdKafkaProducer.send_many``)."""
 
 
 class Table:
@@ -209,17 +209,17 @@ class LedgerStore:
         """The batch's writes to the local stores and their changelogs; returns how many. Writes to
         a partition no longer owned are dropped: its new owner has the state."""
         pending, self._pending = self._pending, {}
-        written = 0
+        records: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        topic_of = self._topic_of
         for partition, writes in pending.items():
             owned = self._owned.get(partition)
             if owned is None:
                 log.warning("dropped %d writes to partition %d, given up meanwhile", len(writes), partition)
                 continue
             owned.db.write(writes)
-            for stored_key, value in writes.items():
-                await send(self._topic_of[stored_key[:1]], stored_key[1:], value, partition)
-            written += len(writes)
-        return written
+            records.extend((topic_of[k[:1]], k[1:], value, partition) for k, value in writes.items())
+        await send(records)
+        return len(records)
 
     # --- ownership ------------------------------------------------------------------------------
 

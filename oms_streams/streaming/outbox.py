@@ -26,13 +26,21 @@ Produce = Callable[[str, bytes, bytes | None], Awaitable[None]]
 """(topic, key, value): hands a record to the Kafka producer."""
 Durable = Callable[[], Awaitable[None]]
 """Returns once every table write made so far is acknowledged by the broker."""
+ProduceMany = Callable[[list[tuple[str, bytes | None, bytes | None, int | None]]], Awaitable[None]]
+"""Hands (topic, key, value, partition or None) records to the producer at once."""
 
 
 class Outbox:
     def __init__(
-        self, produce: Produce, dlq_topic: str, metrics: Metrics, durable: Durable | None = None
+        self,
+        produce: Produce,
+        dlq_topic: str,
+        metrics: Metrics,
+        durable: Durable | None = None,
+        produce_many: ProduceMany | None = None,
     ) -> None:
         self._produce = produce
+        self._produce_many = produce_many
         self._durable = durable
         self._dlq_topic = dlq_topic
         self._metrics = metrics
@@ -50,6 +58,9 @@ class Outbox:
         records, self._records = self._records, []
         if records and self._durable is not None:
             await self._durable()
+        if self._produce_many is not None:
+            await self._produce_many([(topic, key, value, None) for topic, key, value in records])
+            return
         for topic, key, value in records:
             await self._produce(topic, key, value)
 

@@ -25,7 +25,7 @@ import logging
 import os
 import sys
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -100,7 +100,7 @@ class RdKafkaProducer(AIOKafkaProducer):
         """Why the first record that was not delivered failed; from then on nothing is sent."""
         self._rdkafka: confluent_kafka.Producer | None = None
         self._sent = 0
-        self._in_flight: deque[tuple[int, asyncio.Future[RecordMetadata]]] = deque()
+        self._in_flight: deque[tuple[int, asyncio.Future[RecordMetadata] | Delivery]] = deque()
         """(send number, delivery) in send order, from the oldest not known to be acknowledged."""
 
     async def on_start(self) -> None:
@@ -157,6 +157,47 @@ class RdKafkaProducer(AIOKafkaProducer):
         self._forget_acknowledged()
         return delivered
 
+    async def send_many(self, records: Sequence[tuple[str, bytes | None, bytes | None, int | None]]) -> None:
+        """(topic, key, value, partition or None) each, without a future per record: one
+        ``Delivery`` tracks the group, and ``flush`` waits for it like for any record sent before."""
+        producer = self._rdkafka
+        if producer is None:
+            raise ProducerSendError("the producer has not started")
+        if self.failure is not None:
+            raise ProducerSendError(f"an earlier record was not delivered: {self.failure}")
+        if not records:
+            return
+        delivery = Delivery(len(records), self._failed)
+        report = delivery.report
+        for i, (topic, key, value, partition) in enumerate(records):
+            while True:
+                try:
+                    if partition is None:
+                        producer.produce(topic, value, key, on_delivery=report)
+                    else:
+                        producer.produce(topic, value, key, partition, on_delivery=report)
+                    break
+                except BufferError:  # librdkafka's queue is full: let the broker catch up
+                    producer.poll(0)
+                    await asyncio.sleep(0.01)
+                except confluent_kafka.KafkaException as error:
+                    delivery.remaining -= len(records) - i  # never sent: nothing to wait for
+                    self._track(delivery)
+                    raise ProducerSendError(f"could not send to {topic}: {error}") from error
+        self._track(delivery)
+
+    def _track(self, delivery: Delivery) -> None:
+        assert self._rdkafka is not None
+        self._sent += 1
+        self._in_flight.append((self._sent, delivery))
+        self._rdkafka.poll(0)
+        self._forget_acknowledged()
+
+    def _failed(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = reason
+            self._on_fatal(reason)
+
     async def flush(self) -> None:
         """Returns once every record sent before is acknowledged; raises if any was not delivered,
         so faust does not commit the offsets that caused it."""
@@ -204,9 +245,27 @@ class RdKafkaProducer(AIOKafkaProducer):
         reason = f"{message.topic()}: {error}"
         delivered.set_exception(ProducerSendError(f"not delivered: {reason}"))
         delivered.exception()  # retrieved: the failure is reported once, by on_fatal
-        if self.failure is None:
-            self.failure = reason
-            self._on_fatal(reason)
+        self._failed(reason)
+
+
+class Delivery:
+    """A group of records sent together (``send_many``): done once every one is acknowledged. A
+    record not delivered is fatal to the producer (``on_failure``), so the group never completes."""
+
+    __slots__ = ("on_failure", "remaining")
+
+    def __init__(self, records: int, on_failure: Callable[[str], None]) -> None:
+        self.remaining = records
+        self.on_failure = on_failure
+
+    def done(self) -> bool:
+        return self.remaining <= 0
+
+    def report(self, error: Any, message: Any) -> None:
+        if error is None:
+            self.remaining -= 1
+        else:
+            self.on_failure(f"{message.topic()}: {error}")
 
 
 def _log_client_error(error: Any) -> None:

@@ -25,8 +25,9 @@ class Changelogs:
     def __init__(self, bootstrap: str) -> None:
         self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
 
-    async def send(self, topic: str, key: bytes, value: bytes | None, partition: int) -> None:
-        self.producer.produce(topic, value, key, partition=partition)
+    async def send(self, records: list[tuple[str, bytes | None, bytes | None, int | None]]) -> None:
+        for topic, key, value, partition in records:
+            self.producer.produce(topic, value, key, partition=partition)
 
     def flush(self) -> None:
         assert self.producer.flush(30) == 0

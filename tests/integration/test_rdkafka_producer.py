@@ -117,3 +117,38 @@ async def test_a_record_not_delivered_is_fatal_and_nothing_is_sent_or_flushed_af
         await producer.stop()
     assert clean_stops == []  # the next start rebuilds its tables from their changelogs
     assert len(fatal) == 1
+
+
+async def test_records_sent_together_are_flushed_together_and_one_lost_among_them_is_fatal(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    fatal: list[str] = []
+    app = faust.App(f"{topic_prefix}many", broker=f"kafka://{kafka_bootstrap}", loghandlers=[])
+    rdkafka_producer.install(
+        app, {"bootstrap.servers": kafka_bootstrap, "message.timeout.ms": 1000}, on_fatal=fatal.append
+    )
+    producer = app.producer
+    assert isinstance(producer, rdkafka_producer.RdKafkaProducer)
+    await producer.start()
+    topic = f"{topic_prefix}many"
+    make_topics(kafka_bootstrap, [topic], partitions=PARTITIONS)
+    try:
+        keys = [f"SKU-{i:05d}".encode() for i in range(300)]
+        await producer.send_many([(topic, key, b"v", None) for key in keys] + [(topic, b"pin", b"p", 2)])
+        with pytest.raises(ProducerSendError):  # over message.max.bytes: refused with the rest of its group
+            await producer.send_many([(topic, b"big", b"x" * 2_000_000, None), (topic, b"after", b"v", None)])
+        await producer.flush()
+        records = _read_all(kafka_bootstrap, topic, len(keys) + 1)
+        assert {key: p for p, _, key, _ in records if key != b"pin"} == {
+            key: partition_for(key, PARTITIONS) for key in keys
+        }
+        assert (2, b"pin") in {(p, key) for p, _, key, _ in records}
+
+        await producer.send_many([(topic, b"k", b"v", None), (f"{topic_prefix}missing", b"k", b"v", None)])
+        with pytest.raises(ProducerSendError, match="not delivered"):
+            await producer.flush()
+        assert len(fatal) == 1 and "missing" in fatal[0]
+        with pytest.raises(ProducerSendError, match="earlier record was not delivered"):
+            await producer.send_many([(topic, b"k", b"later", None)])
+    finally:
+        await producer.stop()
