@@ -150,6 +150,15 @@ class WorkerProcess:
         return total
 
 
+def restart_if_stalled(worker: WorkerProcess) -> None:
+    """What a liveness probe on ``/health`` does (README, "A worker stalls")."""
+    health = worker.health() or {}
+    if health.get("status") == "stalled":
+        print(f"worker stalled on {health['stalled_partitions']}: restarting it, as a liveness probe would")
+        worker.stop()
+        worker.start()
+
+
 def wait_until(
     condition: Callable[[], Any], timeout_s: float, what: str, check: Callable[[], None] | None = None
 ) -> Any:

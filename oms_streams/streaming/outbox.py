@@ -9,8 +9,7 @@ published no decision its restored state does not hold; reading its inputs again
 from that state (same ids), and never makes a second, different decision (an order rejected, then
 allocated) after the first one's row was lost. The ledger does not wait: its outputs are
 availability snapshots that a later record or the restart's resync corrects, and answers to
-commands that are read again; and waiting there lost stock movements in the frozen-broker test,
-for a reason not found yet (see docs/architecture.md).
+commands that are read again (see docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Fault injection for a worker process under test. Python imports ``sitecustomize`` at start-up
-from ``PYTHONPATH``; with ``OMS_TEST_FAIL_DELIVERY_AT=N`` the worker's Nth delivery report says its
-record was not delivered, as librdkafka reports a record whose retries ran out. Without it, nothing.
+from ``PYTHONPATH``; with ``OMS_TEST_FAIL_DELIVERY_AT=N`` the worker's Nth delivery report (of a
+record sent alone or in a group) says its record was not delivered, as librdkafka reports a record
+whose retries ran out. Without it, nothing.
 """
 
 import os
@@ -11,17 +12,26 @@ if _fail_at > 0:
 
     import confluent_kafka
 
-    from oms_streams.streaming.rdkafka_producer import RdKafkaProducer
+    from oms_streams.streaming.rdkafka_producer import Delivery, RdKafkaProducer
 
-    _deliver = RdKafkaProducer._report
     _reports = [0]
 
-    def _report(self: Any, delivered: Any, error: Any, message: Any) -> None:
+    def _injected(error: Any) -> Any:
         _reports[0] += 1
         if _reports[0] == _fail_at and error is None:
-            error = confluent_kafka.KafkaError(
+            return confluent_kafka.KafkaError(
                 confluent_kafka.KafkaError._MSG_TIMED_OUT, "injected by the test: record not delivered"
             )
-        _deliver(self, delivered, error, message)
+        return error
+
+    _report_one = RdKafkaProducer._report
+    _report_grouped = Delivery.report
+
+    def _report(self: Any, delivered: Any, error: Any, message: Any) -> None:
+        _report_one(self, delivered, _injected(error), message)
+
+    def _report_in_group(self: Any, error: Any, message: Any) -> None:
+        _report_grouped(self, _injected(error), message)
 
     RdKafkaProducer._report = _report  # type: ignore[method-assign]
+    Delivery.report = _report_in_group  # type: ignore[method-assign]

@@ -25,7 +25,7 @@ from tests.integration.test_recovery import LOCATIONS, SKUS, published, recomput
 from tests.integration.test_sourcing import SOURCED, an_option
 from tests.integration.test_sourcing_race import run_audit
 from tests.kafka_broker import private_broker
-from tests.worker_process import REPO_ROOT, Events, WorkerProcess, read_topic, wait_until
+from tests.worker_process import REPO_ROOT, Events, WorkerProcess, read_topic, restart_if_stalled, wait_until
 
 FAULTS = str(REPO_ROOT / "tests" / "faults")
 QUICK_TIMEOUT = {"OMS_DELIVERY_TIMEOUT_MS": "3000"}
@@ -113,7 +113,9 @@ class Shop:
 def test_a_record_not_delivered_stops_the_worker_and_after_a_restart_nothing_is_lost(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, events: Events, fail_at: int
 ) -> None:
-    fault = {"PYTHONPATH": FAULTS, "OMS_TEST_FAIL_DELIVERY_AT": str(fail_at)}
+    # A stall is restarted as a liveness probe would (README, "A worker stalls"): in about 1 of 6 runs
+    # faust's source_orders left placements read after the restart unprocessed (not lost: read again).
+    fault = {"PYTHONPATH": FAULTS, "OMS_TEST_FAIL_DELIVERY_AT": str(fail_at), "OMS_STALL_AFTER_S": "10"}
     worker = WorkerProcess(kafka_bootstrap, topic_prefix, tmp_path / "worker", extra_env=fault).start()
     events.config(NETWORK_YAML)
     shop = Shop(events, seed=7)
@@ -138,7 +140,12 @@ def test_a_record_not_delivered_stops_the_worker_and_after_a_restart_nothing_is_
         def sourced() -> set[str]:
             return {key.decode() for key, _ in read_topic(kafka_bootstrap, topic_prefix + SOURCED) if key}
 
-        wait_until(lambda: sourced() == set(orders), 60, "an outcome for every order")
+        wait_until(
+            lambda: sourced() == set(orders),
+            90,
+            "an outcome for every order",
+            lambda: restart_if_stalled(worker),
+        )
         assert_clean_audit(kafka_bootstrap, topic_prefix)
     finally:
         worker.stop()

@@ -17,8 +17,7 @@ from typing import Any
 from tests.integration.conftest import NETWORK_YAML
 from tests.integration.test_promise_and_risk import UTRECHT_HOME
 from tests.integration.test_sourcing import ALLOCATIONS, SOURCED, an_option
-from tests.integration.test_two_workers import restart_if_stalled
-from tests.worker_process import REPO_ROOT, Events, WorkerProcess, read_topic, wait_until
+from tests.worker_process import REPO_ROOT, Events, WorkerProcess, read_topic, restart_if_stalled, wait_until
 
 SKUS = [f"SKU-RACE-{i:02d}" for i in range(12)]
 SHIPPING = ("DC-NORTH", "DC-SOUTH")

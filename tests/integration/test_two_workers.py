@@ -12,15 +12,7 @@ from pathlib import Path
 from tests.integration.conftest import NETWORK_YAML
 from tests.integration.test_promise_and_risk import AT_RISK, click_and_collect_option, records_for
 from tests.integration.test_recovery import produce_random_movements, published, recompute_from_log
-from tests.worker_process import Events, WorkerProcess, read_topic, wait_until
-
-
-def restart_if_stalled(worker: WorkerProcess) -> None:
-    health = worker.health() or {}
-    if health.get("status") == "stalled":
-        print(f"worker stalled on {health['stalled_partitions']}: restarting it, as a liveness probe would")
-        worker.stop()
-        worker.start()
+from tests.worker_process import Events, WorkerProcess, read_topic, restart_if_stalled, wait_until
 
 
 def test_a_surviving_worker_takes_over_the_ledger_of_a_dead_one(
