@@ -509,5 +509,4 @@ class LedgerRuntime:
         forgotten = await self.event_ids.forget_expired(now_ms, self.lock)
         async with self.lock:
             await self.store.commit(self._send_many)
-            await self.outbox.flush()
         return forgotten

@@ -278,9 +278,11 @@ class LedgerStore:
             }
         )
 
-    def _ends(self, tps: list[tuple[str, int]], timeout_s: float = 60.0) -> dict[tuple[str, int], int]:
-        client = self._client()
-        deadline = time.monotonic() + timeout_s
+    def _ends(self, tps: list[tuple[str, int]], client: Consumer | None = None) -> dict[tuple[str, int], int]:
+        """The changelogs' end offsets, asked with ``client`` (else a client of their own)."""
+        own = client is None
+        client = client or self._client()
+        deadline = time.monotonic() + 60.0
         ends: dict[tuple[str, int], int] = {}
         try:
             for t, p in tps:
@@ -294,19 +296,20 @@ class LedgerStore:
                         time.sleep(0.2)
             return ends
         finally:
-            client.close()
+            if own:
+                client.close()
 
     def _restore(self, starts: dict[tuple[str, int], int]) -> int:
         if not starts:
             return 0
-        ends = self._ends(list(starts))
-        todo = {tp: start for tp, start in starts.items() if start < ends[tp]}
-        if not todo:
-            return 0
         prefix_of = {topic: prefix for prefix, topic in self._topic_of.items()}
-        client = self._client()
+        client = self._client()  # one client asks for the ends and reads up to them
         read = 0
         try:
+            ends = self._ends(list(starts), client)
+            todo = {tp: start for tp, start in starts.items() if start < ends[tp]}
+            if not todo:
+                return 0
             client.assign([TopicPartition(t, p, offset) for (t, p), offset in todo.items()])
             remaining = set(todo)
             while remaining:

@@ -37,18 +37,23 @@ def a_store(bootstrap: str, prefix: str, data_dir: Path | None) -> LedgerStore:
     return LedgerStore(f"{prefix}oms", PARTITIONS, data_dir, {"bootstrap.servers": bootstrap})
 
 
+@pytest.fixture
+def changelogs(kafka_bootstrap: str, topic_prefix: str) -> Changelogs:
+    """The test's changelog topics, created, and a producer for them."""
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, partitions=PARTITIONS)
+    ensure_changelogs(settings, list(a_store(kafka_bootstrap, topic_prefix, None).topics.values()))
+    return Changelogs(kafka_bootstrap)
+
+
 def sku_in(partition: int, n: int) -> list[str]:
     skus = (f"SKU-{i}" for i in range(10_000))
     return [s for s in skus if partition_for(s.encode(), PARTITIONS) == partition][:n]
 
 
 async def test_a_partition_given_up_and_taken_back_reads_only_what_its_other_owner_wrote(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, changelogs: Changelogs
 ) -> None:
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, partitions=PARTITIONS)
     first = a_store(kafka_bootstrap, topic_prefix, tmp_path / "first")
-    ensure_changelogs(settings, list(first.topics.values()))
-    changelogs = Changelogs(kafka_bootstrap)
     skus = sku_in(0, 30)
 
     assert first.take([0]) == 0
@@ -78,12 +83,9 @@ async def test_a_partition_given_up_and_taken_back_reads_only_what_its_other_own
 
 
 async def test_a_store_without_a_checkpoint_is_rebuilt_from_the_changelog_and_writes_to_others_wait(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, changelogs: Changelogs
 ) -> None:
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, partitions=PARTITIONS)
     store = a_store(kafka_bootstrap, topic_prefix, tmp_path / "store")
-    ensure_changelogs(settings, list(store.topics.values()))
-    changelogs = Changelogs(kafka_bootstrap)
     (mine,), (other,) = sku_in(0, 1), sku_in(1, 1)
     store.take([0])
     store.sku_locations[mine.encode()] = b'["DC"]'
@@ -100,12 +102,9 @@ async def test_a_store_without_a_checkpoint_is_rebuilt_from_the_changelog_and_wr
 
 
 async def test_in_memory_the_store_goes_with_its_partition_and_comes_back_from_the_changelog(
-    kafka_bootstrap: str, topic_prefix: str
+    kafka_bootstrap: str, topic_prefix: str, changelogs: Changelogs
 ) -> None:
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, partitions=PARTITIONS)
     store = a_store(kafka_bootstrap, topic_prefix, None)
-    ensure_changelogs(settings, list(store.topics.values()))
-    changelogs = Changelogs(kafka_bootstrap)
     (sku,) = sku_in(1, 1)
     store.take([1])
     store.stock_event_ids[f"{sku}|DC|E-1".encode()] = b"1:1"
