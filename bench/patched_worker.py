@@ -12,6 +12,10 @@ in ``OMS_BENCH_PATCHES``:
          faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer, and aiokafka keeps one fetch
          in flight per broker: a partition whose records were just processed waits for that long
          poll to return. This caps the wait at ``OMS_BENCH_FETCH_WAIT_MS`` (default 10).
+  chunk  the ledger engine's chunk of input bytes applied at once: ``OMS_BENCH_CHUNK_BYTES``
+         (default 4 MiB) instead of 1 MiB.
+  cycles the ledger engine's loop: every cycle slower than 30 ms is printed with its parts
+         (fetch wait, apply, flush) and how long the event loop took to come back after the fetch.
 """
 
 from __future__ import annotations
@@ -46,6 +50,52 @@ def apply(patches: set[str]) -> None:
             original(self, *args, **kwargs)
 
         aiokafka.AIOKafkaConsumer.__init__ = __init__  # type: ignore[method-assign]
+    if "chunk" in patches:
+        from oms_streams.streaming import ledger_engine
+
+        ledger_engine.CHUNK_BYTES = int(os.environ.get("OMS_BENCH_CHUNK_BYTES", str(4 << 20)))
+    if "cycles" in patches:
+        _time_cycles()
+
+
+def _time_cycles() -> None:
+    import time
+
+    from oms_streams.streaming import ledger_engine
+
+    engine = ledger_engine.LedgerEngine
+    fetch, apply_, = engine._fetch, engine._apply
+
+    def timed_fetch(self: Any, consumer: Any) -> Any:
+        started = time.monotonic()
+        out = fetch(self, consumer)
+        self._fetched = (started, time.monotonic(), len(out))
+        return out
+
+    async def timed_apply(self: Any, consumer: Any, messages: Any) -> None:
+        started = time.monotonic()
+        flush = self._flush
+        marks: dict[str, float] = {}
+
+        async def timed_flush() -> None:
+            marks["flush"] = time.monotonic()
+            await flush()
+
+        self._flush = timed_flush
+        try:
+            await apply_(self, consumer, messages)
+        finally:
+            self._flush = flush
+        done = time.monotonic()
+        f0, f1, n = getattr(self, "_fetched", (started, started, 0))
+        if done - f1 > 0.03:
+            flushed = marks.get("flush", done)
+            print(f"cycle {1000 * (done - f1):6.1f} ms: n={len(messages)} of {n}"
+                  f" fetch {1000 * (f1 - f0):5.1f} loop-back {1000 * (started - f1):5.1f}"
+                  f" apply {1000 * (flushed - started):5.1f} flush {1000 * (done - flushed):5.1f}",
+                  file=sys.stderr, flush=True)
+
+    engine._fetch, engine._apply = timed_fetch, timed_apply
 
 
 def main() -> int:

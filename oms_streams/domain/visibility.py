@@ -68,6 +68,8 @@ class SafetyStock:
     by_sku_location_channel: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
 
     def for_position(self, sku: str, location: Location, channel: str) -> int:
+        if not self.by_sku_location_channel and not self.by_sku_location:  # the usual case: no tuples
+            return self.by_location_type.get(location.type, self.default)
         key = (sku, location.location_id)
         if (sku, location.location_id, channel) in self.by_sku_location_channel:
             return self.by_sku_location_channel[(sku, location.location_id, channel)]
@@ -139,25 +141,39 @@ def visible_quantity(
     protection: int = 0,
 ) -> tuple[int, dict[HiddenBy, int]]:
     """Units of one position a channel may see, and how many units each rule hid."""
-    atp = available_to_promise(position, protection)
+    safety = rules.safety_stock.for_position(sku, location, rule.channel)
+    full, atp = available_to_promise(position), available_to_promise(position, protection)
+    visible, hidden = _seen(location, position, rule, rules, full, atp, safety)
+    return visible, dict(hidden)
+
+
+def _seen(
+    location: Location,
+    position: StockPosition,
+    rule: ChannelRule,
+    rules: VisibilityRules,
+    full: int,
+    atp: int,
+    safety: int,
+) -> tuple[int, list[tuple[HiddenBy, int]]]:
+    """``visible_quantity`` given the position's ATP without (``full``) and with protection (``atp``)
+    and the channel's safety stock there: a location's view works these out once for all channels."""
     if not location.active or location.type not in rule.location_types:
-        return 0, {HiddenBy.EXPOSURE: available_to_promise(position)}
+        return 0, [(HiddenBy.EXPOSURE, full)]
     if (
         location.type is LocationType.THIRD_PARTY
         and rule.max_lead_time_hours is not None
         and (position.lead_time_hours or 0) > rule.max_lead_time_hours
     ):
-        return 0, {HiddenBy.LEAD_TIME: available_to_promise(position)}
-    hidden: dict[HiddenBy, int] = {}
-    if protection > 0:
-        hidden[HiddenBy.PROTECTION] = available_to_promise(position) - atp
-    visible = max(0, atp - max(0, rules.safety_stock.for_position(sku, location, rule.channel)))
-    hidden[HiddenBy.SAFETY_STOCK] = atp - visible
+        return 0, [(HiddenBy.LEAD_TIME, full)]
+    hidden = [(HiddenBy.PROTECTION, full - atp)] if full > atp else []
+    visible = max(0, atp - max(0, safety))
+    hidden.append((HiddenBy.SAFETY_STOCK, atp - visible))
     if rule.store_cap_applies and location.type is LocationType.STORE:
         pct = location.online_cap_pct if location.online_cap_pct is not None else rules.store_online_cap_pct
         cap = math.floor(atp * min(max(pct, 0.0), 100.0) / 100.0)
         if visible > cap:
-            hidden[HiddenBy.STORE_CAP] = visible - cap
+            hidden.append((HiddenBy.STORE_CAP, visible - cap))
             visible = cap
     return visible, hidden
 
@@ -181,37 +197,33 @@ class LocationView:
     (the protection quantity) plus the largest safety stock any channel keeps there."""
 
 
-def target_stock(sku: str, location: Location, rules: VisibilityRules, protection: int = 0) -> int:
-    """What the location should hold of the SKU: forecast demand until its next replenishment plus
-    the safety stock its channels keep (the largest of them: one physical buffer serves all)."""
-    safety = max(
-        (rules.safety_stock.for_position(sku, location, r.channel) for r in rules.channels), default=0
-    )
-    return max(0, protection) + max(0, safety)
-
-
 def location_view(
     sku: str, location: Location, position: StockPosition, rules: VisibilityRules, protection: int = 0
 ) -> LocationView:
+    """The position through every channel; the hot path of availability (once per changed position):
+    ATP and each channel's safety stock are worked out once here, not per rule."""
+    full = available_to_promise(position)
+    atp = available_to_promise(position, protection) if protection > 0 else full
+    safety_of = rules.safety_stock.for_position
     visible: list[int] = []
     hidden: list[tuple[str, HiddenBy, int]] = []
+    largest_safety = 0  # one physical buffer serves every channel: the target keeps the largest
     for rule in rules.channels:
-        qty, hidden_here = visible_quantity(sku, location, position, rule, rules, protection)
+        safety = safety_of(sku, location, rule.channel)
+        largest_safety = max(largest_safety, safety)
+        qty, hidden_here = _seen(location, position, rule, rules, full, atp, safety)
         visible.append(qty)
-        hidden.extend((rule.channel, why, units) for why, units in hidden_here.items() if units)
+        hidden.extend((rule.channel, why, units) for why, units in hidden_here if units)
+    is_third_party = location.type is LocationType.THIRD_PARTY
     return LocationView(
         location_id=location.location_id,
         type=location.type,
-        atp=available_to_promise(position, protection),
+        atp=atp,
         visible=tuple(visible),
         hidden=tuple(hidden),
-        lead_time_hours=position.lead_time_hours if location.type is LocationType.THIRD_PARTY else None,
-        protected=available_to_promise(position) - available_to_promise(position, protection)
-        if protection > 0
-        else 0,
-        short=max(0, target_stock(sku, location, rules, protection) - available_to_promise(position))
-        if location.active
-        else 0,
+        lead_time_hours=position.lead_time_hours if is_third_party else None,
+        protected=full - atp,
+        short=max(0, max(0, protection) + largest_safety - full) if location.active else 0,
     )
 
 

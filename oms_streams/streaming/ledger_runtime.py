@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import orjson
@@ -39,6 +39,7 @@ from oms_streams.domain.ledger import StockCommand, apply_commands
 from oms_streams.domain.protection import day_index, next_replenishment_ms, protection_units
 from oms_streams.domain.reservations import apply_reservation
 from oms_streams.domain.visibility import (
+    HiddenBy,
     LocationType,
     RunningAvailability,
     SkuAvailability,
@@ -150,8 +151,8 @@ class LedgerRuntime:
         self._verdicts: dict[tuple[str, str], int] = defaultdict(int)
         # What this worker last published per SKU; authoritative over the (lagging) view.
         self._published: dict[str, tuple[object, ...]] = {}
-        self._hidden_by_sku: dict[str, dict[tuple[str, str, str], int]] = {}
-        self._hidden_totals: dict[tuple[str, str, str], int] = defaultdict(int)
+        self._hidden_by_sku: dict[str, Mapping[tuple[str, LocationType, HiddenBy], int]] = {}
+        self._hidden_totals: dict[tuple[str, LocationType, HiddenBy], int] = defaultdict(int)
         # Walk-in demand per store of each cached SKU, learned from the stores' POS sales.
         self._demand: dict[str, dict[str, DemandState]] = {}
         self.forecaster = HoltWintersForecaster()
@@ -249,7 +250,7 @@ class LedgerRuntime:
                     rejected_events.add(id(event))
                     self._dead_letter(reason, event.message)
             else:
-                tally[(kind, verdict.value)] += 1
+                tally[(kind, verdict)] += 1  # a StrEnum: its label is its value
         if result.changed:
             self._store(sku, positions, result.changed)
         return result.changed
@@ -446,7 +447,7 @@ class LedgerRuntime:
         return publication_signature(availability_from_record(record), self.network.rules)
 
     def _account_hidden(self, availability: SkuAvailability) -> None:
-        new = {(c, t.value, r.value): units for (c, t, r), units in availability.hidden.items()}
+        new = availability.hidden  # a copy of its own; keys turn into label text only when scraped
         old = self._hidden_by_sku.get(availability.sku, {})
         if new == old:
             return
@@ -456,8 +457,8 @@ class LedgerRuntime:
 
     def export_gauges(self) -> None:
         """Gauges are set when scraped, not per event: ``labels()`` is too dear for the hot path."""
-        for key, total in self._hidden_totals.items():
-            self.metrics.units_hidden.labels(*key).set(total)
+        for (channel, location_type, rule), total in self._hidden_totals.items():
+            self.metrics.units_hidden.labels(channel, location_type.value, rule.value).set(total)
         self.metrics.positions.set(self._cached)
 
     def _dead_letter(self, reason: str, message: Any) -> None:

@@ -1,0 +1,140 @@
+"""``python -m bench.ledger_cpu``: the ledger runtime's CPU per event, in-process, without a broker.
+
+The same ``LedgerRuntime.apply_batch`` the worker runs, fed with the bench's movements in batches,
+over a RocksDB (or in-memory) ledger store; the producer is a stub that only counts what it is
+handed. What Kafka costs (fetch, produce, acknowledgements) is left out on purpose: this is the
+Python work per event that bounds a worker, measured without the noise of a shared broker.
+
+    python -m bench.ledger_cpu [--movements 100000] [--batch 5000] [--one-per-sku] [--profile]
+
+``--one-per-sku`` makes every batch hold at most one event per SKU (the paced-latency regime, where
+nothing coalesces); ``--profile`` prints cProfile's top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.data import RULES, MovementGenerator, build_network
+from oms_streams.adapters.config import decode_rules
+from oms_streams.adapters.reservations import decode_reservations
+from oms_streams.adapters.stock import decode_movement
+from oms_streams.domain.visibility import Location, LocationType, VisibilityRules
+from oms_streams.metrics import Metrics
+from oms_streams.streaming.ledger_engine import Record
+from oms_streams.streaming.ledger_runtime import AvailabilityView, LedgerRuntime
+from oms_streams.streaming.ledger_store import LedgerStore, MemoryDb, RocksDb, _Partition
+from oms_streams.streaming.network import NetworkState
+from oms_streams.streaming.partitioning import partition_for
+
+PARTITIONS = 4
+
+
+class _Follower:
+    async def caught_up(self, timeout_s: float) -> None:
+        return None
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.records = 0
+
+    async def send_many(self, records: list[Any]) -> None:
+        self.records += len(records)
+
+    async def produce(self, topic: str, key: bytes, value: bytes | None) -> None:
+        self.records += 1
+
+
+def runtime(n_locations: int, data_dir: Path | None) -> tuple[LedgerRuntime, _Sink, list[str], list[str]]:
+    network_file = build_network(n_locations, Path(tempfile.mkdtemp(prefix="ledger-cpu-")))
+    network = NetworkState({}, Metrics(), lambda reason, record: None, on_change=lambda: None)
+    types = {"dc": LocationType.DC, "store": LocationType.STORE}
+    for loc in network_file.locations:
+        network.locations[loc] = Location(loc, types["dc" if loc.startswith("DC-") else "store"])
+    rules = decode_rules(orjson.dumps(RULES))
+    assert isinstance(rules, VisibilityRules)
+    network.rules = rules
+    store = LedgerStore("bench", PARTITIONS, data_dir, {})
+    for p in range(PARTITIONS):
+        path = data_dir / f"p{p}" if data_dir is not None else None
+        store._owned[p] = _Partition(RocksDb(path) if path is not None else MemoryDb(), path)
+    sink = _Sink()
+    rt = LedgerRuntime(
+        store=store, send_many=sink.send_many, network=network, config_follower=_Follower(),  # type: ignore[arg-type]
+        view=AvailabilityView(), view_follower=_Follower(),  # type: ignore[arg-type]
+        decoders={"movements": decode_movement, "reservations": decode_reservations},
+        availability_topic="availability", replies_topic="replies", dlq_topic="dlq",
+        produce=sink.produce, metrics=Metrics(), partitions=PARTITIONS,
+    )
+    return rt, sink, network_file.dcs, network_file.stores
+
+
+def batches(generator: MovementGenerator, n: int, size: int, one_per_sku: bool) -> list[list[Record]]:
+    out: list[list[Record]] = []
+    now = time.time()
+    skus = list(generator.skus)
+    for offset in range(n):
+        if not out or len(out[-1]) >= size:
+            out.append([])
+        sku = skus[len(out[-1]) % len(skus)] if one_per_sku else None
+        key, value = generator.movement(sku)
+        out[-1].append(Record("movements", partition_for(key, PARTITIONS), offset, key, value, now, None))
+    return out
+
+
+async def run(args: argparse.Namespace) -> None:
+    data_dir = None if args.memory else Path(tempfile.mkdtemp(prefix="ledger-cpu-db-"))
+    rt, sink, _, _ = runtime(args.locations, data_dir)
+    network = build_network(args.locations, Path(tempfile.mkdtemp(prefix="ledger-cpu-")))
+    generator = MovementGenerator(network, args.skus)
+    # Every SKU loaded and most positions created first, as in a worker that runs for a while.
+    warm = batches(generator, args.skus * args.locations, args.batch, one_per_sku=False)
+    for batch in warm:
+        await rt.apply_batch(batch)
+    work = batches(generator, args.movements, args.batch, args.one_per_sku)
+    profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU, not preemption
+    sink.records = 0
+    started, cpu = time.perf_counter(), time.process_time()
+    if profiler:
+        profiler.enable()
+    for batch in work:
+        await rt.apply_batch(batch)
+    if profiler:
+        profiler.disable()
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    n = sum(len(b) for b in work)
+    mix = "one per SKU" if args.one_per_sku else "random SKUs"
+    print(f"{n:,} movements in batches of {args.batch} ({mix}),"
+          f" {args.skus:,} SKUs x {args.locations} locations")
+    print(f"  {n / cpu:,.0f} events/s of CPU ({1e6 * cpu / n:.1f} µs/event), wall {n / wall:,.0f}/s;"
+          f" {sink.records / n:.2f} records produced per event")
+    if profiler:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.ledger_cpu", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--movements", type=int, default=100_000)
+    p.add_argument("--skus", type=int, default=2_000)
+    p.add_argument("--locations", type=int, default=50)
+    p.add_argument("--batch", type=int, default=5_000)
+    p.add_argument("--one-per-sku", action="store_true")
+    p.add_argument("--memory", action="store_true", help="in-memory store instead of RocksDB")
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--top", type=int, default=30)
+    asyncio.run(run(p.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
