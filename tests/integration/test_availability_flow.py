@@ -198,3 +198,21 @@ def test_an_invalid_config_record_is_dead_lettered_and_the_rest_still_applies(
     letter = json.loads(letters[0][1])
     assert letter["source_topic"].endswith("oms.config.locations.v1")
     assert letter["reason"].startswith("invalid location record") and "kiosk" in letter["payload"]
+
+
+def test_an_input_near_the_size_limit_is_dead_lettered_truncated_and_the_stream_goes_on(
+    worker: WorkerProcess, events: Events
+) -> None:
+    # 990,000 bytes of binary: base64 in a letter would be 1.3 MB, over the producer's limit. Sent
+    # whole it would be refused, and a record not sent stops the worker (on this input, every time).
+    huge = bytes(range(256)) * (990_000 // 256)
+    events.send("oms.inventory.movements.v1", b"SKU-ROPE", b"\xff" + huge)
+    events.movement("SKU-ROPE", "DC-NORTH", "receipt", 4)
+    events.flush()
+
+    wait_for_total(worker, "SKU-ROPE", "webshop", 4)
+    letters = wait_until(lambda: read_topic(worker.bootstrap, worker.prefix + DLQ), 20, "a dead letter")
+    letter = json.loads(letters[0][1])
+    assert letter["reason"] == "malformed JSON" and letter["truncated"] is True
+    assert letter["payload_bytes"] == len(huge) + 1 and letter["payload_encoding"] == "base64"
+    assert len(letter["payload"]) == 65_536 and isinstance(letter["source_offset"], int)
