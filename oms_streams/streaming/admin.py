@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -59,3 +62,31 @@ def _create(admin: AdminClient, wanted: list[NewTopic], timeout_s: float) -> lis
             if error.args[0].name() != "TOPIC_ALREADY_EXISTS":  # another worker won the race
                 raise
     return created
+
+
+def first_record_offset(
+    client_config: dict[str, Any], topic: str, partition: int, offset: int, timeout_s: float = 10.0
+) -> int | None:
+    """The offset of the first record the broker holds at or after ``offset`` in the partition, or
+    None when it holds none there (the end of the log). Blocking: run it in a thread. Raises
+    TimeoutError when the broker does not answer in time."""
+    consumer = Consumer(
+        {**client_config, "group.id": "oms-probe", "enable.auto.commit": False, "enable.partition.eof": True}
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is None:
+                return message.offset()
+            if error.code() == KafkaError._PARTITION_EOF:
+                return None
+            if error.fatal():
+                raise KafkaException(error)
+        raise TimeoutError(f"no answer for {topic}[{partition}] at {offset} within {timeout_s} s")
+    finally:
+        consumer.close()

@@ -18,7 +18,7 @@ from oms_streams.config import Settings
 from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
 from oms_streams.streaming import faust_fixes, local_state, rdkafka_producer
-from oms_streams.streaming.admin import ensure_changelogs
+from oms_streams.streaming.admin import ensure_changelogs, first_record_offset
 from oms_streams.streaming.agents import promise
 from oms_streams.streaming.agents.batched import register_batched
 from oms_streams.streaming.follower import TopicFollower
@@ -462,6 +462,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         except Exception:
             log.exception("forgetting expired stock movement ids failed; trying again at the next sweep")
 
+    async def broker_first_offset(topic: str, partition: int, offset: int) -> int | None:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, first_record_offset, settings.confluent_config(), topic, partition, offset
+        )
+
     @app.timer(interval=faust_fixes.HEAL_AFTER_S)  # type: ignore[untyped-decorator]
     async def heal_dropped_records() -> None:
         # A record a rebalance dropped would otherwise wait for the next rebalance (see faust_fixes).
@@ -469,7 +474,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         if app.rebalancing:
             return
         try:
-            for tp in await faust_fixes.heal_dropped_records(app.consumer):
+            for tp in await faust_fixes.heal_dropped_records(app.consumer, broker_first_offset):
                 metrics.partitions_reread.labels(tp.topic).inc()
         except Exception:
             log.exception(

@@ -18,13 +18,15 @@ And one for correctness, found by ``oms audit`` after a two-worker start-up lost
    lets exactly one missing record through (``committed`` is the next offset to read). The fix
    never commits past an offset that was not acked, and ``heal_dropped_records`` (a worker timer)
    seeks such a partition back to its committed offset, so the dropped records are read again;
-   redelivery is safe because every runtime is idempotent.
+   redelivery is safe because every runtime is idempotent. It commits past an offset only when the
+   broker holds no record there (a transaction marker, say), however slow a batch is.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -109,13 +111,21 @@ def _new_offset(self: Any, tp: Any) -> int | None:
     return int(batch[-1]) + 1
 
 
-async def heal_dropped_records(consumer: Any, now: float | None = None) -> list[Any]:
+FirstOffset = Callable[[str, int, int], Awaitable[int | None]]
+"""(topic, partition, offset) -> the offset of the first record the broker holds at or after it, or
+None when it holds none there (``admin.first_record_offset``)."""
+
+
+async def heal_dropped_records(
+    consumer: Any, first_offset: FirstOffset, now: float | None = None
+) -> list[Any]:
     """Read again, from its committed offset, every partition whose head has stayed unacked for
     ``HEAL_AFTER_S``, so the records a rebalance dropped are processed; returns those partitions.
 
-    If the head is still missing after such a re-read, the offsets below the first acked one hold
-    no record (a transaction marker, or retention deleted them): they are marked as holding none,
-    as faust marks the offsets it sees skipped while reading."""
+    If the head is still missing after such a re-read, the broker is asked what it holds there.
+    Offsets it holds no record at (a transaction marker, compaction, retention) are marked as holding
+    none, as faust marks the offsets it sees skipped while reading, and are committed past. A record
+    that is there is never committed past, however long it takes to process: it is read again."""
     gaps: dict[Any, float] = consumer.__dict__.setdefault("oms_head_gaps", {})
     reread: dict[Any, int] = consumer.__dict__.setdefault("oms_reread", {})  # tp -> offset re-read from
     now = time.monotonic() if now is None else now
@@ -131,9 +141,14 @@ async def heal_dropped_records(consumer: Any, now: float | None = None) -> list[
         gaps.pop(tp, None)
         acked = consumer._acked[tp]
         if reread.get(tp) == committed and acked:
-            log.warning("%s: offsets %d-%d hold no record; committing past them", tp, committed, acked[0] - 1)
-            consumer._gap[tp].addi(committed, acked[0])
-            continue
+            topic, partition = tp
+            first = await first_offset(topic, partition, committed)
+            if first is None or first > committed:
+                end = acked[0] if first is None else min(first, acked[0])
+                log.warning("%s: offsets %d-%d hold no record; committing past them", tp, committed, end - 1)
+                consumer._gap[tp].addi(committed, end)
+                continue
+            log.warning("%s: offset %d is on the broker and still not processed", tp, committed)
         log.warning("%s: offset %d was never processed; reading the partition again from it", tp, committed)
         try:
             await consumer.seek(tp, committed)

@@ -161,3 +161,35 @@ async def test_faust_agent_forwards(
     print(f"\nfaust: start+rebalance {join_s:.3f}s, {len(got)} msgs forwarded in {total_s:.3f}s")
     record_property("faust_rebalance_s", round(join_s, 3))
     assert [v for _, v in got] == values
+
+
+def test_the_broker_says_where_the_first_record_at_or_after_an_offset_is(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """What the healer asks before it commits past an offset (faust_fixes.heal_dropped_records): a
+    transaction's commit marker takes an offset that holds no record, the log's end holds none."""
+    from oms_streams.streaming.admin import first_record_offset
+
+    topic = make_topics(kafka_bootstrap, [f"{topic_prefix}probe"])[0]
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"{topic_prefix}tx"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(topic, key=b"k", value=b"in a transaction")  # offset 0; its marker takes 1
+    producer.commit_transaction(30)
+    # The coordinator writes the marker after the commit returns: wait for it to take offset 1.
+    from confluent_kafka import Consumer, TopicPartition
+
+    watcher = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"{topic_prefix}w"})
+    deadline = time.monotonic() + 30
+    while watcher.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1] < 2:
+        assert time.monotonic() < deadline, "the transaction marker was not written"
+        time.sleep(0.1)
+    watcher.close()
+    plain = Producer({"bootstrap.servers": kafka_bootstrap})
+    plain.produce(topic, key=b"k", value=b"after it")  # offset 2
+    assert plain.flush(30) == 0
+
+    config = {"bootstrap.servers": kafka_bootstrap}
+    assert first_record_offset(config, topic, 0, 0) == 0
+    assert first_record_offset(config, topic, 0, 1) == 2  # the marker: no record at 1
+    assert first_record_offset(config, topic, 0, 3) is None  # the end of the log

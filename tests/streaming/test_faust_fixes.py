@@ -24,6 +24,16 @@ class FakeConsumer:
         self._committed_offset: dict[Any, int | None] = {self.tp: committed}
         self.seeks: list[tuple[Any, int]] = []
         self.assigned = {self.tp}
+        self.on_broker: list[int] = sorted({*acked, *([committed] if committed is not None else [])})
+        """Offsets the broker holds a record at (the committed one too, unless a test says not)."""
+        self.asked: list[tuple[str, int, int]] = []
+
+    async def first_offset(self, topic: str, partition: int, offset: int) -> int | None:
+        self.asked.append((topic, partition, offset))
+        return next((o for o in self.on_broker if o >= offset), None)
+
+    def heal(self, now: float) -> list[Any]:
+        return asyncio.run(faust_fixes.heal_dropped_records(self, self.first_offset, now=now))
 
     def assignment(self) -> set[Any]:
         return self.assigned
@@ -65,10 +75,10 @@ def test_a_head_left_unacked_is_read_again_from_the_committed_offset_after_a_whi
     assert consumer.new_offset() is None
     since = consumer.oms_head_gaps[consumer.tp]  # type: ignore[attr-defined]
 
-    early = asyncio.run(faust_fixes.heal_dropped_records(consumer, now=since + 1))
+    early = consumer.heal(now=since + 1)
     assert early == [] and consumer.seeks == []  # a batch may still be on its way
 
-    healed = asyncio.run(faust_fixes.heal_dropped_records(consumer, now=since + faust_fixes.HEAL_AFTER_S))
+    healed = consumer.heal(now=since + faust_fixes.HEAL_AFTER_S)
     assert healed == [consumer.tp] and consumer.seeks == [(consumer.tp, 4136)]
 
 
@@ -78,23 +88,49 @@ def test_the_head_acked_in_time_clears_the_alarm():
     consumer._acked[consumer.tp].append(4136)  # the batch holding it was acked after all
 
     assert consumer.new_offset() == 4138
-    assert asyncio.run(faust_fixes.heal_dropped_records(consumer, now=1e12)) == []
+    assert consumer.heal(now=1e12) == []
 
 
 def test_a_head_still_missing_after_the_re_read_holds_no_record_and_is_committed_past():
     # E.g. a transaction marker at the committed offset: reading again cannot deliver it.
     consumer = FakeConsumer(committed=4136, acked=[4137])
+    consumer.on_broker = [4137]
     assert consumer.new_offset() is None
     since = consumer.oms_head_gaps[consumer.tp]  # type: ignore[attr-defined]
-    asyncio.run(faust_fixes.heal_dropped_records(consumer, now=since + faust_fixes.HEAL_AFTER_S))
-    assert consumer.seeks == [(consumer.tp, 4136)]
+    consumer.heal(now=since + faust_fixes.HEAL_AFTER_S)
+    assert consumer.seeks == [(consumer.tp, 4136)] and consumer.asked == []
 
     assert consumer.new_offset() is None  # the re-read brought 4137 again, not 4136
     again = consumer.oms_head_gaps[consumer.tp]  # type: ignore[attr-defined]
-    healed = asyncio.run(faust_fixes.heal_dropped_records(consumer, now=again + faust_fixes.HEAL_AFTER_S))
+    healed = consumer.heal(now=again + faust_fixes.HEAL_AFTER_S)
 
+    assert consumer.asked == [("oms.inventory.movements.v1", 1, 4136)]  # the broker says: no record
     assert healed == [] and len(consumer.seeks) == 1  # no second seek
     assert consumer.new_offset() == 4138
+
+
+def test_a_record_still_unprocessed_after_the_re_read_is_never_committed_past():
+    # A slow batch (or a second drop): the broker holds 4136, so it is read again, not skipped.
+    consumer = FakeConsumer(committed=4136, acked=[4137])
+    assert consumer.new_offset() is None
+    for _ in range(3):
+        since = consumer.oms_head_gaps[consumer.tp]  # type: ignore[attr-defined]
+        consumer.heal(now=since + faust_fixes.HEAL_AFTER_S)
+        assert consumer.new_offset() is None
+    assert consumer.seeks == [(consumer.tp, 4136)] * 3 and len(consumer.asked) == 2
+
+
+def test_only_the_offsets_the_broker_holds_nothing_at_are_committed_past():
+    consumer = FakeConsumer(committed=10, acked=[14])
+    consumer.on_broker = [12, 14]  # 10 and 11 hold nothing; 12 is a record never processed
+    assert consumer.new_offset() is None
+    consumer.heal(now=consumer.oms_head_gaps[consumer.tp] + faust_fixes.HEAL_AFTER_S)  # type: ignore[attr-defined]
+    assert consumer.new_offset() is None
+    consumer.heal(now=consumer.oms_head_gaps[consumer.tp] + faust_fixes.HEAL_AFTER_S)  # type: ignore[attr-defined]
+
+    assert consumer.new_offset() == 12  # past 10 and 11, not past 12
+    consumer._committed_offset[consumer.tp] = 12  # as faust records the commit
+    assert consumer.new_offset() is None and consumer.tp in consumer.oms_head_gaps  # type: ignore[attr-defined]
 
 
 def test_a_partition_revoked_since_is_left_to_its_new_owner():
@@ -102,7 +138,7 @@ def test_a_partition_revoked_since_is_left_to_its_new_owner():
     assert consumer.new_offset() is None
     consumer._committed_offset.pop(consumer.tp)  # faust forgets a revoked partition
 
-    assert asyncio.run(faust_fixes.heal_dropped_records(consumer, now=1e12)) == []
+    assert consumer.heal(now=1e12) == []
     assert consumer.seeks == []
 
 
@@ -113,7 +149,7 @@ def test_a_partition_no_longer_assigned_is_not_read_again():
     assert consumer.new_offset() is None
     consumer.assigned = set()
 
-    assert asyncio.run(faust_fixes.heal_dropped_records(consumer, now=1e12)) == []
+    assert consumer.heal(now=1e12) == []
     assert consumer.seeks == [] and consumer.oms_head_gaps == {}  # type: ignore[attr-defined]
 
 
@@ -125,7 +161,7 @@ def test_a_seek_that_fails_is_logged_not_raised():
         raise RuntimeError(f"No current assignment for partition {tp}")
 
     consumer.seek = revoked_meanwhile  # type: ignore[method-assign]
-    assert asyncio.run(faust_fixes.heal_dropped_records(consumer, now=1e12)) == []
+    assert consumer.heal(now=1e12) == []
     assert consumer.new_offset() is None  # still not committed past, and tried again after a while
 
 
