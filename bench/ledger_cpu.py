@@ -6,9 +6,12 @@ handed. What Kafka costs (fetch, produce, acknowledgements) is left out on purpo
 Python work per event that bounds a worker, measured without the noise of a shared broker.
 
     python -m bench.ledger_cpu [--movements 100000] [--batch 5000] [--one-per-sku] [--profile]
+    python -m bench.ledger_cpu --counts 1000 [--locations 200] [--profile]
 
 ``--one-per-sku`` makes every batch hold at most one event per SKU (the paced-latency regime, where
-nothing coalesces); ``--profile`` prints cProfile's top functions.
+nothing coalesces); ``--counts N`` applies N ``StockCount`` messages of a position at every location
+instead (the (d) phase of ``bench.run``, 125 to a batch as the worker's 1 MiB chunks hold them);
+``--profile`` prints cProfile's top functions.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from typing import Any
 
 import orjson
 
-from bench.data import RULES, MovementGenerator, build_network
+from bench.data import RULES, MovementGenerator, build_network, count_messages
 from oms_streams.adapters.config import decode_rules
 from oms_streams.adapters.reservations import decode_reservations
-from oms_streams.adapters.stock import decode_movement
+from oms_streams.adapters.stock import decode_count, decode_movement
 from oms_streams.domain.visibility import Location, LocationType, VisibilityRules
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.ledger_engine import Record
@@ -72,7 +75,7 @@ def runtime(n_locations: int, data_dir: Path | None) -> tuple[LedgerRuntime, _Si
     rt = LedgerRuntime(
         store=store, send_many=sink.send_many, network=network, config_follower=_Follower(),  # type: ignore[arg-type]
         view=AvailabilityView(), view_follower=_Follower(),  # type: ignore[arg-type]
-        decoders={"movements": decode_movement, "reservations": decode_reservations},
+        decoders={"movements": decode_movement, "counts": decode_count, "reservations": decode_reservations},
         availability_topic="availability", replies_topic="replies", dlq_topic="dlq",
         produce=sink.produce, metrics=Metrics(), partitions=PARTITIONS,
     )
@@ -92,16 +95,35 @@ def batches(generator: MovementGenerator, n: int, size: int, one_per_sku: bool) 
     return out
 
 
+def counts(network_file: Any, n: int, per_batch: int = 125) -> list[list[Record]]:
+    now, out = time.time(), []
+    for offset, (key, value) in enumerate(count_messages(network_file, n)):
+        if offset % per_batch == 0:
+            out.append([])
+        out[-1].append(Record("counts", partition_for(key, PARTITIONS), offset, key, value, now, None))
+    return out
+
+
 async def run(args: argparse.Namespace) -> None:
     data_dir = None if args.memory else Path(tempfile.mkdtemp(prefix="ledger-cpu-db-"))
     rt, sink, _, _ = runtime(args.locations, data_dir)
     network = build_network(args.locations, Path(tempfile.mkdtemp(prefix="ledger-cpu-")))
+    if args.counts:
+        what = f"{args.counts:,} counts x {args.locations} locations"
+        await timed(rt, sink, counts(network, args.counts), what, args)
+        return
     generator = MovementGenerator(network, args.skus)
     # Every SKU loaded and most positions created first, as in a worker that runs for a while.
     warm = batches(generator, args.skus * args.locations, args.batch, one_per_sku=False)
     for batch in warm:
         await rt.apply_batch(batch)
     work = batches(generator, args.movements, args.batch, args.one_per_sku)
+    mix = "one per SKU" if args.one_per_sku else "random SKUs"
+    what = f"{args.movements:,} movements in batches of {args.batch} ({mix}), {args.skus:,} SKUs"
+    await timed(rt, sink, work, f"{what} x {args.locations} locations", args)
+
+
+async def timed(rt: LedgerRuntime, sink: _Sink, work: list[list[Record]], what: str, args: Any) -> None:
     profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU, not preemption
     sink.records = 0
     started, cpu = time.perf_counter(), time.process_time()
@@ -112,12 +134,11 @@ async def run(args: argparse.Namespace) -> None:
     if profiler:
         profiler.disable()
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    n = sum(len(b) for b in work)
-    mix = "one per SKU" if args.one_per_sku else "random SKUs"
-    print(f"{n:,} movements in batches of {args.batch} ({mix}),"
-          f" {args.skus:,} SKUs x {args.locations} locations")
-    print(f"  {n / cpu:,.0f} events/s of CPU ({1e6 * cpu / n:.1f} µs/event), wall {n / wall:,.0f}/s;"
-          f" {sink.records / n:.2f} records produced per event")
+    n = sum(len(b) for b in work) * (args.locations if args.counts else 1)
+    unit = "position" if args.counts else "event"
+    print(what)
+    print(f"  {n / cpu:,.0f} {unit}s/s of CPU ({1e6 * cpu / n:.1f} µs/{unit}), wall {n / wall:,.0f}/s;"
+          f" {sink.records / n:.2f} records produced per {unit}")
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
 
@@ -130,6 +151,7 @@ def main() -> None:
     p.add_argument("--locations", type=int, default=50)
     p.add_argument("--batch", type=int, default=5_000)
     p.add_argument("--one-per-sku", action="store_true")
+    p.add_argument("--counts", type=int, default=0, help="apply N counts instead of movements")
     p.add_argument("--memory", action="store_true", help="in-memory store instead of RocksDB")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--top", type=int, default=30)
