@@ -45,7 +45,8 @@ from bench.profile import Profiler, breakdown, render
 from bench.worker import Worker
 
 RESULTS = REPO_ROOT / "bench" / "results"
-TARGETS = {"c_over_a": 0.25, "p99_ms": 100.0, "count_seconds": 120.0, "count_rss_mib": 1536.0}
+TARGETS = {"c_over_a": 0.25, "p99_ms": 50.0, "count_seconds": 20.0, "count_rss_mib": 1536.0}
+"""Issue 14's targets on this machine (also: the ledger pipeline at 20,000 movements/s per worker)."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -287,12 +288,14 @@ def targets(out: dict[str, Any]) -> dict[str, Any]:
         t["c/a >= 0.25"] = {"value": round(c / a, 4), "met": c / a >= TARGETS["c_over_a"]}
     p99 = (out.get("latency") or {}).get("p99_ms")
     if p99 is not None:
-        t["p99 <= 100 ms at half load"] = {"value": round(p99, 1), "met": p99 <= TARGETS["p99_ms"]}
+        t[f"p99 <= {TARGETS['p99_ms']:.0f} ms at half load"] = {
+            "value": round(p99, 1), "met": p99 <= TARGETS["p99_ms"]}
     d = out.get("d_count") or {}
     if d:
         secs = d.get("seconds_total")
-        t[f"{d['positions']:,}-position count <= 120 s"] = {
-            "value": None if secs is None else round(secs, 1), "met": secs is not None and secs <= 120}
+        t[f"{d['positions']:,}-position count <= {TARGETS['count_seconds']:.0f} s"] = {
+            "value": None if secs is None else round(secs, 1),
+            "met": secs is not None and secs <= TARGETS["count_seconds"]}
         rss = d.get("rss_mib_when_done")
         t[f"RSS holding {d['positions']:,} positions <= 1.5 GB"] = {
             "value": rss, "met": rss is not None and rss <= TARGETS["count_rss_mib"]}
