@@ -111,15 +111,22 @@ def _print_report(table: str, as_json: str, json_to: str | None) -> int:
 
 
 def _promise_backtest(settings: Settings, args: argparse.Namespace) -> int:
-    from oms_streams.tools.backtest import BacktestConfig, backtest_file, report_json
+    from oms_streams.tools.backtest import RELIABILITY_LEVELS, BacktestConfig, backtest_file, report_json
+    from oms_streams.tools.backtest_report import write_plots
 
     config = BacktestConfig(
         quantile=args.quantile,
         min_samples=args.min_samples,
         warmup_days=args.warmup_days,
         method=args.method,
+        half_life_days=args.half_life_days or None,
+        pooling=args.pooling,
+        calibration_rate=args.calibration_rate,
+        reliability_levels=RELIABILITY_LEVELS if args.plot else (),
     )
-    report = backtest_file(Path(args.deliveries), config)
+    report = backtest_file(Path(args.deliveries), config, default_timezone=args.timezone)
+    if args.plot:
+        print(f"wrote {write_plots(report, Path(args.plot))}", file=sys.stderr)
     return _print_report(report.render(), report_json(report), args.json)
 
 
@@ -191,25 +198,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="replay delivered shipments and score the promises the model would have made",
         description=(
             "Orders are replayed in placed_at order, learning only from shipments delivered strictly "
-            "before each was placed. promised_by = end of the UTC day of placed_at + handling quantile "
-            "of the origin (fallback: all origins, then 24 h) + transit quantile of the lane (origin "
-            "region, destination region; fallback: distance band, then a prior of 24/48/72 h). On time: "
-            "delivered_at <= promised_by. The same figures are given for estimated_delivery when the "
-            "file has it. Unusable rows are counted by reason."
+            "before each was placed, with the live estimator (lane -> distance band -> service -> prior "
+            "pooling, recency weights, optional online calibration of the level). lead: the quantile "
+            "of whole local days from order to delivery per lane (origin region, destination region); "
+            "sum: handling quantile of the origin + transit quantile of the lane. On time: "
+            "delivered_at <= the end of the promised day. Times without an offset are read in the "
+            "origin's zone (origin_timezone column, else the BR state's zone, else --timezone). Per "
+            "quarter figures and the same for estimated_delivery when the file has it. Unusable rows "
+            "are counted by reason."
         ),
     )
-    backtest.add_argument("--deliveries", required=True, metavar="FILE.csv")
-    backtest.add_argument("--quantile", type=float, default=0.95)
-    backtest.add_argument("--min-samples", type=int, default=30, help="history a lane or origin needs")
+    backtest.add_argument("--deliveries", required=True, metavar="FILE.csv[.gz]")
+    backtest.add_argument("--quantile", type=float, default=0.95, help="the confidence promised")
+    backtest.add_argument(
+        "--min-samples", type=int, default=30, help="history a level needs to count as evidence"
+    )
     backtest.add_argument(
         "--warmup-days", type=float, default=0.0, help="first days teach but are not scored"
     )
     backtest.add_argument(
         "--method",
-        choices=("sum", "days"),
-        default="sum",
-        help="sum: handling + transit quantiles (the live promise's structure, conservative); "
-        "days: quantile of whole days from order to delivery per lane (calibrated to the quantile)",
+        choices=("lead", "sum"),
+        default="lead",
+        help="lead: quantile of whole days from order to delivery per lane; "
+        "sum: handling + transit quantiles (conservative: two quantiles added)",
+    )
+    backtest.add_argument(
+        "--half-life-days", type=float, default=60.0, help="recency weighting of history; 0: none"
+    )
+    backtest.add_argument(
+        "--pooling", type=float, default=10.0, help="pseudo-observations a parent level counts for"
+    )
+    backtest.add_argument(
+        "--calibration-rate",
+        type=float,
+        default=0.0,
+        help="adaptive conformal step on the quantile level (Gibbs & Candes 2021); 0: off",
+    )
+    backtest.add_argument("--timezone", default="UTC", help="zone of naive times at unknown origins")
+    backtest.add_argument(
+        "--plot", metavar="OUT.png|OUT.html", help="reliability plot and lead-time histograms"
     )
     backtest.add_argument("--json", metavar="OUT.json", help="also write the report as JSON; - for stdout")
     backtest.set_defaults(run=_promise_backtest)

@@ -145,6 +145,8 @@ def to_service(record: CarrierServiceRecord, years: tuple[int, ...]) -> CarrierS
         co2e_g_per_parcel_km=record.co2e_g_per_parcel_km,
         origins=frozenset(record.origins),
         prior_transit_hours=tuple(record.prior_transit_hours),
+        max_km=record.max_km,
+        regions=frozenset(record.regions),
     )
 
 

@@ -105,6 +105,17 @@ class CarrierService:
     """Location ids it collects from; empty = every site that ships."""
     prior_transit_hours: tuple[float, ...] = (24.0, 48.0)
     """Transit the carrier claims (samples), used for lanes without enough history."""
+    max_km: float | None = None
+    """Service area: the farthest it delivers from the origin (great circle); None: no limit."""
+    regions: frozenset[str] = frozenset()
+    """Service area: destination regions it delivers to, or their prefixes ('NL' covers 'NL-UT');
+    empty: any region."""
+
+    def serves(self, region: str, distance_km: float) -> bool:
+        """Whether a destination in ``region``, ``distance_km`` from the origin, is in the area."""
+        if self.max_km is not None and distance_km > self.max_km:
+            return False
+        return not self.regions or any(region == r or region.startswith(r + "-") for r in self.regions)
 
 
 @dataclass(frozen=True, slots=True)

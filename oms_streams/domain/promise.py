@@ -36,7 +36,7 @@ from oms_streams.domain.network import (
     Route,
     Site,
 )
-from oms_streams.domain.transit import Lane, TransitModel, distance_band
+from oms_streams.domain.transit import SOURCE_BAND, SOURCE_LANE, Lane, TransitModel, distance_band
 from oms_streams.domain.visibility import haversine_km
 
 Stock = Mapping[str, Mapping[str, Mapping[str, int]]]
@@ -96,7 +96,7 @@ class Shipment:
     route_id: str | None = None
     distance_km: float = 0.0
     transit_source: str | None = None
-    """'lane' | 'band' | 'prior' for carrier legs."""
+    """'lane' | 'band' | 'service' | 'prior' for carrier legs (see ``TransitEstimate.source``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,9 @@ class DeliveryOption:
     window_start_ms: int
     window_end_ms: int
     """Delivered (or ready for pickup) within [start, end] with probability >= confidence."""
-    confidence: float
+    confidence: float | None
+    """None when a carrier leg was timed without evidence (no lane or distance band with
+    ``min_lane_samples`` of history): the window is the carrier's claim, not a learned quantile."""
     parcels: int
     co2e_g: float
     shipments: tuple[Shipment, ...]
@@ -144,6 +146,12 @@ def promise_options(
     plan = _Plan(request, stock, network, transit, booked_courier_slots or {})
     options: list[DeliveryOption] = []
     unavailable: list[Unavailable] = []
+    unknown = _unknown_skus(plan.need, stock)
+    if unknown:
+        # Not "out of stock": the availability feed has never heard of it (a typo, a retired SKU).
+        why = f"unknown SKU {', '.join(unknown)}"
+        missing = tuple(Unavailable(m, why) for m in _METHOD_ORDER if m in request.methods)
+        return PromiseResult(request.request_id, request.asked_at_ms, (), missing)
     horizon_end = request.asked_at_ms + network.policy.horizon_days * MS_PER_DAY
     for method in _METHOD_ORDER:
         if method not in request.methods:
@@ -160,6 +168,11 @@ def promise_options(
             unavailable.append(Unavailable(method, f"cannot be met within the {days}-day horizon"))
     options.sort(key=lambda o: (o.window_end_ms, o.co2e_g, o.option_id))
     return PromiseResult(request.request_id, request.asked_at_ms, tuple(options), tuple(unavailable))
+
+
+def _unknown_skus(need: Mapping[str, int], stock: Stock) -> list[str]:
+    """Cart SKUs no channel of the stock mapping knows (not even with zero units)."""
+    return [sku for sku in need if not any(sku in by_sku for by_sku in stock.values())]
 
 
 def courier_ride_ms(profile: CourierProfile, distance_km: float) -> int:
@@ -409,15 +422,21 @@ class _Leg:
     co2e_g: float
 
 
+_EVIDENCE = frozenset({SOURCE_LANE, SOURCE_BAND})
+"""Transit learned on the lane or its distance band; the service as a whole says nothing about a
+distance it has never delivered over."""
+
+
 def _option(option_id: str, method: DeliveryMethod, legs: Sequence[_Leg], plan: _Plan) -> DeliveryOption:
     # Parcels travel independently: the cart is delivered when the last one is.
     last = max(legs, key=lambda leg: (leg.window[1], leg.window[0]))
+    learned = all(leg.shipment.transit_source in _EVIDENCE for leg in legs)
     return DeliveryOption(
         option_id=option_id,
         method=method,
         window_start_ms=last.window[0],
         window_end_ms=last.window[1],
-        confidence=plan.network.policy.quantile,
+        confidence=plan.network.policy.quantile if learned else None,
         parcels=len(legs),
         co2e_g=sum(leg.co2e_g for leg in legs),
         shipments=tuple(leg.shipment for leg in legs),
@@ -514,12 +533,18 @@ def _carrier_leg(
     eligible = [s for s in services if not s.origins or site.location_id in s.origins]
     if not eligible:
         return f"no {kind} carrier service collects at {site.location_id}"
+    destination = plan.request.destination
+    distance = plan.distance_km(site)
+    eligible = [s for s in eligible if s.serves(destination.region, distance)]
+    if not eligible:
+        return (
+            f"the destination ({destination.region or 'no region'}, {distance:,.0f} km from "
+            f"{site.location_id}) is outside every {kind} carrier's service area"
+        )
     ready = plan.ready(site, site.pick_minutes + site.pack_minutes)
     if ready is None:
         return f"{site.location_id} does not open within {HORIZON_DAYS} days"
     policy = plan.network.policy
-    destination = plan.request.destination
-    distance = plan.distance_km(site)
     tz = site.calendar.timezone
     best: tuple[tuple[int, int, float, str], _Leg] | None = None
     for service in eligible:

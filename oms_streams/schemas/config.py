@@ -160,6 +160,13 @@ class CarrierServiceRecord(WireModel):
         24.0,
         48.0,
     ]
+    max_km: Annotated[float, Field(gt=0, le=40_000)] | None = Field(
+        default=None, description="Service area: farthest delivery from the origin (great circle)."
+    )
+    regions: list[Annotated[str, Field(min_length=1, max_length=16)]] = Field(
+        default=[],
+        description="Service area: destination regions or their prefixes ('NL' covers 'NL-UT'); empty = any.",
+    )
 
     @field_validator("pickups")
     @classmethod

@@ -82,7 +82,7 @@ class ShipmentModel(WireModel):
     service_id: str | None = None
     route_id: str | None = None
     distance_km: float = 0.0
-    transit_source: Literal["lane", "band", "prior"] | None = None
+    transit_source: Literal["lane", "band", "service", "prior"] | None = None
 
 
 class DeliveryOptionModel(WireModel):
@@ -90,7 +90,10 @@ class DeliveryOptionModel(WireModel):
     method: MethodName
     window_start: AwareDatetime
     window_end: AwareDatetime
-    confidence: Annotated[float, Field(gt=0, le=1)]
+    confidence: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        description="The probability the window is met; null when the transit was not learned "
+        "(no lane or distance band with enough history): the window is then the carrier's claim."
+    )
     parcels: Annotated[int, Field(ge=1)]
     co2e_g: Annotated[float, Field(ge=0)]
     shipments: Annotated[list[ShipmentModel], Field(min_length=1)]

@@ -45,7 +45,7 @@ class TransitLearner:
                 self._metrics.transit_observations.labels("invalid").inc()
                 continue
             lane = Lane(seen.service_id, seen.origin_region, seen.dest_region, seen.distance_km)
-            self.model.observe(lane, hours)
+            self.model.observe(lane, hours, epoch_ms(seen.delivered_at))  # recency by delivery time
             self._metrics.transit_observations.labels("learned").inc()
 
 

@@ -1,60 +1,62 @@
 """``oms promise backtest``: replay delivered shipments and score the promises the model would have made.
 
-Input: a CSV with ``order_id, placed_at, origin_id, origin_lat, origin_lon, origin_region, dest_postal,
-dest_lat, dest_lon, dest_region, handed_to_carrier_at, delivered_at`` and optionally
-``estimated_delivery`` (the promise the business actually made: a date ``YYYY-MM-DD`` means
-delivered by the end of that UTC day, a timestamp means by that instant). Timestamps are ISO 8601,
-with or without an offset (naive = UTC).
+Input: a CSV (or ``.csv.gz``) with ``order_id, placed_at, origin_id, origin_lat, origin_lon,
+origin_region, dest_postal, dest_lat, dest_lon, dest_region, handed_to_carrier_at, delivered_at``
+and optionally ``estimated_delivery`` (the promise the business actually made) and
+``origin_timezone``. ``dest_postal`` is text (leading zeros kept). Timestamps are ISO 8601; one
+without an offset is read in the origin's time zone: ``origin_timezone`` when the file has it, else
+the zone of ``origin_region`` when it is a Brazilian state (``BR-SP`` ...), else ``--timezone``
+(default UTC). A promised date ``YYYY-MM-DD`` means the end of that day there.
 
 The replay never looks ahead. Orders are taken in ``placed_at`` order and merged with the delivered
 shipments in ``delivered_at`` order; before an order is promised, every shipment delivered strictly
-before it was placed is learned, and nothing else:
+before it was placed is learned, and nothing else. The estimator is the live one
+(``domain.transit.TransitModel``: lane -> distance band -> service -> prior pooling, recency
+weights, optional online calibration of the level), on lanes (service "" — the file names no
+carrier —, origin region, destination region, great-circle km):
 
-- its transit (delivered_at - handed_to_carrier_at) on its lane (service "" — the file names no
-  carrier service —, origin region, destination region, great-circle km) in a ``TransitModel``;
-- its handling time (placed_at → handed_to_carrier_at) for its origin.
+- ``lead`` (default): it learns each shipment's whole days from the order's local day to the
+  delivery's local day; the promise is the end of the local day that many days after the order's.
+- ``sum``: it learns transit (handed to carrier -> delivered) and each origin's handling time
+  (placed -> handed) is a quantile of its own; promised_by = the end of the day holding placed_at +
+  handling_q + transit_q (the live promise's structure, conservative: two quantiles added).
 
-The promise at quantile q::
-
-    promised_by = end of the UTC day holding
-                  placed_at + handling_q(origin) + transit_q(lane)
-
-handling_q comes from the origin's own history when it has ``min_samples`` shipments, else from all
-origins, else a prior of 24 h; transit_q from the lane when it has ``min_samples``, else the lane's
-distance band, else a prior (24, 48, 72 h, quantile taken over those samples). An order is on time
-when delivered_at <= promised_by (the end of day is its last millisecond). Reported, for the model
-and for ``estimated_delivery`` when present: orders evaluated, on-time rate, median and mean promised
-lead time (promised_by - placed_at), median slack (promised_by - delivered_at), and for the model the
-share of promises whose transit came from lane, band or prior. Rows that cannot be used are counted
-by reason and reported, never dropped silently; a bad ``estimated_delivery`` only removes the row
-from the business figures. With ``warmup_days`` the orders of the first days still teach the model
-but are not scored.
+An order is on time when delivered_at <= promised_by. Reported, for the model and for
+``estimated_delivery``: on-time rate, median and mean promised lead time, median slack, then per
+calendar quarter, and (with levels asked) the realised on-time rate at several nominal levels.
+Rows that cannot be used are counted by reason, never dropped silently; a bad ``estimated_delivery``
+only removes the row from the business figures. With ``warmup_days`` the orders of the first days
+still teach the model but are not scored.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
 import math
-import statistics
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from oms_streams.adapters.timestamps import epoch_ms
-from oms_streams.domain.transit import (
-    SOURCE_BAND,
-    SOURCE_LANE,
-    SOURCE_PRIOR,
-    HoursHistogram,
-    Lane,
-    TransitModel,
-)
+from oms_streams.domain.transit import HoursHistogram, Lane, TransitModel, TransitSettings
 from oms_streams.domain.visibility import haversine_km
+from oms_streams.tools.backtest_report import (
+    HANDLING_ALL,
+    HANDLING_ORIGIN,
+    HANDLING_PRIOR,
+    BacktestReport,
+    Figures,
+    Scored,
+)
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -78,10 +80,26 @@ REQUIRED_COLUMNS = (
     "delivered_at",
 )
 ESTIMATED = "estimated_delivery"
+ORIGIN_TIMEZONE = "origin_timezone"
+METHODS = ("lead", "sum")
+RELIABILITY_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 
-HANDLING_ORIGIN = "origin"
-HANDLING_ALL = "all_origins"
-HANDLING_PRIOR = "prior"
+BRAZIL_TIMEZONES = {
+    **dict.fromkeys(("SP", "RJ", "MG", "ES", "PR", "SC", "RS", "GO", "DF"), "America/Sao_Paulo"),
+    **dict.fromkeys(("CE", "MA", "PI", "RN", "PB"), "America/Fortaleza"),
+    **dict.fromkeys(("AL", "SE"), "America/Maceio"),
+    **dict.fromkeys(("PA", "AP"), "America/Belem"),
+    "BA": "America/Bahia",
+    "PE": "America/Recife",
+    "TO": "America/Araguaina",
+    "MS": "America/Campo_Grande",
+    "MT": "America/Cuiaba",
+    "AM": "America/Manaus",
+    "RR": "America/Boa_Vista",
+    "RO": "America/Porto_Velho",
+    "AC": "America/Rio_Branco",
+}
+"""IANA zone of each Brazilian state (``BR-<state>``), for timestamps written without an offset."""
 
 
 class RowError(ValueError):
@@ -98,10 +116,17 @@ class Shipment:
     distance_km: float
     handed_ms: int
     delivered_ms: int
+    timezone: str = "UTC"
+    """The zone naive times were read in; its days are the promise's days."""
+    dest_postal: str = ""
     estimated_ms: int | None = None
     """End of the promised day (or the promised instant); None when the file has none for the row."""
     estimated_error: str | None = None
     """Why the row's ``estimated_delivery`` could not be read, when it could not."""
+
+
+_LIVE = TransitSettings()
+"""The live estimator's defaults: the backtest replays what a worker would promise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +137,39 @@ class BacktestConfig:
     prior_handling_hours: float = PRIOR_HANDLING_HOURS
     warmup_days: float = 0.0
     """Orders placed within this many days of the first order teach but are not scored."""
-    method: str = "sum"
-    """'sum': handling_q + transit_q, the live promise's structure (conservative: a sum of two
-    quantiles, then the end of the day). 'days': the q-quantile of whole calendar days from the
-    order's day to its delivery day, per lane (lane, band, prior like transit): calibrated to q."""
+    method: str = "lead"
+    """'lead': the quantile of whole days from order to delivery per lane; 'sum': handling_q +
+    transit_q (see the module docstring)."""
+    half_life_days: float | None = _LIVE.half_life_days
+    pooling: float = _LIVE.pooling
+    calibration_rate: float = _LIVE.calibration_rate
+    reliability_levels: tuple[float, ...] = ()
+    """Also promise at these levels (for the reliability plot): one more estimate per level."""
+
+    @property
+    def transit_settings(self) -> TransitSettings:
+        return TransitSettings(
+            half_life_days=self.half_life_days, pooling=self.pooling, calibration_rate=self.calibration_rate
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["prior_transit_hours"] = list(self.prior_transit_hours)
+        data["reliability_levels"] = list(self.reliability_levels)
+        return data
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def origin_timezone(region: str, default: str = "UTC") -> str:
+    """The zone a naive time at an origin is read in: its Brazilian state's, else ``default``."""
+    country, _, state = region.partition("-")
+    if country == "BR" and state in BRAZIL_TIMEZONES:
+        return BRAZIL_TIMEZONES[state]
+    return default
 
 
 def end_of_utc_day_ms(instant_ms: int) -> int:
@@ -123,33 +177,65 @@ def end_of_utc_day_ms(instant_ms: int) -> int:
     return (instant_ms // DAY_MS + 1) * DAY_MS - 1
 
 
-def parse_instant_ms(text: str) -> int:
-    """ISO 8601 timestamp (offset optional, naive = UTC) to epoch milliseconds."""
+def local_day(instant_ms: int, timezone: str) -> date:
+    return datetime.fromtimestamp(instant_ms / 1000, tz=_zone(timezone)).date()
+
+
+def end_of_local_day_ms(day: date, timezone: str) -> int:
+    """The last millisecond of ``day`` in ``timezone``."""
+    following = day + timedelta(days=1)
+    return epoch_ms(datetime(following.year, following.month, following.day, tzinfo=_zone(timezone))) - 1
+
+
+def parse_instant_ms(text: str, timezone: str = "UTC") -> int:
+    """ISO 8601 timestamp to epoch milliseconds; without an offset it is read in ``timezone``."""
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        moment = moment.replace(tzinfo=_zone(timezone))
     return epoch_ms(moment)
 
 
-def parse_promise_ms(text: str) -> int:
-    """A promise: ``YYYY-MM-DD`` is the end of that UTC day, a timestamp is that instant."""
+def parse_promise_ms(text: str, timezone: str = "UTC") -> int:
+    """A promise: ``YYYY-MM-DD`` is the end of that day in ``timezone``, a timestamp is that instant."""
     if len(text) == 10:
-        day = date.fromisoformat(text)
-        return end_of_utc_day_ms(epoch_ms(datetime(day.year, day.month, day.day, tzinfo=UTC)))
-    return parse_instant_ms(text)
+        return end_of_local_day_ms(date.fromisoformat(text), timezone)
+    return parse_instant_ms(text, timezone)
 
 
-def _parse_row(fields: Sequence[str], index: dict[str, int], estimated_at: int | None) -> Shipment:
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    required: dict[str, int]
+    estimated: int | None
+    timezone: int | None
+    default_timezone: str
+
+
+def _row_timezone(fields: Sequence[str], columns: _Columns, region: str) -> str:
+    given = (
+        fields[columns.timezone].strip()
+        if columns.timezone is not None and columns.timezone < len(fields)
+        else ""
+    )
+    name = given or origin_timezone(region, columns.default_timezone)
+    try:
+        _zone(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RowError("unknown origin_timezone") from None
+    return name
+
+
+def _parse_row(fields: Sequence[str], columns: _Columns) -> Shipment:
     values: dict[str, str] = {}
-    for name in REQUIRED_COLUMNS:
-        value = fields[index[name]].strip()
+    for name, at in columns.required.items():
+        value = fields[at].strip()
         if not value and name != "dest_postal":
             raise RowError(f"missing {name}")
         values[name] = value
+    timezone = _row_timezone(fields, columns, values["origin_region"])
     instants: dict[str, int] = {}
     for name in ("placed_at", "handed_to_carrier_at", "delivered_at"):
         try:
-            instants[name] = parse_instant_ms(values[name])
+            instants[name] = parse_instant_ms(values[name], timezone)
         except (ValueError, OverflowError):
             raise RowError(f"bad timestamp {name}") from None
     try:
@@ -171,9 +257,10 @@ def _parse_row(fields: Sequence[str], index: dict[str, int], estimated_at: int |
         raise RowError("delivered before handed to carrier")
     estimated_ms: int | None = None
     estimated_error: str | None = None
+    estimated_at = columns.estimated
     if estimated_at is not None and estimated_at < len(fields) and fields[estimated_at].strip():
         try:
-            estimated_ms = parse_promise_ms(fields[estimated_at].strip())
+            estimated_ms = parse_promise_ms(fields[estimated_at].strip(), timezone)
         except (ValueError, OverflowError):
             estimated_error = "bad estimated_delivery"
     return Shipment(
@@ -185,6 +272,8 @@ def _parse_row(fields: Sequence[str], index: dict[str, int], estimated_at: int |
         distance_km=haversine_km(*coordinates),
         handed_ms=handed,
         delivered_ms=delivered,
+        timezone=timezone,
+        dest_postal=values["dest_postal"],
         estimated_ms=estimated_ms,
         estimated_error=estimated_error,
     )
@@ -198,7 +287,7 @@ class ParsedHistory:
     has_estimated: bool = False
 
 
-def parse_rows(rows: Iterable[Sequence[str]]) -> ParsedHistory:
+def parse_rows(rows: Iterable[Sequence[str]], default_timezone: str = "UTC") -> ParsedHistory:
     """Header first, then data rows; unusable rows are counted under their reason, not raised.
 
     A header that lacks a required column is the one fatal error (``ValueError``).
@@ -211,10 +300,11 @@ def parse_rows(rows: Iterable[Sequence[str]]) -> ParsedHistory:
     missing = [name for name in REQUIRED_COLUMNS if name not in index]
     if missing:
         raise ValueError(f"missing columns: {', '.join(missing)}")
-    estimated_at = index.get(ESTIMATED)
+    _zone(default_timezone)  # an unknown default zone is the caller's error, not a row's
     needed = {name: index[name] for name in REQUIRED_COLUMNS}
+    columns = _Columns(needed, index.get(ESTIMATED), index.get(ORIGIN_TIMEZONE), default_timezone)
     width = max(needed.values()) + 1
-    parsed = ParsedHistory(shipments=[], rows=0, has_estimated=estimated_at is not None)
+    parsed = ParsedHistory(shipments=[], rows=0, has_estimated=columns.estimated is not None)
     seen: set[str] = set()
     for fields in iterator:
         if not fields or (len(fields) == 1 and not fields[0].strip()):
@@ -223,7 +313,7 @@ def parse_rows(rows: Iterable[Sequence[str]]) -> ParsedHistory:
         try:
             if len(fields) < width:
                 raise RowError("wrong number of fields")
-            shipment = _parse_row(fields, needed, estimated_at)
+            shipment = _parse_row(fields, columns)
             if shipment.order_id in seen:
                 raise RowError("duplicate order_id")
         except RowError as error:
@@ -234,176 +324,13 @@ def parse_rows(rows: Iterable[Sequence[str]]) -> ParsedHistory:
     return parsed
 
 
-def read_history(path: Path) -> ParsedHistory:
-    with path.open(newline="", encoding="utf-8-sig") as f:  # tolerate a spreadsheet BOM
-        return parse_rows(csv.reader(f))
-
-
-@dataclass(slots=True)
-class _Figures:
-    on_time: int = 0
-    lead_ms: list[int] = field(default_factory=list)
-    slack_ms: list[int] = field(default_factory=list)
-
-    def add(self, placed_ms: int, promised_ms: int, delivered_ms: int) -> None:
-        self.lead_ms.append(promised_ms - placed_ms)
-        self.slack_ms.append(promised_ms - delivered_ms)
-        if delivered_ms <= promised_ms:
-            self.on_time += 1
-
-    def to_dict(self) -> dict[str, Any]:
-        orders = len(self.lead_ms)
-        if orders == 0:
-            return {
-                "orders": 0,
-                "on_time": 0,
-                "on_time_rate": None,
-                "lead_time": None,
-                "slack_hours_median": None,
-            }
-        median_lead = statistics.median(self.lead_ms) / HOUR_MS
-        mean_lead = statistics.fmean(self.lead_ms) / HOUR_MS
-        return {
-            "orders": orders,
-            "on_time": self.on_time,
-            "on_time_rate": round(self.on_time / orders, 4),
-            "lead_time": {
-                "median_hours": round(median_lead, 2),
-                "mean_hours": round(mean_lead, 2),
-                "median_days": round(median_lead / 24, 3),
-                "mean_days": round(mean_lead / 24, 3),
-            },
-            "slack_hours_median": round(statistics.median(self.slack_ms) / HOUR_MS, 2),
-        }
-
-
-def _shares(counts: Counter[str], keys: Sequence[str], total: int) -> dict[str, float | None]:
-    return {key: (round(counts[key] / total, 4) if total else None) for key in keys}
-
-
-@dataclass(slots=True)
-class BacktestReport:
-    config: BacktestConfig
-    rows: int
-    skipped: Counter[str]
-    warmup_orders: int
-    model: _Figures
-    transit_sources: Counter[str]
-    handling_sources: Counter[str]
-    on_time_by_source: Counter[str]
-    business: _Figures | None
-    business_skipped: Counter[str]
-    source_file: str | None = None
-    elapsed_s: float = 0.0
-
-    @property
-    def orders_evaluated(self) -> int:
-        return len(self.model.lead_ms)
-
-    def to_dict(self) -> dict[str, Any]:
-        evaluated = self.orders_evaluated
-        model = self.model.to_dict()
-        model["transit_source"] = _shares(
-            self.transit_sources, (SOURCE_LANE, SOURCE_BAND, SOURCE_PRIOR), evaluated
-        )
-        model["handling_source"] = _shares(
-            self.handling_sources, (HANDLING_ORIGIN, HANDLING_ALL, HANDLING_PRIOR), evaluated
-        )
-        model["on_time_rate_by_transit_source"] = {
-            key: (
-                round(self.on_time_by_source[key] / self.transit_sources[key], 4)
-                if self.transit_sources[key]
-                else None
-            )
-            for key in (SOURCE_LANE, SOURCE_BAND, SOURCE_PRIOR)
-        }
-        business: dict[str, Any] | None = None
-        if self.business is not None:
-            business = self.business.to_dict()
-            business["skipped"] = dict(sorted(self.business_skipped.items()))
-        return {
-            "file": self.source_file,
-            "config": {
-                "quantile": self.config.quantile,
-                "min_samples": self.config.min_samples,
-                "prior_transit_hours": list(self.config.prior_transit_hours),
-                "prior_handling_hours": self.config.prior_handling_hours,
-                "warmup_days": self.config.warmup_days,
-                "method": self.config.method,
-            },
-            "rows": self.rows,
-            "orders_evaluated": evaluated,
-            "warmup_orders": self.warmup_orders,
-            "skipped": {"total": sum(self.skipped.values()), "by_reason": dict(sorted(self.skipped.items()))},
-            "model": model,
-            "estimated_delivery": business,
-            "elapsed_s": round(self.elapsed_s, 3),
-        }
-
-    def render(self) -> str:
-        """A readable table of the headline figures."""
-        data = self.to_dict()
-        model, business = data["model"], data["estimated_delivery"]
-        skipped = data["skipped"]
-        lines = [
-            f"promise backtest  {data['file'] or '(rows)'}  q={self.config.quantile}  "
-            f"method={self.config.method}  "
-            f"min_samples={self.config.min_samples}",
-            f"rows {data['rows']:,}  evaluated {data['orders_evaluated']:,}  "
-            f"warm-up {data['warmup_orders']:,}  skipped {skipped['total']:,}  ({data['elapsed_s']:.2f} s)",
-        ]
-        for reason, count in skipped["by_reason"].items():
-            lines.append(f"  skipped: {reason}: {count:,}")
-        header = f"{'':30}{'model q=' + str(self.config.quantile):>18}"
-        if business is not None:
-            header += f"{'estimated_delivery':>22}"
-        lines.append(header)
-        rows: list[tuple[str, Any]] = [
-            ("orders", lambda f: f"{f['orders']:,}"),
-            ("on-time rate", lambda f: _pct(f["on_time_rate"])),
-            ("lead time median (h / d)", lambda f: _hours_days(f, "median")),
-            ("lead time mean (h / d)", lambda f: _hours_days(f, "mean")),
-            ("slack median (h)", lambda f: _num(f["slack_hours_median"])),
-        ]
-        for label, show in rows:
-            line = f"{label:30}{show(model):>18}"
-            if business is not None:
-                line += f"{show(business):>22}"
-            lines.append(line)
-        transit = model["transit_source"]
-        lines.append(
-            f"{'transit from lane/band/prior':30}"
-            + " / ".join(_pct(transit[key]) for key in (SOURCE_LANE, SOURCE_BAND, SOURCE_PRIOR))
-        )
-        by_source = model["on_time_rate_by_transit_source"]
-        lines.append(
-            f"{'on time by lane/band/prior':30}"
-            + " / ".join(_pct(by_source[key]) for key in (SOURCE_LANE, SOURCE_BAND, SOURCE_PRIOR))
-        )
-        handling = model["handling_source"]
-        lines.append(
-            f"{'handling origin/all/prior':30}"
-            + " / ".join(_pct(handling[key]) for key in (HANDLING_ORIGIN, HANDLING_ALL, HANDLING_PRIOR))
-        )
-        if business is not None and business["skipped"]:
-            for reason, count in business["skipped"].items():
-                lines.append(f"  estimated_delivery not scored: {reason}: {count:,}")
-        return "\n".join(lines)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f} %"
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
-def _hours_days(figures: dict[str, Any], which: str) -> str:
-    lead = figures["lead_time"]
-    if lead is None:
-        return "-"
-    return f"{lead[which + '_hours']:.1f} / {lead[which + '_days']:.2f}"
+def read_history(path: Path, default_timezone: str = "UTC") -> ParsedHistory:
+    """Read a deliveries CSV, gzip-compressed when its name ends in ``.gz``."""
+    with (
+        gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as raw,
+        io.TextIOWrapper(raw, newline="", encoding="utf-8-sig") as f,  # tolerate a spreadsheet BOM
+    ):
+        return parse_rows(csv.reader(f), default_timezone)
 
 
 class _HandlingModel:
@@ -436,79 +363,119 @@ def _lane(shipment: Shipment) -> Lane:
     return Lane(SERVICE_ID, shipment.origin_region, shipment.dest_region, shipment.distance_km)
 
 
+def _lead_hours(shipment: Shipment) -> float:
+    """Whole local days from the order's day to the delivery's day, as hours."""
+    placed = local_day(shipment.placed_ms, shipment.timezone)
+    return 24.0 * (local_day(shipment.delivered_ms, shipment.timezone) - placed).days
+
+
+def _quarter(shipment: Shipment) -> str:
+    day = local_day(shipment.placed_ms, shipment.timezone)
+    return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
+
+
+class _Replay:
+    """The models one replay learns and the promise each order gets."""
+
+    def __init__(self, config: BacktestConfig) -> None:
+        self.config = config
+        self.transit = TransitModel(config.transit_settings)
+        self.handling = _HandlingModel()
+        handling = config.prior_handling_hours
+        self.prior_days = tuple(24.0 * math.ceil((handling + h) / 24) for h in config.prior_transit_hours)
+
+    def learn(self, done: Shipment) -> None:
+        if self.config.method == "lead":
+            self.transit.observe(_lane(done), _lead_hours(done), done.delivered_ms)
+        else:
+            self.transit.observe(
+                _lane(done), (done.delivered_ms - done.handed_ms) / HOUR_MS, done.delivered_ms
+            )
+            self.handling.observe(done.origin_id, (done.handed_ms - done.placed_ms) / HOUR_MS)
+
+    def promise(self, order: Shipment, quantile: float) -> tuple[int, str, str]:
+        """(promised_by, transit source, handling source) at ``quantile``."""
+        config = self.config
+        if config.method == "lead":
+            estimate = self.transit.estimate(_lane(order), quantile, config.min_samples, self.prior_days)
+            # Bucket upper edges lie within 6 h after a whole day (below 180 days): floor is the day.
+            placed_day = local_day(order.placed_ms, order.timezone)
+            day = placed_day + timedelta(days=int(estimate.hours // 24))
+            return end_of_local_day_ms(day, order.timezone), estimate.source, HANDLING_PRIOR
+        handling_hours, handling_source = self.handling.estimate(
+            order.origin_id, quantile, config.min_samples, config.prior_handling_hours
+        )
+        estimate = self.transit.estimate(
+            _lane(order), quantile, config.min_samples, config.prior_transit_hours
+        )
+        ready = order.placed_ms + math.ceil((handling_hours + estimate.hours) * HOUR_MS)
+        return (
+            end_of_local_day_ms(local_day(ready, order.timezone), order.timezone),
+            estimate.source,
+            handling_source,
+        )
+
+
 def run_backtest(history: ParsedHistory, config: BacktestConfig = BacktestConfig()) -> BacktestReport:
     """Replay ``history`` in time order, learning only from the past (see the module docstring)."""
     if not 0.0 <= config.quantile <= 1.0:
         raise ValueError(f"quantile must be within [0, 1], got {config.quantile}")
-    if config.method not in ("sum", "days"):
-        raise ValueError(f"method must be 'sum' or 'days', got {config.method!r}")
+    if config.method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {config.method!r}")
     started = time.perf_counter()
     orders = sorted(history.shipments, key=lambda s: s.placed_ms)
     deliveries = sorted(history.shipments, key=lambda s: s.delivered_ms)
-    transit = TransitModel()
-    handling = _HandlingModel()
-    lead_days = TransitModel()  # whole days, kept as hours (days x 24) in the same lane histograms
-    model = _Figures()
-    business = _Figures() if history.has_estimated else None
-    business_skipped: Counter[str] = Counter()
-    transit_sources: Counter[str] = Counter()
-    handling_sources: Counter[str] = Counter()
-    on_time_by_source: Counter[str] = Counter()
-    warmup_until = (orders[0].placed_ms + round(config.warmup_days * DAY_MS)) if orders else 0
-    warmup_orders = 0
-    q, min_samples = config.quantile, config.min_samples
-    prior_transit, prior_handling = config.prior_transit_hours, config.prior_handling_hours
-    learned = 0
-    for order in orders:
-        while learned < len(deliveries) and deliveries[learned].delivered_ms < order.placed_ms:
-            done = deliveries[learned]
-            transit.observe(_lane(done), (done.delivered_ms - done.handed_ms) / HOUR_MS)
-            handling.observe(done.origin_id, (done.handed_ms - done.placed_ms) / HOUR_MS)
-            lead_days.observe(_lane(done), 24.0 * (done.delivered_ms // DAY_MS - done.placed_ms // DAY_MS))
-            learned += 1
-        if order.placed_ms < warmup_until:
-            warmup_orders += 1
-            continue
-        handling_hours, handling_source = handling.estimate(order.origin_id, q, min_samples, prior_handling)
-        if config.method == "days":
-            prior_days = tuple(24.0 * math.ceil((prior_handling + h) / 24) for h in prior_transit)
-            estimate = lead_days.estimate(_lane(order), q, min_samples, prior_days)
-            # The bucket's upper edge is within the hour after a whole day: floor gives the day.
-            promised = end_of_utc_day_ms(order.placed_ms) + int(estimate.hours // 24) * DAY_MS
-        else:
-            estimate = transit.estimate(_lane(order), q, min_samples, prior_transit)
-            promised = end_of_utc_day_ms(
-                order.placed_ms + math.ceil((handling_hours + estimate.hours) * HOUR_MS)
-            )
-        model.add(order.placed_ms, promised, order.delivered_ms)
-        transit_sources[estimate.source] += 1
-        handling_sources[handling_source] += 1
-        if order.delivered_ms <= promised:
-            on_time_by_source[estimate.source] += 1
-        if business is not None:
-            if order.estimated_ms is not None:
-                business.add(order.placed_ms, order.estimated_ms, order.delivered_ms)
-            else:
-                business_skipped[order.estimated_error or "no estimated_delivery"] += 1
-    return BacktestReport(
+    replay = _Replay(config)
+    report = BacktestReport(
         config=config,
         rows=history.rows,
         skipped=history.skipped,
-        warmup_orders=warmup_orders,
-        model=model,
-        transit_sources=transit_sources,
-        handling_sources=handling_sources,
-        on_time_by_source=on_time_by_source,
-        business=business,
-        business_skipped=business_skipped,
-        elapsed_s=time.perf_counter() - started,
+        warmup_orders=0,
+        model=Figures(),
+        transit_sources=Counter(),
+        handling_sources=Counter(),
+        on_time_by_source=Counter(),
+        business=Figures() if history.has_estimated else None,
+        business_skipped=Counter(),
+    )
+    warmup_until = (orders[0].placed_ms + round(config.warmup_days * DAY_MS)) if orders else 0
+    learned = 0
+    for order in orders:
+        while learned < len(deliveries) and deliveries[learned].delivered_ms < order.placed_ms:
+            replay.learn(deliveries[learned])
+            learned += 1
+        if order.placed_ms < warmup_until:
+            report.warmup_orders += 1
+            continue
+        _score(report, replay, order)
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def _score(report: BacktestReport, replay: _Replay, order: Shipment) -> None:
+    promised, source, handling_source = replay.promise(order, report.config.quantile)
+    report.model.add(order.placed_ms, promised, order.delivered_ms)
+    report.transit_sources[source] += 1
+    report.handling_sources[handling_source] += 1
+    if order.delivered_ms <= promised:
+        report.on_time_by_source[source] += 1
+    if report.business is not None:
+        if order.estimated_ms is not None:
+            report.business.add(order.placed_ms, order.estimated_ms, order.delivered_ms)
+        else:
+            report.business_skipped[order.estimated_error or "no estimated_delivery"] += 1
+    by_level = tuple(replay.promise(order, level)[0] for level in report.config.reliability_levels)
+    report.scored.append(
+        Scored(_quarter(order), order.placed_ms, order.delivered_ms, promised, order.estimated_ms, by_level)
     )
 
 
-def backtest_file(path: Path, config: BacktestConfig = BacktestConfig()) -> BacktestReport:
+def backtest_file(
+    path: Path, config: BacktestConfig = BacktestConfig(), default_timezone: str = "UTC"
+) -> BacktestReport:
     """Read and replay a deliveries CSV; ``elapsed_s`` covers reading too."""
     started = time.perf_counter()
-    report = run_backtest(read_history(path), config)
+    report = run_backtest(read_history(path, default_timezone), config)
     report.source_file = str(path)
     report.elapsed_s = time.perf_counter() - started
     return report

@@ -55,7 +55,10 @@ def test_a_promise_over_http_lists_every_option_and_the_event_path_answers_the_s
     options = {option["option_id"]: option for option in answer["options"]}
     assert "standard" in options and "click_and_collect:STORE-UTRECHT-01" in options, answer
     standard = options["standard"]
-    assert standard["parcels"] == 1 and standard["confidence"] == 0.95
+    # A fresh worker has learned no transit yet: the window is the carrier's prior, claimed at no
+    # confidence (issue 16); the transit source says so.
+    assert standard["parcels"] == 1 and standard["confidence"] is None
+    assert standard["shipments"][0]["transit_source"] == "prior"
     assert standard["shipments"][0]["location_id"] == "DC-NORTH"
     assert (
         standard["window_end"]

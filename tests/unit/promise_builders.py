@@ -46,6 +46,7 @@ WEEKDAYS = (MON, TUE, WED, THU, FRI)
 MON_SAT = (*WEEKDAYS, SAT)
 
 BIKE_LIGHT, PUMP, HELMET, LOCK = "SKU-BIKE-LIGHT", "SKU-PUMP", "SKU-HELMET", "SKU-LOCK"
+CATALOGUE = (BIKE_LIGHT, PUMP, HELMET, LOCK)
 
 BIKE_COURIER = CourierProfile(radius_km=8.0, slot_minutes=120, slot_capacity=4, ride_kmh=15.0)
 
@@ -239,10 +240,11 @@ def a_stock(
     click_and_collect: Mapping[str, Mapping[str, int]] | None = None,
 ) -> Stock:
     """Per channel, ``{location id: {sku: units}}`` (as tests think of it) turned into the engine's
-    channel -> SKU -> location view."""
+    channel -> SKU -> location view. The catalogue's SKUs are known (the feed has a record for
+    them) even where no location holds any."""
     stock: dict[str, dict[str, dict[str, int]]] = {}
     for channel, by_location in (("webshop", webshop), ("click_and_collect", click_and_collect)):
-        view: dict[str, dict[str, int]] = {}
+        view: dict[str, dict[str, int]] = {sku: {} for sku in CATALOGUE}
         for location_id, units in (by_location or {}).items():
             for sku, quantity in units.items():
                 view.setdefault(sku, {})[location_id] = quantity
@@ -291,7 +293,7 @@ class FixedTransit(TransitModel):
     """Transit hours for particular services, overriding ``hours``."""
     asked: list[Lane] = field(default_factory=list)
 
-    def observe(self, lane: Lane, hours: float) -> None:
+    def observe(self, lane: Lane, hours: float, at_ms: int | None = None) -> None:
         raise AssertionError("the promise engine never teaches the transit model")
 
     def estimate(

@@ -13,6 +13,7 @@ command, network and seed gives the same bytes.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -27,8 +28,10 @@ from oms_streams.tools.backtest import (
     BacktestReport,
     backtest_file,
     end_of_utc_day_ms,
+    origin_timezone,
     parse_instant_ms,
     parse_promise_ms,
+    read_history,
 )
 from oms_streams.tools.history import generate_history, load_network
 
@@ -109,7 +112,7 @@ def test_an_order_learns_from_shipments_delivered_before_it_was_placed(tmp_path:
         delivered_at="2024-05-04T12:00:00Z",
     )
 
-    report = backtest(tmp_path, [later, first], BacktestConfig(min_samples=1))
+    report = backtest(tmp_path, [later, first], BacktestConfig(min_samples=1, method="sum"))
 
     assert report.transit_sources == {"prior": 1, "lane": 1}
     assert report.handling_sources == {"prior": 1, "origin": 1}
@@ -160,7 +163,7 @@ def test_on_time_rate_lead_time_and_slack_of_five_orders(tmp_path: Path) -> None
         "median_days": 4.583,
         "mean_days": 4.583,
     }
-    assert model["transit_source"] == {"lane": 0.0, "band": 0.0, "prior": 1.0}
+    assert model["transit_source"] == {"lane": 0.0, "band": 0.0, "service": 0.0, "prior": 1.0}
 
 
 def test_estimated_delivery_is_scored_as_a_date_or_an_instant(tmp_path: Path) -> None:
@@ -289,6 +292,8 @@ def test_the_command_writes_a_table_and_a_json_report(
         "skipped",
         "model",
         "estimated_delivery",
+        "quarters",
+        "reliability",
         "elapsed_s",
     }
     assert set(report["model"]) == {
@@ -307,8 +312,23 @@ def test_the_command_writes_a_table_and_a_json_report(
         "prior_transit_hours": [24.0, 48.0, 72.0],
         "prior_handling_hours": 24.0,
         "warmup_days": 0.0,
-        "method": "sum",
+        "method": "lead",
+        "half_life_days": 60.0,
+        "pooling": 10.0,
+        "calibration_rate": 0.0,
+        "reliability_levels": [],
     }
+    assert report["quarters"] == [
+        {
+            "quarter": "2024-Q2",
+            "orders": 5,
+            "nominal": 0.95,
+            "on_time_rate": 0.6,
+            "median_days": 4.583,
+            "estimated_delivery_on_time_rate": None,
+            "estimated_delivery_median_days": None,
+        }
+    ]
 
 
 def test_json_to_stdout_leaves_stdout_pure_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -379,18 +399,18 @@ def test_the_fixture_has_the_documented_shape() -> None:
     assert tuple(rows[0]) == COLUMNS
 
 
-def test_the_days_method_promises_whole_days_at_its_quantile_and_is_closer_to_it_than_the_sum() -> None:
+def test_the_lead_method_promises_whole_days_at_its_quantile_and_is_closer_to_it_than_the_sum() -> None:
     """Summing two 95 % quantiles and rounding up to the end of the day over-delivers on 95 %; the
     quantile of whole days from the order's day to the delivery day, per lane, lands nearer to it."""
     warm = {"min_samples": 30, "warmup_days": 30}
-    summed = backtest_file(FIXTURE, BacktestConfig(quantile=0.95, **warm)).to_dict()["model"]
-    days = backtest_file(FIXTURE, BacktestConfig(quantile=0.95, method="days", **warm)).to_dict()["model"]
-    assert 0.93 <= days["on_time_rate"] < summed["on_time_rate"]
-    assert days["lead_time"]["median_hours"] < summed["lead_time"]["median_hours"]
+    summed = backtest_file(FIXTURE, BacktestConfig(quantile=0.95, method="sum", **warm)).to_dict()["model"]
+    lead = backtest_file(FIXTURE, BacktestConfig(quantile=0.95, method="lead", **warm)).to_dict()["model"]
+    assert 0.93 <= lead["on_time_rate"] < summed["on_time_rate"]
+    assert lead["lead_time"]["median_hours"] < summed["lead_time"]["median_hours"]
 
 
-def test_a_days_promise_ends_a_whole_number_of_days_after_the_order_day(tmp_path: Path) -> None:
-    report = backtest(tmp_path, [a_row()], BacktestConfig(quantile=0.95, min_samples=1_000, method="days"))
+def test_a_lead_promise_ends_a_whole_number_of_days_after_the_order_day(tmp_path: Path) -> None:
+    report = backtest(tmp_path, [a_row()], BacktestConfig(quantile=0.95, min_samples=1_000, method="lead"))
     model = report.to_dict()["model"]
     placed = parse_instant_ms(a_row()["placed_at"])
     promised_ms = placed + round(model["lead_time"]["median_hours"] * 3_600_000)
@@ -400,3 +420,83 @@ def test_a_days_promise_ends_a_whole_number_of_days_after_the_order_day(tmp_path
 def test_an_unknown_method_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="method"):
         backtest(tmp_path, [a_row()], BacktestConfig(method="magic"))
+
+
+# --- real deliveries: a slice of the Olist dev file --------------------------------------------------
+
+OLIST_SLICE = Path(__file__).resolve().parents[1] / "fixtures" / "olist_slice.csv"
+"""563 real Olist orders, cut from ``../shared/data/deliveries/olist_dev.csv.gz`` (README beside it)
+with the header and every order placed from 1 January to 30 April 2017, from the repository root::
+
+    zcat ../shared/data/deliveries/olist_dev.csv.gz \\
+      | awk -F, 'NR==1 || ($2 >= "2017-01-01" && $2 < "2017-05-01")' > tests/fixtures/olist_slice.csv
+"""
+
+
+def test_the_command_on_real_deliveries_reports_quarters_reliability_and_a_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plot = tmp_path / "report.html"
+    argv = ["promise", "backtest", "--deliveries", str(OLIST_SLICE), "--warmup-days", "30"]
+
+    assert main([*argv, "--json", "-", "--plot", str(plot)]) == 0
+
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["rows"] == 563 and report["skipped"]["total"] == 0
+    for side in ("model", "estimated_delivery"):
+        assert 0.5 < report[side]["on_time_rate"] <= 1.0
+        assert report[side]["lead_time"]["median_days"] > 1.0
+    assert [q["quarter"] for q in report["quarters"]] == ["2017-Q1", "2017-Q2"]
+    assert sum(q["orders"] for q in report["quarters"]) == report["orders_evaluated"]
+    realised = [r["realised"] for r in report["reliability"]]
+    assert [r["nominal"] for r in report["reliability"]] == [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98]
+    assert realised == sorted(realised)  # a higher level never promises sooner
+    assert "2017-Q1" in captured.err and "reliability" in captured.err
+    assert plot.read_text().startswith("<!doctype html>") and "data:image/png;base64," in plot.read_text()
+
+
+def test_a_gzip_file_is_read_like_the_plain_one(tmp_path: Path) -> None:
+    packed = tmp_path / "slice.csv.gz"
+    packed.write_bytes(gzip.compress(OLIST_SLICE.read_bytes()))
+
+    assert read_history(packed).shipments == read_history(OLIST_SLICE).shipments
+
+
+def test_dest_postal_is_text_with_its_leading_zeros() -> None:
+    postal = {s.order_id: s.dest_postal for s in read_history(OLIST_SLICE).shipments}
+    with OLIST_SLICE.open() as f:
+        expected = {row["order_id"]: row["dest_postal"] for row in csv.DictReader(f)}
+
+    assert postal == expected
+    assert any(code.startswith("0") for code in postal.values())
+
+
+def test_naive_times_are_read_in_the_origins_zone(tmp_path: Path) -> None:
+    row = a_row(
+        origin_region="BR-SP",
+        placed_at="2017-07-03 10:00:00",  # Sao Paulo, UTC-3 (no daylight saving in July)
+        handed_to_carrier_at="2017-07-04 10:00:00",
+        delivered_at="2017-07-06 23:30:00",
+        estimated_delivery="2017-07-06",
+    )
+    [shipment] = read_history(deliveries_csv(tmp_path, [row])).shipments
+
+    assert shipment.timezone == "America/Sao_Paulo"
+    assert shipment.placed_ms == parse_instant_ms("2017-07-03T13:00:00Z")
+    # A promised date ends at local midnight: 03:00 UTC the next day, after the 02:30 UTC delivery.
+    assert shipment.estimated_ms == parse_instant_ms("2017-07-07T03:00:00Z") - 1
+    assert origin_timezone("NL-UT", "Europe/Amsterdam") == "Europe/Amsterdam"
+
+
+def test_an_origin_timezone_column_wins_and_an_unknown_zone_is_counted(tmp_path: Path) -> None:
+    rows = [
+        a_row(order_id="A", placed_at="2024-05-01 10:00:00", origin_timezone="Europe/Amsterdam"),
+        a_row(order_id="B", origin_timezone="Mars/Olympus_Mons"),
+    ]
+    path = deliveries_csv(tmp_path, rows, columns=(*COLUMNS, "origin_timezone"))
+
+    history = read_history(path)
+
+    assert [s.placed_ms for s in history.shipments] == [parse_instant_ms("2024-05-01T08:00:00Z")]
+    assert history.skipped == {"unknown origin_timezone": 1}

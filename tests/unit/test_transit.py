@@ -1,17 +1,23 @@
-"""Transit times learned per lane, with fallback to the distance band and the carrier's prior."""
+"""Transit times learned per lane, pooled with the distance band, the service and the carrier's prior."""
 
 from __future__ import annotations
+
+import math
+import random
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from oms_streams.domain.transit import (
-    BUCKET_HOURS,
     HoursHistogram,
     Lane,
     TransitModel,
+    TransitSettings,
+    bucket_of,
+    bucket_upper_edge,
     distance_band,
+    quantile_rank,
     sample_quantile,
 )
 
@@ -60,14 +66,16 @@ def test_lane_one_sample_short_falls_back_to_its_distance_band() -> None:
     assert estimate.fastest_hours == 20.0
 
 
-def test_thin_lane_and_thin_band_fall_back_to_the_prior() -> None:
+def test_thin_history_is_pooled_with_the_prior_and_claims_no_evidence() -> None:
     model = observed(UTRECHT_TO_AMSTERDAM, [20.0] * 10)
 
     estimate = model.estimate(UTRECHT_TO_AMSTERDAM, 0.95, min_samples=30, prior_hours=PRIOR)
 
+    # lane 1/2, band 1/4, service 1/8 (all 20 h), prior 1/8 (24, 48, 72 h): 95 % is reached at 48 h.
     assert (estimate.source, estimate.samples) == ("prior", 3)
-    assert estimate.hours == 72.0
-    assert estimate.fastest_hours == 24.0
+    assert not estimate.has_evidence
+    assert estimate.hours == 49.0  # the upper edge of the 48 h bucket
+    assert estimate.fastest_hours == 20.0
 
 
 def test_prior_quantile_is_the_exact_sample_quantile() -> None:
@@ -78,12 +86,13 @@ def test_prior_quantile_is_the_exact_sample_quantile() -> None:
     assert median.hours == 48.0
 
 
-def test_a_band_from_another_distance_is_not_used() -> None:
+def test_a_band_from_another_distance_is_not_used_but_the_service_is() -> None:
     model = observed(UTRECHT_TO_GRONINGEN, [40.0] * 50)
 
     estimate = model.estimate(UTRECHT_TO_AMSTERDAM, 0.95, min_samples=30, prior_hours=PRIOR)
 
-    assert estimate.source == "prior"
+    assert (estimate.source, estimate.samples) == ("service", 50)
+    assert estimate.hours == 40.0
 
 
 def test_a_band_of_another_service_is_not_used() -> None:
@@ -108,7 +117,18 @@ def test_zero_min_samples_still_needs_one_observation() -> None:
 
 @pytest.mark.parametrize(
     ("km", "band"),
-    [(0.0, 0), (50.0, 0), (50.5, 1), (150.0, 1), (400.0, 2), (800.0, 3), (1500.0, 4), (1501, 5)],
+    [
+        (0.0, 0),
+        (50.0, 0),
+        (50.5, 1),
+        (150.0, 1),
+        (400.0, 2),
+        (800.0, 3),
+        (1500.0, 4),
+        (1501, 5),
+        (3000.0, 5),
+        (3001, 6),
+    ],
 )
 def test_distance_band_edges_are_inclusive(km: float, band: int) -> None:
     assert distance_band(km) == band
@@ -122,7 +142,7 @@ def test_quantile_is_conservative_but_within_one_bucket(hours: list[float], q: f
     estimate = model.estimate(UTRECHT_TO_AMSTERDAM, q, min_samples=1, prior_hours=PRIOR)
 
     assert empirical <= estimate.hours <= max(hours)
-    assert estimate.hours <= empirical + BUCKET_HOURS
+    assert estimate.hours <= bucket_upper_edge(bucket_of(empirical))
 
 
 @given(hours_lists)
@@ -145,12 +165,12 @@ def test_a_higher_quantile_never_promises_faster(hours: list[float], q1: float, 
     assert at(low) <= at(high)
 
 
-def test_transit_beyond_thirty_days_is_kept_in_the_open_bucket_with_the_exact_maximum() -> None:
-    model = observed(UTRECHT_TO_AMSTERDAM, [24.0, 900.0, 2000.0])
+def test_transit_beyond_180_days_is_kept_in_the_open_bucket_with_the_exact_maximum() -> None:
+    model = observed(UTRECHT_TO_AMSTERDAM, [24.0, 900.0, 5000.0])
 
     estimate = model.estimate(UTRECHT_TO_AMSTERDAM, 1.0, min_samples=1, prior_hours=PRIOR)
 
-    assert estimate.hours == 2000.0
+    assert estimate.hours == 5000.0
 
 
 def test_a_new_observation_is_seen_by_the_next_estimate() -> None:
@@ -190,3 +210,138 @@ def test_quantile_outside_zero_to_one_is_refused() -> None:
 
     with pytest.raises(ValueError, match="quantile"):
         histogram.quantile(1.5)
+
+
+# --- pinned ranks and fallback boundaries ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("quantile", "count", "rank"),
+    [(0.5, 10, 5), (0.51, 10, 6), (0.7, 10, 7), (0.95, 10, 10), (0.9, 10, 9), (0.0, 10, 1), (1.0, 10, 10)],
+)
+def test_quantile_rank_is_ceil_of_q_times_n(quantile: float, count: int, rank: int) -> None:
+    assert quantile_rank(quantile, count) == rank
+
+
+def test_the_median_of_ten_samples_is_the_fifth_smallest() -> None:
+    samples = [float(h) for h in range(10, 110, 10)]
+
+    assert sample_quantile(samples, 0.5) == 50.0
+    histogram = HoursHistogram()
+    for hours in samples:
+        histogram.add(hours)
+    assert histogram.quantile(0.5) == 51.0  # the upper edge of the 50 h bucket
+
+
+@pytest.mark.parametrize(("lane_samples", "source"), [(29, "band"), (30, "lane")])
+def test_lane_source_boundary_is_min_samples(lane_samples: int, source: str) -> None:
+    model = observed(UTRECHT_TO_AMSTERDAM, [20.0] * lane_samples)
+    for _ in range(30):
+        model.observe(UTRECHT_TO_HAARLEM, 20.0)
+
+    assert model.estimate(UTRECHT_TO_AMSTERDAM, 0.95, 30, PRIOR).source == source
+
+
+@pytest.mark.parametrize(("band_samples", "source"), [(29, "service"), (30, "band")])
+def test_band_source_boundary_is_min_samples(band_samples: int, source: str) -> None:
+    model = observed(UTRECHT_TO_HAARLEM, [20.0] * band_samples)
+    for _ in range(30):
+        model.observe(UTRECHT_TO_GRONINGEN, 40.0)
+
+    assert model.estimate(UTRECHT_TO_AMSTERDAM, 0.95, 30, PRIOR).source == source
+
+
+@pytest.mark.parametrize(("service_samples", "source"), [(29, "prior"), (30, "service")])
+def test_service_source_boundary_is_min_samples(service_samples: int, source: str) -> None:
+    model = observed(UTRECHT_TO_GRONINGEN, [40.0] * service_samples)
+
+    assert model.estimate(UTRECHT_TO_AMSTERDAM, 0.95, 30, PRIOR).source == source
+
+
+# --- pooling, recency, the floor, calibration -----------------------------------------------------
+
+
+def test_a_lane_with_no_history_is_promised_from_its_band_not_the_prior() -> None:
+    model = observed(UTRECHT_TO_HAARLEM, [30.0] * 100)
+
+    estimate = model.estimate(UTRECHT_TO_AMSTERDAM, 0.95, 30, PRIOR)
+
+    assert model.lane_histogram(UTRECHT_TO_AMSTERDAM) is None
+    assert (estimate.source, estimate.samples, estimate.hours) == ("band", 100, 30.0)
+    assert estimate.has_evidence
+
+
+def test_a_thin_lane_is_pulled_towards_its_band() -> None:
+    model = observed(UTRECHT_TO_HAARLEM, [30.0] * 100)
+    for _ in range(10):
+        model.observe(UTRECHT_TO_AMSTERDAM, 10.0)
+
+    median = model.estimate(UTRECHT_TO_AMSTERDAM, 0.5, 30, PRIOR).hours
+    high = model.estimate(UTRECHT_TO_AMSTERDAM, 0.9, 30, PRIOR).hours
+
+    # Half its own ten 10 h transits, half the band's: the median is its own (the upper edge of the
+    # 10 h bucket, as the band holds faster and slower transits), the 90 % the band's.
+    assert (median, high) == (11.0, 30.0)
+
+
+def test_recent_history_outweighs_old_history() -> None:
+    day = 86_400_000
+    model = TransitModel(TransitSettings(half_life_days=30.0))
+    for i in range(100):
+        model.observe(UTRECHT_TO_AMSTERDAM, 48.0, at_ms=i * day // 10)
+    for i in range(50):
+        model.observe(UTRECHT_TO_AMSTERDAM, 24.0, at_ms=(100 + i) * day)
+
+    estimate = model.estimate(UTRECHT_TO_AMSTERDAM, 0.85, 30, PRIOR)
+
+    # 100 old 48 h transits now weigh about 100 / 2**4.8 = 3.6 against about 30 for 50 recent 24 h ones.
+    assert estimate.hours == 25.0  # the upper edge of the 24 h bucket
+    assert estimate.source == "lane" and estimate.samples < 100
+
+
+@given(hours_lists, quantiles)
+def test_no_estimate_beats_the_fastest_transit_observed(hours: list[float], q: float) -> None:
+    model = observed(UTRECHT_TO_HAARLEM, [1.0] * 50)  # a faster band must not pull the lane under its floor
+    for h in hours:
+        model.observe(UTRECHT_TO_AMSTERDAM, h)
+
+    estimate = model.estimate(UTRECHT_TO_AMSTERDAM, q, min_samples=1, prior_hours=PRIOR)
+
+    assert estimate.fastest_hours == min(hours)
+    assert estimate.hours >= estimate.fastest_hours
+
+
+def test_calibrated_level_meets_the_target_on_drifting_transit() -> None:
+    """Transit slows down steadily (a fixed-level quantile of all history then falls short); the
+    calibrated level keeps the realised on-time rate within a point of the target."""
+    rng = random.Random(16)
+    target = 0.9
+    plain = TransitModel(TransitSettings(half_life_days=None))
+    calibrated = TransitModel(TransitSettings(half_life_days=None, calibration_rate=0.01))
+    hits = {"plain": 0, "calibrated": 0}
+    scored = 0
+    for i in range(12_000):
+        hours = rng.lognormvariate(math.log(24.0 + i / 100.0), 0.3)  # the median drifts from 1 to 6 days
+        if i >= 2_000:
+            scored += 1
+            for name, model in (("plain", plain), ("calibrated", calibrated)):
+                promised = model.estimate(UTRECHT_TO_AMSTERDAM, target, 30, PRIOR).hours
+                hits[name] += hours <= promised
+        plain.observe(UTRECHT_TO_AMSTERDAM, hours)
+        calibrated.observe(UTRECHT_TO_AMSTERDAM, hours)
+
+    assert abs(hits["calibrated"] / scored - target) <= 0.01
+    assert hits["plain"] / scored < target - 0.05
+    assert calibrated.estimate(UTRECHT_TO_AMSTERDAM, target, 30, PRIOR).level > target
+
+
+def test_memory_of_a_lane_does_not_grow_with_weighted_observations() -> None:
+    model = TransitModel(TransitSettings(half_life_days=1.0))
+    for i in range(5_000):
+        model.observe(UTRECHT_TO_AMSTERDAM, float(i % 300), at_ms=i * 3_600_000 * 24)
+
+    histogram = model.lane_histogram(UTRECHT_TO_AMSTERDAM)
+    assert histogram is not None and histogram.count == 5_000
+    assert histogram.slots == HoursHistogram().slots
+    estimate = model.estimate(UTRECHT_TO_AMSTERDAM, 0.5, 1, PRIOR)
+    assert math.isfinite(estimate.hours) and estimate.samples <= 2  # about 1.44 effective observations
