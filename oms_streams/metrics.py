@@ -173,6 +173,21 @@ class Metrics:
             "Allocations of this worker's orders not yet shipped or cancelled.",
             registry=r,
         )
+        self.cancellations = Counter(
+            "oms_order_cancellations",
+            "Cancellation requests by outcome (cancelled, partially_cancelled, already_cancelled, "
+            "refused; duplicate: a request read again; wait: parked until the sourcing round under way "
+            "is over; dead_lettered).",
+            ["outcome"],
+            registry=r,
+        )
+        self.cancellation_requests = Counter(
+            "oms_cancellation_requests",
+            "POST /orders/{id}/cancellations calls by verdict (accepted, forwarded to the order's owner, "
+            "bad_request, unknown_order, unavailable).",
+            ["verdict"],
+            registry=r,
+        )
 
         self.returns_events = Counter(
             "oms_returns_events",

@@ -10,6 +10,7 @@ import orjson
 from oms_streams.adapters.promise import option_from_wire
 from oms_streams.adapters.stock import Failure, key_problem, parse_model
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
+from oms_streams.domain.cancellation import closed_shipments
 from oms_streams.domain.orders import Milestone, MilestoneKind, PromiseRecord
 from oms_streams.domain.promise import DeliveryOption
 from oms_streams.domain.risk import FulfilmentEvent, FulfilmentKind, OrderTracking, Risk
@@ -157,6 +158,10 @@ class OrderRow:
     """The order's partition, for writes no event caused (the overdue-milestone timer)."""
     returns: list[dict[str, Any]] | None = None
     """Processed returns of the order's items (``ReturnLink.summary`` plus its ``event_id``)."""
+    cancelled: list[str] | None = None
+    """SKUs cancelled (from the answers on ``oms.orders.cancellation-outcomes.v1``)."""
+    cancelled_at_ms: int | None = None
+    """When the latest cancellation that cancelled something was decided."""
 
     def add_return(self, link: ReturnLink) -> bool:
         """Links a processed return to the order; False when it is already linked."""
@@ -177,7 +182,13 @@ class OrderRow:
             option=option_from_wire(DeliveryOptionModel.model_validate(self.option, strict=False)),
             milestones=tuple(Milestone(MilestoneKind(k), loc, due, i) for k, loc, due, i in self.milestones),
         )
-        return OrderTracking(record, self.fulfilment_events())
+        return self.tracking_of(record)
+
+    def tracking_of(self, record: PromiseRecord) -> OrderTracking:
+        """The promise with the events so far and the shipments cancellations withdrew."""
+        skus = [[line.sku for line in shipment.lines] for shipment in record.option.shipments]
+        closed = closed_shipments(skus, self.cancelled or ())
+        return OrderTracking(record, self.fulfilment_events(), closed, self.cancelled_at_ms)
 
     def fulfilment_events(self) -> tuple[FulfilmentEvent, ...]:
         return tuple(
@@ -215,6 +226,8 @@ class OrderRow:
                 "at_risk": self.at_risk,
                 "partition": self.partition,
                 "returns": self.returns,
+                "cancelled": self.cancelled,
+                "cancelled_at_ms": self.cancelled_at_ms,
             }
         )
 

@@ -110,6 +110,17 @@ class SourcingRow:
     backorder: list[list[Any]] = field(default_factory=list)
     deferred: list[list[Any]] = field(default_factory=list)
     """[[kind, [allocation id, ...], reason], ...]: withdrawals reported while a round was under way."""
+    ordered: list[list[Any]] = field(default_factory=list)
+    """[[sku, units], ...] as placed (``lines`` shrinks to what a re-sourcing round looks for)."""
+    cancelled: list[str] = field(default_factory=list)
+    """SKUs cancelled (every unit that had not shipped)."""
+    cancellations: list[dict[str, Any]] = field(default_factory=list)
+    """The latest cancellation answers, as published (a redelivered request gets its answer again)."""
+    parked: list[dict[str, Any]] = field(default_factory=list)
+    """Cancellation requests that arrived while a round was under way: decided when it is over."""
+    kept: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Allocation id -> its planned shipment, for live allocations of rounds before the current one
+    (the row keeps only the current round's plan): a line cancellation replaces such an allocation."""
 
     @property
     def reservation_id(self) -> str:
@@ -123,6 +134,22 @@ class SourcingRow:
         body = orjson.loads(raw)
         body["allocations"] = [AllocationState(**a) for a in body.get("allocations", [])]
         return cls(**body)
+
+    def keep_live_shipments(self) -> None:
+        """Before a new round replaces the plan: remember the shipments of the live allocations."""
+        kept: dict[str, dict[str, Any]] = {}
+        for allocation in self.allocations:
+            shipment = self.shipment_of(allocation)
+            if allocation.state == "live" and shipment is not None:
+                kept[allocation.allocation_id] = shipment
+        self.kept = kept
+
+    def shipment_of(self, allocation: AllocationState) -> dict[str, Any] | None:
+        """The planned shipment an allocation ships (None when no plan of its round is kept)."""
+        shipments = (self.plan or {}).get("shipments", [])
+        if allocation.round == self.round and allocation.shipment < len(shipments):
+            return dict(shipments[allocation.shipment])
+        return self.kept.get(allocation.allocation_id)
 
     def request(self, now_ms: int) -> SourcingRequest:
         d = self.destination

@@ -16,6 +16,7 @@ from oms_streams.adapters.orders import milestone_view, risk_view
 from oms_streams.adapters.promise import option_to_wire, parse_query, to_request
 from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
+from oms_streams.api.cancellation import cancellation_view, register_cancellation_view
 from oms_streams.api.openapi import openapi_document
 from oms_streams.domain.risk import assess, milestone_reached
 from oms_streams.domain.visibility import distances_within
@@ -113,9 +114,12 @@ def order_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
     now = time.time_ns() // 1_000_000
     record = tracking.record
     risk = assess(tracking, now)
+    sourcing = worker.sourcing.lookup(order_id)
+    cancelled = cancellation_view(sourcing) if sourcing is not None else {}
+    status = "at_risk" if risk is not None else "on_track"
     return {
         "order_id": order_id,
-        "status": "at_risk" if risk is not None else "on_track",
+        "status": "cancelled" if cancelled.get("cancelled") else status,
         "promise": {
             "version": record.version,
             "placed_at": utc_from_epoch_ms(record.placed_at_ms).isoformat(),
@@ -135,6 +139,8 @@ def order_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
         "risk": risk_view(risk),
         "sourcing": sourcing_view(worker, order_id),
         "returns": row.returns or [],
+        "lines": cancelled.get("lines", []),
+        "cancellations": cancelled.get("cancellations", []),
     }
 
 
@@ -162,6 +168,7 @@ def sourcing_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
 
 def register_views(worker: Worker) -> None:
     app: faust.App = worker.app
+    register_cancellation_view(worker)
 
     @app.page("/promise")
     class PromisePage(View):

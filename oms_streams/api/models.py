@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from oms_streams.schemas.cancellations import OrderCancellationOutcome
 from oms_streams.schemas.promise import DeliveryOptionModel
 
 
@@ -108,12 +109,39 @@ class ReturnResponse(BaseModel):
     )
 
 
+class OrderLineView(BaseModel):
+    sku: str
+    quantity: int = Field(description="As ordered.")
+    state: str = Field(description="sourcing, allocated, backordered, shipped or cancelled")
+    allocated: int = Field(description="Units in live allocations (not shipped yet).")
+    shipped: int = Field(description="Units that left their location.")
+    cancelled: int = Field(description="Units cancelled (a line is cancelled whole, but shipped units stay).")
+
+
+class CancellationPending(BaseModel):
+    request_id: str
+    status: Literal["pending"]
+    detail: str
+
+
+class CancellationRefused(OrderCancellationOutcome):
+    error: str = Field(description="Why nothing was cancelled.")
+
+
 class OrderResponse(BaseModel):
     order_id: str
-    status: str = Field(description="on_track, at_risk, or awaiting_placement (events came first)")
+    status: str = Field(
+        description="on_track, at_risk, cancelled (every line), or awaiting_placement (events came first)"
+    )
     promise: PromiseView | None = None
     milestones: list[MilestoneView] = []
     events: list[FulfilmentEventView] | int = []
     risk: RiskView | None = None
     sourcing: SourcingView | None = None
     returns: list[ReturnedView] = Field(default=[], description="Processed returns of the order's items.")
+    lines: list[OrderLineView] = Field(default=[], description="Each line (SKU) of the order and its state.")
+    cancellations: list[dict[str, Any]] = Field(
+        default=[],
+        description="Each cancellation request's answer (as on oms.orders.cancellation-outcomes.v1, without "
+        "the envelope), or outcome 'pending' while it waits for a sourcing round.",
+    )

@@ -7,8 +7,16 @@ from typing import Any
 from pydantic import BaseModel
 
 from oms_streams import __version__
-from oms_streams.api.models import ApiError, ChannelAvailabilityResponse, OrderResponse, ReturnResponse
+from oms_streams.api.models import (
+    ApiError,
+    CancellationPending,
+    CancellationRefused,
+    ChannelAvailabilityResponse,
+    OrderResponse,
+    ReturnResponse,
+)
 from oms_streams.schemas.availability import AvailabilityRecord
+from oms_streams.schemas.cancellations import CancellationBody, OrderCancellationOutcome
 from oms_streams.schemas.promise import PromiseQuery, PromiseResponse
 
 
@@ -29,6 +37,10 @@ def openapi_document() -> dict[str, Any]:
         PromiseResponse,
         OrderResponse,
         ReturnResponse,
+        CancellationBody,
+        OrderCancellationOutcome,
+        CancellationPending,
+        CancellationRefused,
         ApiError,
     ):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -113,6 +125,33 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _json(OrderResponse, "The order as its owning worker tracks it"),
                         "404": _json(ApiError, "No such order (not placed, or not yet seen)"),
+                    },
+                }
+            },
+            "/orders/{order_id}/cancellations": {
+                "post": {
+                    "summary": "Cancel an order, or some of its lines, before they ship",
+                    "description": "Sends the request on oms.orders.cancellations.v1 (the order's owner "
+                    "decides it, as for the webshop's events) and waits up to 5 s for the answer. A line is "
+                    "every unit of a SKU; units already shipped are refused with where they left from. "
+                    "Holds are released, withdrawn allocations get a 'cancel' record on "
+                    "oms.fulfilment.allocations.v1, risk is cleared and a courier slot freed. Idempotent: "
+                    "the same request_id again changes nothing and gets the same answer.",
+                    "parameters": [
+                        {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": _ref(CancellationBody)}},
+                    },
+                    "responses": {
+                        "200": _json(OrderCancellationOutcome, "Decided: cancelled, partially or already"),
+                        "202": _json(CancellationPending, "Accepted, not decided yet (a sourcing round is "
+                        "under way): the answer follows on oms.orders.cancellation-outcomes.v1"),
+                        "400": error,
+                        "404": _json(ApiError, "No such order (not placed, or not sourced yet)"),
+                        "409": _json(CancellationRefused, "Refused: nothing could be cancelled, and why"),
+                        "503": _json(ApiError, "No worker owns the order's partition right now"),
                     },
                 }
             },

@@ -104,6 +104,10 @@ class Risk:
 class OrderTracking:
     record: PromiseRecord
     events: tuple[FulfilmentEvent, ...] = ()
+    closed: frozenset[int] = frozenset()
+    """Shipments a cancellation withdrew: nothing more is expected of them, so nothing is at risk."""
+    closed_at_ms: int | None = None
+    """When the latest of those cancellations was decided."""
 
 
 # --- stages ---------------------------------------------------------------------------------------
@@ -163,10 +167,16 @@ class _Shipment:
     location_id: str
     progress: tuple[FulfilmentEvent, ...]
     problems: tuple[FulfilmentEvent, ...]
+    closed: bool = False
 
     @property
     def final(self) -> bool:
         return any(e.kind in _FINAL for e in self.progress)
+
+    @property
+    def open(self) -> bool:
+        """Still expected to reach its promise: neither final nor withdrawn by a cancellation."""
+        return not self.final and not self.closed
 
     def reached(self, kinds: frozenset[FulfilmentKind]) -> bool:
         return any(e.kind in kinds for e in self.progress)
@@ -204,7 +214,7 @@ def _shipments(order: OrderTracking) -> tuple[_Shipment, ...]:
         for i in _targets(event, record):
             bucket[i].append(event)
     return tuple(
-        _Shipment(i, s.location_id, tuple(progress[i]), tuple(problems[i]))
+        _Shipment(i, s.location_id, tuple(progress[i]), tuple(problems[i]), i in order.closed)
         for i, s in enumerate(record.option.shipments)
     )
 
@@ -223,7 +233,7 @@ def _pending_milestones(record: PromiseRecord, shipments: tuple[_Shipment, ...])
         m
         for m in record.milestones
         if 0 <= m.shipment < len(shipments)
-        and not shipments[m.shipment].final
+        and shipments[m.shipment].open
         and not shipments[m.shipment].reached(_SATISFIED_BY[m.kind])
     ]
 
@@ -247,7 +257,7 @@ def assess(order: OrderTracking, now_ms: int) -> Risk | None:
     record = order.record
     option = record.option
     shipments = _shipments(order)
-    open_ = [s for s in shipments if not s.final]
+    open_ = [s for s in shipments if s.open]
     if not open_:
         return None
 
@@ -356,7 +366,7 @@ def next_check_ms(order: OrderTracking, after_ms: int | None = None) -> int | No
     shipments = _shipments(order)
     points = [m.due_ms for m in _pending_milestones(record, shipments)]
     promised = _SATISFIED_BY[_promise_stage(record)]
-    if any(not s.final and not s.reached(promised) for s in shipments):
+    if any(s.open and not s.reached(promised) for s in shipments):
         points.append(record.option.window_end_ms)
     if after_ms is not None:
         points = [p for p in points if p >= after_ms]
@@ -373,8 +383,11 @@ def milestone_reached(order: OrderTracking, milestone: Milestone) -> bool:
 
 
 def latest_event_ms(order: OrderTracking) -> int | None:
-    """The occurrence of the newest recorded event (None without events)."""
-    return max((e.occurred_at_ms for e in order.events), default=None)
+    """The occurrence of the newest recorded event or cancellation (None without either)."""
+    moments = [e.occurred_at_ms for e in order.events]
+    if order.closed_at_ms is not None:
+        moments.append(order.closed_at_ms)
+    return max(moments, default=None)
 
 
 def risk_event_id(order_id: str, risk: Risk | None, version: int, *, as_of_ms: int | None = None) -> str:

@@ -36,6 +36,8 @@ from oms_streams.streaming.tables import define_tables
 from oms_streams.streaming.topics import (
     ALLOCATIONS,
     AVAILABILITY,
+    CANCELLATION_OUTCOMES,
+    CANCELLATIONS,
     CARRIER_SERVICES,
     COUNTS,
     COURIER_BOOKINGS,
@@ -100,6 +102,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     for family in (
         (MOVEMENTS, COUNTS, SUPPLIER_STOCK, RESERVATIONS, STOCK_REROUTED),
         (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES, RETURNS_PROCESSED, ORDERS_REROUTED),
+        (ORDERS_PLACED, CANCELLATIONS, CANCELLATION_OUTCOMES),
         (RETURNS_REQUESTED, RETURNS_RECEIVED, RETURNS_REROUTED),
     ):
         counts = {spec.partitions(settings) for spec in family}
@@ -310,6 +313,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
             courier_bookings=settings.topic(COURIER_BOOKINGS.name),
             returns_processed=settings.topic(RETURNS_PROCESSED.name),
             dlq=settings.topic(DLQ.name),
+            cancellations=settings.topic(CANCELLATIONS.name),
+            cancellation_outcomes=settings.topic(CANCELLATION_OUTCOMES.name),
         ),
         produce,
         metrics,
@@ -320,7 +325,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     order_source = app.topic(
         *(
             settings.topic(s.name)
-            for s in (ORDERS_PLACED, FULFILMENT_EVENTS, RETURNS_PROCESSED, ORDERS_REROUTED)
+            for s in (
+                ORDERS_PLACED,
+                FULFILMENT_EVENTS,
+                RETURNS_PROCESSED,
+                CANCELLATION_OUTCOMES,
+                ORDERS_REROUTED,
+            )
         ),
         **raw,
     )
@@ -348,6 +359,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
             allocations=settings.topic(ALLOCATIONS.name),
             sourced=settings.topic(ORDERS_SOURCED.name),
             dlq=settings.topic(DLQ.name),
+            cancellations=settings.topic(CANCELLATIONS.name),
+            cancellation_outcomes=settings.topic(CANCELLATION_OUTCOMES.name),
         ),
         produce,
         metrics,
@@ -357,7 +370,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     sourcing_source = app.topic(
         *(
             settings.topic(s.name)
-            for s in (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES, ORDERS_REROUTED)
+            for s in (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES, CANCELLATIONS, ORDERS_REROUTED)
         ),
         **raw,
     )
@@ -369,7 +382,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         sourcing_runtime.apply_batch,
         (config_follower, view_follower),
         settings,
-        rerouter(ORDERS_REROUTED.name, (), skips=(ORDERS_PLACED, FULFILMENT_EVENTS)),
+        rerouter(ORDERS_REROUTED.name, (CANCELLATIONS,), skips=(ORDERS_PLACED, FULFILMENT_EVENTS)),
     )
     returns_runtime = ReturnsRuntime(
         tables.returns,
@@ -505,6 +518,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         settings.topic(RETURNS_REQUESTED.name),
         settings.topic(RETURNS_RECEIVED.name),
         settings.topic(RETURNS_PROCESSED.name),
+        settings.topic(CANCELLATIONS.name),
+        settings.topic(CANCELLATION_OUTCOMES.name),
     }
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from oms_streams.adapters.cancellations import decode_cancelled
 from oms_streams.adapters.orders import (
     Fulfilment,
     OrderRow,
@@ -35,6 +36,7 @@ from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import utc_from_epoch_ms
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.orders import PromiseRecord, derive_milestones
+from oms_streams.domain.promise import DeliveryOption
 from oms_streams.domain.risk import (
     FulfilmentKind,
     OrderTracking,
@@ -66,6 +68,8 @@ class OrderTopics:
     courier_bookings: str
     dlq: str
     returns_processed: str = ""
+    cancellations: str = ""
+    cancellation_outcomes: str = ""
 
 
 @dataclass(slots=True)
@@ -145,6 +149,10 @@ class OrdersRuntime:
         message = event.message
         if message.topic == self.topics.returns_processed:
             return self._link_return(message, partition)
+        if message.topic == self.topics.cancellation_outcomes:
+            return self._close_cancelled(message, partition, now)
+        if message.topic == self.topics.cancellations:
+            return None, False  # a request rerouted for source_orders, which decides it
         wrong = misrouted(message, self.partitions)
         if wrong is not None:
             decoded: Placement | Fulfilment | Failure = Failure(wrong)
@@ -196,17 +204,42 @@ class OrdersRuntime:
         )
         row.placements.append(placement.event_id)
         row.set_promise(record, placement.option_wire, placement.destination)
-        order.tracking = OrderTracking(record, row.fulfilment_events())
-        if option.method is DeliveryMethod.COURIER and option.pickup_store_id is None:
-            shipment = option.shipments[0]
-            key = f"{shipment.location_id}|{option.window_start_ms}|{placement.order_id}".encode()
+        order.tracking = row.tracking_of(record)
+        key = _courier_booking(placement.order_id, option)
+        if key is not None and 0 not in order.tracking.closed:
             booking = {
-                "store_id": shipment.location_id,
+                "store_id": option.shipments[0].location_id,
                 "slot_start": utc_from_epoch_ms(option.window_start_ms).isoformat(),
                 "order_id": placement.order_id,
             }
             self.outbox.add(self.topics.courier_bookings, key, orjson.dumps(booking))
         return "applied"
+
+    def _close_cancelled(self, message: Any, partition: int, now: int) -> tuple[str | None, bool]:
+        """Our own answer to a cancellation: the shipments it withdrew are closed (their risk is
+        cleared when nothing else is open) and a withdrawn courier delivery frees its slot."""
+        cancelled = decode_cancelled(message.value)
+        if cancelled is None:
+            self.metrics.order_events.labels("cancellation", "ignored").inc()
+            return None, False
+        order = self._load(cancelled.order_id, partition)
+        row = order.row
+        new = [sku for sku in cancelled.skus if sku not in (row.cancelled or ())]
+        if new:
+            row.cancelled = [*(row.cancelled or ()), *new]
+            row.cancelled_at_ms = max(row.cancelled_at_ms or 0, cancelled.at_ms)
+            if order.tracking is not None:
+                order.tracking = row.tracking_of(order.tracking.record)
+        elif order.tracking is not None and row.risk_id is not None and not row.at_risk:
+            # Read again after a crash: the 'cleared' it caused may not have left (same id again).
+            record = at_risk_record(row.risk_id, order.tracking.record, None, now, SOURCE)
+            self.outbox.add(self.topics.at_risk, cancelled.order_id.encode(), record)
+        if order.tracking is not None and 0 in order.tracking.closed:
+            key = _courier_booking(cancelled.order_id, order.tracking.record.option)
+            if key is not None:
+                self.outbox.add(self.topics.courier_bookings, key, None)  # a tombstone frees the slot
+        self.metrics.order_events.labels("cancellation", "applied" if new else "duplicate").inc()
+        return cancelled.order_id, bool(new)
 
     def _progress(self, order: OpenOrder, fulfilment: Fulfilment) -> str:
         event = fulfilment.event
@@ -393,3 +426,10 @@ class OrdersRuntime:
             return None
         row = OrderRow.decode(raw)
         return row, row.tracking()
+
+
+def _courier_booking(order_id: str, option: DeliveryOption) -> bytes | None:
+    """The key of the courier slot a courier delivery books (one key per booking), else None."""
+    if option.method is not DeliveryMethod.COURIER or option.pickup_store_id is not None:
+        return None
+    return f"{option.shipments[0].location_id}|{option.window_start_ms}|{order_id}".encode()

@@ -24,10 +24,11 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from oms_streams.adapters.cancellations import Cancellation, decode_cancellation
 from oms_streams.adapters.orders import Fulfilment, Placement, decode_fulfilment, decode_placement
 from oms_streams.adapters.sourcing import (
     AllocationState,
@@ -50,6 +51,8 @@ from oms_streams.domain.risk import FulfilmentKind
 from oms_streams.domain.sourcing import Outcome, SourcingPolicy, StockSnapshot, source_order
 from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
+from oms_streams.streaming.cancellation_runtime import OrderCancellations
+from oms_streams.streaming.claims import Claims
 from oms_streams.streaming.ledger_runtime import AvailabilityView
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.outbox import Durable, Outbox, PartitionBatches, Produce
@@ -61,8 +64,6 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 """Reservation attempts per round before the order is rejected as unsourceable for now."""
-CLAIM_TTL_MS = 30_000
-"""How long this worker remembers its own reservations and the ledgers' hints over the feed."""
 
 LEFT_LOCATION = frozenset(
     {
@@ -87,83 +88,8 @@ class SourcingTopics:
     allocations: str
     sourced: str
     dlq: str
-
-
-class Claims:
-    """What this worker knows of stock that the availability feed may not show yet.
-
-    Units it asked ledgers for and has no answer to are taken (in flight); units a ledger reserved
-    for it count as taken until the feed publishes a record at least as new as the reservation;
-    a ledger's answer says what is left at a location as of its time, newer than the feed's record.
-    """
-
-    def __init__(self) -> None:
-        self.in_flight: dict[tuple[str, str], int] = defaultdict(int)
-        self.reserved: dict[tuple[str, str], list[tuple[int, int]]] = {}
-        self.hints: dict[tuple[str, str], tuple[int, int]] = {}
-        self.by_sku: dict[str, set[str]] = defaultdict(set)
-        """SKU -> locations with any claim or hint: the rest of the feed is used as it is."""
-
-    def asked(self, sku: str, lines: Iterable[list[Any]]) -> None:
-        for loc, units, *_ in lines:
-            self.in_flight[(sku, loc)] += units
-            self.by_sku[sku].add(loc)
-
-    def answered(self, reply: Reply, asked: Iterable[list[Any]], at_ms: int) -> None:
-        for loc, units, *_ in asked:
-            key = (reply.sku, loc)
-            left = self.in_flight.get(key, 0) - units
-            if left > 0:
-                self.in_flight[key] = left
-            else:
-                self.in_flight.pop(key, None)
-        for loc, units, available in reply.lines:
-            key = (reply.sku, loc)
-            self.by_sku[reply.sku].add(loc)
-            self.hints[key] = (at_ms, available)
-            if reply.status == "reserved":
-                self.reserved.setdefault(key, []).append((at_ms, units))
-
-    def usable(self, sku: str, loc: str, view_units: int, view_at_ms: int, now_ms: int) -> int:
-        key = (sku, loc)
-        base, base_at = view_units, view_at_ms
-        hint = self.hints.get(key)
-        if hint is not None:
-            if hint[0] < now_ms - CLAIM_TTL_MS:
-                del self.hints[key]
-            elif hint[0] > base_at:
-                base_at, base = hint
-        taken = self.in_flight.get(key, 0)
-        reserved = self.reserved.get(key)
-        if reserved:
-            reserved[:] = [
-                (at, units) for at, units in reserved if at > view_at_ms and at > now_ms - CLAIM_TTL_MS
-            ]
-            taken += sum(units for at, units in reserved if at > base_at)
-            if not reserved:
-                del self.reserved[key]
-        return max(0, base - taken)
-
-    def adjust(self, sku: str, shown: Mapping[str, int], view_at_ms: int, now_ms: int) -> Mapping[str, int]:
-        """The feed's units of the SKU per location, corrected by what this worker knows better."""
-        claimed = self.by_sku.get(sku)
-        if not claimed:
-            return shown  # the common case: nothing to correct, no copy
-        usable = dict(shown)
-        for loc in list(claimed):
-            usable[loc] = self.usable(sku, loc, shown.get(loc, 0), view_at_ms, now_ms)
-            key = (sku, loc)
-            if key not in self.hints and key not in self.in_flight and key not in self.reserved:
-                claimed.discard(loc)
-        if not claimed:
-            del self.by_sku[sku]
-        return usable
-
-    def clear(self) -> None:
-        self.in_flight.clear()
-        self.reserved.clear()
-        self.hints.clear()
-        self.by_sku.clear()
+    cancellations: str = ""
+    cancellation_outcomes: str = ""
 
 
 def now_ms() -> int:
@@ -200,6 +126,15 @@ class SourcingRuntime:
         self.commands = PartitionBatches(topics.reservations, partitions, reservation_batch_record)
         self._republished: set[str] = set()
         """Orders whose finished round this worker published again (once is enough)."""
+        self.cancellations = OrderCancellations(
+            self.outbox,
+            topics.allocations,
+            topics.cancellation_outcomes,
+            metrics,
+            self._send_reservation,
+            self._publish_round,
+            self.workload,
+        )
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -208,7 +143,12 @@ class SourcingRuntime:
         # order waiting for its last answer should not also wait for every placement behind it.
         # (An answer is always for a placement handled in an earlier batch.)
         replies = [event for event in events if event.message.topic == self.topics.replies]
-        others = [event for event in events if event.message.topic != self.topics.replies]
+        # Cancellations after the batch's placements: one of an order placed in the same batch waits
+        # for its round instead of finding no order.
+        others = sorted(
+            (event for event in events if event.message.topic != self.topics.replies),
+            key=lambda event: event.message.topic == self.topics.cancellations,
+        )
         async with self.lock:
             for part in (replies, others):
                 if part:
@@ -238,11 +178,11 @@ class SourcingRuntime:
             with in_partition_of(event):
                 self.table[row.order_id] = row.encode()
 
-    def _decode(self, event: Any, now: int) -> Sequence[Placement | Fulfilment | Reply]:
-        """The message's placement, fulfilment event or answers; nothing if it is not valid."""
+    def _decode(self, event: Any, now: int) -> Sequence[Placement | Fulfilment | Reply | Cancellation]:
+        """The message's placement, fulfilment event, answers or cancellation; nothing if not valid."""
         message = event.message
         topic = message.topic
-        decoded: Placement | Fulfilment | list[Reply] | Failure
+        decoded: Placement | Fulfilment | list[Reply] | Cancellation | Failure
         wrong = misrouted(message, self.partitions)
         if wrong is not None:
             decoded = Failure(wrong)
@@ -253,19 +193,23 @@ class SourcingRuntime:
                 decoded = Failure(stray) if stray else decoded
         elif topic == self.topics.placed:
             decoded = decode_placement(message.key, message.value)
+        elif topic == self.topics.cancellations:
+            decoded = decode_cancellation(message.key, message.value)
         else:
             decoded = decode_fulfilment(message.key, message.value)
         if isinstance(decoded, Failure):
             # Placements and fulfilment events are dead-lettered by track_orders, which reads them too.
-            if topic == self.topics.replies:
+            if topic in (self.topics.replies, self.topics.cancellations):
                 self.outbox.dead_letter(decoded.reason, message, now)
+                if topic == self.topics.cancellations:
+                    self.metrics.cancellations.labels("dead_lettered").inc()
             self.metrics.sourcing_events.labels(_label(topic, self.topics), "invalid").inc()
             return ()
         return decoded if isinstance(decoded, list) else (decoded,)
 
     def _apply_item(
         self,
-        decoded: Placement | Fulfilment | Reply,
+        decoded: Placement | Fulfilment | Reply | Cancellation,
         event: Any,
         rows: dict[str, tuple[SourcingRow, Any]],
         now: int,
@@ -277,6 +221,8 @@ class SourcingRuntime:
             row, verdict = self._place(row, decoded, event.message.partition, now)
         elif isinstance(decoded, Reply):
             verdict = self._answer(row, decoded, now) if row is not None else self._stray(decoded, now)
+        elif isinstance(decoded, Cancellation):
+            verdict = self.cancellations.apply(row, decoded, now)
         else:
             verdict = self._progress(row, decoded, now) if row is not None else "ignored"
         self.metrics.sourcing_events.labels(_label(event.message.topic, self.topics), verdict).inc()
@@ -312,6 +258,7 @@ class SourcingRuntime:
             partition=partition,
             method=option.method.value,
             lines=[[sku, units] for sku, units in lines.items()],
+            ordered=[[sku, units] for sku, units in lines.items()],
             destination=destination,
             window_start_ms=option.window_start_ms,
             promised_by_ms=option.window_end_ms,
@@ -451,6 +398,7 @@ class SourcingRuntime:
             hit = [a for a in row.allocations if a.allocation_id in ids and a.state == "live"]
             if hit:
                 self._withdraw(row, hit, FulfilmentKind(kind), why, now)
+        self.cancellations.after_round(row, now)
 
     def _republish(self, row: SourcingRow, now: int) -> None:
         """Publish a finished round's allocations and outcome again, with the same ids.
@@ -559,6 +507,7 @@ class SourcingRuntime:
             for sku, units in allocation.lines:
                 missing[sku] = missing.get(sku, 0) + units
                 row.excluded.append([allocation.location_id, sku])
+        row.keep_live_shipments()
         row.round += 1
         row.round_attempts = 0
         row.status = "reserving"
@@ -634,4 +583,6 @@ def _label(topic: str, topics: SourcingTopics) -> str:
         return "placed"
     if topic == topics.replies:
         return "reply"
+    if topic == topics.cancellations:
+        return "cancellation"
     return "fulfilment"

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from oms_streams.config import Settings
 from oms_streams.schemas.availability import AvailabilityRecord
+from oms_streams.schemas.cancellations import OrderCancellationOutcome, OrderCancellationRequested
 from oms_streams.schemas.config import (
     CarrierServiceRecord,
     LocationRecord,
@@ -246,6 +247,24 @@ ORDERS_SOURCED = TopicSpec(
     producers=("source_orders",),
     consumers=("webshop", "customer service", "oms audit"),
 )
+CANCELLATIONS = TopicSpec(
+    "oms.orders.cancellations.v1",
+    "order_id",
+    OrderCancellationRequested,
+    "Cancel an order, or some of its lines (every unit of a SKU), before they ship; the event twin of "
+    "POST /orders/{order_id}/cancellations.",
+    producers=("webshop", "customer service", "POST /orders/{order_id}/cancellations"),
+    consumers=("source_orders",),
+)
+CANCELLATION_OUTCOMES = TopicSpec(
+    "oms.orders.cancellation-outcomes.v1",
+    "order_id",
+    OrderCancellationOutcome,
+    "One answer per cancellation request: per line cancelled, already cancelled or refused (shipped, "
+    "not in the order) with the reason; allocations withdrawn and replaced; what is still to ship.",
+    producers=("source_orders",),
+    consumers=("webshop", "customer service", "track_orders (risk, courier slots)"),
+)
 RETURN_POLICY = TopicSpec(
     "oms.config.return-policy.v1",
     "'default'",
@@ -322,8 +341,8 @@ ORDERS_REROUTED = TopicSpec(
     "oms.orders.rerouted.v1",
     "order_id",
     ReroutedOrderEvent,
-    _REROUTED.format(what="order placements and fulfilment events"),
-    producers=("track_orders",),
+    _REROUTED.format(what="order placements, fulfilment events and cancellations"),
+    producers=("track_orders", "source_orders (cancellations)"),
     consumers=("track_orders", "source_orders"),
     retention_days=7,
 )
@@ -356,6 +375,8 @@ ALL_TOPICS = (
     RESERVATION_REPLIES,
     ALLOCATIONS,
     ORDERS_SOURCED,
+    CANCELLATIONS,
+    CANCELLATION_OUTCOMES,
     *RETURN_INPUTS,
     RETURNS_ROUTED,
     RETURNS_PROCESSED,

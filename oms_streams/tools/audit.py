@@ -49,6 +49,7 @@ from oms_streams.config import Settings
 from oms_streams.domain.inventory import Movement, MovementKind, StockPosition, Verdict, apply_movement
 from oms_streams.domain.ledger import apply_commands
 from oms_streams.domain.visibility import Location
+from oms_streams.schemas.cancellations import OrderCancellationOutcome
 from oms_streams.schemas.config import LocationRecord
 from oms_streams.schemas.orders import OrderPlaced
 from oms_streams.schemas.sourcing import (
@@ -61,6 +62,7 @@ from oms_streams.schemas.sourcing import (
 )
 from oms_streams.streaming.topics import (
     ALLOCATIONS,
+    CANCELLATION_OUTCOMES,
     COUNTS,
     LOCATIONS,
     MOVEMENTS,
@@ -160,6 +162,8 @@ class AuditInput:
     replies: Sequence[Logged[ReservationReply]] = ()
     allocations: Sequence[Logged[Allocation]] = ()
     outcomes: Sequence[Logged[OrderSourced]] = ()
+    cancellations: Sequence[Logged[OrderCancellationOutcome]] = ()
+    """Answers to cancellation requests: a cancelled order's holds must be gone once it settles."""
     settle_ms: int = DEFAULT_SETTLE_MS
     read: Mapping[str, TopicRead] = field(default_factory=dict)
 
@@ -467,6 +471,12 @@ class _Sourcing:
         for cancel in self.cancelled.values():
             order_id, round_ = cancel.record.order_id, cancel.record.round
             self.last_cancelled_round[order_id] = max(round_, self.last_cancelled_round.get(order_id, 0))
+        self.order_cancelled_at: dict[str, int] = {}
+        """Order id -> log time of the answer that cancelled its last line."""
+        for answer in records.cancellations:
+            if answer.record.order_cancelled:
+                self.order_cancelled_at.setdefault(answer.record.order_id, answer.at.timestamp_ms)
+        counts["orders_cancelled"] += len(self.order_cancelled_at)
 
     # --- shared views -------------------------------------------------------------------------
 
@@ -680,6 +690,16 @@ class _Sourcing:
         self, order_id: str, sku: str, location_id: str, extra: list[tuple[str, int]], known: set[str]
     ) -> list[Finding]:
         latest = self._latest_outcome(order_id)
+        cancelled_at = self.order_cancelled_at.get(order_id)
+        if cancelled_at is not None:
+            if self._recent(cancelled_at):
+                self.counts["in_flight_holds"] += len(extra)  # its releases may still be on their way
+                return []
+            why = f"order {order_id} was cancelled"
+            return [
+                Finding(FindingKind.ORPHAN_HOLD, f"{sku}|{location_id}", f"{rid} holds {units}: {why}")
+                for rid, units in extra
+            ]
         if order_id in self.placed_at and latest is None:
             self.counts["in_flight_holds"] += len(extra)  # sourcing still deciding
             return []
@@ -821,9 +841,11 @@ class _Collector:
             "replies": t(RESERVATION_REPLIES.name),
             "allocations": t(ALLOCATIONS.name),
             "outcomes": t(ORDERS_SOURCED.name),
+            "cancellations": t(CANCELLATION_OUTCOMES.name),
         }
         self.decode_allocation = _keyed(Allocation, "order_id")
         self.decode_outcome = _keyed(OrderSourced, "order_id")
+        self.decode_cancellation = _keyed(OrderCancellationOutcome, "order_id")
         self.names = [*self.stock_decoders, self.locations_topic, *self.topics.values(), self.changelog]
         self.records: Counter[str] = Counter()
         self.reasons: dict[str, Counter[str]] = defaultdict(Counter)
@@ -835,6 +857,7 @@ class _Collector:
         self.replies: list[Logged[ReservationReply]] = []
         self.allocations: list[Logged[Allocation]] = []
         self.outcomes: list[Logged[OrderSourced]] = []
+        self.cancellations: list[Logged[OrderCancellationOutcome]] = []
 
     def add(self, at: At, key: bytes | None, value: bytes | None) -> None:
         topic = at.topic
@@ -858,6 +881,8 @@ class _Collector:
             self._take(topic, self.decode_allocation(key, value), self.allocations, at)
         elif topic == self.topics["outcomes"]:
             self._take(topic, self.decode_outcome(key, value), self.outcomes, at)
+        elif topic == self.topics["cancellations"]:
+            self._take(topic, self.decode_cancellation(key, value), self.cancellations, at)
 
     def _take(self, topic: str, decoded: R | Failure, into: list[Logged[R]], at: At) -> None:
         if isinstance(decoded, Failure):
@@ -924,6 +949,7 @@ class _Collector:
             replies=self.replies,
             allocations=self.allocations,
             outcomes=self.outcomes,
+            cancellations=self.cancellations,
             settle_ms=settle_ms,
             read=read,
         )

@@ -21,6 +21,7 @@ from oms_streams.adapters.stock import DecodedStock, Failure, position_to_row
 from oms_streams.adapters.timestamps import utc_from_epoch_ms
 from oms_streams.domain.inventory import StockPosition
 from oms_streams.domain.ledger import StockCommand
+from oms_streams.schemas.cancellations import OrderCancellationOutcome
 from oms_streams.schemas.orders import OrderPlaced
 from oms_streams.schemas.sourcing import Allocation, OrderSourced, ReservationCommand, ReservationReply
 from oms_streams.tools.audit import (
@@ -223,6 +224,26 @@ def reply(
         ],
     )
     return Logged(record, _at("oms.orders.reservation-replies.v2", at))
+
+
+def cancelled(order_id: str = ORDER, *, at: int = T0) -> Logged[OrderCancellationOutcome]:
+    """The answer that cancelled every line of the order (its allocation withdrawn)."""
+    record = OrderCancellationOutcome(
+        event_id=f"cancellation-{order_id}",
+        occurred_at=_wire_time(at),
+        source="oms-streams:source_orders",
+        order_id=order_id,
+        request_id="CANCEL-1",
+        outcome="cancelled",
+        lines=[  # type: ignore[list-item]
+            {"sku": LIGHT, "status": "cancelled", "cancelled_quantity": 3, "refused_quantity": 0}
+        ],
+        withdrawn_allocations=[f"{order_id}:1:0"],
+        open_lines=[],
+        order_cancelled=True,
+        requested_at=_wire_time(at),
+    )
+    return Logged(record, _at("oms.orders.cancellation-outcomes.v1", at))
 
 
 def an_allocated_order(**overrides: Any) -> dict[str, Any]:
@@ -473,6 +494,28 @@ def test_holds_of_an_order_being_re_sourced_are_in_flight():
 
     assert report.clean
     assert report.counts["in_flight_holds"] == 2
+
+
+def test_a_hold_of_a_cancelled_order_is_an_orphan_once_its_release_had_time_to_arrive():
+    log = an_allocated_order(
+        allocations=[allocation(), allocation(kind="cancel", at=minutes(5))],
+        cancellations=[cancelled(at=minutes(5))],
+    )
+
+    [finding] = found(audit_of(**log), FindingKind.ORPHAN_HOLD)
+    assert finding.detail == "ORDER-1001/1 holds 3: order ORDER-1001 was cancelled"
+
+
+def test_a_hold_of_an_order_just_cancelled_is_in_flight_and_a_released_one_is_clean():
+    just = an_allocated_order(
+        allocations=[allocation(), allocation(kind="cancel", at=NOW - 1_000)],
+        cancellations=[cancelled(at=NOW - 1_000)],
+    )
+    report = audit_of(**just)
+    assert report.clean and report.counts["in_flight_holds"] == 1
+
+    released = just | {"ledger": [a_row(on_hand=10)], "cancellations": [cancelled(at=minutes(5))]}
+    assert audit_of(**released).clean
 
 
 def test_a_live_allocation_without_a_hold_is_unheld():
