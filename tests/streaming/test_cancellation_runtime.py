@@ -212,7 +212,7 @@ def test_a_cancellation_placed_in_the_same_batch_as_its_order_waits_for_the_roun
     h.stock("SKU-TENT", DC_NORTH=5)
     request = h.cancellation("ORDER-1", request_id="CANCEL-A")
     # Placed and cancelled at once, the cancellation read first: it is applied after the placement.
-    h.run(request, _placement(datetime.now(UTC) + timedelta(days=6)))
+    h.run(request, h.placement("ORDER-1", {"SKU-TENT": 1}))
 
     assert h.on("cancellation-outcomes") == []
     h.run(*(h.answer(c, "reserved", 4) for c in h.commands("reserve")))
@@ -229,37 +229,6 @@ def test_an_unknown_order_is_refused_and_a_bad_request_is_dead_lettered():
     [letter] = h.on("dlq")
     assert letter["reason"] == "malformed JSON" and letter["source_topic"] == "cancellations"
     assert h.metrics.cancellations.labels("dead_lettered")._value.get() == 1
-
-
-def _placement(end: datetime) -> FakeEvent:
-    lines = [{"sku": "SKU-TENT", "quantity": 1}]
-    body = {
-        "event_id": "ORDER-1-placed",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "source": "webshop",
-        "order_id": "ORDER-1",
-        "cart": lines,
-        "destination": {"postal_code": "3511 AB", "lat": 52.0894, "lon": 5.1100, "region": "NL-UT"},
-        "option": {
-            "option_id": "standard",
-            "method": "standard",
-            "window_start": (end - timedelta(hours=9)).isoformat(),
-            "window_end": end.isoformat(),
-            "confidence": 0.95,
-            "parcels": 1,
-            "co2e_g": 0.0,
-            "shipments": [
-                {
-                    "location_id": "DC-NORTH",
-                    "lines": lines,
-                    "ready_at": end.isoformat(),
-                    "handover_at": end.isoformat(),
-                    "arrives_at": end.isoformat(),
-                }
-            ],
-        },
-    }
-    return FakeEvent("placed", b"ORDER-1", json.dumps(body).encode())
 
 
 # --- track_orders: risk and courier slots ---------------------------------------------------------

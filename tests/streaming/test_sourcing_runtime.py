@@ -53,6 +53,10 @@ class Harness(OrdersHarness):
         asyncio.run(self.saga.apply_batch(list(events)))
 
     def place(self, order_id: str, cart: dict[str, int]) -> None:
+        self.run(self.placement(order_id, cart))
+
+    def placement(self, order_id: str, cart: dict[str, int]) -> FakeEvent:
+        """The webshop's placement of ``cart`` (standard delivery from DC-NORTH in six days)."""
         end = datetime.now(UTC) + timedelta(days=6)
         lines = [{"sku": sku, "quantity": q} for sku, q in cart.items()]
         option = {
@@ -82,7 +86,7 @@ class Harness(OrdersHarness):
             "destination": UTRECHT_HOME,
             "option": option,
         }
-        self.run(FakeEvent("placed", order_id.encode(), json.dumps(body).encode()))
+        return FakeEvent("placed", order_id.encode(), json.dumps(body).encode())
 
     def answer(self, command: dict[str, Any], status: str, available_after: int = 0) -> FakeEvent:
         """A reply record answering one command (the ledger batches answers per partition)."""
