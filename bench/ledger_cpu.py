@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from bench.data import RULES, MovementGenerator, build_network, count_messages
+from bench.data import RULES, MovementGenerator, Network, build_network, count_messages
 from oms_streams.adapters.config import decode_rules
 from oms_streams.adapters.reservations import decode_reservations
 from oms_streams.adapters.stock import decode_count, decode_movement
@@ -58,8 +58,7 @@ class _Sink:
         self.records += 1
 
 
-def runtime(n_locations: int, data_dir: Path | None) -> tuple[LedgerRuntime, _Sink, list[str], list[str]]:
-    network_file = build_network(n_locations, Path(tempfile.mkdtemp(prefix="ledger-cpu-")))
+def runtime(network_file: Network, data_dir: Path | None) -> tuple[LedgerRuntime, _Sink]:
     network = NetworkState({}, Metrics(), lambda reason, record: None, on_change=lambda: None)
     types = {"dc": LocationType.DC, "store": LocationType.STORE}
     for loc in network_file.locations:
@@ -79,7 +78,7 @@ def runtime(n_locations: int, data_dir: Path | None) -> tuple[LedgerRuntime, _Si
         availability_topic="availability", replies_topic="replies", dlq_topic="dlq",
         produce=sink.produce, metrics=Metrics(), partitions=PARTITIONS,
     )
-    return rt, sink, network_file.dcs, network_file.stores
+    return rt, sink
 
 
 def batches(generator: MovementGenerator, n: int, size: int, one_per_sku: bool) -> list[list[Record]]:
@@ -95,7 +94,7 @@ def batches(generator: MovementGenerator, n: int, size: int, one_per_sku: bool) 
     return out
 
 
-def counts(network_file: Any, n: int, per_batch: int = 125) -> list[list[Record]]:
+def counts(network_file: Network, n: int, per_batch: int = 125) -> list[list[Record]]:
     now, out = time.time(), []
     for offset, (key, value) in enumerate(count_messages(network_file, n)):
         if offset % per_batch == 0:
@@ -106,8 +105,8 @@ def counts(network_file: Any, n: int, per_batch: int = 125) -> list[list[Record]
 
 async def run(args: argparse.Namespace) -> None:
     data_dir = None if args.memory else Path(tempfile.mkdtemp(prefix="ledger-cpu-db-"))
-    rt, sink, _, _ = runtime(args.locations, data_dir)
     network = build_network(args.locations, Path(tempfile.mkdtemp(prefix="ledger-cpu-")))
+    rt, sink = runtime(network, data_dir)
     if args.counts:
         what = f"{args.counts:,} counts x {args.locations} locations"
         await timed(rt, sink, counts(network, args.counts), what, args)
