@@ -25,6 +25,7 @@ from oms_streams.domain.reservations import (
 from oms_streams.domain.visibility import (
     LocationType,
     RunningAvailability,
+    SafetyStock,
     combine,
     distances_within,
     location_view,
@@ -40,6 +41,7 @@ from tests.unit.builders import (
     a_movement,
     a_position,
     a_store,
+    a_supplier,
     a_supplier_feed,
     an_inbound_announcement,
     minutes,
@@ -214,3 +216,51 @@ def test_a_location_with_only_a_latitude_or_only_a_longitude_is_skipped():
     ]
 
     assert set(distances_within(stores, *UTRECHT, radius_km=10_000)) == {"STORE-UTRECHT-01"}
+
+
+# --- visibility: a location's view, worked out once for every channel -------------------------------
+
+
+# Kills visibility.SafetyStock.for_position: the shortcut for "no SKU-specific safety stock" taken
+# when only one of the two SKU-specific maps is empty (`and` -> `or`, or either operand dropped).
+@pytest.mark.parametrize(
+    "safety",
+    [
+        SafetyStock(default=1, by_sku_location={(SKU, "DC-NORTH"): 4}),
+        SafetyStock(default=1, by_sku_location_channel={(SKU, "DC-NORTH", "webshop"): 4}),
+    ],
+)
+def test_a_sku_specific_safety_stock_applies_when_it_is_the_only_kind_configured(safety):
+    assert safety.for_position(SKU, a_dc("DC-NORTH"), "webshop") == 4
+    assert safety.for_position(SKU, a_dc("DC-SOUTH"), "webshop") == 1
+
+
+# Kills visibility.location_view: `largest_safety = max(largest_safety, safety)` -> `= safety` (the
+# last channel's safety stock instead of the largest).
+def test_a_shortfall_counts_the_largest_safety_stock_of_any_channel_not_the_last():
+    safety = SafetyStock(by_sku_location_channel={(SKU, "DC-NORTH", "webshop"): 6})
+    rules = some_rules(channels=[a_channel("webshop"), a_channel("marketplace")], safety_stock=safety)
+
+    view = location_view(SKU, a_dc("DC-NORTH"), a_position(on_hand=4), rules)
+
+    assert view.short == 2
+
+
+# Kills visibility.location_view: `max(0, protection)` -> `protection` in the shortfall (a negative
+# protection is no protection: it never lowers the target stock).
+def test_a_negative_protection_does_not_lower_the_target_stock():
+    rules = some_rules(channels=[a_channel()], safety_stock=SafetyStock(default=3))
+
+    view = location_view(SKU, a_store("STORE-UTRECHT-01"), a_position(on_hand=2), rules, protection=-2)
+
+    assert view.short == 1
+
+
+# Kills visibility.location_view: `position.lead_time_hours if is_third_party else None` -> always the
+# position's lead time (a DC's or store's stock has no supplier lead time to publish).
+def test_only_third_party_stock_carries_a_lead_time_in_its_view():
+    rules = some_rules(channels=[a_channel(sees=[DC, LocationType.THIRD_PARTY])])
+    position = a_position(on_hand=5, lead_time_hours=48)
+
+    assert location_view(SKU, a_dc("DC-NORTH"), position, rules).lead_time_hours is None
+    assert location_view(SKU, a_supplier("SUPPLIER-ACME"), position, rules).lead_time_hours == 48
