@@ -17,7 +17,7 @@ from oms_streams.schemas.orders import OrderAtRisk
 from oms_streams.schemas.sourcing import Allocation, OrderSourced, ReservationBatch
 from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
 from oms_streams.streaming.sourcing_runtime import SourcingRuntime, SourcingTopics
-from tests.streaming.test_orders_runtime import T0, FakeEvent, click_and_collect, iso, standard
+from tests.streaming.test_orders_runtime import T0, FakeEvent, click_and_collect, courier
 from tests.streaming.test_orders_runtime import Harness as OrdersHarness
 from tests.streaming.test_sourcing_runtime import Harness as SagaHarness
 
@@ -307,14 +307,7 @@ def test_a_cancelled_courier_delivery_frees_its_slot_and_a_repeat_frees_it_again
     t = Tracking()
     monkeypatch.setattr(orders_runtime, "now_ms", lambda: epoch_ms(t.now))
     slot = T0 + timedelta(hours=2)
-    option = standard(slot, slot) | {
-        "option_id": "courier:STORE-UTRECHT-01",
-        "method": "courier",
-        "window_start": iso(slot),
-        "window_end": iso(slot + timedelta(hours=2)),
-    }
-    option["shipments"][0] |= {"location_id": "STORE-UTRECHT-01", "service_id": None, "transit_source": None}
-    t.apply(t.placement("O-C", option))
+    t.apply(t.placement("O-C", courier(slot)))
     [(_, booked, _)] = [s for s in t.sent if s[0] == "bookings"]
 
     t.apply(t.cancelled("O-C", "SKU-TENT"))

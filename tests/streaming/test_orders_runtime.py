@@ -168,6 +168,18 @@ def standard(handover: datetime, arrival: datetime) -> dict[str, Any]:
     }
 
 
+def courier(slot: datetime) -> dict[str, Any]:
+    """A courier delivery from STORE-UTRECHT-01 in the two hours from ``slot``."""
+    option = standard(slot, slot) | {
+        "option_id": "courier:STORE-UTRECHT-01",
+        "method": "courier",
+        "window_start": iso(slot),
+        "window_end": iso(slot + timedelta(hours=2)),
+    }
+    option["shipments"][0] |= {"location_id": "STORE-UTRECHT-01", "service_id": None, "transit_source": None}
+    return option
+
+
 def test_a_placement_stores_the_promise_with_milestones_and_nothing_is_at_risk(harness: Harness) -> None:
     harness.apply(harness.placement("O-1", click_and_collect(T0 + timedelta(hours=1))))
     found = harness.runtime.lookup("O-1")
@@ -239,14 +251,7 @@ def test_a_delivered_parcel_becomes_a_transit_observation_every_worker_learns_fr
 
 def test_a_courier_order_books_its_slot_for_every_worker(harness: Harness) -> None:
     slot = T0 + timedelta(hours=2)
-    option = standard(slot, slot) | {
-        "option_id": "courier:STORE-UTRECHT-01",
-        "method": "courier",
-        "window_start": iso(slot),
-        "window_end": iso(slot + timedelta(hours=2)),
-    }
-    option["shipments"][0] |= {"location_id": "STORE-UTRECHT-01", "service_id": None, "transit_source": None}
-    harness.apply(harness.placement("O-C", option))
+    harness.apply(harness.placement("O-C", courier(slot)))
     [(_, key, value)] = [s for s in harness.sent if s[0] == "bookings"]
     bookings = CourierBookings()
     bookings.on_records([SimpleNamespace(key=key, value=value)])
