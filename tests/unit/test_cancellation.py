@@ -162,6 +162,74 @@ def test_a_line_named_twice_is_decided_once():
     assert decision.releases == (("ORDER-1:1:0", "SKU-TENT"),)
 
 
+def test_units_shipped_from_several_locations_are_all_counted_and_named():
+    # A live allocation first: the shipped count looks past it (not stopping there), adds up every
+    # shipment of the SKU, and names each location once.
+    order = an_order(
+        an_allocation("ORDER-1:2:0", "DC-EAST", LIVE, SKU_STOVE=1),
+        an_allocation("ORDER-1:1:0", "DC-NORTH", FULFILLED, SKU_TENT=1),
+        an_allocation("ORDER-1:1:1", "DC-SOUTH", FULFILLED, SKU_TENT=2),
+        SKU_TENT=4,
+        SKU_STOVE=1,
+    )
+
+    decision = decide_cancellation(order, cancel("SKU-TENT"))
+
+    [tent] = decision.lines
+    assert (tent.verdict, tent.cancelled_units, tent.refused_units) == (LineVerdict.CANCELLED, 1, 3)
+    assert tent.reason == "SKU-TENT: 3 of 4 already shipped from DC-NORTH, DC-SOUTH"
+    assert open_lines(order) == (("SKU-TENT", 1), ("SKU-STOVE", 1))
+
+
+def test_a_live_allocation_listed_after_a_shipped_one_and_an_untouched_one_is_still_withdrawn():
+    order = an_order(
+        an_allocation("ORDER-1:1:0", "DC-NORTH", FULFILLED, SKU_TENT=1),
+        an_allocation("ORDER-1:1:1", "DC-EAST", LIVE, SKU_KAYAK=1),
+        an_allocation("ORDER-1:1:2", "DC-SOUTH", LIVE, SKU_STOVE=1),
+        SKU_TENT=1,
+        SKU_KAYAK=1,
+        SKU_STOVE=1,
+    )
+
+    decision = decide_cancellation(order, cancel("SKU-STOVE"))
+
+    assert decision.withdrawn == ("ORDER-1:1:2",)
+    assert decision.releases == (("ORDER-1:1:2", "SKU-STOVE"),)
+
+
+def test_refused_and_already_cancelled_lines_count_no_units_and_every_reason_is_given():
+    order = replace(
+        an_order(an_allocation(status=FULFILLED, SKU_TENT=2), SKU_TENT=2, SKU_STOVE=1),
+        cancelled=frozenset({"SKU-STOVE"}),
+    )
+
+    decision = decide_cancellation(order, cancel("SKU-STOVE", "SKU-CANOE", "SKU-TENT"))
+
+    assert [
+        (line.verdict, line.cancelled_units, line.refused_units, line.reason) for line in decision.lines
+    ] == [
+        (LineVerdict.ALREADY_CANCELLED, 0, 0, ""),
+        (LineVerdict.NOT_IN_ORDER, 0, 0, "SKU-CANOE is not a line of order ORDER-1"),
+        (LineVerdict.SHIPPED, 0, 2, "SKU-TENT: all 2 already shipped from DC-NORTH"),
+    ]
+    assert decision.reason == (
+        "SKU-CANOE is not a line of order ORDER-1; SKU-TENT: all 2 already shipped from DC-NORTH"
+    )
+
+
+def test_the_answers_wire_values_are_fixed():
+    # They are the topic's contract (oms.orders.cancellation-outcomes.v1): renaming one breaks readers.
+    assert [o.value for o in Outcome] == [
+        "cancelled",
+        "partially_cancelled",
+        "already_cancelled",
+        "refused",
+        "duplicate",
+        "wait",
+    ]
+    assert [v.value for v in LineVerdict] == ["cancelled", "already_cancelled", "shipped", "not_in_order"]
+
+
 def test_a_promised_shipment_closes_when_every_sku_it_carries_is_cancelled():
     shipments = [["SKU-TENT"], ["SKU-STOVE", "SKU-BIKE-LIGHT"], []]
 
