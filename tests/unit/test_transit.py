@@ -345,3 +345,83 @@ def test_memory_of_a_lane_does_not_grow_with_weighted_observations() -> None:
     assert histogram.slots == HoursHistogram().slots
     estimate = model.estimate(UTRECHT_TO_AMSTERDAM, 0.5, 1, PRIOR)
     assert math.isfinite(estimate.hours) and estimate.samples <= 2  # about 1.44 effective observations
+
+
+# --- what mutation testing found unpinned -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hours", "bucket", "upper_edge"),
+    [
+        (0.0, 0, 1.0),
+        (167.99, 167, 168.0),  # the last one-hour bucket
+        (168.0, 168, 174.0),  # the first six-hour bucket
+        (173.99, 168, 174.0),
+        (174.0, 169, 180.0),
+        (180 * 24 - 0.01, 859, 180.0 * 24),  # the last closed bucket ends at 180 days
+        (180 * 24, 860, math.inf),  # from 180 days on: the open bucket
+    ],
+)
+def test_bucket_geometry_one_hour_for_a_week_six_hours_to_180_days_then_open(
+    hours: float, bucket: int, upper_edge: float
+) -> None:
+    assert bucket_of(hours) == bucket
+    assert bucket_upper_edge(bucket) == upper_edge
+
+
+def test_a_histogram_holds_861_buckets_and_27_block_totals() -> None:
+    assert HoursHistogram().slots == 861 + 27
+
+
+def test_a_quantile_in_the_six_hour_buckets_is_its_upper_edge_capped_at_the_maximum() -> None:
+    histogram = HoursHistogram()
+    for hours in (200.0, 300.0):
+        histogram.add(hours)
+
+    assert histogram.quantile(0.5) == 204.0  # 200 h lies in [198, 204)
+    assert histogram.quantile(1.0) == 300.0  # its bucket ends at 306 h: capped at the maximum seen
+
+
+def test_rescaling_weights_keeps_every_quantile_and_scales_the_total() -> None:
+    histogram = HoursHistogram()
+    for hours, weight in ((10.0, 1.0), (20.0, 3.0), (500.0, 1.0)):
+        histogram.add(hours, weight)
+    before = [histogram.quantile(q) for q in (0.1, 0.5, 0.9)]
+
+    histogram.rescale(0.25)
+
+    assert histogram.weight == pytest.approx(1.25) and histogram.count == 3
+    assert [histogram.quantile(q) for q in (0.1, 0.5, 0.9)] == before
+
+
+def test_an_empty_histogram_and_an_impossible_duration_are_refused() -> None:
+    with pytest.raises(ValueError, match="empty histogram"):
+        HoursHistogram().quantile(0.5)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        HoursHistogram().add(-1.0)
+    with pytest.raises(ValueError, match="no samples"):
+        sample_quantile([], 0.5)
+
+
+def test_a_model_that_learns_for_thousands_of_half_lives_still_answers_from_recent_history() -> None:
+    # Weights grow as 2 ** (age in half-lives): without rescaling, 2,000 half-lives overflow a float.
+    day = 86_400_000
+    model = TransitModel(TransitSettings(half_life_days=1.0))
+    for i in range(2_000):
+        model.observe(UTRECHT_TO_AMSTERDAM, 48.0 if i < 1_990 else 24.0, at_ms=i * day)
+
+    estimate = model.estimate(UTRECHT_TO_AMSTERDAM, 0.5, 1, PRIOR)
+
+    assert estimate.hours == 25.0  # the last ten days' 24 h transits outweigh 1,990 older ones
+    assert estimate.source == "lane" and 1 <= estimate.samples <= 2
+
+
+def test_without_recency_every_delivery_weighs_one() -> None:
+    day = 86_400_000
+    model = TransitModel(TransitSettings(half_life_days=None))
+    for i in range(10):
+        model.observe(UTRECHT_TO_AMSTERDAM, 48.0 if i < 6 else 24.0, at_ms=i * 100 * day)
+
+    estimate = model.estimate(UTRECHT_TO_AMSTERDAM, 0.5, 10, PRIOR)
+
+    assert estimate.samples == 10 and estimate.hours == 48.0  # one of the six 48 h (capped at the maximum)
