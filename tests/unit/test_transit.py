@@ -425,3 +425,32 @@ def test_without_recency_every_delivery_weighs_one() -> None:
     estimate = model.estimate(UTRECHT_TO_AMSTERDAM, 0.5, 10, PRIOR)
 
     assert estimate.samples == 10 and estimate.hours == 48.0  # one of the six 48 h (capped at the maximum)
+
+
+def test_each_level_keeps_n_over_n_plus_k_and_the_most_general_takes_what_is_left() -> None:
+    # Lane: 10 x 10 h, so 10 / (10 + 10) = 0.5. Band (both lanes): 10 x 10 h and 30 x 100 h, 40 / 50 of
+    # the rest = 0.4. Service (the same 40): 0.08, plus the 0.02 left, as no prior is pooled once the
+    # lane has evidence. Mass at 10 h: 0.5 + 0.4 / 4 + 0.1 / 4 = 0.625.
+    model = TransitModel(TransitSettings(half_life_days=None))
+    for _ in range(10):
+        model.observe(UTRECHT_TO_AMSTERDAM, 10.0)
+    for _ in range(30):
+        model.observe(UTRECHT_TO_HAARLEM, 100.0)
+
+    assert model.estimate(UTRECHT_TO_AMSTERDAM, 0.62, 5, PRIOR).hours == 11.0
+    assert model.estimate(UTRECHT_TO_AMSTERDAM, 0.63, 5, PRIOR).hours == 100.0
+    unpooled = TransitModel(TransitSettings(half_life_days=None, pooling=0.0))
+    for lane, hours in ((UTRECHT_TO_AMSTERDAM, 10.0), (UTRECHT_TO_HAARLEM, 100.0)):
+        unpooled.observe(lane, hours)
+    assert unpooled.estimate(UTRECHT_TO_AMSTERDAM, 0.99, 1, PRIOR).hours == 10.0  # the lane alone
+
+
+def test_estimates_for_another_quantile_min_samples_or_prior_are_not_served_from_the_memo() -> None:
+    model = observed(UTRECHT_TO_AMSTERDAM, [10.0] * 5 + [50.0] * 5)
+
+    assert model.estimate(UTRECHT_TO_AMSTERDAM, 0.5, 1, PRIOR).hours == 11.0
+    assert model.estimate(UTRECHT_TO_AMSTERDAM, 0.9, 1, PRIOR).hours == 50.0
+    assert model.estimate(UTRECHT_TO_AMSTERDAM, 0.5, 1, PRIOR).source == "lane"
+    with_prior = model.estimate(UTRECHT_TO_AMSTERDAM, 0.5, 11, PRIOR)  # too thin: the prior joins
+    assert (with_prior.source, with_prior.hours) == ("prior", 49.0)
+    assert model.estimate(UTRECHT_TO_AMSTERDAM, 0.5, 11, (300.0,)).hours == 50.0
