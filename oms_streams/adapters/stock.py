@@ -55,12 +55,18 @@ def parse_model(model: type[M], value: bytes | None, where: str = "a stock topic
         return Failure(validation_reason(error))
 
 
+_KINDS = {kind.value: kind for kind in MovementKind}
+
+
 def decode_movement(key: bytes | None, value: bytes | None) -> DecodedStock | Failure:
     wire = parse_model(StockMovement, value)
     if isinstance(wire, Failure):
         return wire
-    movement = Movement(wire.event_id, MovementKind(wire.kind), wire.quantity, epoch_ms(wire.occurred_at))
-    return _keyed(key, DecodedStock(wire.sku, wire.kind, [StockCommand(wire.location_id, movement)]))
+    wrong_key = key_problem(key, wire.sku, "SKU")
+    if wrong_key is not None:
+        return wrong_key
+    movement = Movement(wire.event_id, _KINDS[wire.kind], wire.quantity, epoch_ms(wire.occurred_at))
+    return DecodedStock(wire.sku, wire.kind, [StockCommand(wire.location_id, movement)])
 
 
 def decode_count(key: bytes | None, value: bytes | None) -> DecodedStock | Failure:

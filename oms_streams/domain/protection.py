@@ -12,14 +12,25 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from oms_streams.domain.calendar import MS_PER_DAY, MS_PER_MINUTE, local_date, next_weekly
+from oms_streams.domain.calendar import MS_PER_DAY, MS_PER_MINUTE, local_date, local_time_ms, next_weekly
 from oms_streams.domain.forecast import DemandForecaster, StateT
 from oms_streams.domain.network import Route, Site
+
+_LAST_DAY: dict[str, tuple[int, int, int]] = {}
+"""Time zone -> (start ms, end ms, ordinal) of the local day last asked for: a ledger asks once per
+till sale, nearly always about the same day, and a zone conversion costs more than the sale."""
 
 
 def day_index(timezone: str, t_ms: int) -> int:
     """The store's local day as a day number (its weekday is ``day_index % 7`` shifted consistently)."""
-    return local_date(timezone, t_ms).toordinal()
+    known = _LAST_DAY.get(timezone)
+    if known is not None and known[0] <= t_ms < known[1]:
+        return known[2]
+    day = local_date(timezone, t_ms)
+    start, end = local_time_ms(timezone, day, 0), local_time_ms(timezone, day, 24 * 60)
+    if start <= t_ms < end:  # the day as its midnights bound it (a DST day is 23 or 25 hours)
+        _LAST_DAY[timezone] = (start, end, day.toordinal())
+    return day.toordinal()
 
 
 def next_replenishment_ms(

@@ -207,6 +207,19 @@ class RdKafkaProducer(AIOKafkaProducer):
         if self.failure is not None:
             raise ProducerSendError(f"a record was not delivered: {self.failure}")
 
+    def mark(self) -> int:
+        """The send number of the last record handed over: ``acknowledged(mark)`` waits for it and
+        every record before it, not for those sent later."""
+        return self._sent
+
+    async def acknowledged(self, through: int) -> None:
+        """Returns once every record up to send number ``through`` is acknowledged; raises if a record
+        was not delivered (the producer has then called ``on_fatal``)."""
+        if self._rdkafka is not None:
+            await self._acknowledged(through=through, timeout_s=None)
+        if self.failure is not None:
+            raise ProducerSendError(f"a record was not delivered: {self.failure}")
+
     def _forget_acknowledged(self) -> None:
         in_flight = self._in_flight
         while in_flight and in_flight[0][1].done():

@@ -12,6 +12,7 @@ from oms_streams.domain.inventory import (
     JOURNAL_WINDOW,
     MAX_QUANTITY,
     Count,
+    JournalEntry,
     Movement,
     MovementKind,
     StockPosition,
@@ -492,3 +493,31 @@ def test_a_count_older_than_the_horizon_is_rejected_with_a_reason():
     assert stale.position == position
     assert at_horizon.verdict is Verdict.APPLIED
     assert at_horizon.position.on_hand == 500 + JOURNAL_WINDOW
+
+
+def test_a_movement_keeps_every_field_it_does_not_move() -> None:
+    # apply_movement builds the new position field by field (not dataclasses.replace): a field it
+    # forgets or swaps would silently drop holds, settled ids or a supplier's lead time.
+    position = StockPosition(
+        on_hand=10,
+        reserved=3,
+        unsellable=2,
+        inbound=5,
+        lead_time_hours=48,
+        counted_at_ms=1_000,
+        unsellable_counted_at_ms=900,
+        horizon_ms=800,
+        journal=(JournalEntry("old", 1_500, 1, 0),),
+        holds=(("ORDER-1/1", 3),),
+        settled=("ORDER-0/1",),
+        applied=7,
+    )
+    moved = apply_movement(position, Movement("m1", MovementKind.RECEIPT, 4, 2_000)).position
+    # A receipt adds on hand and consumes what was announced inbound; the rest stays as it was.
+    assert moved == replace(
+        position,
+        on_hand=14,
+        inbound=1,
+        journal=(*position.journal, JournalEntry("m1", 2_000, 4, 0, -4)),
+        applied=8,
+    )

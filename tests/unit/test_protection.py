@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from oms_streams.domain.calendar import MS_PER_DAY
+import pytest
+
+from oms_streams.domain.calendar import MS_PER_DAY, local_date
 from oms_streams.domain.forecast import HoltWintersForecaster
 from oms_streams.domain.inventory import StockPosition
 from oms_streams.domain.network import Route, Site
@@ -63,3 +65,13 @@ def test_protected_units_leave_every_channel_and_are_reported():
     assert availability.protected == {"STORE-UTRECHT-01": 4}
     assert availability.channel("webshop").total == 6
     assert availability.hidden[("webshop", LocationType.STORE, HiddenBy.PROTECTION)] == 4
+
+
+@pytest.mark.parametrize("timezone", ["Europe/Amsterdam", "America/Chicago", "Australia/Lord_Howe", "UTC"])
+def test_day_index_with_its_cache_is_the_local_date_in_any_order_and_across_dst(timezone: str) -> None:
+    # Minutes around both 2024 DST changes in Europe, then instants spread over a year, forwards and back.
+    instants = [1_711_846_800_000 + m * 60_000 for m in range(-600, 600)]
+    instants += [1_729_990_800_000 + m * 60_000 for m in range(-600, 600)]
+    instants += [1_700_000_000_000 + k * 7_654_321 for k in range(5_000)]
+    for t_ms in [*instants, *reversed(instants)]:
+        assert day_index(timezone, t_ms) == local_date(timezone, t_ms).toordinal()
