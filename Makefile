@@ -29,8 +29,9 @@ check: $(STAMP) ## ruff, mypy --strict, import-linter layering
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-generate: $(STAMP) ## Regenerate schemas/ and topologies/ from the code
+generate: $(STAMP) ## Regenerate schemas/, topologies/ and the Grafana dashboards from the code
 	$(PY) -m oms_streams.cli generate
+	$(PY) -m oms_streams.tools.dashboards
 
 demo: $(STAMP) ## Local broker + worker + simulated ERP/POS/supplier, live availability; Ctrl-C stops all
 	bash deploy/demo/run.sh

@@ -122,6 +122,7 @@ def _promise_backtest(settings: Settings, args: argparse.Namespace) -> int:
         half_life_days=args.half_life_days or None,
         pooling=args.pooling,
         calibration_rate=args.calibration_rate,
+        in_transit=not args.no_in_transit,
         reliability_levels=RELIABILITY_LEVELS if args.plot else (),
     )
     report = backtest_file(Path(args.deliveries), config, default_timezone=args.timezone)
@@ -197,11 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
         "backtest",
         help="replay delivered shipments and score the promises the model would have made",
         description=(
-            "Orders are replayed in placed_at order, learning only from shipments delivered strictly "
-            "before each was placed, with the live estimator (lane -> distance band -> service -> prior "
-            "pooling, recency weights, optional online calibration of the level). lead: the quantile "
-            "of whole local days from order to delivery per lane (origin region, destination region); "
-            "sum: handling quantile of the origin + transit quantile of the lane. On time: "
+            "Orders are replayed in placed_at order, learning only from shipments handed to the "
+            "carrier or delivered strictly before each was placed, with the live estimator and the "
+            "live promise rule (lead, the default: whole local days from order to delivery per lane, "
+            "lane -> distance band -> service pooling, recency by order day, parcels still in "
+            "transit counted as censored). sum, for comparison only: handling quantile of the origin "
+            "+ transit quantile of the lane. On time: "
             "delivered_at <= the end of the promised day. Times without an offset are read in the "
             "origin's zone (origin_timezone column, else the BR state's zone, else --timezone). Per "
             "quarter figures and the same for estimated_delivery when the file has it. Unusable rows "
@@ -220,8 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--method",
         choices=("lead", "sum"),
         default="lead",
-        help="lead: quantile of whole days from order to delivery per lane; "
-        "sum: handling + transit quantiles (conservative: two quantiles added)",
+        help="lead (the live promise): quantile of whole days from order to delivery per lane; "
+        "sum: handling + transit quantiles (comparison only; two quantiles added)",
+    )
+    backtest.add_argument(
+        "--no-in-transit",
+        action="store_true",
+        help="lead: learn from delivered parcels only (not the live rule; for comparison)",
     )
     backtest.add_argument(
         "--half-life-days", type=float, default=60.0, help="recency weighting of history; 0: none"

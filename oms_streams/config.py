@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     risk_check_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="How often overdue milestones are looked for."
     )
+    sourcing_reply_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A reservation command (or a release, a fulfil) a ledger has not answered after this "
+        "long is sent again (same ids: the ledger answers a repeat as the first copy).",
+    )
+    sourcing_max_sends: int = Field(
+        default=3,
+        ge=1,
+        description="Sends of a reserve without an answer before its attempt is given up: what it may hold "
+        "is released and the order is planned again (a new attempt).",
+    )
     protection_quantile: float = Field(
         default=0.9,
         ge=0,
@@ -86,6 +98,18 @@ class Settings(BaseSettings):
     )
     protection_refresh_s: float = Field(
         default=3600.0, gt=0, description="How often protection is recomputed as the days go by."
+    )
+    hold_ttl_s: int = Field(
+        default=900, ge=1, le=86_400, description="How long a cart hold lasts unless the request says."
+    )
+    hold_ttl_by_channel_s: dict[str, int] = Field(
+        default={}, description='Per channel hold TTLs, overriding hold_ttl_s (JSON: {"store-app": 300}).'
+    )
+    hold_expiry_check_s: float = Field(
+        default=5.0, gt=0, description="How often a ledger releases its cart holds that expired."
+    )
+    hold_answer_wait_s: float = Field(
+        default=3.0, ge=0, description="How long POST /holds waits for the ledgers' answers before 202."
     )
     stream_buffer_max: int = Field(default=20_000, ge=1)
     fetch_max_wait_ms: int = Field(
@@ -126,6 +150,9 @@ class Settings(BaseSettings):
         default=600.0, gt=0, description="How often oms_gc_frozen_objects is counted (a pause of ~70 ms)."
     )
     log_level: str = "WARNING"
+
+    def hold_ttl_for(self, channel: str) -> int:
+        return self.hold_ttl_by_channel_s.get(channel, self.hold_ttl_s)
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -33,7 +33,7 @@ class Metrics:
         )
         self.availability_published = Counter(
             "oms_availability_published",
-            "Availability records published, by trigger (stock, resync).",
+            "Availability records published, by trigger (stock, resync, hold_expiry).",
             ["trigger"],
             registry=r,
         )
@@ -47,6 +47,14 @@ class Metrics:
             "oms_stock_batch_events",
             "Stock events applied per batch.",
             buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000),
+            registry=r,
+        )
+        self.ledger_batch_seconds = Histogram(
+            "oms_ledger_batch_seconds",
+            "One chunk of fetched stock records in the ledger, by phase: apply (decode, apply, hand "
+            "the outputs to the producer) and ack (wait until the broker acknowledged them all).",
+            ["phase"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
         self.units_hidden = Gauge(
@@ -168,9 +176,41 @@ class Metrics:
             ["cause"],
             registry=r,
         )
+        self.sourcing_resends = Counter(
+            "oms_sourcing_resends",
+            "Saga commands sent again to a ledger, by kind (reserve, release, fulfil) and cause (timeout: "
+            "not answered in time; reload: after a rebalance or restart).",
+            ["kind", "cause"],
+            registry=r,
+        )
+        self.sourcing_attempt_timeouts = Counter(
+            "oms_sourcing_attempt_timeouts",
+            "Reservation attempts given up because a ledger never answered a reserve: what they may "
+            "hold is released and the order is planned again (a new attempt).",
+            registry=r,
+        )
+        self.sourcing_awaiting = Gauge(
+            "oms_sourcing_orders_awaiting_replies",
+            "Orders of this worker with commands sent to ledgers and not answered yet.",
+            registry=r,
+        )
         self.live_allocations = Gauge(
             "oms_live_allocations",
             "Allocations of this worker's orders not yet shipped or cancelled.",
+            registry=r,
+        )
+        self.holds = Counter(
+            "oms_holds",
+            "Cart holds by channel and outcome, one per SKU of a hold as its ledger decides: held "
+            "(placed), refused, expired, taken_over (by the order placed with it), released (early).",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.hold_requests = Counter(
+            "oms_hold_requests",
+            "POST /holds calls by channel and answer (held, refused, pending: not answered in time, "
+            "bad_request).",
+            ["channel", "answer"],
             registry=r,
         )
         self.cancellations = Counter(
@@ -199,9 +239,18 @@ class Metrics:
         self.returned_units = Counter(
             "oms_returned_units",
             "Returned units received, by the original order's channel, inspection grade, disposition "
-            "(restock, unsellable, return_to_vendor) and handling (in_store: restocked where the customer "
-            "brought it, no transport; shipped: transported to the location routing chose).",
+            "(restock, unsellable, return_to_vendor, refused: not accepted against the order) and "
+            "handling (in_store: restocked where the customer brought it, no transport; shipped: "
+            "transported to the location routing chose).",
             ["channel", "grade", "disposition", "handling"],
+            registry=r,
+        )
+        self.returns_refused_units = Counter(
+            "oms_returns_refused_units",
+            "Returned units refused against their known order, by kind (requested: not routed; "
+            "received: not restocked, no stock moved) and reason (more_than_delivered, not_shipped, "
+            "not_in_order).",
+            ["kind", "reason"],
             registry=r,
         )
         self.returns_routed = Counter(

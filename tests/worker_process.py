@@ -262,7 +262,12 @@ class Events:
         self.send("oms.promise.requests.v1", request_id.encode(), json.dumps(event).encode())
 
     def order_placed(
-        self, order_id: str, option: dict[str, Any], destination: dict[str, Any], event_id: str | None = None
+        self,
+        order_id: str,
+        option: dict[str, Any],
+        destination: dict[str, Any],
+        event_id: str | None = None,
+        hold_id: str | None = None,
     ) -> dict[str, Any]:
         cart: dict[str, int] = {}
         for shipment in option["shipments"]:
@@ -276,6 +281,7 @@ class Events:
             "cart": [{"sku": sku, "quantity": q} for sku, q in cart.items()],
             "destination": destination,
             "option": option,
+            **({"hold_id": hold_id} if hold_id else {}),
         }
         self.send("oms.orders.placed.v1", order_id.encode(), json.dumps(event).encode())
         return event

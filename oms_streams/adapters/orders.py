@@ -28,6 +28,8 @@ class Placement:
     option_wire: dict[str, Any]
     """The chosen option as the webshop sent it (kept verbatim in the order row)."""
     destination: dict[str, Any]
+    hold_id: str | None = None
+    """The cart hold the order takes over (its reserve commands name it: ``takes_over``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +58,18 @@ def decode_return_link(value: bytes | None) -> ReturnLink | None:
             "location_id": record["location_id"],
             "handling": record["handling"],
             "processed_at": record["processed_at"],
-            "items": [
-                {k: item[k] for k in ("sku", "quantity", "grade", "disposition")} for item in record["items"]
-            ],
+            "items": [_linked_item(item) for item in record["items"]],
         }
         return ReturnLink(record["order_id"], record["event_id"], summary)
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
+
+
+def _linked_item(item: dict[str, Any]) -> dict[str, Any]:
+    linked = {k: item[k] for k in ("sku", "quantity", "grade", "disposition")}
+    if item.get("reason"):
+        linked["reason"] = item["reason"]  # why units were refused
+    return linked
 
 
 M = TypeVar("M", OrderPlaced, FulfilmentEventModel)
@@ -110,6 +117,7 @@ def _decode_placement(key: bytes | None, value: bytes | None) -> Placement | Fai
         option=option_from_wire(wire.option),
         option_wire=wire.option.model_dump(mode="json"),
         destination=wire.destination.model_dump(mode="json"),
+        hold_id=wire.hold_id,
     )
 
 
@@ -162,6 +170,8 @@ class OrderRow:
     """SKUs cancelled (from the answers on ``oms.orders.cancellation-outcomes.v1``)."""
     cancelled_at_ms: int | None = None
     """When the latest cancellation that cancelled something was decided."""
+    returnable: str | None = None
+    """Fingerprint of the last record published on ``oms.orders.returnable.v1`` for this order."""
 
     def add_return(self, link: ReturnLink) -> bool:
         """Links a processed return to the order; False when it is already linked."""
@@ -228,6 +238,7 @@ class OrderRow:
                 "returns": self.returns,
                 "cancelled": self.cancelled,
                 "cancelled_at_ms": self.cancelled_at_ms,
+                "returnable": self.returnable,
             }
         )
 

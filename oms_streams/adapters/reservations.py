@@ -52,6 +52,8 @@ def _decoded(wire: ReservationCommandModel) -> DecodedReservation:
         reservation_id=wire.reservation_id,
         lines=tuple((line.location_id, line.quantity) for line in wire.lines),
         occurred_at_ms=epoch_ms(wire.occurred_at),
+        expires_at_ms=epoch_ms(wire.expires_at) if wire.expires_at is not None else None,
+        takes_over=wire.takes_over,
     )
     channels = {line.location_id: line.channel for line in wire.lines if line.channel}
     return DecodedReservation(wire.sku, wire.order_id, wire.channel, command, channels)

@@ -8,6 +8,7 @@ from typing import Any
 
 from oms_streams.adapters.stock import Failure, key_problem, parse_model
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
+from oms_streams.domain.returnable import Allowed
 from oms_streams.domain.returns import (
     Disposition,
     DispositionRule,
@@ -94,8 +95,34 @@ def _km(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def routed_line_wire(line: RoutedLine) -> dict[str, Any]:
-    """Matches ``schemas.returns.RoutedLineModel``."""
+def routed_line_wire(line: RoutedLine, refused: int = 0, refused_reason: str = "") -> dict[str, Any]:
+    """Matches ``schemas.returns.RoutedLineModel``; ``refused``: units of the line not routed."""
+    wire = _routed_line_wire(line)
+    if refused:
+        wire.update(refused=refused, refused_reason=refused_reason)
+    return wire
+
+
+def refused_line_wire(allowed: Allowed) -> dict[str, Any]:
+    """A line of an announced return that cannot come back at all: no return address, the reason."""
+    return {
+        "line_id": allowed.key,
+        "sku": allowed.sku,
+        "quantity": 0,
+        "location_id": None,
+        "km": None,
+        "central_location": None,
+        "central_km": None,
+        "need_covered": 0,
+        "reason": allowed.reason,
+        "candidates": [],
+        "excluded": {},
+        "refused": allowed.refused,
+        "refused_reason": allowed.reason,
+    }
+
+
+def _routed_line_wire(line: RoutedLine) -> dict[str, Any]:
     return {
         "line_id": line.line_id,
         "sku": line.sku,

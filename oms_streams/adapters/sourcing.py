@@ -19,6 +19,7 @@ from oms_streams.adapters.timestamps import utc_from_epoch_ms
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.orders import Milestone
 from oms_streams.domain.promise import CartLine, Destination
+from oms_streams.domain.saga import Awaited
 from oms_streams.domain.sourcing import (
     DecisionTrace,
     PlannedShipment,
@@ -121,6 +122,11 @@ class SourcingRow:
     kept: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Allocation id -> its planned shipment, for live allocations of rounds before the current one
     (the row keeps only the current round's plan): a line cancellation replaces such an allocation."""
+    outstanding: list[dict[str, Any]] = field(default_factory=list)
+    """Commands sent to ledgers and not answered yet, one entry per (kind, reservation id, SKU):
+    {kind, reservation_id, sku, lines, since_ms, sent_ms, sends, awaiting} (see ``await_reply``)."""
+    hold_id: str | None = None
+    """The cart hold the order was placed with: its reserves take it over (``takes_over``)."""
 
     @property
     def reservation_id(self) -> str:
@@ -150,6 +156,72 @@ class SourcingRow:
         if allocation.round == self.round and allocation.shipment < len(shipments):
             return dict(shipments[allocation.shipment])
         return self.kept.get(allocation.allocation_id)
+
+    # --- commands waiting for their answers (domain.saga decides when to send them again) --------
+
+    def await_reply(
+        self, kind: str, reservation_id: str, sku: str, lines: list[list[Any]], now_ms: int
+    ) -> None:
+        """A command was sent. Commands of one kind, reservation and SKU share an entry (fulfils of
+        two shipments of a SKU, say): their locations add up, and it waits for as many answers.
+        A ledger answer names no command, so the entry cannot tell which of them was answered."""
+        entry = self._awaiting(kind, reservation_id, sku)
+        if entry is None:
+            self.outstanding.append(
+                {
+                    "kind": kind,
+                    "reservation_id": reservation_id,
+                    "sku": sku,
+                    "lines": [list(line) for line in lines],
+                    "since_ms": now_ms,
+                    "sent_ms": now_ms,
+                    "sends": 1,
+                    "awaiting": 1,
+                }
+            )
+            return
+        known = {line[0] for line in entry["lines"]}
+        entry["lines"] += [list(line) for line in lines if line[0] not in known]
+        entry["sent_ms"] = now_ms
+        entry["awaiting"] += 1
+
+    def resent(self, entry: dict[str, Any], now_ms: int, counted: bool = True) -> None:
+        """The entry went out again as one command naming all its locations. Ledgers apply the
+        commands of a SKU in order, so one answer from here on means every earlier copy is applied.
+        ``counted``: a send after a reply timeout, one of those that give an attempt up."""
+        entry["sent_ms"] = now_ms
+        entry["sends"] += 1 if counted else 0
+        entry["awaiting"] = 1
+
+    def replied(self, reply: Reply) -> bool:
+        """Whether the answer settles (part of) an entry."""
+        entry = self._awaiting(reply.kind, reply.reservation_id, reply.sku)
+        if entry is None:
+            return False
+        entry["awaiting"] -= 1
+        if entry["awaiting"] <= 0:
+            self.outstanding.remove(entry)
+        return True
+
+    def stop_awaiting_reserves(self) -> None:
+        """The attempt is over: an answer to one of its reserves is a stray from now on."""
+        self.outstanding = [entry for entry in self.outstanding if entry["kind"] != "reserve"]
+
+    def await_pending(self, asked: dict[str, list[list[Any]]], now_ms: int) -> None:
+        """The reserves of SKUs still to answer, for a row written before commands were recorded
+        (it names only those SKUs)."""
+        for sku in self.pending:
+            if self._awaiting("reserve", self.reservation_id, sku) is None and sku in asked:
+                self.await_reply("reserve", self.reservation_id, sku, asked[sku], now_ms)
+
+    def awaited(self) -> list[Awaited]:
+        return [Awaited(e["kind"], e["sent_ms"], e["sends"]) for e in self.outstanding]
+
+    def _awaiting(self, kind: str, reservation_id: str, sku: str) -> dict[str, Any] | None:
+        for entry in self.outstanding:
+            if entry["sku"] == sku and entry["reservation_id"] == reservation_id and entry["kind"] == kind:
+                return entry
+        return None
 
     def request(self, now_ms: int) -> SourcingRequest:
         d = self.destination
@@ -255,9 +327,17 @@ def _envelope(event_id: str, now_ms: int) -> dict[str, Any]:
 
 
 def reservation_command(
-    kind: str, reservation_id: str, order_id: str, sku: str, channel: str, lines: list[list[Any]], now_ms: int
+    kind: str,
+    reservation_id: str,
+    order_id: str,
+    sku: str,
+    channel: str,
+    lines: list[list[Any]],
+    now_ms: int,
+    takes_over: str | None = None,
 ) -> dict[str, Any]:
-    """Matches ``schemas.sourcing.ReservationCommand``; deterministic event id per command."""
+    """Matches ``schemas.sourcing.ReservationCommand``; deterministic event id per command.
+    ``takes_over``: the cart hold a reserve takes over (the order was placed with it)."""
     body = _envelope(f"{reservation_id}:{sku}:{kind}:{'+'.join(str(loc) for loc, *_ in lines)}", now_ms)
     body.update(
         kind=kind,
@@ -267,6 +347,8 @@ def reservation_command(
         channel=channel,
         lines=[_line(line, channel) for line in lines],
     )
+    if takes_over is not None and kind == "reserve":
+        body["takes_over"] = takes_over
     return body
 
 

@@ -17,6 +17,7 @@ from oms_streams.adapters.promise import option_to_wire, parse_query, to_request
 from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.api.cancellation import cancellation_view, register_cancellation_view
+from oms_streams.api.holds import register_hold_views
 from oms_streams.api.openapi import openapi_document
 from oms_streams.domain.risk import assess, milestone_reached
 from oms_streams.domain.visibility import distances_within
@@ -163,12 +164,24 @@ def sourcing_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
         ],
         "backorder": [{"sku": sku, "quantity": units} for sku, units in row.backorder],
         "reason": (row.plan or {}).get("reason", ""),
+        "outstanding": [
+            {
+                "kind": entry["kind"],
+                "reservation_id": entry["reservation_id"],
+                "sku": entry["sku"],
+                "since": utc_from_epoch_ms(entry["since_ms"]).isoformat(),
+                "last_sent": utc_from_epoch_ms(entry["sent_ms"]).isoformat(),
+                "sends": entry["sends"],
+            }
+            for entry in row.outstanding
+        ],
     }
 
 
 def register_views(worker: Worker) -> None:
     app: faust.App = worker.app
     register_cancellation_view(worker)
+    register_hold_views(worker)
 
     @app.page("/promise")
     class PromisePage(View):

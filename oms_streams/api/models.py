@@ -70,20 +70,39 @@ class AllocationView(BaseModel):
     state: str = Field(description="live, fulfilled (left the location) or cancelled")
 
 
+class OutstandingCommandView(BaseModel):
+    kind: str = Field(description="reserve, release or fulfil")
+    reservation_id: str
+    sku: str
+    since: AwareDatetime = Field(description="When it was first sent.")
+    last_sent: AwareDatetime
+    sends: int = Field(
+        description="Sends so far: the first, and one more after each reply timeout (a re-send after a "
+        "rebalance restarts the timeout without counting)."
+    )
+
+
 class SourcingView(BaseModel):
     status: str = Field(description="reserving, allocated, partially_allocated or rejected")
     round: int
-    attempts: int
+    attempts: int = Field(description="Reservation attempts of the current round (one per plan).")
     allocations: list[AllocationView]
     backorder: list[dict[str, Any]]
     reason: str
+    outstanding: list[OutstandingCommandView] = Field(
+        default=[], description="Commands sent to SKU ledgers and not answered yet."
+    )
 
 
 class ReturnedItemView(BaseModel):
     sku: str
     quantity: int
     grade: str = Field(description="as_new, resellable, damaged, defective")
-    disposition: str = Field(description="restock, unsellable, return_to_vendor")
+    disposition: str = Field(
+        description="restock, unsellable, return_to_vendor, or refused: not accepted against the order "
+        "(more than it delivered, not shipped yet, not in it; no stock moved)"
+    )
+    reason: str | None = Field(default=None, description="Why the units were refused.")
 
 
 class ReturnedView(BaseModel):
@@ -145,3 +164,40 @@ class OrderResponse(BaseModel):
         description="Each cancellation request's answer (as on oms.orders.cancellation-outcomes.v1, without "
         "the envelope), or outcome 'pending' while it waits for a sourcing round.",
     )
+
+
+class HoldLocationView(BaseModel):
+    location_id: str
+    quantity: int
+
+
+class HoldSkuView(BaseModel):
+    sku: str
+    status: Literal["pending", "held", "refused", "released", "expired", "taken_over"] = Field(
+        description="What the SKU's ledger said last (pending: nothing yet)."
+    )
+    lines: list[HoldLocationView] = Field(
+        description="Units held, released, expired or taken over (asked for, when refused)."
+    )
+
+
+class HoldResponse(BaseModel):
+    """A cart hold as the ledgers of its SKUs answered it (any worker answers for any hold)."""
+
+    hold_id: str = Field(description="'hold-<uuid>': place the order with it (hold_id) to take it over.")
+    status: Literal["pending", "held", "refused", "released", "expired", "taken_over"] = Field(
+        description="refused if any SKU was refused (the others are given back); pending while a SKU is "
+        "unanswered; held when every SKU is; else how it ended (taken_over, released, expired)."
+    )
+    channel: str
+    expires_at: AwareDatetime = Field(
+        description="When the ledgers release it unless an order takes it over."
+    )
+    skus: list[HoldSkuView]
+    reason: str = ""
+    order_id: str | None = Field(default=None, description="taken_over: the order placed with it.")
+    detail: str | None = Field(default=None, description="202: how to learn the answer.")
+
+
+class HoldRefused(HoldResponse):
+    error: str = Field(description="Why: each refused SKU's ledger's reason.")

@@ -12,11 +12,14 @@ from oms_streams.api.models import (
     CancellationPending,
     CancellationRefused,
     ChannelAvailabilityResponse,
+    HoldRefused,
+    HoldResponse,
     OrderResponse,
     ReturnResponse,
 )
 from oms_streams.schemas.availability import AvailabilityRecord
 from oms_streams.schemas.cancellations import CancellationBody, OrderCancellationOutcome
+from oms_streams.schemas.holds import HoldRequest
 from oms_streams.schemas.promise import PromiseQuery, PromiseResponse
 
 
@@ -26,6 +29,9 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+HOLD_PARAM = [{"name": "hold_id", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 
 def openapi_document() -> dict[str, Any]:
@@ -41,6 +47,9 @@ def openapi_document() -> dict[str, Any]:
         OrderCancellationOutcome,
         CancellationPending,
         CancellationRefused,
+        HoldRequest,
+        HoldResponse,
+        HoldRefused,
         ApiError,
     ):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -154,6 +163,48 @@ def openapi_document() -> dict[str, Any]:
                         "503": _json(ApiError, "No worker owns the order's partition right now"),
                     },
                 }
+            },
+            "/holds": {
+                "post": {
+                    "summary": "Hold a cart's chosen stock at checkout for a while",
+                    "description": "Sends a reserve per SKU to the SKUs' ledgers (as an order's) and waits "
+                    "up to OMS_HOLD_ANSWER_WAIT_S (3 s) for their answers. All or nothing: a SKU its "
+                    "ledger cannot hold whole refuses the hold, and the others are given back. Held units "
+                    "leave availability at once. Unless an order placed with hold_id takes it over or "
+                    "DELETE releases it, the ledgers release it at expires_at (ttl_s, else the channel's "
+                    "default: OMS_HOLD_TTL_S, 900 s), across restarts and rebalances.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(HoldRequest)}},
+                    },
+                    "responses": {
+                        "201": _json(HoldResponse, "Held: every line of every SKU"),
+                        "202": _json(HoldResponse, "Not answered in time: see GET /holds/{hold_id}"),
+                        "400": error,
+                        "409": _json(HoldRefused, "Refused: a SKU's ledger could not hold its lines"),
+                    },
+                }
+            },
+            "/holds/{hold_id}": {
+                "get": {
+                    "summary": "A cart hold and what each SKU's ledger said of it",
+                    "parameters": HOLD_PARAM,
+                    "responses": {
+                        "200": _json(HoldResponse, "The hold (any worker answers)"),
+                        "404": _json(ApiError, "No such hold (unknown, or over for more than an hour)"),
+                    },
+                },
+                "delete": {
+                    "summary": "Release a cart hold early",
+                    "description": "Sends a release per SKU still held and waits briefly for the ledgers. "
+                    "A hold already over is answered as it is.",
+                    "parameters": HOLD_PARAM,
+                    "responses": {
+                        "200": _json(HoldResponse, "Released (or over already)"),
+                        "202": _json(HoldResponse, "Release sent, not confirmed yet"),
+                        "404": _json(ApiError, "No such hold (unknown, or over for more than an hour)"),
+                    },
+                },
             },
             "/returns/{return_id}": {
                 "get": {

@@ -22,6 +22,7 @@ from oms_streams.domain.calendar import (
     add_working_minutes,
     day_window,
     local_date,
+    local_time_ms,
     next_open,
     next_weekly,
     opening_intervals,
@@ -561,12 +562,19 @@ def _carrier_leg(
             )
         except ValueError:  # no history and no prior: this service cannot be promised on
             continue
-        # Never faster than the fastest transit ever seen: the physical floor.
-        hours = max(estimate.hours, estimate.fastest_hours)
-        arrival = handover + math.ceil(hours * MS_PER_HOUR)
         calendar = service.delivery_calendar
         if destination.timezone:
             calendar = _in_timezone(calendar, destination.timezone)
+        source = estimate.source
+        # The promise: the lane's learned whole lead time (order -> delivery, local days at the
+        # origin), the rule the backtest scores; before any is learned, the carrier leg's transit.
+        learned = _learned_arrival(plan, lane, site, handover, service, calendar.timezone)
+        if learned is None:
+            # Never faster than the fastest transit ever seen: the physical floor.
+            arrival = handover + math.ceil(max(estimate.hours, estimate.fastest_hours) * MS_PER_HOUR)
+        else:
+            arrival = max(handover + math.ceil(estimate.fastest_hours * MS_PER_HOUR), learned[0])
+            source = learned[1]
         window = day_window(calendar, arrival)
         if window is None:
             continue
@@ -581,12 +589,34 @@ def _carrier_leg(
                 arrives_at_ms=arrival,
                 service_id=service.service_id,
                 distance_km=distance,
-                transit_source=estimate.source,
+                transit_source=source,
             )
             best = (key, _Leg(shipment, window, co2e))
     if best is None:
         return f"no {kind} pickup and delivery from {site.location_id} within {HORIZON_DAYS} days"
     return best[1]
+
+
+def _learned_arrival(
+    plan: _Plan, lane: Lane, site: Site, handover: int, service: CarrierService, delivery_tz: str
+) -> tuple[int, str] | None:
+    """The start (in the delivery calendar's zone) of the local day by whose end the lane's learned
+    lead time delivers an order placed now, and the level it came from; None before any is learned.
+    Days are counted in the origin's zone, as the worker learns them (``TransitLearner``)."""
+    policy = plan.network.policy
+    asked = plan.request.asked_at_ms
+    tz = site.calendar.timezone
+    ordered = local_date(tz, asked)
+    # The carrier's prior, in lead days: to the day of the handover plus its stated transit.
+    prior = tuple(
+        (local_date(tz, handover + math.ceil(h * MS_PER_HOUR)) - ordered).days
+        for h in service.prior_transit_hours
+    )
+    found = plan.transit.lead(lane, asked, tz, policy.quantile, policy.min_lane_samples, prior)
+    if found is None:
+        return None
+    day, estimate = found
+    return local_time_ms(delivery_tz, day, 0), estimate.source
 
 
 def _parcels(

@@ -11,18 +11,33 @@ SKU), so "is there enough?" and "take it" are one step and two orders can never 
   as of an earlier moment is reconciled correctly).
 - Every command is idempotent by reservation id: a repeated reserve answers as before, and a reserve
   that arrives after its own release (a resend overtaken by the release) is refused, not re-held.
+
+Cart holds (``hold-<uuid>``, see ``is_cart_hold``) are reservations a checkout makes before there is
+an order. Every hold has an owner: an order's reservation its order, a cart hold its expiry. The
+result says how a command changed the SKU's cart-hold expiries (``expiries``), so the caller keeps
+one row per live cart hold; ``expire_holds`` releases those due at a moment the caller hands in. An
+order's reserve may take a cart hold over (``takes_over``): the hold's units are given back and the
+order's lines reserved in one step, so the order gets at least the held units where its lines ask
+for them, and whatever else is usable.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from oms_streams.domain.inventory import Movement, MovementKind, StockPosition, apply_movement
 
 SETTLED_WINDOW = 64
 """Settled reservation ids remembered per position for idempotency."""
+
+HOLD_PREFIX = "hold-"
+
+
+def is_cart_hold(reservation_id: str) -> bool:
+    """Cart holds are 'hold-<uuid>'; an order's reservations are '<order id>/<attempt>'."""
+    return reservation_id.startswith(HOLD_PREFIX) and "/" not in reservation_id
 
 
 class ReservationKind(StrEnum):
@@ -36,6 +51,7 @@ class ReservationStatus(StrEnum):
     REFUSED = "refused"
     RELEASED = "released"
     FULFILLED = "fulfilled"
+    EXPIRED = "expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +61,10 @@ class ReservationCommand:
     lines: tuple[tuple[str, int], ...]
     """(location id, units); for release and fulfil only the locations count (empty: every one)."""
     occurred_at_ms: int
+    expires_at_ms: int | None = None
+    """A cart hold's reserve: when the ledger releases it unless an order took it over."""
+    takes_over: str | None = None
+    """An order's reserve: the cart hold whose units it takes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +74,21 @@ class ReservationResult:
     lines: tuple[tuple[str, int], ...]
     """(location id, units) reserved, released or fulfilled; for a refusal the lines asked for."""
     reason: str = ""
+    expiries: dict[str, int | None] = field(default_factory=dict)
+    """How the SKU's live cart holds changed: hold id -> its expiry, or None once it is over."""
+    taken_over: tuple[tuple[str, int], ...] = ()
+    """(location id, units) of the cart hold ``takes_over`` that the order took."""
 
 
 Usable = Callable[[str, StockPosition], int]
 """Units a reservation may take at a location now (the channel's visible quantity there)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    changed: dict[str, StockPosition]
+    expired: dict[str, tuple[tuple[str, int], ...]]
+    """Hold id -> (location id, units) it gave back."""
 
 
 def apply_reservation(
@@ -65,12 +96,86 @@ def apply_reservation(
     command: ReservationCommand,
     usable: Usable,
     held_at: Collection[str] | None = None,
+    *,
+    now_ms: int | None = None,
+    hold_at: Collection[str] | None = None,
 ) -> ReservationResult:
     """``held_at``: the locations where the reservation already holds units of this SKU, when the
-    caller keeps an index of them (a busy DC holds for thousands of orders); None looks everywhere."""
-    if command.kind is ReservationKind.RESERVE:
+    caller keeps an index of them (a busy DC holds for thousands of orders); None looks everywhere.
+    ``hold_at``: the same for the cart hold the command takes over. ``now_ms``: the ledger's clock,
+    against which a cart hold's expiry is judged."""
+    if command.kind is not ReservationKind.RESERVE:
+        return _settle(positions, command)
+    if is_cart_hold(command.reservation_id):
+        return _hold(positions, command, usable, held_at, now_ms)
+    if command.takes_over is not None and is_cart_hold(command.takes_over):
+        return _take_over(positions, command, usable, held_at, hold_at)
+    return _reserve(positions, command, usable, held_at)
+
+
+def expire_holds(positions: Mapping[str, StockPosition], expiries: Mapping[str, int], now_ms: int) -> Expiry:
+    """Release the cart holds due at ``now_ms`` (expiry at or before it); the others stay. An expired
+    hold's id is settled where it held, so a late resend of its reserve is refused."""
+    changed: dict[str, StockPosition] = {}
+    expired: dict[str, tuple[tuple[str, int], ...]] = {}
+    for hold, expires_at in sorted(expiries.items()):
+        if expires_at > now_ms:
+            continue
+        release = ReservationCommand(ReservationKind.RELEASE, hold, (), now_ms)
+        result = _settle({**positions, **changed}, release)
+        changed.update(result.changed)
+        expired[hold] = result.lines
+    return Expiry(changed, expired)
+
+
+def _hold(
+    positions: Mapping[str, StockPosition],
+    command: ReservationCommand,
+    usable: Usable,
+    held_at: Collection[str] | None,
+    now_ms: int | None,
+) -> ReservationResult:
+    rid, expires_at = command.reservation_id, command.expires_at_ms
+    if expires_at is None or (now_ms is not None and expires_at <= now_ms):
+        # Nothing changes: whatever an earlier plan of it holds keeps its row and expires with it.
+        why = "a cart hold needs an expiry" if expires_at is None else f"hold {rid} expired before it arrived"
+        return ReservationResult(ReservationStatus.REFUSED, {}, _merged(command.lines), why)
+    result = _reserve(positions, command, usable, held_at)
+    if result.status is ReservationStatus.REFUSED:
+        return replace(result, expiries={rid: None})  # an earlier plan of it was given back
+    return replace(result, expiries={rid: expires_at}) if result.changed else result
+
+
+def _take_over(
+    positions: Mapping[str, StockPosition],
+    command: ReservationCommand,
+    usable: Usable,
+    held_at: Collection[str] | None,
+    hold_at: Collection[str] | None,
+) -> ReservationResult:
+    hold = command.takes_over
+    assert hold is not None
+    where = positions if hold_at is None else {loc: positions[loc] for loc in hold_at if loc in positions}
+    held = dict(_held(where, hold))
+    if not held:  # expired, released or never held here: an ordinary reserve
         return _reserve(positions, command, usable, held_at)
-    return _settle(positions, command)
+    given_back = {loc: _settled(_without(positions[loc], hold), hold) for loc in held}
+
+    def usable_with_hold(location_id: str, position: StockPosition) -> int:
+        # The held units are the order's whatever the channel shows now (they are on hand already).
+        return max(usable(location_id, position), held.get(location_id, 0))
+
+    result = _reserve({**positions, **given_back}, command, usable_with_hold, held_at)
+    if result.status is ReservationStatus.REFUSED:
+        # All or nothing: the cart keeps its hold (it expires unless a later plan takes it over).
+        kept = _reserve(positions, replace(command, takes_over=None), usable, held_at)
+        return replace(kept, reason=result.reason) if kept.status is ReservationStatus.REFUSED else kept
+    return replace(
+        result,
+        changed={**given_back, **result.changed},
+        expiries={hold: None},
+        taken_over=tuple(sorted(held.items())),
+    )
 
 
 def _reserve(
@@ -148,7 +253,15 @@ def _settle(positions: Mapping[str, StockPosition], command: ReservationCommand)
             position = apply_movement(position, shipped).position
         changed[loc] = _settled(position, rid)
         done.append((loc, units))
-    return ReservationResult(status, changed, tuple(done))
+    ends: dict[str, int | None] = {rid: None} if is_cart_hold(rid) else {}
+    return ReservationResult(status, changed, tuple(done), expiries=ends)
+
+
+def _without(position: StockPosition, rid: str) -> StockPosition:
+    units = sum(u for r, u in position.holds if r == rid)
+    return replace(
+        position, reserved=position.reserved - units, holds=tuple(h for h in position.holds if h[0] != rid)
+    )
 
 
 def _held(positions: Mapping[str, StockPosition], rid: str) -> tuple[tuple[str, int], ...]:

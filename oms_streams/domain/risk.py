@@ -191,8 +191,9 @@ class _Shipment:
         )
 
 
-def _targets(event: FulfilmentEvent, record: PromiseRecord) -> range | tuple[int, ...]:
-    """The shipment indexes an event applies to (none when it names an unknown one)."""
+def event_targets(event: FulfilmentEvent, record: PromiseRecord) -> range | tuple[int, ...]:
+    """The shipment indexes an event applies to (none when it names an unknown one, or a location
+    the promise ships nothing from, such as a store sourcing chose after a rejection)."""
     shipments = record.option.shipments
     if event.shipment is not None:
         return (event.shipment,) if 0 <= event.shipment < len(shipments) else ()
@@ -211,7 +212,7 @@ def _shipments(order: OrderTracking) -> tuple[_Shipment, ...]:
     problems: list[list[FulfilmentEvent]] = [[] for _ in record.option.shipments]
     for event in sorted(order.events, key=_canonical):
         bucket = progress if event.kind in _STAGE else problems
-        for i in _targets(event, record):
+        for i in event_targets(event, record):
             bucket[i].append(event)
     return tuple(
         _Shipment(i, s.location_id, tuple(progress[i]), tuple(problems[i]), i in order.closed)

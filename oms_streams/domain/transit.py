@@ -12,10 +12,16 @@ delivery time (None: all history weighs the same). The weights live in fixed his
 buckets up to a week, six-hour buckets up to 180 days, one open bucket), so memory per lane is
 constant and an observation is O(1).
 
-Optionally the quantile level is calibrated online (adaptive conformal inference, Gibbs & Candès
-2021): before a delivered shipment is learned, the model checks whether its own promise for that
-lane at the current level would have held, and moves the level by ``calibration_rate`` towards the
-asked confidence (up after a miss, down after a hit). The level used is in ``TransitEstimate.level``.
+The promise itself is the whole lead time (order -> delivery, local days) per lane, learned by the
+same model (``observe_delivery``, ``observe_in_transit``, ``lead``; see ``domain.lead_time``): it
+counts parcels still in transit as censored observations. The carrier-leg histograms above give the
+physical floor (the fastest transit ever seen) and the promise before any lead time is learned.
+
+Optionally the quantile level of the transit histograms is calibrated online (adaptive conformal
+inference, Gibbs & Candès 2021): before a delivered shipment is learned, the model checks whether
+its own promise for that lane at the current level would have held, and moves the level by
+``calibration_rate`` towards the asked confidence (up after a miss, down after a hit). The level
+used is in ``TransitEstimate.level``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ import math
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
+
+from oms_streams.domain.calendar import local_date
+from oms_streams.domain.lead_time import LeadEstimate, LeadTimes, lead_days
 
 DISTANCE_BANDS_KM = (50.0, 150.0, 400.0, 800.0, 1500.0, 3000.0)
 """Upper edges of the distance bands; beyond the last is one more band."""
@@ -203,6 +213,9 @@ def _prior_histogram(prior_hours: Sequence[float]) -> HoursHistogram:
     return histogram
 
 
+_LEAD_NAMES = (SOURCE_LANE, SOURCE_BAND, SOURCE_SERVICE)
+
+
 @dataclass(frozen=True, slots=True)
 class TransitSettings:
     half_life_days: float | None = 60.0
@@ -222,6 +235,7 @@ class TransitModel:
         "_alpha",
         "_bands",
         "_lanes",
+        "_leads",
         "_memo",
         "_now_ms",
         "_priors",
@@ -243,6 +257,7 @@ class TransitModel:
         self._priors: dict[str, tuple[float, ...]] = {}
         """The prior each service was last estimated with: the calibration check uses it too."""
         self._memo: dict[tuple[object, ...], TransitEstimate] = {}
+        self._leads = LeadTimes(settings.half_life_days, settings.pooling)
         self.version = 0
         """Bumped by every observation, so a memo of estimates knows when it is stale."""
 
@@ -257,6 +272,66 @@ class TransitModel:
             histogram.add(hours, weight)
         self.version += 1
         self._memo.clear()
+
+    def observe_delivery(
+        self,
+        lane: Lane,
+        placed_ms: int,
+        handed_ms: int,
+        delivered_ms: int,
+        timezone: str,
+        in_transit: bool = False,
+    ) -> None:
+        """Learn one delivered parcel: its carrier transit (handed -> delivered, for the floor) and
+        its whole lead time in local days of ``timezone`` (the origin's). ``in_transit``: it was
+        announced with ``observe_in_transit`` before, and stops counting as in transit now."""
+        if not placed_ms <= handed_ms <= delivered_ms:
+            raise ValueError("a delivery must be placed <= handed to carrier <= delivered")
+        self.observe(lane, (delivered_ms - handed_ms) / 3_600_000, delivered_ms)
+        days = lead_days(placed_ms, delivered_ms, timezone)
+        self._leads.add_delivered(self._lead_keys(lane), local_date(timezone, placed_ms), days, in_transit)
+
+    def observe_in_transit(self, lane: Lane, placed_ms: int, timezone: str) -> None:
+        """A parcel ordered at ``placed_ms`` is with the carrier and not delivered: until it is, its
+        lead time is known to be at least its age (a censored observation)."""
+        self._leads.add_in_transit(self._lead_keys(lane), local_date(timezone, placed_ms))
+        self.version += 1
+        self._memo.clear()
+
+    def lead(
+        self,
+        lane: Lane,
+        placed_ms: int,
+        timezone: str,
+        quantile: float,
+        min_samples: int,
+        prior_days: Sequence[int],
+    ) -> tuple[date, LeadEstimate] | None:
+        """The local day (in ``timezone``) by whose end an order placed at ``placed_ms`` on ``lane``
+        is delivered with probability ``quantile``, and the estimate behind it; None when no lead
+        time was learned on any level of the lane (the caller promises from the carrier leg).
+
+        The one promise rule: ``POST /promise`` and ``oms promise backtest`` both call this."""
+        check_quantile(quantile)
+        ordered = local_date(timezone, placed_ms)
+        found = self._leads.estimate(
+            self._lead_keys(lane), _LEAD_NAMES, ordered, quantile, min_samples, prior_days
+        )
+        if found is None:
+            return None
+        return date.fromordinal(ordered.toordinal() + found.days), found
+
+    @staticmethod
+    def _lead_keys(lane: Lane) -> tuple[tuple[object, ...], ...]:
+        return (
+            ("lane", lane.service_id, lane.origin_region, lane.dest_region),
+            ("band", lane.service_id, distance_band(lane.distance_km)),
+            ("service", lane.service_id),
+        )
+
+    @property
+    def lead_times(self) -> LeadTimes:
+        return self._leads
 
     def estimate(
         self, lane: Lane, quantile: float, min_samples: int, prior_hours: Sequence[float]

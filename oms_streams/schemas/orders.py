@@ -38,6 +38,9 @@ class OrderPlaced(Envelope):
     destination: DestinationModel
     option: DeliveryOptionModel
     channel: Annotated[str, Field(max_length=64)] = "webshop"
+    hold_id: Annotated[str, Field(pattern=r"^hold-[A-Za-z0-9-]{1,64}$")] | None = Field(
+        default=None, description="The cart hold (POST /holds) the order takes over, if any."
+    )
 
 
 class FulfilmentEvent(Envelope):
@@ -77,7 +80,8 @@ class OrderAtRisk(Envelope):
 
 
 class TransitObservation(Envelope):
-    """One delivered parcel's carrier transit (``oms.promise.transit-observations.v1``, keyed by lane)."""
+    """One carrier parcel's progress (``oms.promise.transit-observations.v1``, keyed by lane): delivered
+    (its transit and whole lead time), or handed to the carrier and still in transit."""
 
     order_id: Identifier
     service_id: str
@@ -86,7 +90,19 @@ class TransitObservation(Envelope):
     dest_region: str
     distance_km: Annotated[float, Field(ge=0)]
     handed_to_carrier_at: AwareDatetime
-    delivered_at: AwareDatetime
+    delivered_at: AwareDatetime | None = Field(
+        default=None, description="None: handed to the carrier and not delivered yet (in transit)."
+    )
+    placed_at: AwareDatetime | None = Field(
+        default=None, description="When the order was placed: the lead time is learned from it."
+    )
+    origin_timezone: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="The origin's time zone: lead times are counted in its local days."
+    )
+    in_transit_reported: bool = Field(
+        default=False,
+        description="Delivered, and reported in transit before (by an observation without delivered_at).",
+    )
 
 
 class CourierBooking(WireModel):
@@ -96,3 +112,19 @@ class CourierBooking(WireModel):
     store_id: Identifier
     slot_start: AwareDatetime
     order_id: Identifier
+
+
+class OrderReturnable(WireModel):
+    """What of an order can come back (compacted ``oms.orders.returnable.v1``, key order id): the
+    returns workers check receipts and announced returns against it."""
+
+    order_id: Identifier
+    updated_at: AwareDatetime
+    ordered: dict[str, int] = Field(description="SKU -> units placed.")
+    shipped: dict[str, int] = Field(
+        description="SKU -> units that left for the customer (handed to a carrier or courier, on the "
+        "route to the pickup store, ready for pickup, delivered or collected)."
+    )
+    returned: dict[str, dict[str, int]] = Field(
+        description="Return id -> SKU -> units accepted back (refused units are not counted)."
+    )

@@ -6,7 +6,8 @@
 - ``oms.returns.received.v1`` (key: return id): a store till or a DC registers returned items with
   their inspection grade.
 - ``oms.returns.processed.v1`` (key: order id, or return id without an order): what became of each
-  received item (restocked, unsellable, back to the vendor), linked to the original order.
+  received item (restocked, unsellable, back to the vendor, or refused: more than the order
+  delivered), linked to the original order.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pydantic import AwareDatetime, Field, model_validator
 from oms_streams.schemas.envelope import Envelope, Identifier, WireModel
 
 GradeName = Literal["as_new", "resellable", "damaged", "defective"]
-DispositionName = Literal["restock", "unsellable", "return_to_vendor"]
+DispositionName = Literal["restock", "unsellable", "return_to_vendor", "refused"]
+"""refused: not accepted against the order (more than it delivered, not in it, not shipped yet)."""
 Quantity = Annotated[int, Field(ge=1, le=10_000)]
 
 
@@ -109,6 +111,11 @@ class RoutedLineModel(WireModel):
     reason: str
     candidates: list[CandidateModel] = Field(description="The best scored locations, best first.")
     excluded: dict[str, int] = Field(description="Locations left out, per reason.")
+    refused: int = Field(
+        default=0,
+        description="Units of the line not routed: more than the order delivered (quantity is the rest).",
+    )
+    refused_reason: str | None = Field(default=None, description="Why units were refused.")
 
 
 class ReturnRouted(WireModel):
@@ -126,8 +133,13 @@ class ProcessedItem(WireModel):
     grade: GradeName
     disposition: DispositionName
     rule: str = Field(description="The disposition rule that decided.")
-    movement_event_id: str = Field(description="The stock movement sent to the ledger.")
+    movement_event_id: str | None = Field(
+        description="The stock movement sent to the ledger; null for refused units (no stock moves)."
+    )
     routed_to: str | None = Field(description="Where routing had sent it (shipped returns).")
+    reason: str | None = Field(
+        default=None, description="Why the units were refused (e.g. more than the order delivered)."
+    )
 
 
 class ReturnProcessed(WireModel):

@@ -54,6 +54,16 @@ class ReservationCommand(Envelope):
         default="webshop", description="Whose visible stock a reservation may take (the channel's rules)."
     )
     lines: Annotated[list[ReservationLine], Field(max_length=100)] = []
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="A cart hold's reserve (reservation id 'hold-<uuid>'): when its ledger releases it "
+        "unless an order took it over. Required for a cart hold, judged by the ledger's clock.",
+    )
+    takes_over: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="An order's reserve: the cart hold whose units it takes over (the order was placed "
+        "with it). The hold's units are given back and the order's lines reserved in one step.",
+    )
 
 
 class ReservationBatch(Envelope):

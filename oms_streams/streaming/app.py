@@ -13,6 +13,7 @@ from oms_streams.adapters.dlq import dead_letter_for
 from oms_streams.adapters.reservations import decode_reservations
 from oms_streams.adapters.stock import decode_count, decode_movement, decode_supplier_stock
 from oms_streams.config import Settings
+from oms_streams.domain.saga import ReplyPolicy
 from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
 from oms_streams.streaming import faust_fixes, local_state, rdkafka_producer, upkeep
@@ -20,6 +21,7 @@ from oms_streams.streaming.admin import ensure_changelogs
 from oms_streams.streaming.agents import promise
 from oms_streams.streaming.agents.batched import register_batched
 from oms_streams.streaming.follower import TopicFollower
+from oms_streams.streaming.holds import HoldBook
 from oms_streams.streaming.ledger_engine import LedgerEngine
 from oms_streams.streaming.ledger_runtime import AvailabilityView, LedgerRuntime
 from oms_streams.streaming.ledger_store import LedgerStore
@@ -27,6 +29,7 @@ from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
 from oms_streams.streaming.promise_service import CourierBookings, PromiseService, TransitLearner
 from oms_streams.streaming.rerouting import Rerouter
+from oms_streams.streaming.returnable import ReturnableOrders
 from oms_streams.streaming.returns_runtime import ReturnsLoad, ReturnsRuntime, ReturnTopics
 from oms_streams.streaming.sourcing_runtime import SourcingRuntime, SourcingTopics
 from oms_streams.streaming.stall_watch import StallWatch
@@ -41,11 +44,13 @@ from oms_streams.streaming.topics import (
     COURIER_BOOKINGS,
     DLQ,
     FULFILMENT_EVENTS,
+    HOLDS,
     LOCATIONS,
     MOVEMENTS,
     ORDERS_AT_RISK,
     ORDERS_PLACED,
     ORDERS_REROUTED,
+    ORDERS_RETURNABLE,
     ORDERS_SOURCED,
     PROMISE_POLICY,
     PROMISE_REQUESTS,
@@ -78,6 +83,8 @@ class Worker:
     stall_watch: StallWatch
     settings: Settings
     metrics: Metrics
+    holds: HoldBook
+    """Every cart hold of the last hour, as ``oms.holds.v1`` says (any worker answers for any hold)."""
 
 
 def _credentials(settings: Settings) -> Any:
@@ -130,6 +137,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
         stall_watch=stall_watch,
         settings=settings,
         metrics=metrics,
+        holds=shared.holds,
     )
 
 
@@ -207,6 +215,18 @@ class _Kafka:
         # Every table write so far acknowledged: a runtime's outputs wait for it (outbox).
         await self.app.producer.flush()
 
+    @property
+    def rdkafka(self) -> rdkafka_producer.RdKafkaProducer:
+        producer = self.app.producer
+        assert isinstance(producer, rdkafka_producer.RdKafkaProducer)
+        return producer
+
+    def mark(self) -> int:
+        return self.rdkafka.mark()  # the send number of the last record handed over
+
+    async def acknowledged(self, through: int) -> None:
+        await self.rdkafka.acknowledged(through)
+
     async def send(
         self,
         topic: str,
@@ -241,8 +261,12 @@ class _Shared:
     bookings: CourierBookings
     returns_load: ReturnsLoad
     returns_load_follower: TopicFollower
+    returnable: ReturnableOrders
+    """What each order can take back (returns are checked against it)."""
+    returnable_follower: TopicFollower
     resync_requested: asyncio.Event
     """Set when availability must be recomputed: config changes, ledger rebalances, the calendar."""
+    holds: HoldBook
 
 
 def _followers(kafka: _Kafka) -> _Shared:
@@ -272,6 +296,7 @@ def _followers(kafka: _Kafka) -> _Shared:
     transit = TransitLearner(TransitModel(), metrics)
     bookings = CourierBookings()
     returns_load = ReturnsLoad(network)
+    returnable = ReturnableOrders()
     shared = _Shared(
         network=network,
         config_follower=TopicFollower(
@@ -287,7 +312,11 @@ def _followers(kafka: _Kafka) -> _Shared:
         returns_load_follower=TopicFollower(
             settings, [kafka.name(RETURNS_ROUTED)], returns_load.on_records, max_wait_ms=slow
         ),
+        returnable=returnable,
+        # Not slow: a till may register a return moments after the order's "collected".
+        returnable_follower=TopicFollower(settings, [kafka.name(ORDERS_RETURNABLE)], returnable.on_records),
         resync_requested=resync_requested,
+        holds=HoldBook(),
     )
     for follower in (
         shared.config_follower,
@@ -295,6 +324,9 @@ def _followers(kafka: _Kafka) -> _Shared:
         TopicFollower(settings, [kafka.name(TRANSIT_OBSERVATIONS)], transit.on_records, max_wait_ms=slow),
         TopicFollower(settings, [kafka.name(COURIER_BOOKINGS)], bookings.on_records, max_wait_ms=slow),
         shared.returns_load_follower,
+        shared.returnable_follower,
+        # Not slow: POST /holds waits for the ledgers' answers on it.
+        TopicFollower(settings, [kafka.name(HOLDS)], shared.holds.on_records),
     ):
         kafka.app.add_dependency(follower)
     return shared
@@ -312,9 +344,7 @@ def _ledger(kafka: _Kafka, shared: _Shared) -> tuple[LedgerRuntime, LedgerEngine
 
     async def send_many(records: list[tuple[str, bytes | None, bytes | None, int | None]]) -> None:
         # The ledger's changelog writes and outputs: one delivery tracked per batch, not per record.
-        producer = app.producer
-        assert isinstance(producer, rdkafka_producer.RdKafkaProducer)
-        await producer.send_many(records)
+        await kafka.rdkafka.send_many(records)
 
     runtime = LedgerRuntime(
         store=ledger_store,
@@ -339,6 +369,7 @@ def _ledger(kafka: _Kafka, shared: _Shared) -> tuple[LedgerRuntime, LedgerEngine
         partitions=settings.partitions,
         dedupe_window_days=settings.dedupe_window_days,
         cache_positions=settings.ledger_cache_positions,
+        holds_topic=kafka.name(HOLDS),
     )
     ensure_changelogs(settings, list(ledger_store.topics.values()))
 
@@ -355,6 +386,8 @@ def _ledger(kafka: _Kafka, shared: _Shared) -> tuple[LedgerRuntime, LedgerEngine
         store=ledger_store,
         rerouter=kafka.rerouter(STOCK_REROUTED, (MOVEMENTS, COUNTS, SUPPLIER_STOCK)),
         flush=kafka.durable,
+        mark=kafka.mark,
+        acknowledged=kafka.acknowledged,
         waits_for=ledger_may_start,
         on_assigned=shared.resync_requested.set,
         metrics=kafka.metrics,
@@ -404,6 +437,7 @@ def _orders(kafka: _Kafka, shared: _Shared, table: Any) -> OrdersRuntime:
             dlq=kafka.name(DLQ),
             cancellations=kafka.name(CANCELLATIONS),
             cancellation_outcomes=kafka.name(CANCELLATION_OUTCOMES),
+            returnable=kafka.name(ORDERS_RETURNABLE),
         ),
         kafka.produce,
         kafka.metrics,
@@ -448,6 +482,11 @@ def _sourcing(kafka: _Kafka, shared: _Shared, table: Any) -> SourcingRuntime:
         kafka.metrics,
         partitions=kafka.settings.partitions,
         durable=kafka.durable,
+        replies=ReplyPolicy(
+            timeout_ms=int(kafka.settings.sourcing_reply_timeout_s * 1000),
+            max_sends=kafka.settings.sourcing_max_sends,
+        ),
+        holds=shared.holds,
     )
     # Plans read the network and the availability view: both must be there before the first order.
     register_batched(
@@ -481,14 +520,21 @@ def _returns(kafka: _Kafka, shared: _Shared, table: Any) -> ReturnsRuntime:
         kafka.metrics,
         partitions=kafka.settings.partitions,
         durable=kafka.durable,
+        orders=shared.returnable,
     )
-    # Routing reads the network, the availability view (need) and today's load per location.
+    # Routing reads the network, the availability view (need) and today's load per location; both
+    # routing and receipts read what each order can take back.
     register_batched(
         kafka.app,
         "handle_returns",
         kafka.topic(RETURNS_REQUESTED, RETURNS_RECEIVED, RETURNS_REROUTED),
         runtime.apply_batch,
-        (shared.config_follower, shared.view_follower, shared.returns_load_follower),
+        (
+            shared.config_follower,
+            shared.view_follower,
+            shared.returns_load_follower,
+            shared.returnable_follower,
+        ),
         kafka.settings,
         kafka.rerouter(RETURNS_REROUTED, (RETURNS_REQUESTED, RETURNS_RECEIVED)),
     )

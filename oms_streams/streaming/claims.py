@@ -38,19 +38,23 @@ class Claims:
             self.by_sku[sku].add(loc)
 
     def answered(self, reply: Reply, asked: Iterable[list[Any]], at_ms: int) -> None:
-        for loc, units, *_ in asked:
-            key = (reply.sku, loc)
-            left = self.in_flight.get(key, 0) - units
-            if left > 0:
-                self.in_flight[key] = left
-            else:
-                self.in_flight.pop(key, None)
+        self.withdrawn(reply.sku, asked)
         for loc, units, available in reply.lines:
             key = (reply.sku, loc)
             self.by_sku[reply.sku].add(loc)
             self.hints[key] = (at_ms, available)
             if reply.status == "reserved":
                 self.reserved.setdefault(key, []).append((at_ms, units))
+
+    def withdrawn(self, sku: str, asked: Iterable[list[Any]]) -> None:
+        """An ask given up unanswered: its units are no longer in flight (its release follows)."""
+        for loc, units, *_ in asked:
+            key = (sku, loc)
+            left = self.in_flight.get(key, 0) - units
+            if left > 0:
+                self.in_flight[key] = left
+            else:
+                self.in_flight.pop(key, None)
 
     def usable(self, sku: str, loc: str, view_units: int, view_at_ms: int, now_ms: int) -> int:
         key = (sku, loc)

@@ -37,7 +37,7 @@ from oms_streams.domain.inventory import (
 )
 from oms_streams.domain.ledger import StockCommand, apply_commands
 from oms_streams.domain.protection import day_index, next_replenishment_ms, protection_units
-from oms_streams.domain.reservations import apply_reservation
+from oms_streams.domain.reservations import apply_reservation, expire_holds, is_cart_hold
 from oms_streams.domain.visibility import (
     HiddenBy,
     LocationType,
@@ -49,6 +49,7 @@ from oms_streams.domain.visibility import (
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.event_ids import AppliedMovementIds
 from oms_streams.streaming.follower import TopicFollower
+from oms_streams.streaming.holds import HoldKeeper
 from oms_streams.streaming.ledger_store import LedgerStore, Send
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.outbox import Outbox, PartitionBatches, Produce
@@ -123,6 +124,7 @@ class LedgerRuntime:
         partitions: int | None = None,
         dedupe_window_days: float = 7,
         cache_positions: int = 500_000,
+        holds_topic: str = "oms.holds.v1",
     ) -> None:
         self.store = store
         self._send_many = send_many
@@ -137,6 +139,7 @@ class LedgerRuntime:
         # Records to produce once the batch (or resync chunk) is decided, in order, under the lock.
         self.outbox = Outbox(produce, dlq_topic, metrics, produce_many=send_many)
         self.replies = PartitionBatches(replies_topic, partitions, reply_batch_record)
+        self.holds = HoldKeeper(store, self.outbox, holds_topic, metrics)
         self.metrics = metrics
         self.lock = asyncio.Lock()
         # Write-through cache of the SKUs used last: sku -> location -> position, least recently used
@@ -281,14 +284,26 @@ class LedgerRuntime:
         self, sku: str, positions: dict[str, StockPosition], decoded: Decoded, now_ms: int
     ) -> dict[str, StockPosition]:
         assert isinstance(decoded, DecodedReservation)
+        command = decoded.command
         usable = self._usable(sku, decoded.channel, decoded.channels)
-        held_at = self._held_at.get(sku, {}).get(decoded.command.reservation_id, ())
-        result = apply_reservation(positions, decoded.command, usable, held_at)
+        held_at = self._held_at.get(sku, {})
+        late = self.holds.late(positions, decoded) if is_cart_hold(command.reservation_id) else False
+        hold_at = held_at.get(command.takes_over, ()) if command.takes_over else None
+        result = apply_reservation(
+            positions,
+            command,
+            usable,
+            held_at.get(command.reservation_id, ()),
+            now_ms=now_ms,
+            hold_at=hold_at,
+        )
         if result.changed:
             self._store(sku, positions, result.changed)
-        available = {loc: usable(loc, positions.get(loc, StockPosition())) for loc, _ in result.lines}
         self._verdicts[(decoded.kind, result.status.value)] += 1
-        self.replies.add(decoded.order_id, reply(decoded, result, available, now_ms))
+        self.holds.on_result(sku, decoded, result, now_ms, late)
+        if not is_cart_hold(command.reservation_id):  # a cart has no order owner to answer
+            available = {loc: usable(loc, positions.get(loc, StockPosition())) for loc, _ in result.lines}
+            self.replies.add(decoded.order_id, reply(decoded, result, available, now_ms))
         return result.changed
 
     def _usable(
@@ -482,6 +497,7 @@ class LedgerRuntime:
         self._held_at.clear()
         self._hidden_by_sku.clear()  # the resync that follows counts the SKUs owned now
         self._hidden_totals.clear()
+        self.holds.forget_ownership()
 
     async def resync(self, *, full: bool = False, chunk: int = 500) -> int:
         """Recompute the SKUs this worker owns; publish those whose view changed (or all, when full).
@@ -511,3 +527,20 @@ class LedgerRuntime:
         async with self.lock:
             await self.store.commit(self._send_many)
         return forgotten
+
+    async def expire_holds(self, now_ms: int) -> int:
+        """Release the cart holds of owned SKUs that expired by ``now_ms`` (the ledger's clock), as a
+        batch would: rows and changelogs, availability, one ``expired`` record per hold and SKU."""
+        expired = 0
+        async with self.lock:
+            for sku, holds in self.holds.due(now_ms).items():
+                positions = self._load(sku)
+                result = expire_holds(positions, {h: live.expires_at_ms for h, live in holds.items()}, now_ms)
+                if result.changed:
+                    self._store(sku, positions, result.changed)
+                    self._publish_if_changed(sku, now_ms, "hold_expiry", changed=result.changed)
+                self.holds.expired(sku, holds, result.expired, now_ms)
+                expired += len(holds)
+            await self.store.commit(self._send_many)
+            await self.outbox.flush()
+        return expired

@@ -2,7 +2,7 @@
 
 The ledger reads its stock topics with its own consumer (``ledger_engine``), not faust's per-event
 stream, so it keeps its state itself, as Kafka Streams does: a RocksDB store per partition (a dict
-with ``OMS_TABLE_STORE=memory``) holding three tables, each with a compacted changelog topic named
+with ``OMS_TABLE_STORE=memory``) holding four tables, each with a compacted changelog topic named
 as faust names a table's (``<app id>-<table>-changelog``, partition = the stock partition), so
 ``oms audit`` and the operators' tooling read them as before. Tables are keyed by SKU first
 (``SKU``, ``SKU|LOCATION``, ``SKU|LOCATION|event id``): a key's partition is its SKU's.
@@ -36,7 +36,8 @@ from oms_streams.streaming.partitioning import partition_for
 
 log = logging.getLogger(__name__)
 
-TABLES = ("stock_positions", "sku_locations", "stock_event_ids")
+TABLES = ("stock_positions", "sku_locations", "stock_event_ids", "stock_holds")
+"""Appended to only: a table's key prefix byte is its index here."""
 MIB = 1024 * 1024
 _NO_LEADER_YET = {
     KafkaError.NOT_LEADER_FOR_PARTITION,
@@ -175,6 +176,8 @@ class LedgerStore:
         """SKU -> the locations that ever held a position of it: a SKU's ledger loads without a scan."""
         self.stock_event_ids = Table(self, self._prefixes["stock_event_ids"])
         """'SKU|LOCATION|event id' -> '<applied ms>:<applied count>' (see event_ids)."""
+        self.stock_holds = Table(self, self._prefixes["stock_holds"])
+        """'SKU|hold id' -> [expires at ms, channel] of each live cart hold (see holds)."""
         self._owned: dict[int, _Partition] = {}
         self._pending: dict[int, dict[bytes, bytes | None]] = {}
 

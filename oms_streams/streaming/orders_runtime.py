@@ -32,6 +32,7 @@ from oms_streams.adapters.orders import (
     decode_placement,
     decode_return_link,
 )
+from oms_streams.adapters.returnable import fingerprint, returnable_of, returnable_record
 from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import utc_from_epoch_ms
 from oms_streams.domain.network import DeliveryMethod
@@ -70,6 +71,7 @@ class OrderTopics:
     returns_processed: str = ""
     cancellations: str = ""
     cancellation_outcomes: str = ""
+    returnable: str = ""
 
 
 @dataclass(slots=True)
@@ -257,17 +259,20 @@ class OrdersRuntime:
         order.row.set_events(tracking.events)
         if event.kind is FulfilmentKind.DELIVERED:
             self._observe_transit(order, tracking, event.occurred_at_ms, event.shipment, event.location_id)
+        elif event.kind is FulfilmentKind.HANDED_TO_CARRIER:
+            self._observe_transit(order, tracking, None, event.shipment, event.location_id)
         return "applied"
 
     def _observe_transit(
         self,
         order: OpenOrder,
         tracking: OrderTracking,
-        delivered_ms: int,
+        delivered_ms: int | None,
         index: int | None,
         location: str | None,
     ) -> None:
-        """Every delivered carrier parcel becomes a lane observation every worker learns from."""
+        """Every carrier parcel becomes a lane observation every worker learns from: once when first
+        handed to the carrier (in transit, ``delivered_ms`` None) and once delivered."""
         option = tracking.record.option
         destination = order.row.destination or {}
         network = self.network.promise_network
@@ -286,14 +291,17 @@ class OrdersRuntime:
             ]
             handed_ms = min(handed) if handed else shipment.handover_at_ms
             site = network.sites.get(shipment.location_id)
-            if site is None or delivered_ms < handed_ms:
+            if site is None or (delivered_ms is not None and delivered_ms < handed_ms):
                 continue
+            if delivered_ms is None and (len(handed) != 1 or _delivered(tracking, i, shipment.location_id)):
+                continue  # in transit is reported once, at the first handover, and never after delivery
             distance = shipment.distance_km
             if not distance and destination.get("lat") is not None:
                 distance = haversine_km(site.lat, site.lon, destination["lat"], destination["lon"])
+            what, at = ("in_transit", handed_ms) if delivered_ms is None else ("delivered", delivered_ms)
             observation = {
-                "event_id": f"{tracking.record.order_id}:{i}:delivered",
-                "occurred_at": utc_from_epoch_ms(delivered_ms).isoformat(),
+                "event_id": f"{tracking.record.order_id}:{i}:{what}",
+                "occurred_at": utc_from_epoch_ms(at).isoformat(),
                 "source": SOURCE,
                 "schema_version": 1,
                 "order_id": tracking.record.order_id,
@@ -303,7 +311,10 @@ class OrdersRuntime:
                 "dest_region": destination.get("region") or "",
                 "distance_km": round(distance, 3),
                 "handed_to_carrier_at": utc_from_epoch_ms(handed_ms).isoformat(),
-                "delivered_at": utc_from_epoch_ms(delivered_ms).isoformat(),
+                "delivered_at": None if delivered_ms is None else utc_from_epoch_ms(delivered_ms).isoformat(),
+                "placed_at": utc_from_epoch_ms(tracking.record.placed_at_ms).isoformat(),
+                "origin_timezone": site.calendar.timezone,
+                "in_transit_reported": delivered_ms is not None and bool(handed),
             }
             lane = f"{shipment.service_id}|{site.region}|{observation['dest_region']}".encode()
             self.outbox.add(self.topics.transit_observations, lane, orjson.dumps(observation))
@@ -318,6 +329,7 @@ class OrdersRuntime:
             if risk is not None or order.row.at_risk:
                 self._publish_risk(order_id, order, risk, now)
             order.risk = risk
+            self._publish_returnable(order_id, order, now)
         order.row.partition = order.partition
         self.table[order_id] = order.row.encode()
         self._schedule(order_id, order, now)
@@ -340,6 +352,20 @@ class OrdersRuntime:
             self.metrics.risk_transitions.labels("cleared", previous).inc()
         order.row.risk_id = state_id
         order.row.at_risk = risk is not None
+
+    def _publish_returnable(self, order_id: str, order: OpenOrder, now: int) -> None:
+        """What of the order can come back, for every returns worker: returns are keyed by return
+        id, so the worker that receives one never holds its order's row; it follows this compacted
+        topic instead. Published at placement (the order is known) and when shipped or returned
+        units change; the row keeps a fingerprint, so a repeat or a timer check publishes nothing."""
+        if not self.topics.returnable or order.tracking is None:
+            return
+        returnable = returnable_of(order.row, order.tracking)
+        digest = fingerprint(returnable)
+        if digest == order.row.returnable:
+            return
+        self.outbox.add(self.topics.returnable, order_id.encode(), returnable_record(returnable, now))
+        order.row.returnable = digest
 
     def _schedule(self, order_id: str, order: OpenOrder, now: int) -> None:
         if order.tracking is None:
@@ -426,6 +452,15 @@ class OrdersRuntime:
             return None
         row = OrderRow.decode(raw)
         return row, row.tracking()
+
+
+def _delivered(tracking: OrderTracking, index: int, location_id: str) -> bool:
+    """A delivery of the option's shipment ``index`` was applied."""
+    return any(
+        e.kind is FulfilmentKind.DELIVERED
+        and (e.shipment == index or (e.shipment is None and e.location_id in (None, location_id)))
+        for e in tracking.events
+    )
 
 
 def _courier_booking(order_id: str, option: DeliveryOption) -> bytes | None:

@@ -26,7 +26,10 @@ CHANNELS = tuple(sorted(set(CHANNEL_FOR_METHOD.values())))
 
 
 class TransitLearner:
-    """Follower callback: every delivered parcel on the observations topic updates the lane model."""
+    """Follower callback over ``oms.promise.transit-observations.v1``: every carrier parcel handed
+    over (in transit) and delivered teaches the model, exactly as ``oms promise backtest`` teaches
+    it (``TransitModel.observe_in_transit`` / ``observe_delivery``). An observation without
+    ``placed_at`` (an older producer) teaches the carrier leg only."""
 
     def __init__(self, model: TransitModel, metrics: Metrics) -> None:
         self.model = model
@@ -40,13 +43,34 @@ class TransitLearner:
                 # Written by track_orders itself, so this is a bug or a foreign producer: count, go on.
                 self._metrics.transit_observations.labels("invalid").inc()
                 continue
-            hours = (epoch_ms(seen.delivered_at) - epoch_ms(seen.handed_to_carrier_at)) / 3_600_000
-            if hours < 0:
-                self._metrics.transit_observations.labels("invalid").inc()
-                continue
-            lane = Lane(seen.service_id, seen.origin_region, seen.dest_region, seen.distance_km)
-            self.model.observe(lane, hours, epoch_ms(seen.delivered_at))  # recency by delivery time
-            self._metrics.transit_observations.labels("learned").inc()
+            self._metrics.transit_observations.labels(self.learn(seen)).inc()
+
+    def learn(self, seen: TransitObservation) -> str:
+        """Teach one observation; 'learned', 'in_transit' or 'invalid'."""
+        lane = Lane(seen.service_id, seen.origin_region, seen.dest_region, seen.distance_km)
+        handed = epoch_ms(seen.handed_to_carrier_at)
+        placed = None if seen.placed_at is None else epoch_ms(seen.placed_at)
+        timezone = seen.origin_timezone or "UTC"
+        if placed is not None and placed > handed:
+            return "invalid"
+        try:
+            if seen.delivered_at is None:
+                if placed is None:
+                    return "invalid"
+                self.model.observe_in_transit(lane, placed, timezone)
+                return "in_transit"
+            delivered = epoch_ms(seen.delivered_at)
+            if delivered < handed:
+                return "invalid"
+            if placed is None:
+                self.model.observe(lane, (delivered - handed) / 3_600_000, delivered)  # carrier leg only
+            else:
+                self.model.observe_delivery(
+                    lane, placed, handed, delivered, timezone, in_transit=seen.in_transit_reported
+                )
+        except (ValueError, KeyError):  # an unknown time zone
+            return "invalid"
+        return "learned"
 
 
 class CourierBookings:

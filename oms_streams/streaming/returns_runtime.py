@@ -10,6 +10,10 @@ with an id derived from the return and the item, which the SKU's ledger applies 
 a store return at once) and recognises when it comes again. The outcome per receipt goes to
 ``oms.returns.processed.v1`` keyed by order id, where the order tracker links it to the order.
 
+When the order is known (``streaming.returnable``: what it shipped, what its other returns brought
+back), only units it can take back are routed or disposed of; the rest is refused with the reason and
+moves no stock (``domain.returnable``). A return without a known order follows the return policy.
+
 At least once: after a crash the local row can be ahead of what reached Kafka, so a repeated input
 re-sends its outputs with the same ids (consumers and the ledger recognise them) while it is recent;
 a repeat days later only counts as a duplicate (the ledger's journal no longer remembers it).
@@ -28,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from oms_streams.adapters.returnable import REFUSED, accepted_units
 from oms_streams.adapters.returns import (
     Received,
     Requested,
@@ -36,6 +41,7 @@ from oms_streams.adapters.returns import (
     decode_requested,
     disposition_rules,
     movement_record,
+    refused_line_wire,
     routed_line_wire,
     routed_record,
     routing_policy,
@@ -43,11 +49,13 @@ from oms_streams.adapters.returns import (
 from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import epoch_ms_from_iso, utc_from_epoch_ms
 from oms_streams.domain.protection import day_index
+from oms_streams.domain.returnable import REFUSAL_LABEL, Allowed, ReturnClaim, allow_return
 from oms_streams.domain.returns import (
     Disposition,
     DispositionRule,
     Grade,
     ReturnedItem,
+    ReturnLine,
     ReturnNetwork,
     RoutedLine,
     decide_disposition,
@@ -60,6 +68,7 @@ from oms_streams.streaming.ledger_runtime import AvailabilityView
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.outbox import Durable, Outbox, Produce
 from oms_streams.streaming.partitioning import misrouted
+from oms_streams.streaming.returnable import ReturnableOrders
 from oms_streams.streaming.table_context import in_partition_of
 
 log = logging.getLogger(__name__)
@@ -165,11 +174,14 @@ class ReturnsRuntime:
         metrics: Metrics,
         partitions: int | None = None,
         durable: Durable | None = None,
+        orders: ReturnableOrders | None = None,
     ) -> None:
         self.table = table
         self.network = network
         self.view = view
         self.load = load
+        self.orders = orders if orders is not None else ReturnableOrders()
+        """What each order can take back; empty (every order unknown) without a follower."""
         self.topics = topics
         self.metrics = metrics
         self.partitions = partitions
@@ -225,25 +237,42 @@ class ReturnsRuntime:
             if now - routing["at_ms"] < REPUBLISH_WITHIN_MS:
                 self._publish_routed(row, routing)
             return "duplicate"
+        row.update(order_id=row.get("order_id") or wire.order_id, channel=row.get("channel") or wire.channel)
+        # Only what can come back against the order gets a return address; the rest is refused.
+        allowed = self._allow(row, [ReturnClaim(x.line_id, x.sku, x.quantity) for x in requested.lines])
+        lines = [ReturnLine(a.key, a.sku, a.accepted) for a in allowed if a.accepted]
         network, _ = self._network()
         started = time.perf_counter()
-        routed = network.route(
-            requested.lines, wire.origin.lat, wire.origin.lon, self._need, self.load.today(now), now
-        )
+        routed = network.route(lines, wire.origin.lat, wire.origin.lon, self._need, self.load.today(now), now)
         self.metrics.returns_routing_seconds.observe(time.perf_counter() - started)
         for line in routed:
             self.metrics.returns_routed.labels(_basis(line)).inc(line.quantity)
+        self._count_refused("requested", allowed)
+        by_line = {line.line_id: line for line in routed}
         routing = {
             "at_ms": now,
             "event_id": wire.event_id,
             "origin": [wire.origin.lat, wire.origin.lon],
-            "lines": [routed_line_wire(line) for line in routed],
+            "lines": [
+                routed_line_wire(by_line[a.key], a.refused, a.reason) if a.accepted else refused_line_wire(a)
+                for a in allowed
+            ],
         }
-        row.update(order_id=row.get("order_id") or wire.order_id, channel=row.get("channel") or wire.channel)
         row["routing"] = routing
         self._store(row)
         self._publish_routed(row, routing)
         return "applied"
+
+    def _allow(self, row: dict[str, Any], claims: list[ReturnClaim]) -> tuple[Allowed, ...]:
+        """Per claim, what can come back against the return's order (everything when the order is
+        not known); what earlier receipts of this return accepted is taken from its own row."""
+        own = accepted_units(item for receipt in row["receipts"].values() for item in receipt["items"])
+        return allow_return(self.orders.get(row.get("order_id")), row["return_id"], claims, own)
+
+    def _count_refused(self, kind: str, allowed: Sequence[Allowed]) -> None:
+        for a in allowed:
+            if a.refusal is not None:
+                self.metrics.returns_refused_units.labels(kind, a.refusal.value).inc(a.refused)
 
     def _need(self, sku: str) -> Mapping[str, int]:
         record = self.view.get(sku)
@@ -267,31 +296,13 @@ class ReturnsRuntime:
             return "duplicate"
         row.update(order_id=row.get("order_id") or wire.order_id, channel=row.get("channel") or wire.channel)
         items_seen = {item["item_key"] for receipt in receipts.values() for item in receipt["items"]}
-        location = self.network.locations[wire.location_id]
-        _, rules = self._network()
-        days = days_since_sale(received.sold_at_ms, received.occurred_at_ms)
-        processed: list[dict[str, Any]] = []
-        for key, item in zip(wire.item_keys(), wire.items, strict=True):
-            if key in items_seen:
-                continue  # the same item registered again (a till's resend with a new event id)
-            decision = decide_disposition(
-                ReturnedItem(item.sku, Grade(item.grade), row.get("channel"), location.type.value, days),
-                rules,
-            )
-            processed.append(
-                {
-                    "item_key": key,
-                    "sku": item.sku,
-                    "quantity": item.quantity,
-                    "grade": item.grade,
-                    "disposition": decision.disposition.value,
-                    "rule": decision.rule,
-                    "movement_event_id": movement_id(wire.return_id, key),
-                    "routed_to": self._routed_to(row, key, item.sku),
-                }
-            )
-        if not processed:
+        # The same item registered again (a till's resend with a new event id) counts once.
+        fresh = [(k, i) for k, i in zip(wire.item_keys(), wire.items, strict=True) if k not in items_seen]
+        if not fresh:
             return "duplicate"
+        allowed = self._allow(row, [ReturnClaim(key, item.sku, item.quantity) for key, item in fresh])
+        self._count_refused("received", allowed)
+        processed = self._dispose(row, received, fresh, allowed)
         handling = "shipped" if row.get("routing") is not None else "in_store"
         saved, extra = self._km_versus_central(row, wire.location_id, processed, handling)
         km_saved = round(saved, 1)
@@ -305,6 +316,18 @@ class ReturnsRuntime:
         }
         receipts[wire.event_id] = receipt
         self._store(row)
+        self.orders.note(
+            row.get("order_id"),
+            wire.return_id,
+            accepted_units(item for done in receipts.values() for item in done["items"]),
+        )
+        self._count_units(row, processed, handling)
+        self.metrics.returns_km_avoided.inc(km_saved)
+        self.metrics.returns_km_extra.inc(round(extra, 1))
+        self._publish_receipt(row, receipt, wire.event_id)
+        return "applied"
+
+    def _count_units(self, row: dict[str, Any], processed: list[dict[str, Any]], handling: str) -> None:
         # A label, so bounded: the channels the visibility rules know, else "other".
         channel = row.get("channel") or "unknown"
         if channel != "unknown" and channel not in {r.channel for r in self.network.rules.channels}:
@@ -313,10 +336,54 @@ class ReturnsRuntime:
             self.metrics.returned_units.labels(channel, done["grade"], done["disposition"], handling).inc(
                 done["quantity"]
             )
-        self.metrics.returns_km_avoided.inc(km_saved)
-        self.metrics.returns_km_extra.inc(round(extra, 1))
-        self._publish_receipt(row, receipt, wire.event_id)
-        return "applied"
+
+    def _dispose(
+        self,
+        row: dict[str, Any],
+        received: Received,
+        fresh: list[tuple[str, Any]],
+        allowed: Sequence[Allowed],
+    ) -> list[dict[str, Any]]:
+        """What becomes of each item: the disposition rules decide for the units that can come back
+        against the order; the rest is refused (no stock moves: it is either a keying error, and
+        moving stock would create units that do not exist, or not this order's item, which the till
+        can register without the order, under the return policy)."""
+        wire = received.wire
+        location = self.network.locations[wire.location_id]
+        _, rules = self._network()
+        days = days_since_sale(received.sold_at_ms, received.occurred_at_ms)
+        processed: list[dict[str, Any]] = []
+        for (key, item), allowance in zip(fresh, allowed, strict=True):
+            common = {"item_key": key, "sku": item.sku, "grade": item.grade}
+            routed_to = self._routed_to(row, key, item.sku)
+            if allowance.accepted:
+                decision = decide_disposition(
+                    ReturnedItem(item.sku, Grade(item.grade), row.get("channel"), location.type.value, days),
+                    rules,
+                )
+                processed.append(
+                    {
+                        **common,
+                        "quantity": allowance.accepted,
+                        "disposition": decision.disposition.value,
+                        "rule": decision.rule,
+                        "movement_event_id": movement_id(wire.return_id, key),
+                        "routed_to": routed_to,
+                    }
+                )
+            if allowance.refusal is not None:
+                processed.append(
+                    {
+                        **common,
+                        "quantity": allowance.refused,
+                        "disposition": REFUSED,
+                        "rule": REFUSAL_LABEL[allowance.refusal],
+                        "movement_event_id": None,
+                        "routed_to": routed_to,
+                        "reason": allowance.reason,
+                    }
+                )
+        return processed
 
     def _routed_to(self, row: dict[str, Any], key: str, sku: str) -> str | None:
         routing = row.get("routing")
@@ -336,6 +403,7 @@ class ReturnsRuntime:
         the difference between the customer's distance to where it went and to the central DC (a
         store in need may be farther away: that is the price of restocking it without a transfer)."""
         network, _ = self._network()
+        items = [i for i in items if i["disposition"] != REFUSED]  # refused units travel nowhere
         if handling == "in_store":
             per_unit = store_return_km_avoided(network, location_id)
             return per_unit * sum(
@@ -353,6 +421,8 @@ class ReturnsRuntime:
     def _publish_receipt(self, row: dict[str, Any], receipt: dict[str, Any], event_id: str) -> None:
         return_id = row["return_id"]
         for item in receipt["items"]:
+            if item["movement_event_id"] is None:
+                continue  # refused: no stock moves
             movement = movement_record(
                 item["movement_event_id"],
                 item["sku"],

@@ -14,8 +14,11 @@ the ``sourcing`` table (one row per order, written whole, in the order's partiti
    flow. A shipment leaving its location (handover, route departure, collection, or a courier's
    delivery) fulfils its holds.
 
-Every command carries a deterministic event id and every ledger command is idempotent, so after a
-crash the new owner re-sends the commands of unfinished attempts and nothing is taken twice.
+Every command carries a deterministic event id and every ledger command is idempotent, and every
+command waits in the row until it is answered (``SourcingRow.outstanding``): the new owner after a
+crash sends all of them again, and a timer sends again what goes unanswered too long and gives an
+attempt up when a reserve never is (``domain.saga``), so no order waits for an answer forever and
+nothing is taken twice.
 """
 
 from __future__ import annotations
@@ -40,23 +43,25 @@ from oms_streams.adapters.sourcing import (
     reservation_batch_record,
     reservation_command,
     reservations_by_sku,
-    sourced_record,
 )
 from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import epoch_ms_from_iso
 from oms_streams.domain.network import DeliveryMethod
-from oms_streams.domain.orders import derive_milestones
-from oms_streams.domain.promise import CHANNEL_FOR_METHOD, CartLine, DeliveryOption, Shipment
+from oms_streams.domain.promise import CHANNEL_FOR_METHOD
 from oms_streams.domain.risk import FulfilmentKind
+from oms_streams.domain.saga import ReplyPolicy
 from oms_streams.domain.sourcing import Outcome, SourcingPolicy, StockSnapshot, source_order
 from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.cancellation_runtime import OrderCancellations
 from oms_streams.streaming.claims import Claims
+from oms_streams.streaming.holds import HoldBook
 from oms_streams.streaming.ledger_runtime import AvailabilityView
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.outbox import Durable, Outbox, PartitionBatches, Produce
 from oms_streams.streaming.partitioning import misrouted, strays
+from oms_streams.streaming.sourcing_outcomes import RoundPublisher
+from oms_streams.streaming.sourcing_replies import ReplyWatch
 from oms_streams.streaming.table_context import in_partition, in_partition_of
 
 log = logging.getLogger(__name__)
@@ -109,6 +114,8 @@ class SourcingRuntime:
         policy: SourcingPolicy | None = None,
         partitions: int | None = None,
         durable: Durable | None = None,
+        replies: ReplyPolicy | None = None,
+        holds: HoldBook | None = None,
     ) -> None:
         self.table = table
         self.partitions = partitions
@@ -118,21 +125,23 @@ class SourcingRuntime:
         self.topics = topics
         self.metrics = metrics
         self.policy = policy
+        self.holds = holds
+        """Cart holds: an order placed with one plans on its held units too (availability hides them)."""
         self.lock = asyncio.Lock()
         self.claims = Claims()
         self.workload: dict[str, int] = defaultdict(int)
         """Live allocations per location among this worker's orders (a sourcing cost)."""
         self.outbox = Outbox(produce, topics.dlq, metrics, durable)
         self.commands = PartitionBatches(topics.reservations, partitions, reservation_batch_record)
-        self._republished: set[str] = set()
-        """Orders whose finished round this worker published again (once is enough)."""
+        self.watch = ReplyWatch(replies or ReplyPolicy(), metrics)
+        self.rounds = RoundPublisher(self.outbox, topics.allocations, topics.sourced, network, metrics)
         self.cancellations = OrderCancellations(
             self.outbox,
             topics.allocations,
             topics.cancellation_outcomes,
             metrics,
             self._send_reservation,
-            self._publish_round,
+            self.rounds.publish,
             self.workload,
         )
 
@@ -177,6 +186,7 @@ class SourcingRuntime:
         for row, event in rows.values():
             with in_partition_of(event):
                 self.table[row.order_id] = row.encode()
+            self.watch.track(row)
 
     def _decode(self, event: Any, now: int) -> Sequence[Placement | Fulfilment | Reply | Cancellation]:
         """The message's placement, fulfilment event, answers or cancellation; nothing if not valid."""
@@ -220,13 +230,13 @@ class SourcingRuntime:
         if isinstance(decoded, Placement):
             row, verdict = self._place(row, decoded, event.message.partition, now)
         elif isinstance(decoded, Reply):
-            verdict = self._answer(row, decoded, now) if row is not None else self._stray(decoded, now)
+            verdict = self._answer(row, decoded, now) if row is not None else self._stray(None, decoded, now)
         elif isinstance(decoded, Cancellation):
             verdict = self.cancellations.apply(row, decoded, now)
         else:
             verdict = self._progress(row, decoded, now) if row is not None else "ignored"
         self.metrics.sourcing_events.labels(_label(event.message.topic, self.topics), verdict).inc()
-        if row is not None and verdict in ("applied", "parked"):
+        if row is not None and verdict in ("applied", "parked", "released_stray"):
             rows[order_id] = (row, event)
 
     def _load(self, order_id: str) -> SourcingRow | None:
@@ -241,7 +251,7 @@ class SourcingRuntime:
         if row is not None:
             # Sourced once per order: a re-promise changes the promise (track_orders), not the stock.
             if placement.event_id == row.placement:
-                self._republish(row, now)
+                self.rounds.republish(row, now)
             return row, "duplicate"
         option = placement.option
         lines: dict[str, int] = {}
@@ -264,6 +274,7 @@ class SourcingRuntime:
             promised_by_ms=option.window_end_ms,
             channel=CHANNEL_FOR_METHOD[option.method],
             courier_store_id=courier_store,
+            hold_id=placement.hold_id,
         )
         self._plan_and_reserve(row, now)
         return row, "applied"
@@ -272,11 +283,12 @@ class SourcingRuntime:
         row.attempt += 1
         row.round_attempts += 1
         row.pending, row.held, row.refused = [], {}, False
+        row.stop_awaiting_reserves()
         started = time.perf_counter()
         request = row.request(now)
         decision = source_order(
             request,
-            self._snapshot(row.channel, [line.sku for line in request.lines], now),
+            self._snapshot(row.channel, [line.sku for line in request.lines], now, row.hold_id),
             self.network.promise_network,
             self.transit,
             self._policy(),
@@ -296,8 +308,9 @@ class SourcingRuntime:
             return self.policy
         return SourcingPolicy(max_splits=self.network.promise_network.policy.max_parcels)
 
-    def _snapshot(self, channel: str, skus: list[str], now: int) -> StockSnapshot:
+    def _snapshot(self, channel: str, skus: list[str], now: int, hold_id: str | None = None) -> StockSnapshot:
         units: dict[str, Mapping[str, int]] = {}
+        held = self.holds.held_units(hold_id) if self.holds is not None and hold_id else {}
         protected: dict[str, dict[str, int]] = {}
         for sku in skus:
             record = self.view.get(sku)
@@ -313,23 +326,28 @@ class SourcingRuntime:
                 at_ms = epoch_ms_from_iso(record["published_at"])
                 protected[sku] = record.get("protected", {})
             units[sku] = self.claims.adjust(sku, shown, at_ms, now)
+            if sku in held:  # the reserve takes the hold over: its units are the order's to plan on
+                mine = held[sku]
+                units[sku] = {loc: units[sku].get(loc, 0) + mine.get(loc, 0) for loc in {*units[sku], *mine}}
         return StockSnapshot(units=units, protected=protected, workload=self.workload)
 
     # --- replies ----------------------------------------------------------------------------------
 
     def _answer(self, row: SourcingRow, reply: Reply, now: int) -> str:
         if reply.kind != "reserve":
-            return "ignored"  # releases and fulfilments need no follow-up
+            # No follow-up, but the command is no longer sent again.
+            return "applied" if row.replied(reply) else "ignored"
         current = reply.reservation_id == row.reservation_id
         if not current or row.status != "reserving" or reply.sku not in row.pending:
             allocated = any(a.reservation_id == reply.reservation_id for a in row.allocations)
             if allocated or (current and reply.sku in row.held):
                 if current:
-                    self._republish(row, now)
+                    self.rounds.republish(row, now)
                 return "duplicate"  # a redelivered answer: what it holds is the order's
-            return self._stray(reply, now)
+            return self._stray(row, reply, now)
         asked = reservations_by_sku(row.plan or {"shipments": []}, row.channel).get(reply.sku, [])
         self.claims.answered(reply, asked, now)
+        row.replied(reply)
         row.pending.remove(reply.sku)
         if reply.status == "reserved":
             row.held[reply.sku] = [[loc, units] for loc, units, _ in reply.lines]
@@ -341,12 +359,24 @@ class SourcingRuntime:
         if not row.refused:
             self._finish(row, now)
             return "applied"
+        self._retry(row, now, "stock kept being taken by other orders")
+        return "applied"
+
+    def _retry(self, row: SourcingRow, now: int, why: str) -> None:
+        """The attempt is over without every SKU: give back what it holds, and whatever its
+        unanswered SKUs may hold; then plan again, or after the last attempt reject the order."""
+        asked = reservations_by_sku(row.plan or {"shipments": []}, row.channel)
         for sku, lines in row.held.items():
+            self._send_reservation("release", row, row.reservation_id, sku, lines, now)
+        for sku in row.pending:
+            # Named, so that the ledger refuses the reserve if it arrives after this release.
+            lines = [[loc, units] for loc, units, *_ in asked.get(sku, [])]
+            self.claims.withdrawn(sku, asked.get(sku, []))
             self._send_reservation("release", row, row.reservation_id, sku, lines, now)
         if row.round_attempts >= MAX_ATTEMPTS:
             row.plan = {
                 "outcome": "rejected",
-                "reason": f"stock kept being taken by other orders: gave up after {MAX_ATTEMPTS} attempts",
+                "reason": f"{why}: gave up after {MAX_ATTEMPTS} attempts",
                 "shipments": [],
                 "backorder": row.lines,
                 "trace": (row.plan or {}).get("trace"),
@@ -355,15 +385,14 @@ class SourcingRuntime:
             self._finish(row, now)
         else:
             self._plan_and_reserve(row, now)
-        return "applied"
 
-    def _stray(self, reply: Reply, now: int) -> str:
+    def _stray(self, row: SourcingRow | None, reply: Reply, now: int) -> str:
         """An answer to an attempt that is over (a resend after a crash, or an old attempt): give
         back anything it holds."""
         if reply.kind == "reserve" and reply.status == "reserved":
             lines = [[loc, units] for loc, units, _ in reply.lines]
             self._send_reservation(
-                "release", None, reply.reservation_id, reply.sku, lines, now, reply.order_id
+                "release", row, reply.reservation_id, reply.sku, lines, now, reply.order_id
             )
             return "released_stray"
         return "ignored"
@@ -390,7 +419,8 @@ class SourcingRuntime:
         row.backorder = plan.get("backorder", [])
         row.status = plan.get("outcome", Outcome.REJECTED.value) if shipments else Outcome.REJECTED.value
         row.pending, row.held = [], {}
-        self._publish_round(row, allocations, plan.get("trace"), now)
+        row.stop_awaiting_reserves()
+        self.rounds.publish(row, allocations, plan.get("trace"), now)
         self.metrics.orders_sourced.labels(row.status).inc()
         row.plan = {**plan, "trace": None}  # published with the outcome: the row stays small
         while row.deferred and row.status != "reserving":
@@ -399,65 +429,6 @@ class SourcingRuntime:
             if hit:
                 self._withdraw(row, hit, FulfilmentKind(kind), why, now)
         self.cancellations.after_round(row, now)
-
-    def _republish(self, row: SourcingRow, now: int) -> None:
-        """Publish a finished round's allocations and outcome again, with the same ids.
-
-        A redelivered input means the batch that finished the round may not have reached Kafka: a
-        crash can leave the local table (RocksDB, written at once) ahead of what was produced.
-        Consumers recognise the repeat by its ids."""
-        if row.status == "reserving" or row.order_id in self._republished:
-            return
-        if len(self._republished) >= 10_000:
-            self._republished.clear()
-        self._republished.add(row.order_id)
-        allocations = [a for a in row.allocations if a.round == row.round]
-        self._publish_round(row, allocations, None, now)
-        self.metrics.sourcing_events.labels("republish", row.status).inc()
-
-    def _publish_round(
-        self, row: SourcingRow, allocations: list[AllocationState], trace: dict[str, Any] | None, now: int
-    ) -> None:
-        """The round's allocations (but the cancelled ones), with their milestones, then its outcome."""
-        plan = row.plan or {}
-        shipments = plan.get("shipments", [])
-        milestones = derive_milestones(self._option(row, shipments), self.network.promise_network)
-        for allocation in allocations:
-            if allocation.state == "cancelled":
-                continue
-            own = [m for m in milestones if m.shipment == allocation.shipment]
-            shipment = shipments[allocation.shipment]
-            record = allocation_record(row, allocation, shipment, own, trace, now)
-            self.outbox.add(self.topics.allocations, row.order_id.encode(), record)
-        ids = [allocation.allocation_id for allocation in allocations]
-        record = sourced_record(row, row.status, ids, plan.get("reason", ""), now)
-        self.outbox.add(self.topics.sourced, row.order_id.encode(), record)
-
-    def _option(self, row: SourcingRow, shipments: list[dict[str, Any]]) -> DeliveryOption:
-        """The allocated plan as a delivery option, to derive its milestones from the promise."""
-        return DeliveryOption(
-            option_id=row.method,
-            method=DeliveryMethod(row.method),
-            window_start_ms=row.window_start_ms,
-            window_end_ms=row.promised_by_ms,
-            confidence=self.network.promise_network.policy.quantile,
-            parcels=len(shipments),
-            co2e_g=0.0,
-            shipments=tuple(
-                Shipment(
-                    location_id=s["location_id"],
-                    lines=tuple(CartLine(sku, units) for sku, units in s["lines"]),
-                    ready_at_ms=s["ready_at_ms"],
-                    handover_at_ms=s["handover_at_ms"],
-                    arrives_at_ms=s["arrives_at_ms"],
-                    service_id=s["service_id"],
-                    route_id=s["route_id"],
-                    distance_km=s["distance_km"],
-                )
-                for s in shipments
-            ),
-            pickup_store_id=row.destination.get("pickup_store_id"),
-        )
 
     # --- fulfilment -------------------------------------------------------------------------------
 
@@ -529,30 +500,74 @@ class SourcingRuntime:
     def forget_ownership(self) -> None:
         self.claims.clear()
         self.workload.clear()
+        self.watch.forget()
 
     async def reload(self) -> int:
-        """After a rebalance: re-send the commands of every unfinished attempt this worker now owns.
+        """After a rebalance: re-send every unanswered command of the orders this worker now owns.
 
         A crash may have lost commands that were decided but not produced; the ledgers answer a
         repeat as they did the first time, so re-sending is always safe."""
         async with self.lock:
             now = now_ms()
-            resent = 0
+            self.watch.forget()
+            waiting = []
             for _, raw in self.table.items():
                 row = SourcingRow.decode(raw)
                 for allocation in row.allocations:
                     if allocation.state == "live":
                         self.workload[allocation.location_id] += 1
-                if row.status != "reserving" or row.plan is None:
-                    continue
+                if row.outstanding or (row.status == "reserving" and row.pending):
+                    waiting.append(row)
+            resent = 0
+            for row in waiting:
+                if row.status == "reserving" and row.plan is not None:
+                    row.await_pending(reservations_by_sku(row.plan, row.channel), now)
                 with in_partition(self.topics.placed, row.partition):
-                    for sku, lines in reservations_by_sku(row.plan, row.channel).items():
-                        if sku in row.pending:
-                            self._send_reservation("reserve", row, row.reservation_id, sku, lines, now)
-                            resent += 1
+                    for entry in self.watch.all_again(row, now):
+                        self._command(entry, row, now)
+                        resent += 1
+                    self.table[row.order_id] = row.encode()
+                self.watch.track(row)
             self.commands.drain_into(self.outbox, now)
             await self.outbox.flush()
             return resent
+
+    async def check_replies(self) -> int:
+        """Timer: send again the commands not answered in time, and give up the attempts whose
+        reserves never were (``domain.saga``); returns how many orders it acted on."""
+        async with self.lock:
+            now = now_ms()
+            due = self.watch.due(now)
+            for order_id in due:
+                row = self._load(order_id)
+                if row is None:
+                    self.watch.untrack(order_id)
+                    continue
+                try:
+                    with in_partition(self.topics.placed, row.partition):
+                        self._chase(row, now)
+                        self.table[order_id] = row.encode()
+                except Exception:  # one order's bug must not stop the timer for every other one
+                    log.exception("sourcing could not chase the answers of %s", order_id)
+                    self.watch.untrack(order_id)
+                    continue
+                self.watch.track(row)
+            self.commands.drain_into(self.outbox, now)
+            await self.outbox.flush()
+            return len(due)
+
+    def _chase(self, row: SourcingRow, now: int) -> None:
+        unanswered = sorted(row.pending)
+        entries, give_up = self.watch.chase(row, now)
+        for entry in entries:
+            self._command(entry, row, now)
+        if not give_up:
+            return
+        if row.status != "reserving":
+            row.stop_awaiting_reserves()  # cannot happen (a finished round awaits none): never loop
+            return
+        self.metrics.sourcing_attempt_timeouts.inc()
+        self._retry(row, now, f"no answer from the ledger of {', '.join(unanswered)}")
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -566,16 +581,34 @@ class SourcingRuntime:
         now: int,
         order_id: str | None = None,
     ) -> None:
+        """A command to the SKU's ledger; it waits in the row (if any) for its answer."""
         order = row.order_id if row is not None else order_id
         channel = row.channel if row is not None else "webshop"
         assert order is not None
-        self.commands.add(sku, reservation_command(kind, reservation_id, order, sku, channel, lines, now))
+        if row is not None:
+            row.await_reply(kind, reservation_id, sku, lines, now)
+        takes_over = row.hold_id if row is not None else None  # sent on reserves only
+        self.commands.add(
+            sku,
+            reservation_command(kind, reservation_id, order, sku, channel, lines, now, takes_over=takes_over),
+        )
+
+    def _command(self, entry: dict[str, Any], row: SourcingRow, now: int) -> None:
+        """A waiting command again (same ids: the ledger answers it as the first copy)."""
+        kind, rid, sku, lines = entry["kind"], entry["reservation_id"], entry["sku"], entry["lines"]
+        self.commands.add(
+            sku,
+            reservation_command(
+                kind, rid, row.order_id, sku, row.channel, lines, now, takes_over=row.hold_id
+            ),
+        )
 
     def lookup(self, order_id: str) -> SourcingRow | None:
         return self._load(order_id)
 
     def export_gauges(self) -> None:
         self.metrics.live_allocations.set(sum(self.workload.values()))
+        self.metrics.sourcing_awaiting.set(len(self.watch))
 
 
 def _label(topic: str, topics: SourcingTopics) -> str:

@@ -22,12 +22,14 @@ from oms_streams.schemas.config import (
     VisibilityRulesRecord,
 )
 from oms_streams.schemas.dlq import DeadLetter
+from oms_streams.schemas.holds import HoldRecord
 from oms_streams.schemas.inventory import StockCount, StockMovement, SupplierStock
 from oms_streams.schemas.orders import (
     CourierBooking,
     FulfilmentEvent,
     OrderAtRisk,
     OrderPlaced,
+    OrderReturnable,
     TransitObservation,
 )
 from oms_streams.schemas.promise import PromiseRequested, PromiseResponse
@@ -218,8 +220,8 @@ RESERVATIONS = TopicSpec(
     "sku (of the first command: every command's SKU is in that partition)",
     ReservationBatch,
     "Reserve / release / fulfil commands to the owner of SKU ledgers (co-partitioned with stock), "
-    "batched per partition.",
-    producers=("source_orders",),
+    "batched per partition; cart holds' commands too (reservation id 'hold-<uuid>').",
+    producers=("source_orders", "POST /holds, DELETE /holds/{hold_id}"),
     consumers=("apply_stock_events",),
 )
 RESERVATION_REPLIES = TopicSpec(
@@ -304,9 +306,33 @@ RETURNS_PROCESSED = TopicSpec(
     "oms.returns.processed.v1",
     "order_id (return_id without an order)",
     ReturnProcessed,
-    "What became of each received item (restocked, unsellable, return to vendor), linked to its order.",
+    "What became of each received item (restocked, unsellable, return to vendor, or refused: more than "
+    "its order delivered), linked to its order.",
     producers=("handle_returns",),
     consumers=("track_orders", "vendor returns", "customer service"),
+)
+ORDERS_RETURNABLE = TopicSpec(
+    "oms.orders.returnable.v1",
+    "order_id",
+    OrderReturnable,
+    "What of an order can come back: units placed and shipped per SKU, and units each return brought "
+    "back; republished when one changes.",
+    compacted=True,
+    producers=("track_orders",),
+    consumers=("returnable orders (every worker)",),
+    # Longer than any return window: an order older than this is unknown, and the return policy decides.
+    retention_days=120,
+)
+HOLDS = TopicSpec(
+    "oms.holds.v1",
+    "'<hold id>' (the request) or '<hold id>|<sku>' (a ledger's word on one SKU)",
+    HoldRecord,
+    "Cart holds: each hold's request, and per SKU whether its ledger holds it, refused it, or released "
+    "it (early, at expiry, or to the order that took it over). A hold spans SKUs of several ledgers.",
+    compacted=True,
+    producers=("POST /holds (the request)", "apply_stock_events"),
+    consumers=("hold book (every worker): GET /holds/{hold_id}",),
+    retention_days=1,  # a hold lasts minutes: a day answers every question about it
 )
 DLQ = TopicSpec(
     "oms.dlq.v1",
@@ -380,6 +406,8 @@ ALL_TOPICS = (
     *RETURN_INPUTS,
     RETURNS_ROUTED,
     RETURNS_PROCESSED,
+    ORDERS_RETURNABLE,
+    HOLDS,
     DLQ,
     STOCK_REROUTED,
     ORDERS_REROUTED,

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 def order_upkeep(
     app: faust.App, settings: Settings, orders: OrdersRuntime, sourcing: SourcingRuntime
 ) -> None:
-    """Rebalances of the order agents, and the milestone timer."""
+    """Rebalances of the order agents, the milestone timer and the saga's reply deadlines."""
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, **kwargs: Any) -> None:
@@ -67,11 +67,20 @@ def order_upkeep(
     async def check_overdue_milestones() -> None:
         await orders.check_due()
 
+    # A few checks per reply timeout, so an answer is chased at most a third of it late.
+    @app.timer(interval=min(5.0, settings.sourcing_reply_timeout_s / 3))  # type: ignore[untyped-decorator]
+    async def chase_unanswered_commands() -> None:
+        # An exception in a faust timer would stop the worker: log it, the next check tries again.
+        try:
+            await sourcing.check_replies()
+        except Exception:
+            log.exception("chasing unanswered reservation commands failed; trying again at the next check")
+
 
 def ledger_upkeep(
     app: faust.App, settings: Settings, runtime: LedgerRuntime, resync_requested: asyncio.Event
 ) -> None:
-    """Resyncs of availability, protection as the days pass, and the dedupe id sweep."""
+    """Resyncs of availability, protection as the days pass, the dedupe id sweep, hold expiry."""
 
     @app.task  # type: ignore[untyped-decorator]
     async def resync_when_requested() -> None:
@@ -101,6 +110,17 @@ def ledger_upkeep(
             log.info("forgot %d stock movement ids older than the dedupe window", forgotten)
         except Exception:
             log.exception("forgetting expired stock movement ids failed; trying again at the next sweep")
+
+    @app.timer(interval=settings.hold_expiry_check_s)  # type: ignore[untyped-decorator]
+    async def release_expired_holds() -> None:
+        # The owning ledger releases its cart holds at expiry, by its own clock; after a restart or a
+        # rebalance its table of live holds says which are due. A failure is retried at the next check.
+        try:
+            expired = await runtime.expire_holds(int(time.time() * 1000))
+            if expired:
+                log.info("released %d expired cart holds", expired)
+        except Exception:
+            log.exception("releasing expired cart holds failed; trying again at the next check")
 
 
 def faust_upkeep(app: faust.App, settings: Settings, metrics: Metrics) -> None:

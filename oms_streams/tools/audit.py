@@ -48,6 +48,7 @@ from oms_streams.adapters.timestamps import epoch_ms
 from oms_streams.config import Settings
 from oms_streams.domain.inventory import Movement, MovementKind, StockPosition, Verdict, apply_movement
 from oms_streams.domain.ledger import apply_commands
+from oms_streams.domain.reservations import is_cart_hold
 from oms_streams.domain.visibility import Location
 from oms_streams.schemas.cancellations import OrderCancellationOutcome
 from oms_streams.schemas.config import LocationRecord
@@ -94,6 +95,8 @@ class FindingKind(StrEnum):
     UNLISTED_ALLOCATION = "unlisted_allocation"
     OVER_ALLOCATED = "over_allocated"
     MISSING_ALLOCATION = "missing_allocation"
+    UNOWNED_HOLD = "unowned_hold"
+    EXPIRED_HOLD = "expired_hold"
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +256,7 @@ def audit(records: AuditInput) -> AuditReport:
     findings += sourcing.check_outcomes()
     findings += sourcing.check_allocations()
     findings += sourcing.check_holds()
+    findings += check_cart_holds(records, counts)
     ordered = (
         "positions",
         "skus_replayed",
@@ -262,6 +266,7 @@ def audit(records: AuditInput) -> AuditReport:
         "in_flight_holds",
         "resourcing",
         "holds",
+        "cart_holds",
         "allocations",
         "outcomes",
         "redelivered",
@@ -294,6 +299,34 @@ def check_ledger_rows(rows: Iterable[LedgerRow]) -> list[Finding]:
                     f"reserved {p.reserved} but holds sum to {held} ({_holds_text(p.holds)})",
                 )
             )
+    return findings
+
+
+def check_cart_holds(records: AuditInput, counts: Counter[str]) -> list[Finding]:
+    """A cart hold is owned by its expiry: the one its latest reserve named. Live until then (plus
+    ``settle_ms``, the ledger's expiry check runs every few seconds); still held after: a finding."""
+    expiry: dict[str, int | None] = {}
+    for command in records.commands:
+        if command.record.kind == "reserve" and is_cart_hold(command.record.reservation_id):
+            wire = command.record.expires_at
+            expiry[command.record.reservation_id] = epoch_ms(wire) if wire is not None else None
+    findings = []
+    for row in records.ledger:
+        for rid, units in row.position.holds:
+            if not is_cart_hold(rid):
+                continue
+            counts["cart_holds"] += 1
+            key, expires_at = f"{row.sku}|{row.location_id}", expiry.get(rid)
+            if expires_at is None:
+                why = "no reserve with an expiry on the reservations topic"
+                findings.append(Finding(FindingKind.UNOWNED_HOLD, key, f"{rid} holds {units}: {why}"))
+            elif expires_at + records.settle_ms < records.now_ms:
+                when = datetime.fromtimestamp(expires_at / 1000, UTC).isoformat()
+                findings.append(
+                    Finding(
+                        FindingKind.EXPIRED_HOLD, key, f"{rid} holds {units}: expired at {when}, not released"
+                    )
+                )
     return findings
 
 
@@ -645,6 +678,8 @@ class _Sourcing:
         holds: dict[tuple[str, str, str], list[tuple[str, int]]] = defaultdict(list)
         for row in self.records.ledger:
             for rid, units in row.position.holds:
+                if is_cart_hold(rid):
+                    continue  # owned by its expiry, not by an order (check_cart_holds)
                 order_id = order_of.get(rid) or order_of_reservation(rid)
                 holds[(order_id, row.sku, row.location_id)].append((rid, units))
                 self.counts["holds"] += 1

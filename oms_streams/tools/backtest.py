@@ -47,7 +47,14 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from oms_streams.adapters.timestamps import epoch_ms
-from oms_streams.domain.transit import HoursHistogram, Lane, TransitModel, TransitSettings
+from oms_streams.domain.transit import (
+    SOURCE_PRIOR,
+    HoursHistogram,
+    Lane,
+    TransitModel,
+    TransitSettings,
+    sample_quantile,
+)
 from oms_streams.domain.visibility import haversine_km
 from oms_streams.tools.backtest_report import (
     HANDLING_ALL,
@@ -143,6 +150,9 @@ class BacktestConfig:
     half_life_days: float | None = _LIVE.half_life_days
     pooling: float = _LIVE.pooling
     calibration_rate: float = _LIVE.calibration_rate
+    in_transit: bool = True
+    """``lead``: parcels handed to the carrier and not yet delivered count as censored observations
+    (as a worker learns them from the in-transit observations); False: delivered parcels only."""
     reliability_levels: tuple[float, ...] = ()
     """Also promise at these levels (for the reliability plot): one more estimate per level."""
 
@@ -382,11 +392,24 @@ class _Replay:
         self.transit = TransitModel(config.transit_settings)
         self.handling = _HandlingModel()
         handling = config.prior_handling_hours
-        self.prior_days = tuple(24.0 * math.ceil((handling + h) / 24) for h in config.prior_transit_hours)
+        self.prior_days = tuple(math.ceil((handling + h) / 24) for h in config.prior_transit_hours)
+
+    def handed(self, shipment: Shipment) -> None:
+        """The parcel is with the carrier (``lead``: it counts as in transit until delivered)."""
+        if self.config.method == "lead" and self.config.in_transit:
+            self.transit.observe_in_transit(_lane(shipment), shipment.placed_ms, shipment.timezone)
 
     def learn(self, done: Shipment) -> None:
         if self.config.method == "lead":
-            self.transit.observe(_lane(done), _lead_hours(done), done.delivered_ms)
+            # What a worker's TransitLearner does with the same delivery (streaming.promise_service).
+            self.transit.observe_delivery(
+                _lane(done),
+                done.placed_ms,
+                done.handed_ms,
+                done.delivered_ms,
+                done.timezone,
+                in_transit=self.config.in_transit,
+            )
         else:
             self.transit.observe(
                 _lane(done), (done.delivered_ms - done.handed_ms) / HOUR_MS, done.delivered_ms
@@ -397,11 +420,16 @@ class _Replay:
         """(promised_by, transit source, handling source) at ``quantile``."""
         config = self.config
         if config.method == "lead":
-            estimate = self.transit.estimate(_lane(order), quantile, config.min_samples, self.prior_days)
-            # Bucket upper edges lie within 6 h after a whole day (below 180 days): floor is the day.
-            placed_day = local_day(order.placed_ms, order.timezone)
-            day = placed_day + timedelta(days=int(estimate.hours // 24))
-            return end_of_local_day_ms(day, order.timezone), estimate.source, HANDLING_PRIOR
+            # The live promise's rule (TransitModel.lead): the end of the local day it names.
+            found = self.transit.lead(
+                _lane(order), order.placed_ms, order.timezone, quantile, config.min_samples, self.prior_days
+            )
+            if found is None:
+                placed_day = local_day(order.placed_ms, order.timezone)
+                day = placed_day + timedelta(days=int(sample_quantile(self.prior_days, quantile)))
+                return end_of_local_day_ms(day, order.timezone), SOURCE_PRIOR, HANDLING_PRIOR
+            day, lead = found
+            return end_of_local_day_ms(day, order.timezone), lead.source, HANDLING_PRIOR
         handling_hours, handling_source = self.handling.estimate(
             order.origin_id, quantile, config.min_samples, config.prior_handling_hours
         )
@@ -439,10 +467,20 @@ def run_backtest(history: ParsedHistory, config: BacktestConfig = BacktestConfig
         business_skipped=Counter(),
     )
     warmup_until = (orders[0].placed_ms + round(config.warmup_days * DAY_MS)) if orders else 0
+    # Handovers and deliveries in time order (a handover first at a tie): what a worker would have
+    # read from the transit observations topic by the time the order was placed.
+    events = sorted(
+        [(s.handed_ms, 0, i) for i, s in enumerate(deliveries)]
+        + [(s.delivered_ms, 1, i) for i, s in enumerate(deliveries)]
+    )
     learned = 0
     for order in orders:
-        while learned < len(deliveries) and deliveries[learned].delivered_ms < order.placed_ms:
-            replay.learn(deliveries[learned])
+        while learned < len(events) and events[learned][0] < order.placed_ms:
+            _, kind, at = events[learned]
+            if kind == 0:
+                replay.handed(deliveries[at])
+            else:
+                replay.learn(deliveries[at])
             learned += 1
         if order.placed_ms < warmup_until:
             report.warmup_orders += 1

@@ -22,6 +22,7 @@ TABLES = (
         "apply_stock_events",
         "co-partitioned with the stock topics",
     ),
+    ("stock_holds", "SKU|hold id", "apply_stock_events", "co-partitioned with the stock topics"),
 )
 
 

@@ -1,7 +1,9 @@
 """Fault injection for a worker process under test. Python imports ``sitecustomize`` at start-up
 from ``PYTHONPATH``; with ``OMS_TEST_FAIL_DELIVERY_AT=N`` the worker's Nth delivery report (of a
 record sent alone or in a group) says its record was not delivered, as librdkafka reports a record
-whose retries ran out. Without it, nothing.
+whose retries ran out. With ``OMS_TEST_LOSE_REPLIES_OF=<reservation id>,...`` every ledger answer
+to a reserve of those reservations is lost on its way to sourcing (the ledger applies the command
+and answers; sourcing never reads the answer). Without them, nothing.
 """
 
 import os
@@ -35,3 +37,21 @@ if _fail_at > 0:
 
     RdKafkaProducer._report = _report  # type: ignore[method-assign]
     Delivery.report = _report_in_group  # type: ignore[method-assign]
+
+
+_lost = {rid for rid in os.environ.get("OMS_TEST_LOSE_REPLIES_OF", "").split(",") if rid}
+if _lost:
+    from typing import Any
+
+    from oms_streams.adapters import sourcing
+
+    _decode_replies = sourcing.decode_replies
+
+    def _losing_replies(key: Any, value: Any) -> Any:
+        decoded = _decode_replies(key, value)
+        if not isinstance(decoded, list):
+            return decoded
+        return [r for r in decoded if not (r.kind == "reserve" and r.reservation_id in _lost)]
+
+    # Before the worker imports sourcing_runtime, which binds the name at import.
+    sourcing.decode_replies = _losing_replies

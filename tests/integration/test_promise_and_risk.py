@@ -92,8 +92,16 @@ def test_a_promise_over_http_lists_every_option_and_the_event_path_answers_the_s
         20,
         "the delivered parcel learned",
     )
-    [observation] = records_for(worker, "oms.promise.transit-observations.v1", "POSTNL-STANDARD|NL-OV|NL-UT")
+    # First in transit (counted as a censored lead time until delivered), then delivered.
+    in_transit, observation = records_for(
+        worker, "oms.promise.transit-observations.v1", "POSTNL-STANDARD|NL-OV|NL-UT"
+    )
+    assert (
+        in_transit["delivered_at"] is None
+        and worker.metric("oms_transit_observations_total", verdict="in_transit") == 1
+    )
     assert observation["order_id"] == "ORDER-1" and observation["distance_km"] > 0
+    assert observation["placed_at"] and observation["in_transit_reported"]
 
 
 def click_and_collect_option(ready_in: timedelta, sku: str = "SKU-TENT") -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """End to end on a real broker: a store return is restocked and visible at once and linked to its
-order; a shipped return is routed to the store that needs it and restocks it on arrival; repeats
-change nothing; bad returns go to the dead-letter topic."""
+order; units beyond what the order delivered are refused with the reason; a shipped return is
+routed to the store that needs it and restocks it on arrival; repeats change nothing; bad returns
+go to the dead-letter topic."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from tests.integration.test_promise_and_risk import DLQ, UTRECHT_HOME, records_for, stock_up
@@ -15,6 +17,8 @@ ROUTED = "oms.returns.routed.v1"
 PROCESSED = "oms.returns.processed.v1"
 RECEIVED = "oms.returns.received.v1"
 REQUESTED = "oms.returns.requested.v1"
+RETURNABLE = "oms.orders.returnable.v1"
+MOVEMENTS = "oms.inventory.movements.v1"
 CUSTOMER_IN_UTRECHT = {"lat": UTRECHT_HOME["lat"], "lon": UTRECHT_HOME["lon"]}
 
 
@@ -26,14 +30,38 @@ def processed_of(worker: WorkerProcess, key: str) -> list[dict[str, Any]]:
     return records_for(worker, PROCESSED, key)
 
 
+def delivered(worker: WorkerProcess, events: Events, order_id: str, units: dict[str, int]) -> None:
+    """The carrier delivers the whole order; returns of it are checked against that from then on."""
+    events.fulfilment(order_id, "delivered")
+    events.flush()
+    wait_until(
+        lambda: any(r["shipped"] == units for r in records_for(worker, RETURNABLE, order_id)),
+        20,
+        f"{order_id} delivered, for the returns check",
+    )
+    time.sleep(0.5)  # the worker's follower of that topic fetches every 50 ms
+
+
+def restocked(worker: WorkerProcess, sku: str, return_id: str) -> int:
+    """Units restocked by the return's movements (a recent repeat re-sends them with the same ids)."""
+    movements = {
+        m["event_id"]: m["quantity"]
+        for m in records_for(worker, MOVEMENTS, sku)
+        if m.get("reference") == f"return:{return_id}" and m["kind"] == "customer_return_restocked"
+    }
+    return sum(movements.values())
+
+
 def test_a_store_return_is_visible_at_once_graded_by_the_rules_and_linked_to_its_order(
     worker: WorkerProcess, events: Events
 ) -> None:
     stock_up(worker, events, ("SKU-TENT", "STORE-UTRECHT-01", 3), ("SKU-TENT", "DC-NORTH", 5))
-    events.order_placed("ORDER-R1", an_option("standard", {"SKU-TENT": 1, "SKU-EARBUDS": 1}), UTRECHT_HOME)
+    cart = {"SKU-TENT": 1, "SKU-EARBUDS": 1, "SKU-STOVE": 1, "SKU-PUMP": 2}
+    events.order_placed("ORDER-R1", an_option("standard", cart), UTRECHT_HOME)
     events.flush()
     outcome_of(worker, "ORDER-R1")
     assert atp_at(worker, "SKU-TENT", "STORE-UTRECHT-01") == 2  # 3, less the store's safety stock
+    delivered(worker, events, "ORDER-R1", cart)  # what the order delivered can all come back
 
     items = [
         ("SKU-TENT", 1, "as_new"),
@@ -90,6 +118,52 @@ def test_a_store_return_is_visible_at_once_graded_by_the_rules_and_linked_to_its
     assert {p["event_id"] for p in processed_of(worker, "ORDER-R1")} == {processed["event_id"]}
     assert len((worker.get("/orders/ORDER-R1")[1] or {})["returns"]) == 1
     assert worker.get("/returns/RET-1")[1]["receipts"][receipt["event_id"]]["handling"] == "in_store"
+
+
+def test_a_store_return_of_more_than_the_order_delivered_restocks_what_it_delivered_and_refuses_the_rest(
+    worker: WorkerProcess, events: Events
+) -> None:
+    stock_up(worker, events, ("SKU-LANTERN", "DC-NORTH", 5))
+    events.order_placed("ORDER-R4", an_option("standard", {"SKU-LANTERN": 2}), UTRECHT_HOME)
+    events.flush()
+    outcome_of(worker, "ORDER-R4")
+    delivered(worker, events, "ORDER-R4", {"SKU-LANTERN": 2})
+
+    items = [("SKU-LANTERN", 3, "as_new")]
+    receipt = events.return_received(
+        "RET-4", "STORE-UTRECHT-01", items, order_id="ORDER-R4", channel="webshop"
+    )
+    events.flush()
+
+    [processed] = wait_until(lambda: processed_of(worker, "ORDER-R4"), 20, "the processed return")
+    back, refused = processed["items"]
+    assert (back["disposition"], back["quantity"]) == ("restock", 2)
+    assert (refused["disposition"], refused["quantity"], refused["movement_event_id"]) == ("refused", 1, None)
+    assert (
+        refused["reason"] == "1 more than delivered: order ORDER-R4 shipped 2 SKU-LANTERN, 0 came back before"
+    )
+    wait_until(lambda: restocked(worker, "SKU-LANTERN", "RET-4") == 2, 20, "two lanterns restocked")
+    assert (
+        worker.metric("oms_returns_refused_units_total", kind="received", reason="more_than_delivered") == 1
+    )
+    assert worker.get("/returns/RET-4")[1]["receipts"][receipt["event_id"]]["items"] == processed["items"]
+    order = wait_until(lambda: (worker.get("/orders/ORDER-R4")[1] or {}).get("returns"), 20, "linked")
+    assert [i["disposition"] for i in order[0]["items"]] == ["restock", "refused"]
+
+    # The till sends it again, then registers it again under a new event id: nothing changes.
+    events.send(RECEIVED, b"RET-4", json.dumps(receipt).encode())
+    events.return_received("RET-4", "STORE-UTRECHT-01", items, order_id="ORDER-R4", channel="webshop")
+    events.flush()
+    wait_until(
+        lambda: worker.metric("oms_returns_events_total", kind="received", verdict="duplicate") == 2,
+        20,
+        "both repeats recognised",
+    )
+    assert {p["event_id"] for p in processed_of(worker, "ORDER-R4")} == {processed["event_id"]}
+    assert restocked(worker, "SKU-LANTERN", "RET-4") == 2
+    assert (
+        worker.metric("oms_returns_refused_units_total", kind="received", reason="more_than_delivered") == 1
+    )
 
 
 def test_a_shipped_return_goes_to_the_store_that_needs_it_and_restocks_it_on_arrival(

@@ -238,15 +238,22 @@ def test_a_delivered_parcel_becomes_a_transit_observation_every_worker_learns_fr
         )
     )
     harness.apply(harness.fulfilment("O-1", "delivered", at=handover + timedelta(hours=20, minutes=5)))
-    [observation] = harness.on("observations")
+    in_transit, observation = harness.on("observations")  # handed over (in transit), then delivered
+    assert in_transit["delivered_at"] is None and in_transit["event_id"] == "O-1:0:in_transit"
     assert observation["origin_region"] == "NL-OV" and observation["dest_region"] == "NL-UT"
     assert observation["service_id"] == "POSTNL-STANDARD" and observation["distance_km"] == 58.0
+    assert observation["in_transit_reported"] and observation["placed_at"] and observation["origin_timezone"]
 
     model = TransitModel()
     learner = TransitLearner(model, Metrics())
-    learner.on_records([SimpleNamespace(value=json.dumps(observation).encode())])
-    estimate = model.estimate(Lane("POSTNL-STANDARD", "NL-OV", "NL-UT", 58.0), 0.95, 1, (99.0,))
+    learner.on_records(
+        [SimpleNamespace(value=json.dumps(seen).encode()) for seen in (in_transit, observation)]
+    )
+    lane = Lane("POSTNL-STANDARD", "NL-OV", "NL-UT", 58.0)
+    estimate = model.estimate(lane, 0.95, 1, (99.0,))
     assert estimate.source == "lane" and estimate.fastest_hours == pytest.approx(20.0)
+    lead = model.lead(lane, epoch_ms(T0), observation["origin_timezone"], 0.95, 1, ())
+    assert lead is not None and lead[1].source == "lane" and lead[1].in_transit == 0
 
 
 def test_a_courier_order_books_its_slot_for_every_worker(harness: Harness) -> None:

@@ -3,7 +3,8 @@
 What it checks is the shell's bookkeeping: one routing per return (a repeat re-sends the same
 decision while it is recent), receiving capacity counted across workers through the routed topic
 (each decision once), repeated receipts re-sending the same movement ids only while the ledger can
-still recognise them, and the order tracker linking processed returns to their order.
+still recognise them, the order tracker linking processed returns to their order, and returns of a
+known order checked against what it delivered (through the followed returnable topic).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from oms_streams.streaming.returns_runtime import (
     ReturnsRuntime,
     ReturnTopics,
 )
-from tests.streaming.test_orders_runtime import T0, FakeEvent
+from tests.streaming.test_orders_runtime import T0, FakeEvent, click_and_collect
 from tests.streaming.test_orders_runtime import Harness as OrdersHarness
 
 TOPICS = ReturnTopics("requested", "received", "routed", "processed", "movements", "dlq")
@@ -54,20 +55,27 @@ class Harness(OrdersHarness):
     def run(self, *events: FakeEvent) -> None:
         asyncio.run(self.returns.apply_batch(list(events)))
 
-    def requested(self, return_id: str, lines: dict[str, int], event_id: str = "") -> FakeEvent:
+    def requested(
+        self, return_id: str, lines: dict[str, int], event_id: str = "", order_id: str = ""
+    ) -> FakeEvent:
         body = {
             "event_id": event_id or f"{return_id}-requested",
             "occurred_at": self.now.isoformat(),
             "source": "webshop",
             "return_id": return_id,
-            "order_id": f"ORDER-{return_id}",
+            "order_id": order_id or f"ORDER-{return_id}",
             "origin": UTRECHT,
             "lines": [{"line_id": sku, "sku": sku, "quantity": q} for sku, q in lines.items()],
         }
         return FakeEvent("requested", return_id.encode(), json.dumps(body).encode())
 
     def received(
-        self, return_id: str, location: str, items: list[tuple[str, int, str]], event_id: str
+        self,
+        return_id: str,
+        location: str,
+        items: list[tuple[str, int, str]],
+        event_id: str,
+        order_id: str = "",
     ) -> FakeEvent:
         body = {
             "event_id": event_id,
@@ -75,7 +83,7 @@ class Harness(OrdersHarness):
             "source": "pos",
             "return_id": return_id,
             "location_id": location,
-            "order_id": f"ORDER-{return_id}",
+            "order_id": order_id or f"ORDER-{return_id}",
             "items": [{"sku": sku, "quantity": q, "grade": g} for sku, q, g in items],
         }
         return FakeEvent("received", return_id.encode(), json.dumps(body).encode())
@@ -188,3 +196,119 @@ def test_the_order_tracker_links_each_processed_return_once_and_ignores_returns_
     assert "RET-2" not in h.table
     assert h.metrics.order_events.labels("return", "duplicate")._value.get() == 1
     assert h.metrics.order_events.labels("return", "ignored")._value.get() == 1
+
+
+# --- returns checked against their order ----------------------------------------------------------------
+
+
+class Tracked(Harness):
+    """The returns runtime with the order tracker beside it, joined as on Kafka: the tracker's
+    returnable records are followed by the returns side, processed returns linked by the tracker."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        topics = OrderTopics(
+            "placed",
+            "fulfilment",
+            "at-risk",
+            "observations",
+            "bookings",
+            "dlq",
+            "processed",
+            returnable="returnable",
+        )
+        self.tracker = OrdersRuntime({}, self.network, topics, self._produce, self.metrics)
+
+    def collected(self, order_id: str, tents: int) -> None:
+        option = click_and_collect(T0)
+        option["shipments"][0]["lines"] = [{"sku": "SKU-TENT", "quantity": tents}]
+        self.track(
+            self.placement(order_id, option),
+            self.fulfilment(order_id, "collected", location_id="STORE-AMSTERDAM-01"),
+        )
+
+    def track(self, *events: FakeEvent) -> None:
+        asyncio.run(self.tracker.apply_batch(list(events)))
+        self.follow()
+
+    def follow(self) -> None:
+        records = [SimpleNamespace(key=k, value=v) for t, k, v in self.sent if t == "returnable"]
+        self.returns.orders.on_records(records)
+
+    def link(self) -> None:
+        processed = [FakeEvent("processed", k, v) for t, k, v in self.sent if t == "processed"]
+        self.track(*processed)
+
+
+def test_a_receipt_takes_back_what_the_order_delivered_and_refuses_the_rest_once(
+    clock: list[datetime],
+) -> None:
+    h = Tracked()
+    h.collected("ORDER-1", tents=2)
+    assert h.on("returnable")[-1]["shipped"] == {"SKU-TENT": 2}
+
+    h.run(h.received("RET-1", "STORE-UTRECHT-01", [("SKU-TENT", 3, "as_new")], "r1", order_id="ORDER-1"))
+
+    [processed] = h.on("processed")
+    restocked, refused = processed["items"]
+    assert (restocked["disposition"], restocked["quantity"]) == ("restock", 2)
+    assert (refused["disposition"], refused["quantity"], refused["movement_event_id"]) == ("refused", 1, None)
+    assert refused["rule"] == "refused: more than delivered"
+    assert refused["reason"] == "1 more than delivered: order ORDER-1 shipped 2 SKU-TENT, 0 came back before"
+    assert [(m["sku"], m["quantity"]) for m in h.take("movements")] == [("SKU-TENT", 2)]
+    assert h.metrics.returns_refused_units.labels("received", "more_than_delivered")._value.get() == 1
+    assert h.returns.lookup("RET-1")["receipts"]["r1"]["items"] == processed["items"]
+
+    # The till sends it again under a new event id: nothing more is taken back or refused.
+    h.run(h.received("RET-1", "STORE-UTRECHT-01", [("SKU-TENT", 3, "as_new")], "r2", order_id="ORDER-1"))
+    assert h.take("movements") == [] and len(h.on("processed")) == 1
+    assert h.metrics.returns_refused_units.labels("received", "more_than_delivered")._value.get() == 1
+
+
+def test_another_return_of_the_order_gets_only_what_is_left_before_and_after_the_tracker_counts_it(
+    clock: list[datetime],
+) -> None:
+    h = Tracked()
+    h.collected("ORDER-1", tents=2)
+    h.run(h.received("RET-1", "STORE-UTRECHT-01", [("SKU-TENT", 1, "as_new")], "r1", order_id="ORDER-1"))
+
+    # This worker's own decision counts at once, before the tracker republishes the order.
+    h.run(h.received("RET-2", "STORE-UTRECHT-01", [("SKU-TENT", 2, "as_new")], "r2", order_id="ORDER-1"))
+    assert [(i["disposition"], i["quantity"]) for i in h.on("processed")[-1]["items"]] == [
+        ("restock", 1),
+        ("refused", 1),
+    ]
+
+    h.link()  # the tracker counts both returns and republishes the order
+    assert h.on("returnable")[-1]["returned"] == {"RET-1": {"SKU-TENT": 1}, "RET-2": {"SKU-TENT": 1}}
+    assert h.tracker.lookup("ORDER-1")[0].returns[-1]["items"][-1]["disposition"] == "refused"
+    h.run(h.received("RET-3", "STORE-UTRECHT-01", [("SKU-TENT", 1, "as_new")], "r3", order_id="ORDER-1"))
+    [refused] = h.on("processed")[-1]["items"]
+    assert refused["reason"].endswith("shipped 2 SKU-TENT, 2 came back before")
+
+
+def test_an_announced_return_is_routed_only_for_what_the_order_delivered(clock: list[datetime]) -> None:
+    h = Tracked()
+    h.collected("ORDER-1", tents=1)
+
+    h.run(h.requested("RET-1", {"SKU-TENT": 3, "SKU-HELMET": 1}, order_id="ORDER-1"))
+
+    [routed] = h.on("routed")
+    tent, helmet = routed["lines"]
+    assert tent["quantity"] == 1 and tent["location_id"] is not None
+    assert tent["refused"] == 2 and tent["refused_reason"].startswith("2 more than delivered")
+    assert (helmet["quantity"], helmet["location_id"], helmet["refused"]) == (0, None, 1)
+    assert helmet["reason"] == "SKU-HELMET is not a line of order ORDER-1"
+    assert h.metrics.returns_refused_units.labels("requested", "not_in_order")._value.get() == 1
+
+
+def test_a_return_of_an_order_not_known_follows_the_return_policy(clock: list[datetime]) -> None:
+    h = Tracked()
+    h.collected("ORDER-1", tents=1)
+
+    h.run(
+        h.received("RET-1", "STORE-UTRECHT-01", [("SKU-TENT", 3, "as_new")], "r1", order_id="ORDER-OFFLINE")
+    )
+
+    [item] = h.on("processed")[-1]["items"]
+    assert (item["disposition"], item["quantity"]) == ("restock", 3)

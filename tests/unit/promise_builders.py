@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
+from oms_streams.domain.lead_time import LeadEstimate
 from oms_streams.domain.network import (
     Calendar,
     Capability,
@@ -302,6 +303,17 @@ class FixedTransit(TransitModel):
         self.asked.append(lane)
         hours = self.per_service.get(lane.service_id, self.hours)
         return TransitEstimate(hours=hours, fastest_hours=self.fastest, source=self.source, samples=100)
+
+    def lead(
+        self,
+        lane: Lane,
+        placed_ms: int,
+        timezone: str,
+        quantile: float,
+        min_samples: int,
+        prior_days: Sequence[int],
+    ) -> tuple[date, LeadEstimate] | None:
+        return None  # no lead time learned: the promise is timed by the fixed carrier leg
 
 
 # --- random scenarios for the property tests ---------------------------------------------------------

@@ -316,6 +316,7 @@ def test_the_command_writes_a_table_and_a_json_report(
         "half_life_days": 60.0,
         "pooling": 10.0,
         "calibration_rate": 0.0,
+        "in_transit": True,
         "reliability_levels": [],
     }
     assert report["quarters"] == [
