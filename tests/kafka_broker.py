@@ -199,8 +199,26 @@ def _testcontainers_broker() -> Iterator[str]:
 
 
 @pytest.fixture
-def topic_prefix() -> str:
-    return f"t{uuid.uuid4().hex[:8]}."
+def topic_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    yield prefix
+    # After the test's workers have stopped (they were set up after this fixture): its topics go. A
+    # broker keeps a file open per partition, and a whole run creates thousands of partitions; the
+    # CI machine allows 20,000 open files, and a local broker reused across runs reached that.
+    if "kafka_bootstrap" in request.fixturenames:
+        delete_topics_with_prefix(request.getfixturevalue("kafka_bootstrap"), prefix)
+
+
+def delete_topics_with_prefix(bootstrap: str, prefix: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        for future in admin.delete_topics(names, operation_timeout=10).values() if names else ():
+            future.result(30)
+    except Exception as error:  # a test that deleted its own topics, a broker gone: nothing to clean
+        print(f"topics {prefix}* not deleted: {error}")
 
 
 # ---------------------------------------------------------------------------------------- helpers

@@ -9,7 +9,8 @@ version-guarded. Two for throughput and latency, measured with ``make bench`` (b
    drained waits up to 1.5 s for its next fetch, which is the p99 of event-to-availability latency
    at moderate load. The fix makes it a setting (``OMS_FETCH_MAX_WAIT_MS``).
 
-And one for correctness, found by ``oms audit`` after a two-worker start-up lost one stock movement:
+And two for correctness. The first was found by ``oms audit`` after a two-worker start-up lost one
+stock movement:
 
 3. In a rebalance faust drops records it has already fetched (a ``getmany`` that sees the generation
    change stops half way; the stream skips records of the old generation) and only seeks back when
@@ -20,6 +21,14 @@ And one for correctness, found by ``oms audit`` after a two-worker start-up lost
    seeks such a partition back to its committed offset, so the dropped records are read again;
    redelivery is safe because every runtime is idempotent. It commits past an offset only when the
    broker holds no record there (a transaction marker, say), however slow a batch is.
+4. After a takeover faust sometimes leaves a partition unread: records it fetched before the
+   restart's seek were skipped by a stream (flow stopped, or an old generation) without an ack, and
+   the partition is fetched no more (its read mark stays below the committed offset; we saw it in
+   about 1 of 8 restarts under load). ``reread_standing`` (called by the lag watch for a partition
+   whose committed offset has stood still with records waiting for half of ``OMS_STALL_AFTER_S``)
+   puts it back among the fetched partitions if it fell out, and seeks it to its committed offset:
+   its records are read again, which every runtime's idempotency makes safe. Only if that does not
+   help does the partition count as stalled (``/health``) for a liveness restart.
 """
 
 from __future__ import annotations
@@ -158,3 +167,32 @@ async def heal_dropped_records(
         reread[tp] = committed
         healed.append(tp)
     return healed
+
+
+async def reread_standing(consumer: Any, tps: list[Any]) -> list[Any]:
+    """Fix 4: resume (if faust dropped it from its fetched partitions) and read again from its
+    committed offset every partition of ``tps`` still assigned; returns those read again."""
+    active = consumer._get_active_partitions()
+    assigned = consumer.assignment()
+    reread = []
+    for tp in tps:
+        committed = consumer._committed_offset.get(tp)
+        if committed is None or tp not in assigned:
+            continue
+        fetched = tp in active
+        log.warning(
+            "%s: records waiting and no progress from offset %d (read mark %s, %s); reading it again",
+            tp,
+            committed,
+            consumer._read_offset.get(tp),
+            "fetched" if fetched else "not fetched: resumed",
+        )
+        if not fetched:
+            consumer.resume_partitions({tp})
+        try:
+            await consumer.seek(tp, committed)
+        except Exception as error:  # e.g. revoked by a rebalance under way: its new owner reads it
+            log.warning("%s: not read again (%r)", tp, error)
+            continue
+        reread.append(tp)
+    return reread

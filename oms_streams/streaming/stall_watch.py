@@ -42,3 +42,8 @@ class StallWatch:
             )
         self.stalled = sorted(stalled)
         return self.stalled
+
+    def standing(self, now_s: float, at_least_s: float) -> dict[str, int]:
+        """Partition -> committed offset, for those with messages waiting and no progress for at
+        least ``at_least_s`` (as of the last ``observe``)."""
+        return {p: offset for p, (offset, since) in self._still.items() if now_s - since >= at_least_s}

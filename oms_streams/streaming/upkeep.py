@@ -180,11 +180,14 @@ def watch_lag(app: faust.App, settings: Settings, metrics: Metrics, ledger: Ledg
     """Consumer lag per input topic, and the partitions whose lag stands still (``/health``)."""
     stall_watch = StallWatch(settings.stall_after_s)
     inputs = {settings.topic(spec.name) for spec in _FAUST_INPUTS}
+    reread: set[tuple[str, int]] = set()
+    """(partition, committed offset) read again already: once per standing episode."""
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def measure_lag() -> None:
         lag: dict[str, int] = {}
         offsets: dict[str, tuple[int, int]] = {}
+        faust_tps: dict[str, Any] = {}
         consumer: Any = app.consumer
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
@@ -192,6 +195,7 @@ def watch_lag(app: faust.App, settings: Settings, metrics: Metrics, ledger: Ledg
             if highwater is not None and tp.topic in inputs:
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - (position or 0))
                 offsets[f"{tp.topic}:{tp.partition}"] = (position or 0, highwater)
+                faust_tps[f"{tp.topic}:{tp.partition}"] = tp
         for (topic, partition), (position, highwater) in ledger.lag().items():
             lag[topic] = lag.get(topic, 0) + max(0, highwater - position)
             offsets[f"{topic}:{partition}"] = (position, highwater)
@@ -200,7 +204,18 @@ def watch_lag(app: faust.App, settings: Settings, metrics: Metrics, ledger: Ledg
         # While partitions move or tables recover, streams are paused on purpose: start counting after.
         tables_manager: Any = app.tables  # the TableManager type does not declare its recovery
         settling = app.rebalancing or tables_manager.recovery.in_recovery
-        stalled = stall_watch.observe({} if settling else offsets, time.monotonic())
+        now = time.monotonic()
+        stalled = stall_watch.observe({} if settling else offsets, now)
         metrics.stalled_partitions.set(len(stalled))
+        if not settling:
+            await reread_standing(stall_watch.standing(now, settings.stall_after_s / 2), faust_tps)
+
+    async def reread_standing(standing: dict[str, int], tps: dict[str, Any]) -> None:
+        # faust_fixes fix 4: once per standing episode (partition, offset), before it counts as stalled.
+        due = [tps[name] for name, offset in standing.items() if name in tps and (name, offset) not in reread]
+        reread.intersection_update(standing.items())
+        for tp in await faust_fixes.reread_standing(app.consumer, due):
+            metrics.partitions_reread.labels(tp.topic).inc()
+            reread.add((f"{tp.topic}:{tp.partition}", standing[f"{tp.topic}:{tp.partition}"]))
 
     return stall_watch

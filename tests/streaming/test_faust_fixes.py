@@ -170,3 +170,27 @@ def test_the_fixes_refuse_to_start_on_a_faust_version_they_were_not_written_for(
 
     with pytest.raises(RuntimeError, match=r"faust-streaming 0\.16\.0 is not the version"):
         faust_fixes.apply(fetch_max_wait_ms=20)
+
+
+class StandingConsumer(FakeConsumer):
+    """A consumer after a takeover that left a partition out of the fetched ones (fix 4)."""
+
+    def __init__(self, fetched: bool) -> None:
+        super().__init__(committed=26, acked=[])
+        self.active = {self.tp} if fetched else set()
+        self._read_offset = {self.tp: 25}
+
+    def _get_active_partitions(self) -> set[Any]:
+        return self.active
+
+    def resume_partitions(self, tps: set[Any]) -> None:
+        self.active |= tps
+
+
+@pytest.mark.parametrize("fetched", [True, False])
+def test_a_standing_partition_is_fetched_again_and_read_from_its_committed_offset(fetched: bool) -> None:
+    consumer = StandingConsumer(fetched)
+    other = ("oms.orders.placed.v1", 2)  # no longer assigned: its new owner reads it
+    assert asyncio.run(faust_fixes.reread_standing(consumer, [consumer.tp, other])) == [consumer.tp]
+    assert consumer.active == {consumer.tp}
+    assert consumer.seeks == [(consumer.tp, 26)]

@@ -27,3 +27,16 @@ def test_a_caught_up_partition_is_never_stalled_and_a_revoked_one_is_forgotten()
     watch.observe({"orders:2": (7, 9)}, 100.0)
     assert watch.observe({}, 200.0) == []
     assert watch.observe({"orders:2": (7, 9)}, 205.0) == []  # newly owned again: the clock restarts
+
+
+def test_a_partition_standing_still_with_records_waiting_is_named_before_it_counts_as_stalled() -> None:
+    watch = StallWatch(after_s=60)
+    waiting = {"orders:0": (100, 168), "orders:1": (50, 50)}
+    watch.observe(waiting, 0.0)
+    watch.observe(waiting, 29.0)
+    assert watch.standing(29.0, 30.0) == {}
+    watch.observe(waiting, 30.0)
+    assert watch.standing(30.0, 30.0) == {"orders:0": 100}  # the caught-up partition never stands
+    assert watch.stalled == []
+    watch.observe({"orders:0": (120, 168), "orders:1": (50, 50)}, 35.0)
+    assert watch.standing(35.0, 30.0) == {}  # it moved: the clock restarts
