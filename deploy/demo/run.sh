@@ -7,6 +7,7 @@
 #      OMS_DEMO_RATE    simulated events per second (default 20)
 #      OMS_DEMO_WEB_PORT worker HTTP port (default 6066)
 # Logs: .run/demo-worker.log, .run/demo-simulator.log, .run/demo-broker.log (copied on exit).
+# On exit it writes the day report of the run (`oms report`) to .run/demo-report.html.
 # A broker the demo starts is stopped on exit, and its data removed when the demo created it
 # (stop.sh --clean), so every demo starts from an empty network; a running broker is used as is.
 set -euo pipefail
@@ -66,6 +67,13 @@ cleanup() {
   echo >&2
   stop_pid "$SIM_PID" "simulator"
   stop_pid "$WORKER_PID" "worker"
+  if [[ -n "$WORKER_PID" ]]; then  # the day report, from the topics, while the broker is still up
+    if "${OMS[@]}" report --out "$RUN/demo-report.html" >"$RUN/demo-report.log" 2>&1; then
+      echo "demo: day report written to $RUN/demo-report.html" >&2
+    else
+      echo "demo: no day report (see $RUN/demo-report.log)" >&2
+    fi
+  fi
   if [[ $BROKER_STARTED -eq 1 ]]; then
     cp "$BROKER_DATA/broker.log" "$RUN/demo-broker.log" 2>/dev/null || true
     if [[ $BROKER_FRESH -eq 1 ]]; then

@@ -1,0 +1,203 @@
+"""``oms report``'s input: the public topics of a run, read from the beginning to their end.
+
+Like ``oms audit``, it reads with a plain confluent-kafka consumer that joins no group and commits
+nothing: every partition from its first offset up to the high watermark seen when the read started,
+decoded with the wire schemas (``adapters.stock.parse_model``, the audit's keyed decoders); what
+cannot be decoded is counted per topic with the reason, never fatal. Only public topics are read,
+as any other system of the retailer would read them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from oms_streams.adapters.config import decode_location
+from oms_streams.adapters.stock import Failure, parse_model
+from oms_streams.config import Settings
+from oms_streams.domain.visibility import Location
+from oms_streams.schemas.availability import AvailabilityRecord
+from oms_streams.schemas.cancellations import OrderCancellationOutcome
+from oms_streams.schemas.dlq import DeadLetter
+from oms_streams.schemas.orders import FulfilmentEvent, OrderAtRisk, OrderPlaced
+from oms_streams.schemas.returns import ReturnProcessed
+from oms_streams.schemas.sourcing import Allocation, OrderSourced
+from oms_streams.streaming.topics import (
+    ALLOCATIONS,
+    AVAILABILITY,
+    CANCELLATION_OUTCOMES,
+    DLQ,
+    FULFILMENT_EVENTS,
+    LOCATIONS,
+    ORDERS_AT_RISK,
+    ORDERS_PLACED,
+    ORDERS_SOURCED,
+    RETURNS_PROCESSED,
+)
+from oms_streams.tools.audit import _drop_finished, _keyed
+
+M = TypeVar("M", bound=BaseModel)
+
+REPORT_TOPICS = (
+    ALLOCATIONS,
+    ORDERS_SOURCED,
+    ORDERS_PLACED,
+    FULFILMENT_EVENTS,
+    ORDERS_AT_RISK,
+    CANCELLATION_OUTCOMES,
+    RETURNS_PROCESSED,
+    AVAILABILITY,
+    DLQ,
+    LOCATIONS,
+)
+"""What the report reads, by their names without the prefix."""
+
+
+@dataclass(slots=True)
+class ReportInput:
+    """Decoded records of the report's topics, in the order each partition holds them."""
+
+    allocations: list[Allocation] = field(default_factory=list)
+    sourced: list[OrderSourced] = field(default_factory=list)
+    placed: list[OrderPlaced] = field(default_factory=list)
+    fulfilment: list[FulfilmentEvent] = field(default_factory=list)
+    at_risk: list[OrderAtRisk] = field(default_factory=list)
+    cancellations: list[OrderCancellationOutcome] = field(default_factory=list)
+    returns: list[ReturnProcessed] = field(default_factory=list)
+    availability: list[AvailabilityRecord] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    locations: dict[str, Location] = field(default_factory=dict)
+    records: dict[str, int] = field(default_factory=dict)
+    """Records read per topic (unprefixed name)."""
+    undecodable: dict[str, Counter[str]] = field(default_factory=dict)
+    """Per topic: reason -> records that could not be decoded."""
+    missing: tuple[str, ...] = ()
+    """Topics that do not exist on the cluster."""
+
+
+def _plain(model: type[M]) -> Callable[[bytes | None, bytes | None], M | Failure]:
+    def decode(key: bytes | None, value: bytes | None) -> M | Failure:
+        return parse_model(model, value, "a report topic")
+
+    return decode
+
+
+class _Decoder:
+    """Turns (topic, key, value) into the right list of ``ReportInput``, counting failures."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.input = ReportInput()
+        out = self.input
+        self.by_name: dict[str, str] = {settings.topic(spec.name): spec.name for spec in REPORT_TOPICS}
+        self.reasons: dict[str, Counter[str]] = defaultdict(Counter)
+        self.records: Counter[str] = Counter()
+        sinks: dict[str, tuple[Callable[[bytes | None, bytes | None], Any], list[Any]]] = {
+            ALLOCATIONS.name: (_keyed(Allocation, "order_id"), out.allocations),
+            ORDERS_SOURCED.name: (_keyed(OrderSourced, "order_id"), out.sourced),
+            ORDERS_PLACED.name: (_plain(OrderPlaced), out.placed),
+            FULFILMENT_EVENTS.name: (_plain(FulfilmentEvent), out.fulfilment),
+            ORDERS_AT_RISK.name: (_plain(OrderAtRisk), out.at_risk),
+            CANCELLATION_OUTCOMES.name: (_keyed(OrderCancellationOutcome, "order_id"), out.cancellations),
+            RETURNS_PROCESSED.name: (_plain(ReturnProcessed), out.returns),
+            AVAILABILITY.name: (_plain(AvailabilityRecord), out.availability),
+            DLQ.name: (_plain(DeadLetter), out.dead_letters),
+        }
+        self.sinks = sinks
+
+    def add(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        name = self.by_name.get(topic)
+        if name is None:
+            return
+        self.records[name] += 1
+        if value is None:
+            return  # a tombstone on a compacted topic: nothing to report
+        if name == LOCATIONS.name:
+            location = decode_location(value)
+            if isinstance(location, str):
+                self.reasons[name][location.split(":")[0]] += 1
+            else:
+                self.input.locations[location.location_id] = location
+            return
+        decode, into = self.sinks[name]
+        decoded = decode(key, value)
+        if isinstance(decoded, Failure):
+            self.reasons[name][decoded.reason] += 1
+        else:
+            into.append(decoded)
+
+    def build(self, missing: Sequence[str]) -> ReportInput:
+        self.input.records = dict(self.records)
+        self.input.undecodable = {name: counts for name, counts in self.reasons.items() if counts}
+        self.input.missing = tuple(missing)
+        return self.input
+
+
+def read_report_input(settings: Settings, *, timeout_s: float = 60.0) -> ReportInput:
+    """Every record of the report's topics, from the beginning up to the high watermarks seen at the
+    start. Raises OSError when the broker cannot be reached or the topics are not read in time."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+    decoder = _Decoder(settings)
+    deadline = time.monotonic() + timeout_s
+    consumer = Consumer(
+        {
+            **settings.confluent_config(),
+            # Required by the client, never joined: partitions are assigned, no offsets are committed.
+            "group.id": f"oms-report-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "client.id": "oms-report",
+            "log_level": 0,
+        }
+    )
+    try:
+        try:
+            metadata = consumer.list_topics(timeout=max(1.0, min(10.0, timeout_s)))
+        except KafkaException as error:
+            raise OSError(f"cannot read topic metadata from {settings.kafka_bootstrap}: {error}") from error
+        missing: list[str] = []
+        ends: dict[tuple[str, int], int] = {}
+        assignment = []
+        for name in decoder.by_name:
+            found = metadata.topics.get(name)
+            if found is None or found.error is not None or not found.partitions:
+                missing.append(decoder.by_name[name])
+                continue
+            for partition in sorted(found.partitions):
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+                if high > low:
+                    ends[(name, partition)] = high
+                    assignment.append(TopicPartition(name, partition, OFFSET_BEGINNING))
+        if assignment:
+            consumer.assign(assignment)
+        while ends:
+            if time.monotonic() >= deadline:
+                left = ", ".join(f"{t}[{p}]" for t, p in sorted(ends)[:5])
+                raise OSError(f"timed out after {timeout_s:g} s reading the topics (not at the end: {left})")
+            messages = consumer.consume(num_messages=1000, timeout=0.5)
+            if not messages:
+                _drop_finished(consumer, ends, TopicPartition)
+                continue
+            for message in messages:
+                if message.error():
+                    continue
+                topic, partition, offset = message.topic(), message.partition(), message.offset()
+                if topic is None or partition is None or offset is None:
+                    continue
+                end = ends.get((topic, partition))
+                if end is None or offset >= end:
+                    continue  # produced after the read started
+                decoder.add(topic, message.key(), message.value())
+                if offset + 1 >= end:
+                    del ends[(topic, partition)]
+    finally:
+        consumer.close()
+    return decoder.build(missing)
