@@ -179,9 +179,12 @@ def sourcing_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
 
 
 def register_views(worker: Worker) -> None:
+    from oms_streams.api.console.views import register_console_views  # it reads order_view from here
+
     app: faust.App = worker.app
     register_cancellation_view(worker)
     register_hold_views(worker)
+    register_console_views(worker)
 
     @app.page("/promise")
     class PromisePage(View):
