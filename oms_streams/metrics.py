@@ -172,7 +172,8 @@ class Metrics:
         )
         self.resourced = Counter(
             "oms_resourced",
-            "Allocations withdrawn and sourced again, by cause (store_rejected, short_pick).",
+            "Allocations withdrawn and sourced again, by cause (store_rejected, short_pick, shed: the "
+            "ledger gave the hold back because the stock under it went).",
             ["cause"],
             registry=r,
         )
@@ -204,6 +205,13 @@ class Metrics:
             "Cart holds by channel and outcome, one per SKU of a hold as its ledger decides: held "
             "(placed), refused, expired, taken_over (by the order placed with it), released (early).",
             ["channel", "outcome"],
+            registry=r,
+        )
+        self.holds_shed = Counter(
+            "oms_holds_shed",
+            "Holds the ledger gave back because a count or movement left fewer sellable units on hand "
+            "than were held (domain.shortfall), by location type and owner (order, cart).",
+            ["location_type", "owner"],
             registry=r,
         )
         self.hold_requests = Counter(

@@ -83,6 +83,34 @@ def reply(
     }
 
 
+def shed_reply(
+    order_id: str,
+    sku: str,
+    reservation_id: str,
+    line: tuple[str, int, int],
+    reason: str,
+    now_ms: int,
+) -> dict[str, Any]:
+    """An unasked answer (``schemas.sourcing.ReservationReply``, kind ``shed``): the ledger gave an
+    order's hold back because the stock under it went. One per reservation, SKU and location, with
+    a deterministic id: a hold is shed there once (its id is settled with it). ``line``: (location,
+    units shed, ATP there afterwards)."""
+    location_id, units, available_after = line
+    return {
+        "event_id": f"{reservation_id}:{sku}:shed:{location_id}",
+        "occurred_at": utc_from_epoch_ms(now_ms).isoformat(),
+        "source": SOURCE,
+        "schema_version": 1,
+        "kind": "shed",
+        "reservation_id": reservation_id,
+        "order_id": order_id,
+        "sku": sku,
+        "status": "released",
+        "lines": [{"location_id": location_id, "quantity": units, "available_after": available_after}],
+        "reason": reason,
+    }
+
+
 def reply_batch_record(replies: list[dict[str, Any]], now_ms: int) -> bytes:
     """Matches ``schemas.sourcing.ReplyBatch``."""
     return batch_record("replies", replies, SOURCE, now_ms)

@@ -127,6 +127,15 @@ class SourcingRow:
     {kind, reservation_id, sku, lines, since_ms, sent_ms, sends, awaiting} (see ``await_reply``)."""
     hold_id: str | None = None
     """The cart hold the order was placed with: its reserves take it over (``takes_over``)."""
+    resourced: list[Any] = field(default_factory=list)
+    """[round, why]: what withdrew the allocations the round sources again (a short pick, a shed)."""
+
+    def reason(self) -> str:
+        """The current round's reason: why it was sourced again (if it was), then its plan's."""
+        planned = (self.plan or {}).get("reason", "")
+        if not self.resourced or self.resourced[0] != self.round:
+            return str(planned)
+        return f"{self.resourced[1]}; {planned}" if planned else str(self.resourced[1])
 
     @property
     def reservation_id(self) -> str:

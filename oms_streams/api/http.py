@@ -163,7 +163,7 @@ def sourcing_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
             for a in row.allocations
         ],
         "backorder": [{"sku": sku, "quantity": units} for sku, units in row.backorder],
-        "reason": (row.plan or {}).get("reason", ""),
+        "reason": row.reason(),
         "outstanding": [
             {
                 "kind": entry["kind"],

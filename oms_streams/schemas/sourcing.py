@@ -23,6 +23,8 @@ from oms_streams.schemas.envelope import Envelope, Identifier, WireModel
 from oms_streams.schemas.promise import CartLineModel, DestinationModel, MethodName
 
 ReservationKind = Literal["reserve", "release", "fulfil"]
+ReplyKind = Literal["reserve", "release", "fulfil", "shed"]
+"""``shed``: no command asked it; the ledger gave the hold back because the stock under it went."""
 
 
 class ReservationLine(WireModel):
@@ -80,9 +82,10 @@ class ReplyLine(WireModel):
 
 
 class ReservationReply(Envelope):
-    """The ledger's answer to one command, keyed by order id (back to the order's owner)."""
+    """The ledger's answer to one command, keyed by order id (back to the order's owner), or its word
+    that it shed a hold (kind ``shed``, status ``released``, the reason says what left the stock)."""
 
-    kind: ReservationKind
+    kind: ReplyKind
     reservation_id: str
     order_id: Identifier
     sku: Identifier

@@ -129,6 +129,14 @@ class HoldKeeper:
             self.store.stock_holds.pop(_key(sku, hold))
             self._record(sku, hold, "expired", live, released.get(hold, ()), now_ms)
 
+    def shed(self, sku: str, hold: str, lines: Sequence[tuple[str, int]], reason: str, now_ms: int) -> None:
+        """The ledger shed the hold (the stock under it went): it is over, like a release."""
+        live = self.live(sku, hold)
+        if live is None:
+            return  # already over (a repeat cannot shed it twice: its units are gone from the rows)
+        self.store.stock_holds.pop(_key(sku, hold))
+        self._record(sku, hold, "released", live, lines, now_ms, reason=reason)
+
     def _owns(self, sku: str) -> bool:
         return self.store.owns(self.store.partition_of(sku.encode()))
 

@@ -54,6 +54,7 @@ from oms_streams.streaming.ledger_store import LedgerStore, Send
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.outbox import Outbox, PartitionBatches, Produce
 from oms_streams.streaming.partitioning import misrouted, strays
+from oms_streams.streaming.shedding import HoldShedder
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ class LedgerRuntime:
         self.outbox = Outbox(produce, dlq_topic, metrics, produce_many=send_many)
         self.replies = PartitionBatches(replies_topic, partitions, reply_batch_record)
         self.holds = HoldKeeper(store, self.outbox, holds_topic, metrics)
+        self.shedder = HoldShedder(network, self.replies, self.holds, metrics)
         self.metrics = metrics
         self.lock = asyncio.Lock()
         # Write-through cache of the SKUs used last: sku -> location -> position, least recently used
@@ -254,9 +256,14 @@ class LedgerRuntime:
                     self._dead_letter(reason, event.message)
             else:
                 tally[(kind, verdict)] += 1  # a StrEnum: its label is its value
-        if result.changed:
-            self._store(sku, positions, result.changed)
-        return result.changed
+        if not result.changed:
+            return result.changed
+        self._store(sku, positions, result.changed)
+        # Holds the stock no longer covers are shed in the same batch, written with the positions.
+        shed = self.shedder.after_stock(sku, positions, result.changed, commands, result.verdicts, now_ms)
+        if shed:
+            self._store(sku, positions, shed)
+        return {**result.changed, **shed}
 
     def _learn_demand(
         self, sku: str, commands: list[StockCommand], verdicts: list[tuple[Verdict, str]]

@@ -60,7 +60,7 @@ class RoundPublisher:
             record = allocation_record(row, allocation, shipment, own, trace, now)
             self.outbox.add(self.allocations_topic, row.order_id.encode(), record)
         ids = [allocation.allocation_id for allocation in allocations]
-        record = sourced_record(row, row.status, ids, plan.get("reason", ""), now)
+        record = sourced_record(row, row.status, ids, row.reason(), now)
         self.outbox.add(self.sourced_topic, row.order_id.encode(), record)
 
     def _option(self, row: SourcingRow, shipments: list[dict[str, Any]]) -> DeliveryOption:

@@ -62,6 +62,7 @@ from oms_streams.streaming.outbox import Durable, Outbox, PartitionBatches, Prod
 from oms_streams.streaming.partitioning import misrouted, strays
 from oms_streams.streaming.sourcing_outcomes import RoundPublisher
 from oms_streams.streaming.sourcing_replies import ReplyWatch
+from oms_streams.streaming.sourcing_shed import ShedReplies
 from oms_streams.streaming.table_context import in_partition, in_partition_of
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ class SourcingRuntime:
         self.commands = PartitionBatches(topics.reservations, partitions, reservation_batch_record)
         self.watch = ReplyWatch(replies or ReplyPolicy(), metrics)
         self.rounds = RoundPublisher(self.outbox, topics.allocations, topics.sourced, network, metrics)
+        self.sheds = ShedReplies(self._withdraw)
         self.cancellations = OrderCancellations(
             self.outbox,
             topics.allocations,
@@ -334,6 +336,8 @@ class SourcingRuntime:
     # --- replies ----------------------------------------------------------------------------------
 
     def _answer(self, row: SourcingRow, reply: Reply, now: int) -> str:
+        if reply.kind == "shed":
+            return self.sheds.apply(row, reply, now)
         if reply.kind != "reserve":
             # No follow-up, but the command is no longer sent again.
             return "applied" if row.replied(reply) else "ignored"
@@ -424,10 +428,10 @@ class SourcingRuntime:
         self.metrics.orders_sourced.labels(row.status).inc()
         row.plan = {**plan, "trace": None}  # published with the outcome: the row stays small
         while row.deferred and row.status != "reserving":
-            kind, ids, why = row.deferred.pop(0)
+            kind, ids, why, *only = row.deferred.pop(0)
             hit = [a for a in row.allocations if a.allocation_id in ids and a.state == "live"]
             if hit:
-                self._withdraw(row, hit, FulfilmentKind(kind), why, now)
+                self._withdraw(row, hit, kind, why, now, only_skus=only)
         self.cancellations.after_round(row, now)
 
     # --- fulfilment -------------------------------------------------------------------------------
@@ -462,28 +466,40 @@ class SourcingRuntime:
             # A re-sourcing is under way: withdraw these once it is over (see _finish).
             row.deferred.append([kind.value, [a.allocation_id for a in hit], event.reason])
             return "parked"
-        self._withdraw(row, hit, kind, event.reason, now)
+        self._withdraw(row, hit, kind.value, event.reason, now)
         return "applied"
 
     def _withdraw(
-        self, row: SourcingRow, hit: list[AllocationState], kind: FulfilmentKind, why: str, now: int
+        self,
+        row: SourcingRow,
+        hit: list[AllocationState],
+        kind: str,
+        why: str,
+        now: int,
+        only_skus: Sequence[str] = (),
     ) -> None:
-        """Cancel the allocations, release their holds, source their lines again without them."""
+        """Cancel the allocations, release their holds, source their lines again without them.
+        ``kind``: a fulfilment kind (short_pick, store_rejected) or ``shed`` (the ledger gave the
+        hold back, ``sourcing_shed``); ``only_skus``: the SKUs never to source there again (all)."""
         missing: dict[str, int] = {}
+        reasons = []
         for allocation in hit:
             self._settle(row, allocation, "release", "cancelled", now)
-            reason = f"{kind.value} at {allocation.location_id}: {why}".rstrip(": ")
+            reason = f"{kind} at {allocation.location_id}: {why}".rstrip(": ")
+            reasons.append(reason)
             record = allocation_record(row, allocation, None, [], None, now, kind="cancel", reason=reason)
             self.outbox.add(self.topics.allocations, row.order_id.encode(), record)
             for sku, units in allocation.lines:
                 missing[sku] = missing.get(sku, 0) + units
-                row.excluded.append([allocation.location_id, sku])
+                if not only_skus or sku in only_skus:
+                    row.excluded.append([allocation.location_id, sku])
         row.keep_live_shipments()
         row.round += 1
         row.round_attempts = 0
         row.status = "reserving"
         row.lines = [[sku, units] for sku, units in missing.items()]
-        self.metrics.resourced.labels(kind.value).inc()
+        row.resourced = [row.round, "; ".join(reasons)]  # the round's outcome says why it happened
+        self.metrics.resourced.labels(kind).inc()
         self._plan_and_reserve(row, now)
 
     def _settle(

@@ -286,6 +286,8 @@ def check_ledger_rows(rows: Iterable[LedgerRow]) -> list[Finding]:
         p, key = row.position, f"{row.sku}|{row.location_id}"
         if p.on_hand < 0 or p.reserved < 0:
             findings.append(Finding(FindingKind.NEGATIVE, key, f"on hand {p.on_hand}, reserved {p.reserved}"))
+        # The ledger sheds holds in the batch that left them uncovered (domain.shortfall), and the
+        # changelog gets one record per key per batch: no row should ever show this.
         if p.reserved > 0 and p.reserved > p.on_hand:
             findings.append(
                 Finding(FindingKind.OVER_RESERVED, key, f"reserved {p.reserved} > on hand {p.on_hand}")
@@ -696,6 +698,7 @@ class _Sourcing:
             need[key] = 0 if key in shipped_all else max(0, need[key] - shipped[key])
 
         known = {*self.placed_at, *(o for o, _ in self.outcomes), *(a.order_id for a in self.live)}
+        shed = self._shed()
         findings = []
         for key in sorted(holds.keys() | need.keys()):
             order_id, sku, location_id = key
@@ -710,7 +713,10 @@ class _Sourcing:
                     extra.append((rid, units))
             if extra:
                 findings += self._orphans(order_id, sku, location_id, extra, known)
-            if kept < needed:
+            if kept < needed and key in shed and self._recent(shed[key]):
+                # The ledger shed the hold (its stock went); the order's owner re-sources it next.
+                self.counts["in_flight_sheds"] += 1
+            elif kept < needed:
                 findings.append(
                     Finding(
                         FindingKind.UNHELD_ALLOCATION,
@@ -754,6 +760,17 @@ class _Sourcing:
             Finding(FindingKind.ORPHAN_HOLD, f"{sku}|{location_id}", f"{rid} holds {units}: {why}")
             for rid, units in extra
         ]
+
+    def _shed(self) -> dict[tuple[str, str, str], int]:
+        """(order, SKU, location) -> log time of the latest hold the ledger shed there."""
+        shed: dict[tuple[str, str, str], int] = {}
+        for answer in self.records.replies:
+            reply = answer.record
+            if reply.kind == "shed":
+                for line in reply.lines:
+                    key = (reply.order_id, reply.sku, line.location_id)
+                    shed[key] = max(shed.get(key, 0), answer.at.timestamp_ms)
+        return shed
 
     def _fulfilled(self) -> tuple[Counter[tuple[str, str, str]], set[tuple[str, str, str]]]:
         """Units shipped per (order, SKU, location) by fulfilled replies, and the places a fulfil
