@@ -724,7 +724,7 @@ _STAGES = (
     (
         "domain: promise_options",
         (
-            "domain/promise.py",
+            "domain/promise",  # promise.py and the promise_*.py modules it is split into
             "domain/calendar.py",
             "domain/transit.py",
             "domain/network.py",

@@ -39,7 +39,7 @@ from bench.promise_network import (
     stock_positions,
 )
 from oms_streams.domain.network import Capability, DeliveryMethod, PromiseNetwork
-from oms_streams.domain.promise import CartLine, Destination
+from oms_streams.domain.promise_types import CartLine, Destination
 from oms_streams.domain.sourcing import (
     SourcingDecision,
     SourcingPolicy,

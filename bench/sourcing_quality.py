@@ -45,7 +45,7 @@ from bench.sourcing_decision import (
     stores_also_ship,
 )
 from oms_streams.domain.network import Capability, DeliveryMethod, PromiseNetwork
-from oms_streams.domain.promise import CartLine, Destination
+from oms_streams.domain.promise_types import CartLine, Destination
 from oms_streams.domain.sourcing import SourcingPolicy, SourcingRequest, StockSnapshot, source_order
 from oms_streams.domain.transit import TransitModel
 

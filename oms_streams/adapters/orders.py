@@ -12,7 +12,7 @@ from oms_streams.adapters.stock import Failure, key_problem, parse_model
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.domain.cancellation import closed_shipments
 from oms_streams.domain.orders import Milestone, MilestoneKind, PromiseRecord
-from oms_streams.domain.promise import DeliveryOption
+from oms_streams.domain.promise_types import DeliveryOption
 from oms_streams.domain.risk import FulfilmentEvent, FulfilmentKind, OrderTracking, Risk
 from oms_streams.schemas.orders import FulfilmentEvent as FulfilmentEventModel
 from oms_streams.schemas.orders import OrderPlaced

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from oms_streams.adapters.stock import Failure, key_problem, parse_model, validation_reason
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.domain.network import DeliveryMethod
-from oms_streams.domain.promise import (
+from oms_streams.domain.promise_types import (
     CartLine,
     DeliveryOption,
     Destination,

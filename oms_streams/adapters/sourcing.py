@@ -18,7 +18,7 @@ from oms_streams.adapters.stock import Failure, key_problem, parse_model
 from oms_streams.adapters.timestamps import utc_from_epoch_ms
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.orders import Milestone
-from oms_streams.domain.promise import CartLine, Destination
+from oms_streams.domain.promise_types import CartLine, Destination
 from oms_streams.domain.saga import Awaited
 from oms_streams.domain.sourcing import (
     DecisionTrace,

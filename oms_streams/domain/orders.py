@@ -7,7 +7,8 @@ from enum import StrEnum
 
 from oms_streams.domain.calendar import MS_PER_MINUTE, previous_weekly, subtract_working_minutes
 from oms_streams.domain.network import CarrierService, DeliveryMethod, PromiseNetwork, Site
-from oms_streams.domain.promise import DeliveryOption, Shipment, courier_ride_ms
+from oms_streams.domain.promise_timing import courier_ride_ms
+from oms_streams.domain.promise_types import DeliveryOption, Shipment
 
 
 class MilestoneKind(StrEnum):

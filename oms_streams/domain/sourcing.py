@@ -47,14 +47,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from oms_streams.domain.network import Capability, DeliveryMethod, PromiseNetwork, Site
-from oms_streams.domain.promise import (
-    CarrierLeg,
-    CartLine,
-    Destination,
-    LegPlanner,
-    RouteTransfer,
-    courier_ride_ms,
-)
+from oms_streams.domain.promise_leg_planner import CarrierLeg, LegPlanner, RouteTransfer
+from oms_streams.domain.promise_timing import courier_ride_ms
+from oms_streams.domain.promise_types import CartLine, Destination
 from oms_streams.domain.split_search import SplitCandidate, SplitProblem, SplitResult
 from oms_streams.domain.transit import TransitModel
 

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from oms_streams.adapters.promise import result_to_wire, stock_for
 from oms_streams.adapters.timestamps import epoch_ms
-from oms_streams.domain.promise import CHANNEL_FOR_METHOD, PromiseRequest, promise_options
+from oms_streams.domain.promise import promise_options
+from oms_streams.domain.promise_types import CHANNEL_FOR_METHOD, PromiseRequest
 from oms_streams.domain.transit import Lane, TransitModel
 from oms_streams.metrics import Metrics
 from oms_streams.schemas.orders import TransitObservation

@@ -12,7 +12,7 @@ from typing import Any
 from oms_streams.adapters.sourcing import AllocationState, SourcingRow, allocation_record, sourced_record
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.orders import derive_milestones
-from oms_streams.domain.promise import CartLine, DeliveryOption, Shipment
+from oms_streams.domain.promise_types import CartLine, DeliveryOption, Shipment
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.outbox import Outbox

@@ -36,7 +36,7 @@ from oms_streams.domain.network import (
     Route,
     Site,
 )
-from oms_streams.domain.promise import CartLine, Destination, PromiseRequest, Stock
+from oms_streams.domain.promise_types import CartLine, Destination, PromiseRequest, Stock
 from oms_streams.domain.transit import Lane, TransitEstimate, TransitModel
 
 AMS = "Europe/Amsterdam"

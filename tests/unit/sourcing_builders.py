@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 from oms_streams.domain.network import DeliveryMethod, PromiseNetwork
-from oms_streams.domain.promise import Destination
+from oms_streams.domain.promise_types import Destination
 from oms_streams.domain.sourcing import (
     SourcingPolicy,
     SourcingRequest,

@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from oms_streams.domain.calendar import MS_PER_MINUTE, add_working_minutes, next_open
 from oms_streams.domain.network import DeliveryMethod, PromiseNetwork
 from oms_streams.domain.orders import Milestone, MilestoneKind, derive_milestones
-from oms_streams.domain.promise import DeliveryOption, Destination, courier_ride_ms, promise_options
+from oms_streams.domain.promise import promise_options
+from oms_streams.domain.promise_timing import courier_ride_ms
+from oms_streams.domain.promise_types import DeliveryOption, Destination
 from tests.unit.promise_builders import (
     BIKE_LIGHT,
     PUMP,

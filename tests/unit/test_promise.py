@@ -18,14 +18,9 @@ from oms_streams.domain.calendar import (
     local_date,
 )
 from oms_streams.domain.network import Capability, CourierProfile, DeliveryMethod, PromisePolicy
-from oms_streams.domain.promise import (
-    CartLine,
-    DeliveryOption,
-    Destination,
-    PromiseResult,
-    courier_ride_ms,
-    promise_options,
-)
+from oms_streams.domain.promise import promise_options
+from oms_streams.domain.promise_timing import courier_ride_ms
+from oms_streams.domain.promise_types import CartLine, DeliveryOption, Destination, PromiseResult
 from oms_streams.domain.visibility import haversine_km
 from tests.unit.promise_builders import (
     AMS,

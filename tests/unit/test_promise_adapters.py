@@ -31,7 +31,7 @@ from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import epoch_ms
 from oms_streams.domain.network import Capability, DeliveryMethod
 from oms_streams.domain.orders import Milestone, MilestoneKind, PromiseRecord
-from oms_streams.domain.promise import CartLine, DeliveryOption, PromiseResult, Shipment, Unavailable
+from oms_streams.domain.promise_types import CartLine, DeliveryOption, PromiseResult, Shipment, Unavailable
 from oms_streams.domain.risk import FulfilmentKind, Risk, RiskReason, SuggestedAction
 from oms_streams.metrics import Metrics
 from oms_streams.schemas.config import CarrierServiceRecord, LocationRecord, RouteRecord

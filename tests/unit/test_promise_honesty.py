@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from oms_streams.domain.network import DeliveryMethod
-from oms_streams.domain.promise import Destination, PromiseResult, promise_options
+from oms_streams.domain.promise import promise_options
+from oms_streams.domain.promise_types import Destination, PromiseResult
 from oms_streams.domain.transit import Lane, TransitModel
 from tests.unit.promise_builders import (
     BIKE_LIGHT,

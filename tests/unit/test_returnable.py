@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.orders import PromiseRecord
-from oms_streams.domain.promise import CartLine, DeliveryOption, Shipment
+from oms_streams.domain.promise_types import CartLine, DeliveryOption, Shipment
 from oms_streams.domain.returnable import (
     Allowed,
     Refusal,

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.orders import Milestone, MilestoneKind, PromiseRecord
-from oms_streams.domain.promise import CartLine, DeliveryOption, Shipment
+from oms_streams.domain.promise_types import CartLine, DeliveryOption, Shipment
 from oms_streams.domain.risk import (
     MAX_EVENTS,
     FulfilmentEvent,

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from oms_streams.domain import sourcing
 from oms_streams.domain.network import Capability, DeliveryMethod
-from oms_streams.domain.promise import CartLine, Destination, PromiseRequest, promise_options
+from oms_streams.domain.promise import promise_options
+from oms_streams.domain.promise_types import CartLine, Destination, PromiseRequest
 from oms_streams.domain.sourcing import (
     Outcome,
     SourcingDecision,
