@@ -4,9 +4,14 @@
 # Ctrl-C stops everything this script started.
 #
 # Env: OMS_KAFKA_PORT   broker port (default 9092; the controller uses port+1)
-#      OMS_DEMO_RATE    simulated events per second (default 20)
+#      OMS_DEMO_RATE    simulated stock events per second (default 0.005: stores sell at a real store's
+#                       rate, about 9 bike lights a store a day, so the store demand forecasts make sense;
+#                       20 gives a busy feed, but a day's sales a minute: after local midnight the
+#                       forecasts then protect every store unit and click & collect shows 0)
+#      OMS_DEMO_ORDERS_PER_MINUTE webshop orders per minute (default 4)
+#      OMS_DEMO_TIME_SCALE multiplies the simulated pick/pack/handover/transit delays (default 1: seconds)
 #      OMS_DEMO_WEB_PORT worker HTTP port (default 6066)
-# Logs: .run/demo-worker.log, .run/demo-simulator.log, .run/demo-broker.log (copied on exit).
+# Logs: .run/demo-worker.log, .run/demo-simulator.log, .run/demo-orders.log, .run/demo-broker.log (copied on exit).
 # On exit it writes the day report of the run (`oms report`) to .run/demo-report.html.
 # A broker the demo starts is stopped on exit, and its data removed when the demo created it
 # (stop.sh --clean), so every demo starts from an empty network; a running broker is used as is.
@@ -17,7 +22,9 @@ cd "$REPO"
 
 PORT="${OMS_KAFKA_PORT:-9092}"
 WEB_PORT="${OMS_DEMO_WEB_PORT:-6066}"
-RATE="${OMS_DEMO_RATE:-20}"
+RATE="${OMS_DEMO_RATE:-0.005}"
+ORDERS_PER_MINUTE="${OMS_DEMO_ORDERS_PER_MINUTE:-4}"
+TIME_SCALE="${OMS_DEMO_TIME_SCALE:-1}"
 OMS=(.venv/bin/python -m oms_streams.cli)
 if [[ -x .venv/bin/oms ]]; then OMS_SHOWN=".venv/bin/oms"; else OMS_SHOWN="${OMS[*]}"; fi
 RUN=.run
@@ -42,6 +49,7 @@ BROKER_STARTED=0
 BROKER_FRESH=0
 WORKER_PID=""
 SIM_PID=""
+DAY_PID=""
 CLEANED=0
 
 stop_pid() {  # pid, name: SIGTERM, wait up to 20 s, then SIGKILL
@@ -65,6 +73,7 @@ cleanup() {
   CLEANED=1
   trap '' INT TERM  # a second Ctrl-C must not cut the cleanup short
   echo >&2
+  stop_pid "$DAY_PID" "order simulator"
   stop_pid "$SIM_PID" "simulator"
   stop_pid "$WORKER_PID" "worker"
   if [[ -n "$WORKER_PID" ]]; then  # the day report, from the topics, while the broker is still up
@@ -157,14 +166,27 @@ fi
 "${OMS[@]}" simulate --rate "$RATE" >"$RUN/demo-simulator.log" 2>&1 &
 SIM_PID=$!
 
+# Webshop orders, their fulfilment, carrier deliveries, cancellations and returns, through the
+# worker's HTTP API and the public topics. Its stderr stays on the terminal: the order ids to try.
+# On a fresh broker the orders are ORDER-1, ORDER-2, ...; on a reused one they get the run's time.
+ORDER_PREFIX="ORDER-"
+[[ $BROKER_FRESH -eq 1 ]] || ORDER_PREFIX="ORDER-$(date +%H%M%S)-"
+.venv/bin/python -m oms_streams.tools.demo_day --web-url "http://127.0.0.1:$WEB_PORT" \
+  --orders-per-minute "$ORDERS_PER_MINUTE" --time-scale "$TIME_SCALE" --order-prefix "$ORDER_PREFIX" \
+  >"$RUN/demo-orders.log" &
+DAY_PID=$!
+
 cat >&2 <<BANNER
 
   oms-streams demo is running
   ---------------------------
   Kafka      127.0.0.1:$PORT           (broker log: $BROKER_DATA/broker.log)
   worker     http://127.0.0.1:$WEB_PORT  (log: $RUN/demo-worker.log)
-  simulator  $RATE events/s: ERP counts and receipts, POS sales, transfers, returns, damage,
+  simulator  $RATE stock events/s: ERP counts and receipts, POS sales, transfers, returns, damage,
              and a SUPPLIER-ACME snapshot every ~10 s   (log: $RUN/demo-simulator.log)
+  orders     about $ORDERS_PER_MINUTE webshop orders a minute via POST /promise; a simulated WMS, store
+             app and carrier pick, pack, ship and deliver them (seconds, with faults); some are
+             cancelled, some returned   (log: $RUN/demo-orders.log)
   network    deploy/demo/network.yaml: DC-NORTH, DC-SOUTH, five stores, SUPPLIER-ACME
 
   Try, in another terminal:
@@ -173,6 +195,7 @@ cat >&2 <<BANNER
     curl -X POST localhost:$WEB_PORT/promise -H 'Content-Type: application/json' \
       -d '{"cart": [{"sku": "SKU-BIKE-LIGHT", "quantity": 2}, {"sku": "SKU-HELMET", "quantity": 1}],
            "destination": {"lat": 52.0894, "lon": 5.1100, "region": "NL-UT", "postal_code": "3511 AB"}}'
+    curl localhost:$WEB_PORT/orders/${ORDER_PREFIX}1     (ids of placed orders are printed below)
     curl localhost:$WEB_PORT/metrics
     curl localhost:$WEB_PORT/openapi.json
     OMS_KAFKA_BOOTSTRAP=$OMS_KAFKA_BOOTSTRAP $OMS_SHOWN watch SKU-KAYAK --channel marketplace

@@ -430,7 +430,6 @@ def run_simulation(
             summary.by_kind[item.kind] += 1
         producer.poll(0)
 
-    supplier_every = max(1, round(SUPPLIER_EVERY_S * rate))
     print(
         f"simulate: {len(SKU_NAMES)} SKUs over {len(day.dcs)} DCs, {len(day.stores)} stores and "
         f"{len(day.suppliers)} supplier(s) at {rate:g} events/s"
@@ -445,20 +444,20 @@ def run_simulation(
         with _stop_on_signals(stop):
             send(day.opening())
             producer.flush(30)  # the opening count lands before the first movement is sent
-            since_supplier = 0
+            # Supplier snapshots come on their own clock, off the rate schedule: at a real store's rate
+            # (a few events a minute) they would otherwise crowd out the sales.
+            next_supplier = time.monotonic() + SUPPLIER_EVERY_S
             paced = 0  # events on the rate schedule (the opening is sent at once)
             while not stop.is_set() and (not seconds or time.monotonic() - started < seconds):
                 due = started + paced / rate
                 now = time.monotonic()
+                if now >= next_supplier and day.suppliers:
+                    send(day.supplier_snapshots())
+                    next_supplier = now + SUPPLIER_EVERY_S
                 if due > now:
                     producer.poll(min(due - now, 0.5))
                     continue
-                if since_supplier >= supplier_every and day.suppliers:
-                    batch = day.supplier_snapshots()
-                    since_supplier = 0
-                else:
-                    batch = day.step()
-                    since_supplier += len(batch)
+                batch = day.step()
                 send(batch)
                 paced += len(batch)
                 if time.monotonic() >= next_summary:

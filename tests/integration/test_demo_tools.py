@@ -9,6 +9,8 @@ from typing import Any
 
 from oms_streams.config import Settings
 from oms_streams.schemas.availability import AvailabilityRecord, ChannelAvailability
+from oms_streams.tools.demo_day import DemoDayOptions, run_demo_day
+from oms_streams.tools.fulfilment_sim import FulfilmentTimes
 from oms_streams.tools.simulator import SKU_NAMES, run_simulation
 from oms_streams.tools.watch import watch_availability
 from tests.integration.conftest import NETWORK_YAML
@@ -120,3 +122,36 @@ def test_watch_prints_current_state_then_live_changes(
     assert lines[0].endswith("45  (DC-NORTH 40, STORE-UTRECHT-01 5)"), lines[0]
     assert lines[1].endswith("44 -1  (DC-NORTH 40, STORE-UTRECHT-01 4 -1)"), lines[1]
     assert lines[2].endswith("43 -1  (DC-NORTH 43 +3, STORE-UTRECHT-01 0 -4)"), lines[2]
+
+
+def test_demo_day_places_fulfils_and_delivers_orders(
+    worker: WorkerProcess, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """The webshop, WMS and carrier simulators against a real worker, through its HTTP API and topics."""
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix)
+    run_simulation(settings, rate=20, seconds=1, seed=5, network=NETWORK_YAML, out=io.StringIO())
+    wait_until(lambda: webshop(worker, "SKU-BIKE-LIGHT").get("total", 0) > 0, 20, "stock visible")
+
+    fast = FulfilmentTimes(
+        pick_wait_s=0.5, pick_s=0.4, pack_s=0.3, handover_s=0.4, transit_s=0.8, collect_s=0.8
+    )
+    options = DemoDayOptions(
+        orders_per_minute=60,
+        seconds=20,
+        seed=3,
+        order_prefix="DEMO-",
+        times=fast,
+        web_url=f"http://127.0.0.1:{worker.port}",
+    )
+    out, told = io.StringIO(), io.StringIO()
+    summary = run_demo_day(settings, options, network=NETWORK_YAML, out=out, tell_to=told)
+
+    assert summary.placed >= 8, out.getvalue()
+    assert summary.errors == 0, out.getvalue()
+    assert len(summary.allocated_orders) >= summary.placed // 2, out.getvalue()
+    assert summary.reported["picked"] >= 1 and summary.delivered_orders, out.getvalue()
+    assert "/orders/DEMO-" in told.getvalue()
+    order_id = sorted(summary.delivered_orders)[0]
+    status, body = worker.get(f"/orders/{order_id}")
+    assert status == 200, body
+    assert worker.metric("oms_dead_letters_total") == 0, worker.log_tail()
