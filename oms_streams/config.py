@@ -111,6 +111,20 @@ class Settings(BaseSettings):
     hold_answer_wait_s: float = Field(
         default=3.0, ge=0, description="How long POST /holds waits for the ledgers' answers before 202."
     )
+    max_order_lines: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="Most lines (distinct SKUs) a placed order may have; more is rejected at placement "
+        "(the wire schema allows 100).",
+    )
+    max_line_quantity: int = Field(
+        default=1_000,
+        ge=1,
+        le=10_000,
+        description="Most units of one SKU a placed order may ask for; more is rejected at placement "
+        "(the wire schema allows 10,000).",
+    )
     stream_buffer_max: int = Field(default=20_000, ge=1)
     fetch_max_wait_ms: int = Field(
         default=20, ge=1, le=5000, description="Longest a fetch waits for new data (faust fixes it at 1500)."

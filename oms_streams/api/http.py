@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 from faust.web import Request, Response, View
 
+from oms_streams.adapters.lifecycle import order_lifecycle
 from oms_streams.adapters.orders import milestone_view, risk_view
 from oms_streams.adapters.promise import option_to_wire, parse_query, to_request
 from oms_streams.adapters.stock import Failure
@@ -102,25 +103,30 @@ def _check_query(worker: Worker, query: PromiseQuery) -> str | None:
 
 def order_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
     found = worker.orders.lookup(order_id)
+    sourcing = worker.sourcing.lookup(order_id)
     if found is None:
-        return None
+        # A placement refused unread (track_orders dead-lettered it) has only its sourcing answer.
+        return refused_view(worker, order_id) if sourcing is not None and sourcing.round == 0 else None
     row, tracking = found
     if tracking is None:
+        refused = sourcing is not None and sourcing.round == 0
         return {
             "order_id": order_id,
-            "status": "awaiting_placement",
+            "status": "rejected" if refused else "awaiting_placement",
+            "lifecycle": order_lifecycle(None, sourcing, False) if refused else None,
             "events": len(row.events or []),
             "returns": row.returns or [],
+            **({"sourcing": sourcing_view(worker, order_id)} if refused else {}),
         }
     now = time.time_ns() // 1_000_000
     record = tracking.record
     risk = assess(tracking, now)
-    sourcing = worker.sourcing.lookup(order_id)
     cancelled = cancellation_view(sourcing) if sourcing is not None else {}
     status = "at_risk" if risk is not None else "on_track"
     return {
         "order_id": order_id,
         "status": "cancelled" if cancelled.get("cancelled") else status,
+        "lifecycle": order_lifecycle(tracking, sourcing, bool(cancelled.get("cancelled"))),
         "promise": {
             "version": record.version,
             "placed_at": utc_from_epoch_ms(record.placed_at_ms).isoformat(),
@@ -142,6 +148,16 @@ def order_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
         "returns": row.returns or [],
         "lines": cancelled.get("lines", []),
         "cancellations": cancelled.get("cancellations", []),
+    }
+
+
+def refused_view(worker: Worker, order_id: str) -> dict[str, Any]:
+    """An order whose placement was refused before it was read (no promise to show)."""
+    return {
+        "order_id": order_id,
+        "status": "rejected",
+        "lifecycle": "rejected",
+        "sourcing": sourcing_view(worker, order_id),
     }
 
 

@@ -84,7 +84,7 @@ class OutstandingCommandView(BaseModel):
 
 class SourcingView(BaseModel):
     status: str = Field(description="reserving, allocated, partially_allocated or rejected")
-    round: int
+    round: int = Field(description="1 for the first sourcing, +1 per re-sourcing; 0: refused at placement.")
     attempts: int = Field(description="Reservation attempts of the current round (one per plan).")
     allocations: list[AllocationView]
     backorder: list[dict[str, Any]]
@@ -150,7 +150,25 @@ class CancellationRefused(OrderCancellationOutcome):
 class OrderResponse(BaseModel):
     order_id: str
     status: str = Field(
-        description="on_track, at_risk, cancelled (every line), or awaiting_placement (events came first)"
+        description="on_track, at_risk, cancelled (every line), awaiting_placement (events came first), "
+        "or rejected (a placement refused before it could be read: no promise to track)"
+    )
+    lifecycle: (
+        Literal[
+            "placed",
+            "allocated",
+            "partially_allocated",
+            "backordered",
+            "shipped",
+            "delivered",
+            "cancelled",
+            "rejected",
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="Where the order is in its life (status keeps the risk view: an allocated or shipped "
+        "order can be at risk); null while only fulfilment events arrived.",
     )
     promise: PromiseView | None = None
     milestones: list[MilestoneView] = []

@@ -166,10 +166,17 @@ SourcedOutcome = Literal["allocated", "partially_allocated", "rejected"]
 
 
 class OrderSourced(Envelope):
-    """The outcome of one sourcing round of an order: exactly one per (order, round)."""
+    """The outcome of one sourcing round of an order: exactly one per (order, round).
+
+    Every placement is answered: one refused before sourcing (a limit, an unknown SKU, a placement
+    that could not be read and went to the dead-letter topic too) is ``rejected`` in round 0, with
+    the reason and nothing allocated."""
 
     order_id: Identifier
-    round: int
+    round: int = Field(
+        description="1 for the first sourcing, +1 for each re-sourcing; 0: the placement was refused "
+        "before any stock was asked for (outcome rejected)."
+    )
     outcome: SourcedOutcome
     allocations: list[str]
     backorder: list[CartLineModel] = []

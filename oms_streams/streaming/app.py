@@ -13,6 +13,7 @@ from oms_streams.adapters.dlq import dead_letter_for
 from oms_streams.adapters.reservations import decode_reservations
 from oms_streams.adapters.stock import decode_count, decode_movement, decode_supplier_stock
 from oms_streams.config import Settings
+from oms_streams.domain.placement import PlacementLimits
 from oms_streams.domain.saga import ReplyPolicy
 from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
@@ -487,6 +488,7 @@ def _sourcing(kafka: _Kafka, shared: _Shared, table: Any) -> SourcingRuntime:
             max_sends=kafka.settings.sourcing_max_sends,
         ),
         holds=shared.holds,
+        limits=PlacementLimits(kafka.settings.max_order_lines, kafka.settings.max_line_quantity),
     )
     # Plans read the network and the availability view: both must be there before the first order.
     register_batched(

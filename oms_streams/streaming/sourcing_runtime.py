@@ -47,6 +47,7 @@ from oms_streams.adapters.sourcing import (
 from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import epoch_ms_from_iso
 from oms_streams.domain.network import DeliveryMethod
+from oms_streams.domain.placement import PlacementLimits
 from oms_streams.domain.promise import CHANNEL_FOR_METHOD
 from oms_streams.domain.risk import FulfilmentKind
 from oms_streams.domain.saga import ReplyPolicy
@@ -60,6 +61,7 @@ from oms_streams.streaming.ledger_runtime import AvailabilityView
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.outbox import Durable, Outbox, PartitionBatches, Produce
 from oms_streams.streaming.partitioning import misrouted, strays
+from oms_streams.streaming.placement_gate import PlacementGate, Unreadable, unreadable
 from oms_streams.streaming.sourcing_outcomes import RoundPublisher
 from oms_streams.streaming.sourcing_replies import ReplyWatch
 from oms_streams.streaming.sourcing_shed import ShedReplies
@@ -117,6 +119,7 @@ class SourcingRuntime:
         durable: Durable | None = None,
         replies: ReplyPolicy | None = None,
         holds: HoldBook | None = None,
+        limits: PlacementLimits | None = None,
     ) -> None:
         self.table = table
         self.partitions = partitions
@@ -137,6 +140,7 @@ class SourcingRuntime:
         self.watch = ReplyWatch(replies or ReplyPolicy(), metrics)
         self.rounds = RoundPublisher(self.outbox, topics.allocations, topics.sourced, network, metrics)
         self.sheds = ShedReplies(self._withdraw)
+        self.gate = PlacementGate(self.rounds, view, limits or PlacementLimits(), metrics)
         self.cancellations = OrderCancellations(
             self.outbox,
             topics.allocations,
@@ -190,8 +194,11 @@ class SourcingRuntime:
                 self.table[row.order_id] = row.encode()
             self.watch.track(row)
 
-    def _decode(self, event: Any, now: int) -> Sequence[Placement | Fulfilment | Reply | Cancellation]:
-        """The message's placement, fulfilment event, answers or cancellation; nothing if not valid."""
+    def _decode(
+        self, event: Any, now: int
+    ) -> Sequence[Placement | Fulfilment | Reply | Cancellation | Unreadable]:
+        """The message's placement, fulfilment event, answers or cancellation; nothing if not valid
+        (but an unreadable placement, to be answered)."""
         message = event.message
         topic = message.topic
         decoded: Placement | Fulfilment | list[Reply] | Cancellation | Failure
@@ -216,12 +223,17 @@ class SourcingRuntime:
                 if topic == self.topics.cancellations:
                     self.metrics.cancellations.labels("dead_lettered").inc()
             self.metrics.sourcing_events.labels(_label(topic, self.topics), "invalid").inc()
-            return ()
+            bad = (
+                unreadable(message.key, message.value, decoded.reason)
+                if topic == self.topics.placed
+                else None
+            )
+            return (bad,) if bad is not None and wrong is None else ()
         return decoded if isinstance(decoded, list) else (decoded,)
 
     def _apply_item(
         self,
-        decoded: Placement | Fulfilment | Reply | Cancellation,
+        decoded: Placement | Fulfilment | Reply | Cancellation | Unreadable,
         event: Any,
         rows: dict[str, tuple[SourcingRow, Any]],
         now: int,
@@ -235,10 +247,12 @@ class SourcingRuntime:
             verdict = self._answer(row, decoded, now) if row is not None else self._stray(None, decoded, now)
         elif isinstance(decoded, Cancellation):
             verdict = self.cancellations.apply(row, decoded, now)
+        elif isinstance(decoded, Unreadable):
+            row, verdict = self._refuse_unreadable(row, decoded, event.message.partition, now)
         else:
             verdict = self._progress(row, decoded, now) if row is not None else "ignored"
         self.metrics.sourcing_events.labels(_label(event.message.topic, self.topics), verdict).inc()
-        if row is not None and verdict in ("applied", "parked", "released_stray"):
+        if row is not None and verdict in ("applied", "parked", "released_stray", "rejected"):
             rows[order_id] = (row, event)
 
     def _load(self, order_id: str) -> SourcingRow | None:
@@ -255,6 +269,9 @@ class SourcingRuntime:
             if placement.event_id == row.placement:
                 self.rounds.republish(row, now)
             return row, "duplicate"
+        problem = self.gate.problem(placement)
+        if problem is not None:
+            return self.gate.refuse(placement, partition, problem, now), "rejected"
         option = placement.option
         lines: dict[str, int] = {}
         for shipment in option.shipments:
@@ -280,6 +297,17 @@ class SourcingRuntime:
         )
         self._plan_and_reserve(row, now)
         return row, "applied"
+
+    def _refuse_unreadable(
+        self, row: SourcingRow | None, bad: Unreadable, partition: int, now: int
+    ) -> tuple[SourcingRow | None, str]:
+        """An unreadable placement is answered 'rejected' unless its order has an answer already
+        (then only a refusal's answer is published again: one that sourced the order stands)."""
+        if row is None:
+            return self.gate.refuse_unreadable(bad, partition, now), "rejected"
+        if row.round == 0:
+            self.rounds.republish(row, now)
+        return row, "duplicate"
 
     def _plan_and_reserve(self, row: SourcingRow, now: int) -> None:
         row.attempt += 1

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+from oms_streams.domain.placement import PlacementLimits
 from oms_streams.domain.transit import TransitModel
 from oms_streams.streaming.ledger_runtime import AvailabilityView
 from oms_streams.streaming.partitioning import partition_for
@@ -378,3 +379,75 @@ def test_a_short_pick_reported_while_a_re_sourcing_is_under_way_is_withdrawn_aft
     assert outcomes[1]["outcome"] == "rejected" and "SKU-STOVE" in outcomes[1]["reason"]
     cancelled = [a["allocation_id"] for a in h.on("allocations") if a["kind"] == "cancel"]
     assert cancelled == [at["DC-SOUTH"]["allocation_id"]]
+
+
+# --- every placement is answered -------------------------------------------------------------------
+
+
+def test_a_placement_with_an_unknown_sku_is_answered_rejected_in_round_0_and_reserves_nothing():
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=5)
+    h.place("ORDER-U", {"SKU-TENT": 1, "SKU-NOPE": 1})
+
+    assert h.commands() == []
+    [answer] = h.on("sourced")
+    assert answer["event_id"] == "ORDER-U:sourced:0"
+    assert (answer["round"], answer["outcome"], answer["reason"]) == (0, "rejected", "unknown SKU SKU-NOPE")
+    assert answer["allocations"] == [] and answer["attempts"] == 0
+    row = h.saga.lookup("ORDER-U")
+    assert row is not None and (row.status, row.round) == ("rejected", 0)
+
+
+def test_a_redelivered_refused_placement_gets_the_same_answer_and_a_new_one_no_other():
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=5)
+    h.place("ORDER-U", {"SKU-NOPE": 1})
+    [first] = h.on("sourced")
+    h.take_sent()
+
+    h.place("ORDER-U", {"SKU-NOPE": 1})  # the same placement again (same event id)
+    assert [_but_when(a) for a in h.on("sourced")] == [_but_when(first)]
+    h.take_sent()
+
+    placement = h.placement("ORDER-U", {"SKU-TENT": 1})  # the order id again, a new event id
+    placement.message.value = placement.message.value.replace(b"ORDER-U-placed", b"ORDER-U-again")
+    h.run(placement)
+    assert h.on("sourced") == [] and h.commands() == []
+
+
+def test_limits_on_lines_and_units_are_checked_at_placement():
+    h = Harness()
+    h.saga.gate.limits = PlacementLimits(max_lines=1, max_line_quantity=3)
+    h.stock("SKU-TENT", DC_NORTH=50)
+    h.stock("SKU-BIKE-LIGHT", DC_NORTH=50)
+    h.place("ORDER-LINES", {"SKU-TENT": 1, "SKU-BIKE-LIGHT": 1})
+    h.place("ORDER-UNITS", {"SKU-TENT": 4})
+    h.place("ORDER-OK", {"SKU-TENT": 3})
+
+    reasons = {a["order_id"]: a["reason"] for a in h.on("sourced")}
+    assert reasons == {
+        "ORDER-LINES": "too many lines: 2 (at most 1 per order)",
+        "ORDER-UNITS": "quantity over the limit of 3 units per line: SKU-TENT x 4",
+    }
+    assert [c["order_id"] for c in h.commands("reserve")] == ["ORDER-OK"]
+
+
+def test_an_unreadable_placement_is_answered_rejected_once_with_the_dead_letter_reason():
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=5)
+    placement = h.placement("ORDER-X", {"SKU-TENT": 1})
+    body = json.loads(placement.message.value)
+    body["cart"] = [{"sku": "SKU-TENT", "quantity": 2}]  # the cart does not match its option
+    placement.message.value = json.dumps(body).encode()
+    h.run(placement)
+    h.run(placement)
+
+    answers = h.on("sourced")
+    assert len(answers) == 2 and _but_when(answers[0]) == _but_when(answers[1])  # the same answer
+    assert answers[0]["outcome"] == "rejected" and answers[0]["round"] == 0
+    assert "impossible option" in answers[0]["reason"]
+    assert h.commands() == []
+
+
+def _but_when(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "occurred_at"}

@@ -1,0 +1,75 @@
+"""The facts an order's lifecycle is derived from, read off its tracking and its sourcing row."""
+
+from __future__ import annotations
+
+from oms_streams.adapters.sourcing import SourcingRow
+from oms_streams.domain.lifecycle import Lifecycle, LifecycleFacts, lifecycle
+from oms_streams.domain.risk import FulfilmentEvent, FulfilmentKind, OrderTracking
+
+LEFT = frozenset(
+    {
+        FulfilmentKind.HANDED_TO_CARRIER,
+        FulfilmentKind.ROUTE_DEPARTED,
+        FulfilmentKind.COLLECTED,
+        FulfilmentKind.DELIVERED,
+    }
+)
+"""The shipment's units left its location (as sourcing fulfils its holds)."""
+ARRIVED = frozenset({FulfilmentKind.DELIVERED, FulfilmentKind.COLLECTED})
+
+
+def order_lifecycle(
+    tracking: OrderTracking | None, sourcing: SourcingRow | None, cancelled: bool
+) -> Lifecycle | None:
+    """None while no placement was accepted nor refused (only fulfilment events came)."""
+    if sourcing is None and tracking is None:
+        return None
+    return lifecycle(lifecycle_facts(tracking, sourcing, cancelled))
+
+
+def lifecycle_facts(
+    tracking: OrderTracking | None, sourcing: SourcingRow | None, cancelled: bool
+) -> LifecycleFacts:
+    events = tracking.events if tracking is not None else ()
+    if sourcing is None:
+        # Sourcing has not seen the placement yet: the promised shipments stand in for allocations.
+        if tracking is None:
+            return LifecycleFacts(sourcing=None, cancelled=cancelled)
+        places = [(i, s.location_id) for i, s in enumerate(tracking.record.option.shipments)]
+        pickup = tracking.record.option.pickup_store_id
+        left = [p for p in places if _seen(events, LEFT, p, pickup)]
+        arrived = [p for p in left if _seen(events, ARRIVED, p, pickup)]
+        return LifecycleFacts(sourcing=None, left=len(left), delivered=len(arrived), cancelled=cancelled)
+    pickup = sourcing.destination.get("pickup_store_id")
+    fulfilled = [(a.shipment, a.location_id) for a in sourcing.allocations if a.state == "fulfilled"]
+    arrived = [p for p in fulfilled if _seen(events, ARRIVED, (None, p[1]), pickup)]
+    return LifecycleFacts(
+        sourcing=sourcing.status,
+        round=sourcing.round,
+        live=sum(a.state == "live" for a in sourcing.allocations),
+        backordered=bool(sourcing.backorder),
+        left=len(fulfilled),
+        delivered=len(arrived),
+        cancelled=cancelled,
+    )
+
+
+def _seen(
+    events: tuple[FulfilmentEvent, ...],
+    kinds: frozenset[FulfilmentKind],
+    place: tuple[int | None, str],
+    pickup_store: str | None,
+) -> bool:
+    """An event of one of ``kinds`` for the shipment (index, location); an index of None matches
+    by location only (a re-sourced allocation's index is not the promise's)."""
+    index, location = place
+    for event in events:
+        if event.kind not in kinds:
+            continue
+        if event.shipment is not None and index is not None:
+            if event.shipment == index:
+                return True
+            continue
+        if event.location_id in (None, location, pickup_store):
+            return True
+    return False

@@ -1,0 +1,66 @@
+"""Placement checks (limits, unknown SKUs) and the order lifecycle, both pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from oms_streams.domain.lifecycle import Lifecycle, LifecycleFacts, lifecycle
+from oms_streams.domain.placement import PlacementLimits, placement_problem
+
+LIMITS = PlacementLimits(max_lines=2, max_line_quantity=10)
+KNOWN = {"SKU-A", "SKU-B", "SKU-C"}
+
+
+def test_a_cart_within_the_limits_of_known_skus_passes() -> None:
+    assert placement_problem({"SKU-A": 10, "SKU-B": 1}, KNOWN, LIMITS) is None
+
+
+def test_too_many_lines_are_refused_with_the_limit() -> None:
+    problem = placement_problem({"SKU-A": 1, "SKU-B": 1, "SKU-C": 1}, KNOWN, LIMITS)
+    assert problem == "too many lines: 3 (at most 2 per order)"
+
+
+def test_an_absurd_quantity_is_refused_naming_the_line() -> None:
+    problem = placement_problem({"SKU-A": 11, "SKU-B": 1}, KNOWN, LIMITS)
+    assert problem == "quantity over the limit of 10 units per line: SKU-A x 11"
+
+
+def test_an_unknown_sku_is_refused_as_unknown_not_out_of_stock() -> None:
+    assert placement_problem({"SKU-A": 1, "SKU-NOPE": 1}, KNOWN, LIMITS) == "unknown SKU SKU-NOPE"
+
+
+def test_the_default_limits_are_a_hundred_lines_and_a_thousand_units() -> None:
+    assert PlacementLimits() == PlacementLimits(max_lines=100, max_line_quantity=1_000)
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        (LifecycleFacts(sourcing=None), Lifecycle.PLACED),
+        (LifecycleFacts(sourcing="reserving"), Lifecycle.PLACED),
+        (LifecycleFacts(sourcing="rejected", round=0), Lifecycle.REJECTED),
+        (LifecycleFacts(sourcing="rejected", round=1, backordered=True), Lifecycle.REJECTED),
+        (LifecycleFacts(sourcing="allocated", live=2), Lifecycle.ALLOCATED),
+        (
+            LifecycleFacts(sourcing="partially_allocated", live=1, backordered=True),
+            Lifecycle.PARTIALLY_ALLOCATED,
+        ),
+        # A re-sourcing round under way while the first round's other shipment is still allocated.
+        (LifecycleFacts(sourcing="reserving", round=2, live=1), Lifecycle.PARTIALLY_ALLOCATED),
+        # A re-sourcing round that found nothing: the order was accepted, its lines wait for stock.
+        (LifecycleFacts(sourcing="rejected", round=2, backordered=True), Lifecycle.BACKORDERED),
+        (LifecycleFacts(sourcing="allocated", live=1, left=1), Lifecycle.SHIPPED),
+        (LifecycleFacts(sourcing="allocated", left=2, delivered=1), Lifecycle.SHIPPED),
+        (LifecycleFacts(sourcing="allocated", left=2, delivered=2), Lifecycle.DELIVERED),
+        (
+            LifecycleFacts(sourcing="partially_allocated", left=1, delivered=1, backordered=True),
+            Lifecycle.SHIPPED,
+        ),
+        (LifecycleFacts(sourcing="allocated", cancelled=True), Lifecycle.CANCELLED),
+        # Cancelled after part of it shipped: what shipped decides.
+        (LifecycleFacts(sourcing="allocated", left=1, delivered=1, cancelled=True), Lifecycle.DELIVERED),
+        (LifecycleFacts(sourcing=None, left=1, delivered=1), Lifecycle.DELIVERED),
+    ],
+)
+def test_the_lifecycle_follows_the_order(facts: LifecycleFacts, expected: Lifecycle) -> None:
+    assert lifecycle(facts) is expected
