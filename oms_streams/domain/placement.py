@@ -1,4 +1,4 @@
-"""The checks a placement passes before any stock is reserved for it: limits and known SKUs.
+"""The checks a placement passes before any stock is reserved for it: per-order and per-line limits.
 
 A placement refused here is answered ``rejected`` with the reason (round 0 on
 ``oms.orders.sourced.v1``): it never reaches the planner nor a ledger.
@@ -6,7 +6,7 @@ A placement refused here is answered ``rejected`` with the reason (round 0 on
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -18,13 +18,12 @@ class PlacementLimits:
     """Most units of one SKU one order may ask for."""
 
 
-def placement_problem(
-    cart: Mapping[str, int], known_skus: Container[str], limits: PlacementLimits
-) -> str | None:
+def placement_problem(cart: Mapping[str, int], limits: PlacementLimits) -> str | None:
     """Why the cart (SKU -> units) may not reserve stock; None when it may.
 
-    A SKU the availability feed has never heard of is refused as unknown (a typo, a retired SKU, a
-    forged option), not sourced as out of stock."""
+    A SKU without stock is not refused here: it is sourced as out of stock (backordered). Whether
+    a SKU is "known" cannot be told from the availability feed a worker follows: right after a
+    restart the feed has not caught up, and real SKUs would be refused."""
     if len(cart) > limits.max_lines:
         return f"too many lines: {len(cart)} (at most {limits.max_lines} per order)"
     big = sorted(sku for sku, units in cart.items() if units > limits.max_line_quantity)
@@ -32,7 +31,4 @@ def placement_problem(
         return f"quantity over the limit of {limits.max_line_quantity} units per line: " + ", ".join(
             f"{sku} x {cart[sku]}" for sku in big
         )
-    unknown = sorted(sku for sku in cart if sku not in known_skus)
-    if unknown:
-        return f"unknown SKU {', '.join(unknown)}"
     return None

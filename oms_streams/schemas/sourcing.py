@@ -168,7 +168,7 @@ SourcedOutcome = Literal["allocated", "partially_allocated", "rejected"]
 class OrderSourced(Envelope):
     """The outcome of one sourcing round of an order: exactly one per (order, round).
 
-    Every placement is answered: one refused before sourcing (a limit, an unknown SKU, a placement
+    Every placement is answered: one refused before sourcing (a limit, a placement
     that could not be read and went to the dead-letter topic too) is ``rejected`` in round 0, with
     the reason and nothing allocated."""
 

@@ -305,7 +305,9 @@ class LedgerEngine(Service):
                 started = time.monotonic()
                 if ends is not None:
                     self.store.give_up(partitions, ends)
-                    self.committed = {tp: o for tp, o in self.committed.items() if tp[1] not in partitions}
+                    self.committed = {
+                        tp: o for tp, o in list(self.committed.items()) if tp[1] not in partitions
+                    }
                     log.info("ledger gave up partitions %s", partitions)
                 else:
                     read = await loop.run_in_executor(self._thread, self.store.take, partitions)
@@ -321,9 +323,8 @@ class LedgerEngine(Service):
     def lag(self) -> dict[tuple[str, int], tuple[int, int]]:
         """(committed offset, high watermark as last fetched) per owned input partition."""
         highs = self._highs
-        return {
-            tp: (committed, highs[tp]) for tp, committed in self.committed.items() if highs.get(tp, -1) >= 0
-        }
+        committed = list(self.committed.items())  # one C call: the consumer thread may add to it
+        return {tp: (offset, highs[tp]) for tp, offset in committed if highs.get(tp, -1) >= 0}
 
 
 SHARE_AFTER_S, SHARE_S = 0.05, 0.005

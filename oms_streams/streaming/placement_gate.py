@@ -1,11 +1,11 @@
 """Every placement gets an answer on ``oms.orders.sourced.v1``, also one that never reaches sourcing.
 
-A placement that breaks a limit or names a SKU the availability feed does not know, and one that
-cannot be read at all (a schema violation, a cart that does not match its option: ``track_orders``
-dead-letters it too), is answered ``rejected`` with the reason in round 0: no stock was asked for.
-The answer's event id is '<order>:sourced:0' and the refusal is kept as the order's sourcing row,
-so a redelivered placement gets the same answer again and a later one for the same order id none
-that contradicts it (an order id is sourced once). A placement without a readable key cannot be
+A placement that breaks a limit, and one that cannot be read at all (a schema violation, a cart
+that does not match its option: ``track_orders`` dead-letters it too), is answered ``rejected``
+with the reason in round 0: no stock was asked for. The answer's event id is '<order>:sourced:0'
+and the refusal is kept as the order's sourcing row, so a redelivered placement gets the same
+answer again and a later one for the same order id none that contradicts it (an order id is
+sourced once). A placement without a readable key cannot be
 answered: the webshop finds it in the dead-letter topic only.
 """
 
@@ -22,7 +22,6 @@ from oms_streams.adapters.sourcing import SourcingRow
 from oms_streams.domain.placement import PlacementLimits, placement_problem
 from oms_streams.domain.sourcing import Outcome
 from oms_streams.metrics import Metrics
-from oms_streams.streaming.ledger_runtime import AvailabilityView
 from oms_streams.streaming.sourcing_outcomes import RoundPublisher
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@#+-]{0,127}$")
@@ -51,17 +50,14 @@ def unreadable(key: bytes | None, value: bytes | None, reason: str) -> Unreadabl
 
 
 class PlacementGate:
-    def __init__(
-        self, rounds: RoundPublisher, view: AvailabilityView, limits: PlacementLimits, metrics: Metrics
-    ) -> None:
+    def __init__(self, rounds: RoundPublisher, limits: PlacementLimits, metrics: Metrics) -> None:
         self.rounds = rounds
-        self.view = view
         self.limits = limits
         self.metrics = metrics
 
     def problem(self, placement: Placement) -> str | None:
         """Why the placement may not reserve stock (None: it may)."""
-        return placement_problem(_cart(placement), self.view.records, self.limits)
+        return placement_problem(_cart(placement), self.limits)
 
     def refuse(self, placement: Placement, partition: int, reason: str, now: int) -> SourcingRow:
         """The round-0 row of a refused placement; its answer is published."""

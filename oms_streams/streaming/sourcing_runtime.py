@@ -140,7 +140,7 @@ class SourcingRuntime:
         self.watch = ReplyWatch(replies or ReplyPolicy(), metrics)
         self.rounds = RoundPublisher(self.outbox, topics.allocations, topics.sourced, network, metrics)
         self.sheds = ShedReplies(self._withdraw)
-        self.gate = PlacementGate(self.rounds, view, limits or PlacementLimits(), metrics)
+        self.gate = PlacementGate(self.rounds, limits or PlacementLimits(), metrics)
         self.cancellations = OrderCancellations(
             self.outbox,
             topics.allocations,

@@ -23,11 +23,13 @@ def lifecycle_of(worker: WorkerProcess, order_id: str) -> Any:
     return (worker.get(f"/orders/{order_id}")[1] or {}).get("lifecycle")
 
 
-def test_an_unknown_sku_and_an_impossible_cart_are_answered_rejected_with_the_reason(
+def test_an_absurd_quantity_and_an_impossible_cart_are_answered_rejected_with_the_reason(
     worker: WorkerProcess, events: Events
 ) -> None:
     stock_up(worker, events, ("SKU-TENT", "DC-NORTH", 5))
-    events.order_placed("ORDER-UNKNOWN", an_option("standard", {"SKU-TENT": 1, "SKU-NOPE": 2}), UTRECHT_HOME)
+    events.order_placed(
+        "ORDER-UNKNOWN", an_option("standard", {"SKU-TENT": 1, "SKU-NOPE": 2_000}), UTRECHT_HOME
+    )
     # A cart that does not match its option: track_orders dead-letters it, sourcing answers it.
     bad = events.order_placed("ORDER-BAD", an_option("standard", {"SKU-TENT": 1}), UTRECHT_HOME)
     bad["cart"] = [{"sku": "SKU-TENT", "quantity": 4}]
@@ -36,11 +38,12 @@ def test_an_unknown_sku_and_an_impossible_cart_are_answered_rejected_with_the_re
     events.flush()
 
     unknown = outcome_of(worker, "ORDER-UNKNOWN", round=0)
-    assert unknown["outcome"] == "rejected" and unknown["reason"] == "unknown SKU SKU-NOPE"
+    limit = "quantity over the limit of 1000 units per line: SKU-NOPE x 2000"
+    assert unknown["outcome"] == "rejected" and unknown["reason"] == limit
     assert unknown["event_id"] == "ORDER-UNKNOWN:sourced:0" and unknown["allocations"] == []
     assert wait_until(lambda: lifecycle_of(worker, "ORDER-UNKNOWN"), 20, "lifecycle") == "rejected"
     view = worker.get("/orders/ORDER-UNKNOWN")[1]
-    assert view["sourcing"]["reason"] == "unknown SKU SKU-NOPE" and view["sourcing"]["round"] == 0
+    assert view["sourcing"]["reason"] == limit and view["sourcing"]["round"] == 0
 
     # ORDER-BAD's first placement was valid and sourced; the forged one is dead-lettered only.
     assert outcome_of(worker, "ORDER-BAD")["outcome"] == "allocated"

@@ -384,15 +384,16 @@ def test_a_short_pick_reported_while_a_re_sourcing_is_under_way_is_withdrawn_aft
 # --- every placement is answered -------------------------------------------------------------------
 
 
-def test_a_placement_with_an_unknown_sku_is_answered_rejected_in_round_0_and_reserves_nothing():
+def test_a_placement_over_a_limit_is_answered_rejected_in_round_0_and_reserves_nothing():
     h = Harness()
     h.stock("SKU-TENT", DC_NORTH=5)
-    h.place("ORDER-U", {"SKU-TENT": 1, "SKU-NOPE": 1})
+    h.place("ORDER-U", {"SKU-TENT": 1_001})
 
     assert h.commands() == []
     [answer] = h.on("sourced")
     assert answer["event_id"] == "ORDER-U:sourced:0"
-    assert (answer["round"], answer["outcome"], answer["reason"]) == (0, "rejected", "unknown SKU SKU-NOPE")
+    assert (answer["round"], answer["outcome"]) == (0, "rejected")
+    assert answer["reason"] == "quantity over the limit of 1000 units per line: SKU-TENT x 1001"
     assert answer["allocations"] == [] and answer["attempts"] == 0
     row = h.saga.lookup("ORDER-U")
     assert row is not None and (row.status, row.round) == ("rejected", 0)
@@ -401,11 +402,11 @@ def test_a_placement_with_an_unknown_sku_is_answered_rejected_in_round_0_and_res
 def test_a_redelivered_refused_placement_gets_the_same_answer_and_a_new_one_no_other():
     h = Harness()
     h.stock("SKU-TENT", DC_NORTH=5)
-    h.place("ORDER-U", {"SKU-NOPE": 1})
+    h.place("ORDER-U", {"SKU-TENT": 1_001})
     [first] = h.on("sourced")
     h.take_sent()
 
-    h.place("ORDER-U", {"SKU-NOPE": 1})  # the same placement again (same event id)
+    h.place("ORDER-U", {"SKU-TENT": 1_001})  # the same placement again (same event id)
     assert [_but_when(a) for a in h.on("sourced")] == [_but_when(first)]
     h.take_sent()
 
