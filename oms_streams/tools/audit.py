@@ -551,8 +551,8 @@ class _Sourcing:
     def check_outcomes(self) -> list[Finding]:
         findings = []
         for order_id, placed_at in sorted(self.placed_at.items()):
-            if (order_id, 1) in self.outcomes:
-                continue
+            if (order_id, 1) in self.outcomes or (order_id, 0) in self.outcomes:
+                continue  # round 0: refused at placement (a limit, unreadable), answered all the same
             if self._recent(placed_at):
                 self.counts["in_flight"] += 1
                 continue

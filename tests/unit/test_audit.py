@@ -581,6 +581,13 @@ def test_an_order_without_an_outcome_after_the_settle_time_is_missing_one():
     assert finding.detail == "placed 60 s ago, no outcome for round 1"
 
 
+def test_an_order_refused_at_placement_is_answered_in_round_0_and_needs_no_round_1():
+    refused = sourced(order_id="ORDER-2003", round=0, outcome="rejected", reason="too many lines")
+    report = audit_of(placed=[placed(order_id="ORDER-2003", at=NOW - 60_000)], outcomes=[refused])
+
+    assert found(report, FindingKind.MISSING_OUTCOME) == []
+
+
 def test_an_order_placed_within_the_settle_time_is_in_flight():
     report = audit_of(placed=[placed(order_id="ORDER-2002", at=NOW - 9_000)])
 
