@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +72,7 @@ from oms_streams.streaming.topics import (
     RESERVATIONS,
     SUPPLIER_STOCK,
 )
+from oms_streams.tools.topic_reader import read_to_end
 
 STOCK_TABLE = "stock_positions"
 
@@ -1013,81 +1013,15 @@ def read_audit_input(
     """Every record the audit needs, from the beginning up to the high watermarks seen at the start.
 
     Raises OSError when the broker cannot be reached or the topics are not read in ``timeout_s``."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-
     now_ms = time.time_ns() // 1_000_000
     year = datetime.now(UTC).year
     collector = _Collector(settings, tuple(range(year - 1, year + 4)))
-    deadline = time.monotonic() + timeout_s
-    consumer = Consumer(
-        {
-            **settings.confluent_config(),
-            # Required by the client, never joined: partitions are assigned, no offsets are committed.
-            "group.id": f"oms-audit-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "client.id": "oms-audit",
-            # An unreachable broker is reported once, as the OSError below, not as a log line per retry.
-            "log_level": 0,
-        }
-    )
-    try:
-        try:
-            metadata = consumer.list_topics(timeout=max(1.0, min(10.0, timeout_s)))
-        except KafkaException as error:
-            raise OSError(f"cannot read topic metadata from {settings.kafka_bootstrap}: {error}") from error
-        missing: set[str] = set()
-        ends: dict[tuple[str, int], int] = {}
-        assignment = []
-        for name in collector.names:
-            found = metadata.topics.get(name)
-            if found is None or found.error is not None or not found.partitions:
-                missing.add(name)
-                continue
-            for partition in sorted(found.partitions):
-                tp = TopicPartition(name, partition)
-                low, high = consumer.get_watermark_offsets(tp, timeout=10)
-                if high > low:
-                    ends[(name, partition)] = high
-                    assignment.append(TopicPartition(name, partition, OFFSET_BEGINNING))
-        if assignment:
-            consumer.assign(assignment)
-        while ends:
-            if time.monotonic() >= deadline:
-                left = ", ".join(f"{t}[{p}]" for t, p in sorted(ends)[:5])
-                raise OSError(f"timed out after {timeout_s:g} s reading the topics (not at the end: {left})")
-            messages = consumer.consume(num_messages=1000, timeout=0.5)
-            if not messages:
-                _drop_finished(consumer, ends, TopicPartition)
-                continue
-            for message in messages:
-                if message.error():
-                    continue
-                topic, partition, offset = message.topic(), message.partition(), message.offset()
-                if topic is None or partition is None or offset is None:
-                    continue
-                end = ends.get((topic, partition))
-                if end is None or offset >= end:
-                    continue  # produced after the audit started
-                _, timestamp = message.timestamp()
-                collector.add(At(topic, partition, offset, max(0, timestamp)), message.key(), message.value())
-                if offset + 1 >= end:
-                    del ends[(topic, partition)]
-    finally:
-        consumer.close()
+
+    def add(topic: str, partition: int, offset: int, ts: int, key: bytes | None, value: bytes | None) -> None:
+        collector.add(At(topic, partition, offset, ts), key, value)
+
+    missing = read_to_end(settings, "oms-audit", collector.names, add, timeout_s=timeout_s)
     return collector.build(now_ms, int(settle_s * 1000), missing)
-
-
-def _drop_finished(consumer: Any, ends: dict[tuple[str, int], int], topic_partition: Any) -> None:
-    """Partitions whose position passed their end without a last record to see (a compacted gap or a
-    transaction marker at the end)."""
-    if not ends:
-        return
-    positions = consumer.position([topic_partition(t, p) for t, p in ends])
-    for tp in positions:
-        if tp.offset >= 0 and tp.offset >= ends.get((tp.topic, tp.partition), 0):
-            ends.pop((tp.topic, tp.partition), None)
 
 
 def run_audit(

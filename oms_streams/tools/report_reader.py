@@ -9,8 +9,6 @@ as any other system of the retailer would read them.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +38,8 @@ from oms_streams.streaming.topics import (
     ORDERS_SOURCED,
     RETURNS_PROCESSED,
 )
-from oms_streams.tools.audit import _drop_finished, _keyed
+from oms_streams.tools.audit import _keyed
+from oms_streams.tools.topic_reader import read_to_end
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -142,62 +141,11 @@ class _Decoder:
 def read_report_input(settings: Settings, *, timeout_s: float = 60.0) -> ReportInput:
     """Every record of the report's topics, from the beginning up to the high watermarks seen at the
     start. Raises OSError when the broker cannot be reached or the topics are not read in time."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-
     decoder = _Decoder(settings)
-    deadline = time.monotonic() + timeout_s
-    consumer = Consumer(
-        {
-            **settings.confluent_config(),
-            # Required by the client, never joined: partitions are assigned, no offsets are committed.
-            "group.id": f"oms-report-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "client.id": "oms-report",
-            "log_level": 0,
-        }
-    )
-    try:
-        try:
-            metadata = consumer.list_topics(timeout=max(1.0, min(10.0, timeout_s)))
-        except KafkaException as error:
-            raise OSError(f"cannot read topic metadata from {settings.kafka_bootstrap}: {error}") from error
-        missing: list[str] = []
-        ends: dict[tuple[str, int], int] = {}
-        assignment = []
-        for name in decoder.by_name:
-            found = metadata.topics.get(name)
-            if found is None or found.error is not None or not found.partitions:
-                missing.append(decoder.by_name[name])
-                continue
-            for partition in sorted(found.partitions):
-                low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
-                if high > low:
-                    ends[(name, partition)] = high
-                    assignment.append(TopicPartition(name, partition, OFFSET_BEGINNING))
-        if assignment:
-            consumer.assign(assignment)
-        while ends:
-            if time.monotonic() >= deadline:
-                left = ", ".join(f"{t}[{p}]" for t, p in sorted(ends)[:5])
-                raise OSError(f"timed out after {timeout_s:g} s reading the topics (not at the end: {left})")
-            messages = consumer.consume(num_messages=1000, timeout=0.5)
-            if not messages:
-                _drop_finished(consumer, ends, TopicPartition)
-                continue
-            for message in messages:
-                if message.error():
-                    continue
-                topic, partition, offset = message.topic(), message.partition(), message.offset()
-                if topic is None or partition is None or offset is None:
-                    continue
-                end = ends.get((topic, partition))
-                if end is None or offset >= end:
-                    continue  # produced after the read started
-                decoder.add(topic, message.key(), message.value())
-                if offset + 1 >= end:
-                    del ends[(topic, partition)]
-    finally:
-        consumer.close()
+
+    def add(topic: str, partition: int, offset: int, ts: int, key: bytes | None, value: bytes | None) -> None:
+        decoder.add(topic, key, value)
+
+    absent = read_to_end(settings, "oms-report", list(decoder.by_name), add, timeout_s=timeout_s)
+    missing = [decoder.by_name[name] for name in decoder.by_name if name in absent]
     return decoder.build(missing)
