@@ -28,7 +28,7 @@ from oms_streams.schemas.sourcing import ReservationCommand as ReservationComman
 from oms_streams.tools.audit import FindingKind, Logged
 from tests.unit.builders import T0, minutes
 from tests.unit.test_audit import DC, LIGHT, NOW, _at, _wire_time, a_receipt_event, a_row, audit_of
-from tests.unit.test_reservations import atp, release, reserve, stock
+from tests.unit.test_reservations import applied, atp, release, reserve, stock
 
 H1, H2 = "hold-1", "hold-2"
 
@@ -292,3 +292,86 @@ def test_the_audit_finds_cart_holds_held_past_their_expiry_or_without_one():
     assert live.clean and live.counts["cart_holds"] == 1
     assert [f.kind for f in expired.findings] == [FindingKind.EXPIRED_HOLD]
     assert [f.kind for f in unowned.findings] == [FindingKind.UNOWNED_HOLD]
+
+
+# --- mutants a mutmut run left alive (reservations.py) ----------------------------------------------
+
+
+def test_the_wire_names_of_kinds_and_statuses_are_fixed():
+    # They travel on oms.inventory.reservations.v2 and the replies topic: renaming one breaks clients.
+    assert [k.value for k in ReservationKind] == ["reserve", "release", "fulfil"]
+    assert [s.value for s in ReservationStatus] == ["reserved", "refused", "released", "fulfilled", "expired"]
+
+
+def test_an_expired_hold_is_released_even_when_a_live_one_sorts_before_it():
+    positions = {"DC-NORTH": StockPosition(on_hand=10, reserved=5, holds=(("hold-a", 2), ("hold-b", 3)))}
+    expiries = {"hold-a": T0 + minutes(30), "hold-b": T0}
+
+    result = expire_holds(positions, expiries, now_ms=T0 + minutes(1))
+
+    assert set(result.expired) == {"hold-b"}
+    assert result.changed["DC-NORTH"].holds == (("hold-a", 2),)
+
+
+def test_a_hold_without_an_expiry_says_it_needs_one():
+    result = apply_reservation(stock(DC_NORTH=5), reserve(H1, ("DC-NORTH", 1)), atp, now_ms=T0)
+
+    assert result.status is ReservationStatus.REFUSED and result.reason == "a cart hold needs an expiry"
+
+
+def test_a_reserve_after_its_own_release_says_why_it_is_refused():
+    positions = applied(stock(DC_NORTH=5), reserve("O-1/1", ("DC-NORTH", 1)), release("O-1/1", "DC-NORTH"))
+
+    result = apply_reservation(positions, reserve("O-1/1", ("DC-NORTH", 1)), atp)
+
+    assert result.reason == "reservation O-1/1 was already released or refused"
+
+
+def test_a_fulfilment_is_journalled_under_its_reservation_and_the_last_64_settled_ids_are_kept():
+    positions = applied(stock(DC_NORTH=100), reserve("O-0/1", ("DC-NORTH", 1)))
+    fulfil = ReservationCommand(ReservationKind.FULFIL, "O-0/1", (("DC-NORTH", 1),), T0)
+    positions = {**positions, **apply_reservation(positions, fulfil, atp).changed}
+    assert positions["DC-NORTH"].journal[-1].event_id == "fulfil:O-0/1"
+
+    for n in range(1, 65):
+        positions = applied(positions, release(f"O-{n}/1", "DC-NORTH"))
+    settled = positions["DC-NORTH"].settled
+    assert len(settled) == 64 and "O-0/1" not in settled and settled[-1] == "O-64/1"
+
+
+def test_a_hold_that_arrives_expired_says_so():
+    late = hold(H1, ("DC-NORTH", 1), expires_at=T0)
+    result = apply_reservation(stock(DC_NORTH=5), late, atp, now_ms=T0 + 1)
+
+    assert result.status is ReservationStatus.REFUSED and result.changed == {}
+    assert result.reason == f"hold {H1} expired before it arrived"
+
+
+def test_a_take_over_finds_the_hold_through_the_callers_index_of_where_it_holds():
+    positions = applied(stock(DC_NORTH=2), hold(H1, ("DC-NORTH", 2)))
+
+    result = apply_reservation(
+        positions, place("O-1/1", ("DC-NORTH", 2), takes_over=H1), nothing_usable, hold_at={"DC-NORTH"}
+    )
+
+    assert result.status is ReservationStatus.RESERVED
+    assert result.changed["DC-NORTH"].holds == (("O-1/1", 2),)
+
+
+def test_a_take_over_adds_nothing_where_the_hold_held_nothing_and_nothing_is_usable():
+    positions = applied(stock(DC_NORTH=2, DC_SOUTH=0), hold(H1, ("DC-NORTH", 2)))
+
+    order = place("O-1/1", ("DC-NORTH", 2), ("DC-SOUTH", 1), takes_over=H1)
+    result = apply_reservation(positions, order, nothing_usable)
+
+    assert result.status is ReservationStatus.REFUSED
+    assert result.reason == "DC-SOUTH has 0 of 1"
+    assert positions["DC-NORTH"].holds == ((H1, 2),)  # the cart keeps its hold
+
+
+def test_a_refusal_names_every_short_location():
+    result = apply_reservation(
+        stock(DC_NORTH=1, DC_SOUTH=0), reserve("O-1/1", ("DC-NORTH", 2), ("DC-SOUTH", 1)), atp
+    )
+
+    assert result.reason == "DC-NORTH has 1 of 2; DC-SOUTH has 0 of 1"

@@ -185,3 +185,23 @@ def test_no_interleaving_of_reserves_counts_and_movements_leaves_holds_uncovered
             assert position.reserved <= sellable(position)  # on hand - unsellable - reserved >= 0
     held_now = {(rid, loc): u for loc, p in positions.items() for rid, u in p.holds}
     assert held_now == owned  # every hold has an owner that knows it, and no owner believes in a lost one
+
+
+# --- mutants a mutmut run left alive (shortfall.py) --------------------------------------------------
+
+
+def test_a_covered_location_does_not_stop_the_shedding_at_the_next():
+    covered = held(StockPosition(on_hand=9), ("O-1/1", 4))
+    short = held(StockPosition(on_hand=1), ("O-2/1", 3))
+
+    result = shed_shortfalls({"DC-A": covered, "DC-B": short}, {"DC-A": "count", "DC-B": "count"})
+
+    assert [(h.reservation_id, h.location_id) for h in result.shed] == [("O-2/1", "DC-B")]
+
+
+def test_the_reason_counts_unsellable_units_apart_even_a_single_one():
+    before = held(StockPosition(on_hand=3, unsellable=1), ("O-1/1", 3))
+
+    [shed] = shed_shortfalls({"DC-A": before}, {"DC-A": "count"}).shed
+
+    assert shed.reason == "stock gone: count at DC-A left 2 sellable (3 on hand, 1 unsellable) for 3 reserved"
