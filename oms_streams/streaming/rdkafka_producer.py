@@ -202,10 +202,7 @@ class RdKafkaProducer(AIOKafkaProducer):
         """Returns once every record sent before is acknowledged; raises if any was not delivered,
         so faust does not commit the offsets that caused it."""
         await super().flush()  # faust's buffered sends are handed over first
-        if self._rdkafka is not None:
-            await self._acknowledged(through=self._sent, timeout_s=None)
-        if self.failure is not None:
-            raise ProducerSendError(f"a record was not delivered: {self.failure}")
+        await self.acknowledged(self._sent)
 
     def mark(self) -> int:
         """The send number of the last record handed over: ``acknowledged(mark)`` waits for it and
