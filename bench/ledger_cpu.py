@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import pstats
 import tempfile
 import time
@@ -31,6 +32,7 @@ from bench.data import RULES, MovementGenerator, Network, build_network, count_m
 from oms_streams.adapters.config import decode_rules
 from oms_streams.adapters.reservations import decode_reservations
 from oms_streams.adapters.stock import decode_count, decode_movement
+from oms_streams.config import Settings
 from oms_streams.domain.visibility import Location, LocationType, VisibilityRules
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.ledger_engine import Record
@@ -123,6 +125,8 @@ async def run(args: argparse.Namespace) -> None:
 
 
 async def timed(rt: LedgerRuntime, sink: _Sink, work: list[list[Record]], what: str, args: Any) -> None:
+    gc.set_threshold(*Settings().gc_thresholds)  # the worker's collector, as ``oms worker`` sets it
+    gc.freeze()
     profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU, not preemption
     sink.records = 0
     started, cpu = time.perf_counter(), time.process_time()

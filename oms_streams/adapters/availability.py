@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from oms_streams.adapters.timestamps import utc_from_epoch_ms
-from oms_streams.domain.visibility import ChannelView, SkuAvailability
+from oms_streams.domain.visibility import ChannelView, RunningAvailability, SkuAvailability
 
 
 def availability_record(availability: SkuAvailability, rules_version: str, now_ms: int) -> dict[str, Any]:
@@ -29,6 +29,28 @@ def availability_record(availability: SkuAvailability, rules_version: str, now_m
 
 def encode(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record)
+
+
+def encode_running(views: RunningAvailability, rules_version: str, published_at: str) -> bytes:
+    """``encode(availability_record(views.availability(), ...))`` without copying the views: the
+    ledger's hot path publishes the running state as it stands (``published_at`` in ISO 8601)."""
+    return orjson.dumps(
+        {
+            "sku": views.sku,
+            "published_at": published_at,
+            "rules_version": rules_version,
+            "network_atp": views.network_atp,
+            "channels": {
+                rule.channel: {"total": total, "locations": shown}
+                for rule, total, shown in zip(
+                    views.rules.channels, views.totals, views.by_location, strict=True
+                )
+            },
+            "lead_time_hours": views.lead_times,
+            "protected": views.protected,
+            "short": views.short,
+        }
+    )
 
 
 def availability_from_record(record: dict[str, Any]) -> SkuAvailability:

@@ -19,8 +19,10 @@ latest count, newest last, at most ``JOURNAL_WINDOW`` of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import StrEnum
+
+from oms_streams.domain.values import value
 
 JOURNAL_WINDOW = 64
 """Movements remembered per (SKU, location) for duplicate detection and count reconciliation."""
@@ -51,7 +53,7 @@ class Verdict(StrEnum):
     REJECTED = "rejected"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Movement:
     event_id: str
     kind: MovementKind
@@ -60,7 +62,7 @@ class Movement:
     occurred_at_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Count:
     """A full stock count: the absolute on-hand (and optionally unsellable) quantity as of a time."""
 
@@ -70,7 +72,7 @@ class Count:
     unsellable: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SupplierFeed:
     """A third party's stock snapshot: what it can ship us, and how long that takes."""
 
@@ -80,7 +82,7 @@ class SupplierFeed:
     as_of_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class JournalEntry:
     event_id: str
     occurred_at_ms: int
@@ -89,7 +91,7 @@ class JournalEntry:
     inbound_delta: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class StockPosition:
     on_hand: int = 0
     reserved: int = 0
@@ -119,7 +121,7 @@ class StockPosition:
         return False
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Outcome:
     position: StockPosition
     verdict: Verdict

@@ -15,7 +15,7 @@ remember, each with its position's ``applied`` count after it.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from oms_streams.domain.inventory import (
     Movement,
@@ -26,16 +26,17 @@ from oms_streams.domain.inventory import (
     Verdict,
     apply_stock_event,
 )
+from oms_streams.domain.values import value
 from oms_streams.domain.visibility import Location, LocationType
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class StockCommand:
     location_id: str
     event: StockEvent
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class LedgerResult:
     changed: dict[str, StockPosition]
     """New positions of the locations whose stock changed."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from oms_streams.domain.inventory import StockPosition, available_to_promise
+from oms_streams.domain.values import value
 
 
 class LocationType(StrEnum):
@@ -178,7 +179,7 @@ def _seen(
     return visible, hidden
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class LocationView:
     """One position seen through every channel: the unit a worker caches and recomputes on change."""
 
@@ -268,42 +269,61 @@ class RunningAvailability:
 
     Replacing one location's view costs O(channels), not O(locations): a reservation or a till
     sale of a fast mover changes one of its hundreds of locations. ``availability()`` gives the
-    same figures as ``combine`` over the current views (location order aside)."""
+    same figures as ``combine`` over the current views (location order aside). ``changed`` says
+    whether what a publication shows (visible units per channel and location, shortfalls) moved
+    since ``published()``, so an unchanged SKU costs no comparison of all its locations.
+    ``hidden_totals``, when given, is kept in step with the units hidden here (a worker's sum over
+    its SKUs: the view adds and takes away its own share as locations change).
+    """
 
     __slots__ = (
         "by_location",
+        "changed",
         "hidden",
+        "hidden_totals",
         "lead_times",
         "network_atp",
         "protected",
         "rules",
         "short",
         "sku",
+        "totals",
         "views",
     )
 
-    def __init__(self, sku: str, rules: VisibilityRules) -> None:
+    def __init__(
+        self,
+        sku: str,
+        rules: VisibilityRules,
+        hidden_totals: dict[tuple[str, LocationType, HiddenBy], int] | None = None,
+    ) -> None:
         self.sku = sku
         self.rules = rules
         self.views: dict[str, LocationView] = {}
         self.by_location: list[dict[str, int]] = [{} for _ in rules.channels]
+        self.totals: list[int] = [0 for _ in rules.channels]
         self.hidden: dict[tuple[str, LocationType, HiddenBy], int] = {}
+        self.hidden_totals = hidden_totals
         self.lead_times: dict[str, int] = {}
         self.protected: dict[str, int] = {}
         self.short: dict[str, int] = {}
         self.network_atp = 0
+        self.changed = True
+        """Whether the visible units or shortfalls moved since ``published()`` (or ever)."""
 
     def put(self, view: LocationView) -> None:
-        self.remove(view.location_id)
         location_id = view.location_id
+        before = self.views.get(location_id)
+        if before is None or before.visible != view.visible or before.short != view.short:
+            self.changed = True
+        self._take_out(location_id)
         self.views[location_id] = view
         self.network_atp += view.atp
-        for shown, qty in zip(self.by_location, view.visible, strict=True):
+        for index, qty in enumerate(view.visible):
             if qty > 0:
-                shown[location_id] = qty
-        for channel, why, units in view.hidden:
-            key = (channel, view.type, why)
-            self.hidden[key] = self.hidden.get(key, 0) + units
+                self.by_location[index][location_id] = qty
+                self.totals[index] += qty
+        self._count_hidden(view, 1)
         if view.protected:
             self.protected[location_id] = view.protected
         if view.short:
@@ -312,30 +332,47 @@ class RunningAvailability:
             self.lead_times[location_id] = view.lead_time_hours
 
     def remove(self, location_id: str) -> None:
+        if location_id in self.views:
+            self.changed = True
+            self._take_out(location_id)
+
+    def published(self) -> None:
+        """What the views show now is what was last published (or found already published)."""
+        self.changed = False
+
+    def _take_out(self, location_id: str) -> None:
         view = self.views.pop(location_id, None)
         if view is None:
             return
         self.network_atp -= view.atp
-        for shown in self.by_location:
-            shown.pop(location_id, None)
-        for channel, why, units in view.hidden:
-            key = (channel, view.type, why)
-            left = self.hidden[key] - units
-            if left:
-                self.hidden[key] = left
-            else:
-                del self.hidden[key]
+        for index, qty in enumerate(view.visible):
+            if qty > 0:
+                del self.by_location[index][location_id]
+                self.totals[index] -= qty
+        self._count_hidden(view, -1)
         self.protected.pop(location_id, None)
         self.short.pop(location_id, None)
         self.lead_times.pop(location_id, None)
+
+    def _count_hidden(self, view: LocationView, sign: int) -> None:
+        hidden, totals = self.hidden, self.hidden_totals
+        for channel, why, units in view.hidden:
+            key = (channel, view.type, why)
+            left = hidden.get(key, 0) + sign * units
+            if left:
+                hidden[key] = left
+            else:
+                del hidden[key]
+            if totals is not None:  # zeros kept: a gauge that drops to 0 must say so
+                totals[key] = totals.get(key, 0) + sign * units
 
     def availability(self) -> SkuAvailability:
         return SkuAvailability(
             sku=self.sku,
             network_atp=self.network_atp,
             channels=tuple(
-                ChannelView(rule.channel, sum(shown.values()), dict(shown))
-                for rule, shown in zip(self.rules.channels, self.by_location, strict=True)
+                ChannelView(rule.channel, total, dict(shown))
+                for rule, total, shown in zip(self.rules.channels, self.totals, self.by_location, strict=True)
             ),
             lead_time_hours=dict(self.lead_times),
             hidden=dict(self.hidden),

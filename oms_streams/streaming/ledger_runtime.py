@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import orjson
 
-from oms_streams.adapters.availability import availability_from_record, availability_record, encode
+from oms_streams.adapters.availability import availability_from_record, encode_running
 from oms_streams.adapters.reservations import DecodedReservation, reply, reply_batch_record
 from oms_streams.adapters.stock import (
     DecodedStock,
@@ -27,6 +27,7 @@ from oms_streams.adapters.stock import (
     row_demand,
     row_to_position,
 )
+from oms_streams.adapters.timestamps import utc_from_epoch_ms
 from oms_streams.domain.forecast import DemandState, HoltWintersForecaster
 from oms_streams.domain.inventory import (
     Movement,
@@ -42,7 +43,6 @@ from oms_streams.domain.visibility import (
     HiddenBy,
     LocationType,
     RunningAvailability,
-    SkuAvailability,
     location_view,
     publication_signature,
 )
@@ -57,6 +57,9 @@ from oms_streams.streaming.partitioning import misrouted, strays
 from oms_streams.streaming.shedding import HoldShedder
 
 log = logging.getLogger(__name__)
+
+IN_STEP = object()
+"""In ``LedgerRuntime._published``: the SKU's last publication is what its running views show."""
 
 Decoded = DecodedStock | DecodedReservation
 Decoder = Callable[[bytes | None, bytes | None], Decoded | list[DecodedReservation] | Failure]
@@ -154,8 +157,14 @@ class LedgerRuntime:
         self._views: dict[str, RunningAvailability] = {}
         self._views_generation = -1
         self._verdicts: dict[tuple[str, str], int] = defaultdict(int)
-        # What this worker last published per SKU; authoritative over the (lagging) view.
-        self._published: dict[str, tuple[object, ...]] = {}
+        # What this worker last published per SKU (authoritative over the lagging view): its
+        # signature, or IN_STEP while the SKU's running views show exactly that.
+        self._published: dict[str, object] = {}
+        self._published_counters: dict[str, Any] = {}
+        self._published_at_cache: tuple[int, str] = (-1, "")
+        # Units hidden per (channel, location type, rule): the sum of the SKUs' views, each view
+        # adding its share as it changes (``RunningAvailability``); a SKU's share, to take it away
+        # when its views are built again.
         self._hidden_by_sku: dict[str, Mapping[tuple[str, LocationType, HiddenBy], int]] = {}
         self._hidden_totals: dict[tuple[str, LocationType, HiddenBy], int] = defaultdict(int)
         # Walk-in demand per store of each cached SKU, learned from the stores' POS sales.
@@ -388,7 +397,7 @@ class LedgerRuntime:
             if sku == keep:
                 return
             self._cached -= len(self._positions.pop(sku))
-            self._views.pop(sku, None)
+            self._drop_views((sku,))
             self._demand.pop(sku, None)
             self._held_at.pop(sku, None)
 
@@ -424,26 +433,49 @@ class LedgerRuntime:
         self, sku: str, now_ms: int, trigger: str, *, changed: Iterable[str] = (), force: bool = False
     ) -> bool:
         rules = self.network.rules
-        availability = self._views_of(sku, changed).availability()
-        self._account_hidden(availability)
-        signature = publication_signature(availability, rules)
-        if not force and signature == self._last_signature(sku):
-            return False
-        self._published[sku] = signature
-        record = encode(availability_record(availability, rules.version, now_ms))
+        views, fresh = self._views_of(sku, changed)
+        if not (force or views.changed):
+            return False  # nothing a record shows moved since the last check, which found it published
+        if rules.thresholds_only or fresh or self._published.get(sku) is not IN_STEP:
+            signature = publication_signature(views.availability(), rules)
+            if not force and signature == self._last_signature(sku):
+                views.published()
+                if not rules.thresholds_only:
+                    self._published[sku] = IN_STEP
+                return False
+            self._published[sku] = signature if rules.thresholds_only else IN_STEP
+        else:  # views in step with the last publication since, and changed: so is the record
+            self._published[sku] = IN_STEP
+        views.published()
+        record = encode_running(views, rules.version, self._published_at(now_ms))
         self.outbox.add(self.availability_topic, sku.encode(), record)
-        self.metrics.availability_published.labels(trigger).inc()
+        counter = self._published_counters.get(trigger)
+        if counter is None:
+            counter = self._published_counters[trigger] = self.metrics.availability_published.labels(trigger)
+        counter.inc()
         return True
 
-    def _views_of(self, sku: str, changed: Iterable[str]) -> RunningAvailability:
+    def _published_at(self, now_ms: int) -> str:
+        """``now_ms`` in ISO 8601, worked out once per batch (every record of a batch has its time)."""
+        if self._published_at_cache[0] != now_ms:
+            self._published_at_cache = (now_ms, utc_from_epoch_ms(now_ms).isoformat())
+        return self._published_at_cache[1]
+
+    def _views_of(self, sku: str, changed: Iterable[str]) -> tuple[RunningAvailability, bool]:
+        """The SKU's running views with the ``changed`` locations recomputed, and whether they were
+        built afresh (all its locations) in this call."""
         network = self.network
         if self._views_generation != network.generation:
-            self._views.clear()
+            self._drop_views(list(self._views))
             self._views_generation = network.generation
         positions = self._positions[sku]
         views = self._views.get(sku)
+        fresh = views is None
         if views is None:
-            views = self._views[sku] = RunningAvailability(sku, network.rules)
+            for key, units in self._hidden_by_sku.get(sku, {}).items():  # its earlier views' share
+                self._hidden_totals[key] -= units
+            views = self._views[sku] = RunningAvailability(sku, network.rules, self._hidden_totals)
+            self._hidden_by_sku[sku] = views.hidden
             changed = positions
         for location_id in changed:
             location = network.locations.get(location_id)
@@ -452,14 +484,22 @@ class LedgerRuntime:
             else:
                 protection = self._protection(sku, location_id)
                 views.put(location_view(sku, location, positions[location_id], network.rules, protection))
-        return views
+        return views, fresh
+
+    def _drop_views(self, skus: Iterable[str]) -> None:
+        """Forget the SKUs' running views (evicted, or stale); what they last published is kept as
+        a signature, for the views built next to be compared with."""
+        for sku in skus:
+            views = self._views.pop(sku, None)
+            if views is not None and self._published.get(sku) is IN_STEP:
+                self._published[sku] = publication_signature(views.availability(), views.rules)
 
     def expire_views(self) -> None:
         """Recompute every view at the next resync (protection moves with the calendar)."""
-        self._views.clear()
+        self._drop_views(list(self._views))
         self._replenishment.clear()
 
-    def _last_signature(self, sku: str) -> tuple[object, ...] | None:
+    def _last_signature(self, sku: str) -> object:
         known = self._published.get(sku)
         if known is not None:
             return known
@@ -467,15 +507,6 @@ class LedgerRuntime:
         if record is None:
             return None
         return publication_signature(availability_from_record(record), self.network.rules)
-
-    def _account_hidden(self, availability: SkuAvailability) -> None:
-        new = availability.hidden  # a copy of its own; keys turn into label text only when scraped
-        old = self._hidden_by_sku.get(availability.sku, {})
-        if new == old:
-            return
-        for key in old.keys() | new.keys():
-            self._hidden_totals[key] += new.get(key, 0) - old.get(key, 0)
-        self._hidden_by_sku[availability.sku] = new
 
     def export_gauges(self) -> None:
         """Gauges are set when scraped, not per event: ``labels()`` is too dear for the hot path."""

@@ -61,8 +61,12 @@ class HoldShedder:
     ) -> dict[str, StockPosition]:
         """The positions that shed holds (the caller stores them); owners are told. ``changed``: the
         locations the batch's stock events changed (``positions`` holds their new state)."""
-        if not any(shortfall(positions[loc]) for loc in changed):
-            return {}  # the hot path: one comparison per changed position
+        for location_id in changed:  # the hot path: one comparison per changed position
+            position = positions[location_id]
+            if position.reserved > 0 and shortfall(position):
+                break
+        else:
+            return {}
         changed_by = causes(commands, verdicts)
         shedding = shed_shortfalls(positions, changed_by)
         carts: dict[str, list[ShedHold]] = {}
