@@ -211,10 +211,13 @@ def location_view(
     largest_safety = 0  # one physical buffer serves every channel: the target keeps the largest
     for rule in rules.channels:
         safety = safety_of(sku, location, rule.channel)
-        largest_safety = max(largest_safety, safety)
+        if safety > largest_safety:
+            largest_safety = safety
         qty, hidden_here = _seen(location, position, rule, rules, full, atp, safety)
         visible.append(qty)
-        hidden.extend((rule.channel, why, units) for why, units in hidden_here if units)
+        for why, units in hidden_here:  # a loop, not a generator: once per position and channel
+            if units:
+                hidden.append((rule.channel, why, units))
     is_third_party = location.type is LocationType.THIRD_PARTY
     return LocationView(
         location_id=location.location_id,

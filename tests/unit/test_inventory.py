@@ -521,3 +521,38 @@ def test_a_movement_keeps_every_field_it_does_not_move() -> None:
         journal=(*position.journal, JournalEntry("m1", 2_000, 4, 0, -4)),
         applied=8,
     )
+
+
+def test_a_count_keeps_every_field_it_does_not_set() -> None:
+    # apply_count builds the counted position field by field (not dataclasses.replace), as
+    # apply_movement does: a field it forgets or swaps would drop holds, settled ids or lead times.
+    position = StockPosition(
+        on_hand=10,
+        reserved=3,
+        unsellable=2,
+        inbound=5,
+        lead_time_hours=48,
+        counted_at_ms=1_000,
+        unsellable_counted_at_ms=900,
+        horizon_ms=800,
+        journal=(JournalEntry("before", 1_500, 1, 1, 2), JournalEntry("after", 2_500, 4, 0)),
+        holds=(("ORDER-1/1", 3),),
+        settled=("ORDER-0/1",),
+        applied=7,
+    )
+    counted = apply_count(position, Count("c1", 20, 2_000)).position
+    # On hand is the count plus what came after it; unsellable was not counted and stays; the entry
+    # the count absorbs keeps only what the count does not cover (unsellable and inbound).
+    assert counted == replace(
+        position,
+        on_hand=24,
+        counted_at_ms=2_000,
+        horizon_ms=None,
+        journal=(JournalEntry("before", 1_500, 0, 1, 2), JournalEntry("after", 2_500, 4, 0)),
+    )
+    with_unsellable = apply_count(position, Count("c2", 20, 2_000, unsellable=1)).position
+    assert (with_unsellable.unsellable, with_unsellable.unsellable_counted_at_ms) == (1, 2_000)
+    assert with_unsellable.journal == (
+        JournalEntry("before", 1_500, 0, 0, 2),
+        JournalEntry("after", 2_500, 4, 0),
+    )
