@@ -182,11 +182,14 @@ def apply_movement(position: StockPosition, movement: Movement) -> Outcome:
     if d_on_hand == d_unsellable == d_inbound == 0:
         return Outcome(position, Verdict.SUPERSEDED)
     entry = JournalEntry(movement.event_id, movement.occurred_at_ms, d_on_hand, d_unsellable, d_inbound)
-    journal = (*position.journal, entry)
-    horizon = position.horizon_ms
-    if len(journal) > JOURNAL_WINDOW:
-        dropped, journal = journal[:-JOURNAL_WINDOW], journal[-JOURNAL_WINDOW:]
-        horizon = max([d.occurred_at_ms for d in dropped] + ([horizon] if horizon is not None else []))
+    journal, horizon = position.journal, position.horizon_ms
+    if len(journal) >= JOURNAL_WINDOW:  # the oldest leave the window; the horizon moves up to them
+        cut = len(journal) - JOURNAL_WINDOW + 1
+        for dropped in journal[:cut]:
+            if horizon is None or dropped.occurred_at_ms > horizon:
+                horizon = dropped.occurred_at_ms
+        journal = journal[cut:]
+    journal = (*journal, entry)
     # The constructor, not dataclasses.replace: this runs once per movement, and replace's field
     # introspection cost more than the rest of the step.
     moved = StockPosition(
