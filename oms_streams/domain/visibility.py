@@ -34,6 +34,18 @@ class HiddenBy(StrEnum):
     """Kept for the store's walk-in shoppers (forecast-aware protection)."""
 
 
+# Read per position and channel: module constants, as reading an enum member costs 0.3 µs in
+# CPython 3.11 (a global 0.05) and location_view read about 15 per position.
+_STORE, _THIRD_PARTY = LocationType.STORE, LocationType.THIRD_PARTY
+_EXPOSURE, _LEAD_TIME, _SAFETY_STOCK, _STORE_CAP, _PROTECTION = (
+    HiddenBy.EXPOSURE,
+    HiddenBy.LEAD_TIME,
+    HiddenBy.SAFETY_STOCK,
+    HiddenBy.STORE_CAP,
+    HiddenBy.PROTECTION,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Location:
     location_id: str
@@ -160,21 +172,21 @@ def _seen(
     """``visible_quantity`` given the position's ATP without (``full``) and with protection (``atp``)
     and the channel's safety stock there: a location's view works these out once for all channels."""
     if not location.active or location.type not in rule.location_types:
-        return 0, [(HiddenBy.EXPOSURE, full)]
+        return 0, [(_EXPOSURE, full)]
     if (
-        location.type is LocationType.THIRD_PARTY
+        location.type is _THIRD_PARTY
         and rule.max_lead_time_hours is not None
         and (position.lead_time_hours or 0) > rule.max_lead_time_hours
     ):
-        return 0, [(HiddenBy.LEAD_TIME, full)]
-    hidden = [(HiddenBy.PROTECTION, full - atp)] if full > atp else []
+        return 0, [(_LEAD_TIME, full)]
+    hidden = [(_PROTECTION, full - atp)] if full > atp else []
     visible = max(0, atp - max(0, safety))
-    hidden.append((HiddenBy.SAFETY_STOCK, atp - visible))
-    if rule.store_cap_applies and location.type is LocationType.STORE:
+    hidden.append((_SAFETY_STOCK, atp - visible))
+    if rule.store_cap_applies and location.type is _STORE:
         pct = location.online_cap_pct if location.online_cap_pct is not None else rules.store_online_cap_pct
         cap = math.floor(atp * min(max(pct, 0.0), 100.0) / 100.0)
         if visible > cap:
-            hidden.append((HiddenBy.STORE_CAP, visible - cap))
+            hidden.append((_STORE_CAP, visible - cap))
             visible = cap
     return visible, hidden
 
@@ -218,7 +230,7 @@ def location_view(
         for why, units in hidden_here:  # a loop, not a generator: once per position and channel
             if units:
                 hidden.append((rule.channel, why, units))
-    is_third_party = location.type is LocationType.THIRD_PARTY
+    is_third_party = location.type is _THIRD_PARTY
     return LocationView(
         location_id=location.location_id,
         type=location.type,

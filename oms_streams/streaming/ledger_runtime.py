@@ -58,6 +58,9 @@ from oms_streams.streaming.shedding import HoldShedder
 
 log = logging.getLogger(__name__)
 
+_APPLIED, _REJECTED, _SALE, _STORE = Verdict.APPLIED, Verdict.REJECTED, MovementKind.SALE, LocationType.STORE
+"""Enum members read per event, as module constants (an enum read costs 0.3 µs in CPython 3.11)."""
+
 IN_STEP = object()
 """In ``LedgerRuntime._published``: the SKU's last publication is what its running views show."""
 
@@ -258,7 +261,7 @@ class LedgerRuntime:
         rejected_events: set[int] = set()
         tally = self._verdicts
         for (event, kind), (verdict, reason) in zip(owners, result.verdicts, strict=True):
-            if verdict is Verdict.REJECTED:
+            if verdict is _REJECTED:
                 tally[(kind, "dead_lettered")] += 1
                 if id(event) not in rejected_events:  # one dead letter per message, with the first reason
                     rejected_events.add(id(event))
@@ -284,12 +287,12 @@ class LedgerRuntime:
         demand = self._demand.setdefault(sku, {})
         for command, (verdict, _) in zip(commands, verdicts, strict=True):
             event = command.event
-            if verdict is not Verdict.APPLIED or not isinstance(event, Movement):
+            if verdict is not _APPLIED or not isinstance(event, Movement):
                 continue
-            if event.kind is not MovementKind.SALE:
+            if event.kind is not _SALE:
                 continue
             location = locations.get(command.location_id)
-            if location is None or location.type is not LocationType.STORE:
+            if location is None or location.type is not _STORE:
                 continue
             site = sites.get(command.location_id)
             day = day_index(site.calendar.timezone if site else "UTC", event.occurred_at_ms)
