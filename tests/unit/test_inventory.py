@@ -556,3 +556,34 @@ def test_a_count_keeps_every_field_it_does_not_set() -> None:
         JournalEntry("before", 1_500, 0, 0, 2),
         JournalEntry("after", 2_500, 4, 0),
     )
+
+
+def test_the_wire_names_of_movement_kinds_and_verdicts_are_fixed() -> None:
+    # Kinds are the stock topics' wire values; verdicts are metric labels dashboards and alerts read.
+    assert [kind.value for kind in MovementKind] == [
+        "receipt",
+        "sale",
+        "customer_return_restocked",
+        "customer_return_unsellable",
+        "transfer_out",
+        "transfer_in",
+        "adjustment",
+        "unsellable_in",
+        "unsellable_out",
+        "inbound_announced",
+    ]
+    assert [verdict.value for verdict in Verdict] == ["applied", "duplicate", "superseded", "rejected"]
+
+
+def test_a_position_remembers_its_last_64_movements_and_a_billion_units_at_most() -> None:
+    assert JOURNAL_WINDOW == 64  # the documented window of count semantics and of the id store
+    assert apply_movement(StockPosition(), Movement("big", MovementKind.RECEIPT, 1_000_000_000, 1)).changed
+    too_many = apply_movement(StockPosition(), Movement("bigger", MovementKind.RECEIPT, 1_000_000_001, 1))
+    assert too_many.verdict is Verdict.REJECTED
+
+
+def test_a_new_position_and_journal_entry_carry_nothing_they_were_not_given() -> None:
+    fresh = StockPosition()
+    assert (fresh.lead_time_hours, fresh.counted_at_ms, fresh.unsellable_counted_at_ms) == (None, None, None)
+    assert fresh.horizon_ms is None
+    assert JournalEntry("m1", 1, 2, 3).inbound_delta == 0
