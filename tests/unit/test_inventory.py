@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -577,6 +578,11 @@ def test_the_wire_names_of_movement_kinds_and_verdicts_are_fixed() -> None:
 
 def test_a_position_remembers_its_last_64_movements_and_a_billion_units_at_most() -> None:
     assert JOURNAL_WINDOW == 64  # the documented window of count semantics and of the id store
+    position = StockPosition()
+    for i in range(65):
+        position = apply_movement(position, Movement(f"m{i}", MovementKind.RECEIPT, 1, i)).position
+    assert len(position.journal) == 64 and position.journal[0].event_id == "m1"
+    assert position.horizon_ms == 0
     assert apply_movement(StockPosition(), Movement("big", MovementKind.RECEIPT, 1_000_000_000, 1)).changed
     too_many = apply_movement(StockPosition(), Movement("bigger", MovementKind.RECEIPT, 1_000_000_001, 1))
     assert too_many.verdict is Verdict.REJECTED
@@ -587,3 +593,37 @@ def test_a_new_position_and_journal_entry_carry_nothing_they_were_not_given() ->
     assert (fresh.lead_time_hours, fresh.counted_at_ms, fresh.unsellable_counted_at_ms) == (None, None, None)
     assert fresh.horizon_ms is None
     assert JournalEntry("m1", 1, 2, 3).inbound_delta == 0
+
+
+def test_every_refusal_reason_is_the_whole_documented_sentence() -> None:
+    # Dead letters carry these reasons to operators: pinned whole, not as fragments.
+    def reason(outcome: Any) -> str:
+        assert outcome.verdict is Verdict.REJECTED
+        return str(outcome.reason)
+
+    empty = StockPosition()
+    assert reason(apply_movement(empty, a_receipt(qty=MAX_QUANTITY + 1))) == (
+        f"impossible quantity {MAX_QUANTITY + 1}: more than {MAX_QUANTITY} units"
+    )
+    assert reason(apply_movement(empty, an_adjustment(qty=0))) == "adjustment of zero units"
+    assert reason(apply_movement(empty, a_receipt(qty=0))) == (
+        "impossible quantity 0 for receipt: must be positive"
+    )
+    assert reason(apply_count(empty, a_count(on_hand=-1))) == "impossible counted quantity -1"
+    assert reason(apply_count(empty, a_count(on_hand=5, unsellable=6))) == "counted unsellable 6 outside 0..5"
+    assert reason(apply_supplier_feed(empty, a_supplier_feed(qty=-1))) == "impossible supplier quantity -1"
+    no_lead_time = a_supplier_feed(lead_time_hours=-1)
+    assert reason(apply_supplier_feed(empty, no_lead_time)) == "impossible lead time -1 h"
+    position = empty
+    for i in range(JOURNAL_WINDOW + 1):
+        position = apply_movement(position, a_receipt(qty=1, at=minutes(i))).position
+    assert reason(apply_count(position, a_count(on_hand=5, as_of=minutes(-1)))) == (
+        f"count as of {minutes(-1)} is older than the 64-movement reconciliation window "
+        f"(horizon {minutes(0)}); recount or resend a newer snapshot"
+    )
+
+
+def test_a_count_of_the_largest_plausible_quantity_is_applied() -> None:
+    assert apply_count(StockPosition(), a_count(on_hand=MAX_QUANTITY)).verdict is Verdict.APPLIED
+    with_unsellable = apply_count(StockPosition(), a_count(on_hand=5, unsellable=5))
+    assert with_unsellable.verdict is Verdict.APPLIED and with_unsellable.position.unsellable == 5
