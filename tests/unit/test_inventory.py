@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import given
@@ -25,6 +25,7 @@ from oms_streams.domain.inventory import (
     apply_supplier_feed,
     available_to_promise,
 )
+from oms_streams.schemas.inventory import MovementKindName
 from tests.unit.builders import (
     T0,
     a_count,
@@ -496,10 +497,9 @@ def test_a_count_older_than_the_horizon_is_rejected_with_a_reason():
     assert at_horizon.position.on_hand == 500 + JOURNAL_WINDOW
 
 
-def test_a_movement_keeps_every_field_it_does_not_move() -> None:
-    # apply_movement builds the new position field by field (not dataclasses.replace): a field it
-    # forgets or swaps would silently drop holds, settled ids or a supplier's lead time.
-    position = StockPosition(
+def every_field_set() -> StockPosition:
+    """A position with every field away from its default, for the tests that pin what a step keeps."""
+    return StockPosition(
         on_hand=10,
         reserved=3,
         unsellable=2,
@@ -513,6 +513,12 @@ def test_a_movement_keeps_every_field_it_does_not_move() -> None:
         settled=("ORDER-0/1",),
         applied=7,
     )
+
+
+def test_a_movement_keeps_every_field_it_does_not_move() -> None:
+    # apply_movement builds the new position field by field (not dataclasses.replace): a field it
+    # forgets or swaps would silently drop holds, settled ids or a supplier's lead time.
+    position = every_field_set()
     moved = apply_movement(position, Movement("m1", MovementKind.RECEIPT, 4, 2_000)).position
     # A receipt adds on hand and consumes what was announced inbound; the rest stays as it was.
     assert moved == replace(
@@ -527,20 +533,8 @@ def test_a_movement_keeps_every_field_it_does_not_move() -> None:
 def test_a_count_keeps_every_field_it_does_not_set() -> None:
     # apply_count builds the counted position field by field (not dataclasses.replace), as
     # apply_movement does: a field it forgets or swaps would drop holds, settled ids or lead times.
-    position = StockPosition(
-        on_hand=10,
-        reserved=3,
-        unsellable=2,
-        inbound=5,
-        lead_time_hours=48,
-        counted_at_ms=1_000,
-        unsellable_counted_at_ms=900,
-        horizon_ms=800,
-        journal=(JournalEntry("before", 1_500, 1, 1, 2), JournalEntry("after", 2_500, 4, 0)),
-        holds=(("ORDER-1/1", 3),),
-        settled=("ORDER-0/1",),
-        applied=7,
-    )
+    journal = (JournalEntry("before", 1_500, 1, 1, 2), JournalEntry("after", 2_500, 4, 0))
+    position = replace(every_field_set(), journal=journal)
     counted = apply_count(position, Count("c1", 20, 2_000)).position
     # On hand is the count plus what came after it; unsellable was not counted and stays; the entry
     # the count absorbs keeps only what the count does not cover (unsellable and inbound).
@@ -559,20 +553,9 @@ def test_a_count_keeps_every_field_it_does_not_set() -> None:
     )
 
 
-def test_the_wire_names_of_movement_kinds_and_verdicts_are_fixed() -> None:
-    # Kinds are the stock topics' wire values; verdicts are metric labels dashboards and alerts read.
-    assert [kind.value for kind in MovementKind] == [
-        "receipt",
-        "sale",
-        "customer_return_restocked",
-        "customer_return_unsellable",
-        "transfer_out",
-        "transfer_in",
-        "adjustment",
-        "unsellable_in",
-        "unsellable_out",
-        "inbound_announced",
-    ]
+def test_movement_kinds_are_the_wire_schemas_and_verdict_labels_are_fixed() -> None:
+    # Kinds must be the stock topics' wire values; verdicts are metric labels dashboards and alerts read.
+    assert [kind.value for kind in MovementKind] == list(get_args(MovementKindName))
     assert [verdict.value for verdict in Verdict] == ["applied", "duplicate", "superseded", "rejected"]
 
 
