@@ -56,6 +56,19 @@ class Harness(OrdersHarness):
     def place(self, order_id: str, cart: dict[str, int]) -> None:
         self.run(self.placement(order_id, cart))
 
+    @staticmethod
+    def fulfilment(order_id: str, kind: str, location_id: str, event_id: str, source: str) -> FakeEvent:
+        """A fulfilment system's ``kind`` event (short_pick, store_rejected, ...) for the order."""
+        body = {
+            "event_id": event_id,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": source,
+            "order_id": order_id,
+            "kind": kind,
+            "location_id": location_id,
+        }
+        return FakeEvent("fulfilment", order_id.encode(), json.dumps(body).encode())
+
     def placement(self, order_id: str, cart: dict[str, int]) -> FakeEvent:
         """The webshop's placement of ``cart`` (standard delivery from DC-NORTH in six days)."""
         end = datetime.now(UTC) + timedelta(days=6)
@@ -327,16 +340,8 @@ def test_a_pickup_store_rejection_is_left_to_the_at_risk_flow():
     [command] = h.commands("reserve")
     h.run(h.answer(command, "reserved", 2))
     h.take_sent()
-    rejection = {
-        "event_id": "r",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "source": "store-app",
-        "order_id": "ORDER-9",
-        "kind": "store_rejected",
-        "location_id": "STORE-UTRECHT-01",
-    }
 
-    h.run(FakeEvent("fulfilment", b"ORDER-9", json.dumps(rejection).encode()))
+    h.run(h.fulfilment("ORDER-9", "store_rejected", "STORE-UTRECHT-01", "r", "store-app"))
 
     assert h.sent == []
 
@@ -353,15 +358,7 @@ def test_a_short_pick_reported_while_a_re_sourcing_is_under_way_is_withdrawn_aft
     h.take_sent()
 
     def short_pick(location: str) -> FakeEvent:
-        body = {
-            "event_id": f"sp-{location}",
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "source": "wms",
-            "order_id": "ORDER-1",
-            "kind": "short_pick",
-            "location_id": location,
-        }
-        return FakeEvent("fulfilment", b"ORDER-1", json.dumps(body).encode())
+        return h.fulfilment("ORDER-1", "short_pick", location, f"sp-{location}", "wms")
 
     h.run(short_pick("DC-NORTH"))
     round_two = h.commands("reserve")

@@ -84,15 +84,7 @@ def test_a_shed_while_a_re_sourcing_is_under_way_waits_for_it_and_excludes_only_
     h.run(*(h.answer(c, "reserved", 5) for c in h.commands("reserve")))
     at = {a["location_id"]: a for a in h.on("allocations")}
     h.take_sent()
-    short_pick = {
-        "event_id": "sp",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "source": "wms",
-        "order_id": "ORDER-1",
-        "kind": "short_pick",
-        "location_id": "DC-NORTH",
-    }
-    h.run(FakeEvent("fulfilment", b"ORDER-1", json.dumps(short_pick).encode()))
+    h.run(h.fulfilment("ORDER-1", "short_pick", "DC-NORTH", "sp", "wms"))
     round_two = h.commands("reserve")
     h.take_sent()
 
