@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -12,19 +13,16 @@ from oms_streams.domain.visibility import ChannelView, RunningAvailability, SkuA
 
 def availability_record(availability: SkuAvailability, rules_version: str, now_ms: int) -> dict[str, Any]:
     """Matches ``schemas.availability.AvailabilityRecord`` (a contract test keeps them in step)."""
-    return {
-        "sku": availability.sku,
-        "published_at": utc_from_epoch_ms(now_ms).isoformat(),
-        "rules_version": rules_version,
-        "network_atp": availability.network_atp,
-        "channels": {
-            view.channel: {"total": view.total, "locations": dict(view.by_location)}
-            for view in availability.channels
-        },
-        "lead_time_hours": dict(availability.lead_time_hours),
-        "protected": dict(availability.protected),
-        "short": dict(availability.short),
-    }
+    return _record(
+        availability.sku,
+        utc_from_epoch_ms(now_ms).isoformat(),
+        rules_version,
+        availability.network_atp,
+        ((view.channel, view.total, dict(view.by_location)) for view in availability.channels),
+        dict(availability.lead_time_hours),
+        dict(availability.protected),
+        dict(availability.short),
+    )
 
 
 def encode(record: dict[str, Any]) -> bytes:
@@ -34,23 +32,43 @@ def encode(record: dict[str, Any]) -> bytes:
 def encode_running(views: RunningAvailability, rules_version: str, published_at: str) -> bytes:
     """``encode(availability_record(views.availability(), ...))`` without copying the views: the
     ledger's hot path publishes the running state as it stands (``published_at`` in ISO 8601)."""
+    names = (rule.channel for rule in views.rules.channels)
+    channels = zip(names, views.totals, views.by_location, strict=True)
     return orjson.dumps(
-        {
-            "sku": views.sku,
-            "published_at": published_at,
-            "rules_version": rules_version,
-            "network_atp": views.network_atp,
-            "channels": {
-                rule.channel: {"total": total, "locations": shown}
-                for rule, total, shown in zip(
-                    views.rules.channels, views.totals, views.by_location, strict=True
-                )
-            },
-            "lead_time_hours": views.lead_times,
-            "protected": views.protected,
-            "short": views.short,
-        }
+        _record(
+            views.sku,
+            published_at,
+            rules_version,
+            views.network_atp,
+            channels,
+            views.lead_times,
+            views.protected,
+            views.short,
+        )
     )
+
+
+def _record(
+    sku: str,
+    published_at: str,
+    rules_version: str,
+    network_atp: int,
+    channels: Iterable[tuple[str, int, dict[str, int]]],
+    lead_time_hours: dict[str, int],
+    protected: dict[str, int],
+    short: dict[str, int],
+) -> dict[str, Any]:
+    """The one shape of an availability record, from a copy or from the running views."""
+    return {
+        "sku": sku,
+        "published_at": published_at,
+        "rules_version": rules_version,
+        "network_atp": network_atp,
+        "channels": {channel: {"total": total, "locations": shown} for channel, total, shown in channels},
+        "lead_time_hours": lead_time_hours,
+        "protected": protected,
+        "short": short,
+    }
 
 
 def availability_from_record(record: dict[str, Any]) -> SkuAvailability:
