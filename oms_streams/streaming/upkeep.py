@@ -147,12 +147,7 @@ def faust_upkeep(app: faust.App, settings: Settings, metrics: Metrics) -> None:
 
     @app.timer(interval=settings.gc_freeze_interval_s)  # type: ignore[untyped-decorator]
     async def freeze_long_lived_objects() -> None:
-        # Positions, views and journals live for hours and hold no cycles: moving what survived so
-        # far out of the collector keeps its full collections from pausing the stream for 100s of ms.
-        # The young generations are collected first (milliseconds), so little cyclic garbage is
-        # frozen with them.
-        gc.collect(1)
-        gc.freeze()
+        _freeze_survivors()
 
     @app.on_partitions_revoked.connect
     async def freeze_before_tables_move(sender: Any, /, *args: Any, **kwargs: Any) -> None:
@@ -160,8 +155,7 @@ def faust_upkeep(app: faust.App, settings: Settings, metrics: Metrics) -> None:
         # stores/rocksdb.py, revoke_partitions): with the survivors frozen first it scans only
         # what is young. Unfrozen, a loaded ledger's cache made those collections 16 % of the main
         # thread while the bench's pipeline phase ran through the worker's first rebalance.
-        gc.collect(1)
-        gc.freeze()
+        _freeze_survivors()
 
     @app.timer(interval=settings.gc_count_interval_s)  # type: ignore[untyped-decorator]
     async def count_frozen_objects() -> None:
@@ -169,6 +163,14 @@ def faust_upkeep(app: faust.App, settings: Settings, metrics: Metrics) -> None:
         # frozen object: 70 ms for the millions of a loaded ledger, a pause of the stream; so not at
         # every freeze.
         metrics.gc_frozen_objects.set(gc.get_freeze_count())
+
+
+def _freeze_survivors() -> None:
+    """Positions, views and journals live for hours and hold no cycles: moving what survived so far
+    out of the collector keeps its full collections from pausing the stream for 100s of ms. The
+    young generations are collected first (milliseconds), so little cyclic garbage is frozen."""
+    gc.collect(1)
+    gc.freeze()
 
 
 _FAUST_INPUTS = (
