@@ -1,10 +1,13 @@
 """``python -m bench.takeovers [--rounds 100]``: the takeover loop of the tests, at length.
 
 Three workers under a steady load of stock movements (a shop that never oversells and re-sends now
-and then); each round SIGKILLs and restarts one, stops and restarts one, replaces one by a new
-member, or lets a fourth join and leave. At the end it checks that the published availability equals
-a recomputation from the event log and that ``oms audit`` is clean, and prints the rounds, the
-partitions taken over, the stalls seen (``/health`` "stalled") and the time. Figures only.
+and then) and orders (two a second, through the faust agents: placement, sourcing, replies); each
+round SIGKILLs and restarts one, stops and restarts one, replaces one by a new member, or lets a
+fourth join and leave. At the end it checks that every order has an outcome, that the published
+availability of the SKUs not ordered equals a recomputation from the event log and that ``oms audit``
+is clean, and prints the rounds, the partitions taken over, the stalls seen (``/health``
+"stalled"), the faust partitions read again by faust fix 4 before they could stall, and the time.
+Figures only.
 """
 
 from __future__ import annotations
