@@ -15,7 +15,6 @@ remember, each with its position's ``applied`` count after it.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import field
 
 from oms_streams.domain.inventory import (
     Movement,
@@ -42,7 +41,7 @@ class LedgerResult:
     """New positions of the locations whose stock changed."""
     verdicts: list[tuple[Verdict, str]]
     """One per command, in order: the verdict and, when rejected, why."""
-    applied_ids: list[tuple[str, str, int]] = field(default_factory=list)
+    applied_ids: list[tuple[str, str, int]]
     """(location, event id, the position's ``applied`` count with it) of every movement applied, in
     order: what the caller remembers."""
 

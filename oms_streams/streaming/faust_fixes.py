@@ -25,7 +25,8 @@ stock movement:
    restart's seek were skipped by a stream (flow stopped, or an old generation) without an ack, and
    the partition is fetched no more (its read mark stays below the committed offset; we saw it in
    about 1 of 8 restarts under load). ``reread_standing`` (called by the lag watch for a partition
-   whose committed offset has stood still with records waiting for half of ``OMS_STALL_AFTER_S``)
+   whose committed offset has stood still with records waiting for ``REREAD_AFTER_S``, or half of
+   ``OMS_STALL_AFTER_S`` if that is shorter)
    puts it back among the fetched partitions if it fell out, and seeks it to its committed offset:
    its records are read again, which every runtime's idempotency makes safe. Only if that does not
    help does the partition count as stalled (``/health``) for a liveness restart.
@@ -51,6 +52,10 @@ _applied: dict[str, Any] = {}
 HEAL_AFTER_S = 5.0
 """How long the head of a partition may stay unacked before it is read again (a batch in progress
 is acked within a second or so; a dropped record never is)."""
+REREAD_AFTER_S = 10.0
+"""How long a partition may show records waiting and no progress before fix 4 reads it again (at
+most half of ``OMS_STALL_AFTER_S``): what a dropped record delays its order by, plus up to one
+lag-watch period. ``bench/takeovers.py`` counts how often takeovers need it."""
 
 
 def apply(fetch_max_wait_ms: int) -> None:

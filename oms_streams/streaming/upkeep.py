@@ -219,7 +219,9 @@ def watch_lag(app: faust.App, settings: Settings, metrics: Metrics, ledger: Ledg
         stalled = stall_watch.observe({} if settling else offsets, now)
         metrics.stalled_partitions.set(len(stalled))
         if not settling:
-            await reread_standing(stall_watch.standing(now, settings.stall_after_s / 2), faust_tps)
+            # A dropped record is read again long before its partition would count as stalled.
+            reread_after = min(settings.stall_after_s / 2, faust_fixes.REREAD_AFTER_S)
+            await reread_standing(stall_watch.standing(now, reread_after), faust_tps)
 
     async def reread_standing(standing: dict[str, int], tps: dict[str, Any]) -> None:
         # faust_fixes fix 4: once per standing episode (partition, offset), before it counts as stalled.

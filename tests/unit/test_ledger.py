@@ -48,8 +48,8 @@ def test_a_supplier_feed_for_a_store_or_dc_is_rejected_with_a_reason():
 
     [(store_verdict, store_reason), (dc_verdict, dc_reason)] = result.verdicts
     assert store_verdict is dc_verdict is Verdict.REJECTED
-    assert "'STORE-UTRECHT-01', which is a store, not third_party" in store_reason
-    assert "'DC-NORTH', which is a dc, not third_party" in dc_reason
+    assert store_reason == "supplier feed for 'STORE-UTRECHT-01', which is a store, not third_party"
+    assert dc_reason == "supplier feed for 'DC-NORTH', which is a dc, not third_party"
     assert result.changed == {}
 
 
