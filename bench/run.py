@@ -9,6 +9,7 @@ Phases, all on one broker (``OMS_KAFKA_BOOTSTRAP``, else a private one from depl
            applied event (``oms_stock_events_total``), start-up excluded
   latency  movements paced at 0.5 x (c) for 20 s into that worker: produce timestamp → availability
            record seen by a consumer (p50/p99), plus the worker's own histogram; worker peak RSS
+           (--latency-curve 0.05,0.1,0.25: again at those loads, for p50/p99 against load)
   (d)      a fresh worker on a 200-site network: 5,000 StockCount messages x 200 positions (1M)
            produced at once; time until all 5,000 SKUs' availability is on the output topic; its RSS
   profile  (--profile) extra passes of (c) and a smaller (d) under py-spy, broken down by stage
@@ -59,6 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--count-locations", type=int, default=200)
     p.add_argument("--latency-seconds", type=float, default=20.0)
     p.add_argument("--latency-load", type=float, default=0.5, help="fraction of (c)'s rate (default 0.5)")
+    p.add_argument("--latency-curve", default="", metavar="LOADS",
+                   help="more latency phases after the first, at these fractions of (c)'s rate "
+                        "(comma-separated, e.g. 0.05,0.1,0.25): p50/p99 against load")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--count-timeout", type=float, default=600.0)
     p.add_argument("--skip-count", action="store_true", help="skip (d)")
@@ -194,6 +198,8 @@ class Bench:
             out["latency"]["cpu"] = window.result()
             lat = out["latency"]
             log(f"latency: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms ({lat['matched']:,} matched)")
+            out["latency_curve"] = [self.latency_at(wc, settings, generator, float(load), c_rate)
+                                    for load in a.latency_curve.split(",") if load.strip()]
         out["c_worker_memory_mib"] = wc.memory()
         wc.stop()
 
@@ -202,6 +208,17 @@ class Bench:
         if a.profile:
             out["profile"] = self.profile_passes(messages, network)
         return out
+
+    def latency_at(self, w: Worker, settings: Any, generator: MovementGenerator, load: float,
+                   c_rate: float) -> dict[str, Any]:
+        time.sleep(3.0)  # the last phase's records drained
+        log(f"latency curve: pacing {load * c_rate:,.0f} movements/s ({load:g} of (c)) ...")
+        window = self.cpu(w)
+        point = ledger.latency(self.bootstrap, w, settings.topic("oms.inventory.movements.v1"),
+                               settings.topic("oms.availability.v1"), generator, load * c_rate,
+                               self.args.latency_seconds)
+        point.update(load=load, cpu=window.result())
+        return point
 
     def count_phase(self, name: str, n_skus: int, n_locations: int,
                     profile_to: Path | None = None) -> dict[str, Any]:
@@ -328,6 +345,10 @@ def table(out: dict[str, Any]) -> str:
                      f"{_fmt(lat['worker_hist_p50_ms'], ' ms', 1)} / "
                      f"{_fmt(lat['worker_hist_p99_ms'], ' ms', 1)}"))
         rows.append(("    matched / sent", f"{lat['matched']:,} / {lat['sent']:,}"))
+    for point in out.get("latency_curve") or []:
+        rows.append((f"    at {point['load']:g} of (c), {point['achieved_rate']:,.0f} ev/s: p50 / p99",
+                     f"{_fmt(point['p50_ms'], ' ms', 1)} / {_fmt(point['p99_ms'], ' ms', 1)} "
+                     f"(others {point['cpu']['cores_others']:.2f} cores)"))
     mem = out.get("c_worker_memory_mib") or {}
     rows.append(("worker peak RSS (c + latency)", _fmt(mem.get("VmHWM"), " MiB")))
     d = out.get("d_count") or {}
