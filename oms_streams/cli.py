@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from oms_streams.config import Settings
+from oms_streams.tools.demo_options import DEMAND_SHAPE
+from oms_streams.tools.demo_options import add_arguments as add_demo_day_arguments
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -79,9 +81,21 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from oms_streams.tools.demand_shape import load_shape
     from oms_streams.tools.simulator import run_simulation
 
-    run_simulation(settings, rate=args.rate, seconds=args.seconds, seed=args.seed)
+    demand = None if args.demand == "flat" else load_shape(Path(args.demand))
+    network = Path(args.network) if args.network else None
+    run_simulation(
+        settings, rate=args.rate, seconds=args.seconds, seed=args.seed, network=network, demand=demand
+    )
+    return 0
+
+
+def _demo_day(settings: Settings, args: argparse.Namespace) -> int:
+    from oms_streams.tools.demo_day import options_from, run_demo_day
+
+    run_demo_day(settings, options_from(args), network=args.network)
     return 0
 
 
@@ -193,7 +207,25 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--rate", type=float, default=20.0, help="events per second")
     simulate.add_argument("--seconds", type=float, default=0, help="0 runs until Ctrl-C")
     simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--network", metavar="NETWORK.yaml", help="default: deploy/demo/network.yaml")
+    simulate.add_argument(
+        "--demand",
+        default=str(DEMAND_SHAPE),
+        metavar="SHAPE.json|flat",
+        help="till sales shaped on real daily sales (default: deploy/demo/demand_shape.json); "
+        "flat: every store alike, every day",
+    )
     simulate.set_defaults(run=_simulate)
+    demo = sub.add_parser("demo", help="the demo's simulated systems")
+    demo_actions = demo.add_subparsers(dest="action", required=True)
+    day = demo_actions.add_parser(
+        "day",
+        help="webshop orders with their fulfilment, deliveries, cancellations and returns",
+        description="Runs next to `oms simulate` against a worker's HTTP API and the public topics.",
+    )
+
+    add_demo_day_arguments(day)
+    day.set_defaults(run=_demo_day)
     watch = sub.add_parser("watch", help="print availability changes of SKUs as they are published")
     watch.add_argument("skus", nargs="*")
     watch.add_argument("--channel", default="webshop")

@@ -4,15 +4,25 @@
 # Ctrl-C stops everything this script started.
 #
 # Env: OMS_KAFKA_PORT   broker port (default 9092; the controller uses port+1)
-#      OMS_DEMO_RATE    simulated stock events per second (default 0.005: stores sell at a real store's
-#                       rate, about 9 bike lights a store a day, so the store demand forecasts make sense;
-#                       20 gives a busy feed, but a day's sales a minute: after local midnight the
-#                       forecasts then protect every store unit and click & collect shows 0)
+#      OMS_DEMO_NETWORK nl (default: deploy/demo/network.yaml) or a US state code (TX, WI, ...): that
+#                       state's real Walmart DCs and stores from ../shared/data/network (when the shared
+#                       data is there; else the NL network, with a message)
+#      OMS_DEMO_STORES / OMS_DEMO_DCS  stores and DCs of a state network (default 8 / 2)
+#      OMS_DEMO_RATE    simulated stock events per second on an average day (default 0.001 per store,
+#                       0.005 on NL: stores sell at a real store's rate, about 9 bike lights a store a
+#                       day, so the store demand forecasts make sense; till sales follow real M5 stores'
+#                       weekdays and months, deploy/demo/demand_shape.json; 20 gives a busy feed, but a
+#                       day's sales a minute: after local midnight the forecasts then protect every
+#                       store unit and click & collect shows 0)
+#      OMS_DEMO_DEMAND  the demand shape file, or "flat" (default deploy/demo/demand_shape.json)
+#      OMS_DEMO_LATE_PICKS share of allocations picked after their latest pick start (default 0.05;
+#                       the first whose pick is due at once, a click & collect from a store's shelf, too)
 #      OMS_DEMO_ORDERS_PER_MINUTE webshop orders per minute (default 4)
 #      OMS_DEMO_TIME_SCALE multiplies the simulated pick/pack/handover/transit delays (default 1: seconds)
 #      OMS_DEMO_WEB_PORT worker HTTP port (default 6066)
 # Logs: .run/demo-worker.log, .run/demo-simulator.log, .run/demo-orders.log, .run/demo-broker.log (copied on exit).
-# On exit it writes the day report of the run (`oms report`) to .run/demo-report.html.
+# On exit it writes the day report of the run (`oms report`) to .run/demo-report.html and audits the
+# run's topics (`oms audit`, .run/demo-audit.txt), printing the audit's verdict.
 # A broker the demo starts is stopped on exit, and its data removed when the demo created it
 # (stop.sh --clean), so every demo starts from an empty network; a running broker is used as is.
 set -euo pipefail
@@ -22,9 +32,11 @@ cd "$REPO"
 
 PORT="${OMS_KAFKA_PORT:-9092}"
 WEB_PORT="${OMS_DEMO_WEB_PORT:-6066}"
-RATE="${OMS_DEMO_RATE:-0.005}"
 ORDERS_PER_MINUTE="${OMS_DEMO_ORDERS_PER_MINUTE:-4}"
 TIME_SCALE="${OMS_DEMO_TIME_SCALE:-1}"
+REGION="${OMS_DEMO_NETWORK:-nl}"
+DEMAND="${OMS_DEMO_DEMAND:-deploy/demo/demand_shape.json}"
+LATE_PICKS="${OMS_DEMO_LATE_PICKS:-0.05}"
 OMS=(.venv/bin/python -m oms_streams.cli)
 if [[ -x .venv/bin/oms ]]; then OMS_SHOWN=".venv/bin/oms"; else OMS_SHOWN="${OMS[*]}"; fi
 RUN=.run
@@ -44,6 +56,32 @@ fi
 if (exec 3<>"/dev/tcp/127.0.0.1/$WEB_PORT") 2>/dev/null; then
   echo "demo: port $WEB_PORT is in use (another worker?); stop it or set OMS_DEMO_WEB_PORT" >&2; exit 1
 fi
+
+# --- network -------------------------------------------------------------------------------------
+# NL: the hand-made demo network. A US state: its real sites, converted to the worker's config.
+NETWORK=deploy/demo/network.yaml
+NETWORK_SHOWN="deploy/demo/network.yaml: DC-NORTH, DC-SOUTH, five stores, SUPPLIER-ACME"
+STORES=5
+TRY_DESTINATION='"lat": 52.0894, "lon": 5.1100, "region": "NL-UT", "postal_code": "3511 AB"'
+if [[ "${REGION,,}" != "nl" ]]; then
+  out="$RUN/demo-network-${REGION^^}.yaml"
+  rc=0
+  made="$(.venv/bin/python -m oms_streams.tools.demo_network --region "$REGION" --out "$out" \
+    --stores "${OMS_DEMO_STORES:-8}" --dcs "${OMS_DEMO_DCS:-2}")" || rc=$?
+  if [[ $rc -eq 3 ]]; then
+    echo "demo: OMS_DEMO_NETWORK=$REGION needs ../shared/data/network/walmart_openings_1962_2006.csv," \
+      "which this checkout does not have; running on the NL demo network instead" >&2
+  elif [[ $rc -ne 0 ]]; then
+    echo "demo: could not build the $REGION network (OMS_DEMO_NETWORK is nl or a US state code)" >&2
+    exit 1
+  else
+    NETWORK="$out"
+    STORES="$(awk '$1 == "stores" {print $2}' <<<"$made")"
+    NETWORK_SHOWN="$out: $(head -n 1 <<<"$made" | sed 's/^wrote [^:]*: //'), real Walmart sites of ${REGION^^}"
+    TRY_DESTINATION="$(awk '$1 == "try" {printf "\"lat\": %s, \"lon\": %s, \"region\": \"%s\"", $2, $3, $4}' <<<"$made")"
+  fi
+fi
+RATE="${OMS_DEMO_RATE:-$(awk -v n="$STORES" 'BEGIN {printf "%g", 0.001 * n}')}"
 
 BROKER_STARTED=0
 BROKER_FRESH=0
@@ -68,12 +106,32 @@ stop_pid() {  # pid, name: SIGTERM, wait up to 20 s, then SIGKILL
   wait "$pid" 2>/dev/null || true
 }
 
+checked_counts() {  # "15 orders, 18 allocations, 66 stock positions checked" from its checked: line
+  grep -m 1 '^checked:' "$RUN/demo-audit.txt" |
+    sed -E 's/.*positions ([0-9]+(,[0-9]{3})*).*orders_placed ([0-9]+(,[0-9]{3})*).*allocations ([0-9]+(,[0-9]{3})*).*/\3 orders, \5 allocations, \1 stock positions checked/'
+}
+
+audit_run() {  # the audit of the run's topics; its verdict on the terminal, the whole report in a file
+  local stopped_at="$1" rc=0 settle
+  # Orders placed in the last seconds before the stop were in flight when the worker stopped.
+  settle=$(($(date +%s) - stopped_at + 10))
+  "${OMS[@]}" audit --settle-s "$settle" >"$RUN/demo-audit.txt" 2>&1 || rc=$?
+  case $rc in
+    0) echo "demo: audit: $(tail -n 1 "$RUN/demo-audit.txt") ($(checked_counts); $RUN/demo-audit.txt)" >&2 ;;
+    1) echo "demo: audit: $(tail -n 1 "$RUN/demo-audit.txt"): see $RUN/demo-audit.txt" >&2 ;;
+    *) echo "demo: audit could not read the topics (see $RUN/demo-audit.txt)" >&2 ;;
+  esac
+}
+
 cleanup() {
   [[ $CLEANED -eq 1 ]] && return
   CLEANED=1
   trap '' INT TERM  # a second Ctrl-C must not cut the cleanup short
+  local stopped_at
+  stopped_at=$(date +%s)
   echo >&2
   stop_pid "$DAY_PID" "order simulator"
+  [[ -n "$DAY_PID" && -s "$RUN/demo-orders.log" ]] && echo "demo: orders: $(tail -n 1 "$RUN/demo-orders.log")" >&2
   stop_pid "$SIM_PID" "simulator"
   stop_pid "$WORKER_PID" "worker"
   if [[ -n "$WORKER_PID" ]]; then  # the day report, from the topics, while the broker is still up
@@ -82,6 +140,7 @@ cleanup() {
     else
       echo "demo: no day report (see $RUN/demo-report.log)" >&2
     fi
+    audit_run "$stopped_at"
   fi
   if [[ $BROKER_STARTED -eq 1 ]]; then
     cp "$BROKER_DATA/broker.log" "$RUN/demo-broker.log" 2>/dev/null || true
@@ -118,7 +177,7 @@ fi
 
 # --- topics and network ------------------------------------------------------------------------
 # (librdkafka warns while a just-started broker loads its coordinators: keep that in a log.)
-for step in "topics create" "config publish deploy/demo/network.yaml"; do
+for step in "topics create" "config publish $NETWORK"; do
   # shellcheck disable=SC2086
   if ! "${OMS[@]}" $step 2>"$RUN/demo-setup.log"; then
     cat "$RUN/demo-setup.log" >&2
@@ -163,7 +222,7 @@ if ! curl -s --max-time 2 "http://127.0.0.1:$WEB_PORT/health" | grep -Eq '"ready
 fi
 
 # --- simulator ---------------------------------------------------------------------------------
-"${OMS[@]}" simulate --rate "$RATE" >"$RUN/demo-simulator.log" 2>&1 &
+"${OMS[@]}" simulate --rate "$RATE" --network "$NETWORK" --demand "$DEMAND" >"$RUN/demo-simulator.log" 2>&1 &
 SIM_PID=$!
 
 # Webshop orders, their fulfilment, carrier deliveries, cancellations and returns, through the
@@ -171,9 +230,9 @@ SIM_PID=$!
 # On a fresh broker the orders are ORDER-1, ORDER-2, ...; on a reused one they get the run's time.
 ORDER_PREFIX="ORDER-"
 [[ $BROKER_FRESH -eq 1 ]] || ORDER_PREFIX="ORDER-$(date +%H%M%S)-"
-.venv/bin/python -m oms_streams.tools.demo_day --web-url "http://127.0.0.1:$WEB_PORT" \
+"${OMS[@]}" demo day --web-url "http://127.0.0.1:$WEB_PORT" --network "$NETWORK" \
   --orders-per-minute "$ORDERS_PER_MINUTE" --time-scale "$TIME_SCALE" --order-prefix "$ORDER_PREFIX" \
-  >"$RUN/demo-orders.log" &
+  --late-picks "$LATE_PICKS" >"$RUN/demo-orders.log" &
 DAY_PID=$!
 
 cat >&2 <<BANNER
@@ -182,25 +241,29 @@ cat >&2 <<BANNER
   ---------------------------
   Kafka      127.0.0.1:$PORT           (broker log: $BROKER_DATA/broker.log)
   worker     http://127.0.0.1:$WEB_PORT  (log: $RUN/demo-worker.log)
-  simulator  $RATE stock events/s: ERP counts and receipts, POS sales, transfers, returns, damage,
-             and a SUPPLIER-ACME snapshot every ~10 s   (log: $RUN/demo-simulator.log)
+  simulator  $RATE stock events/s on an average day: ERP counts and receipts, POS sales, transfers,
+             returns, damage, and a SUPPLIER-ACME snapshot every ~10 s; till sales follow real stores'
+             weekdays and months ($DEMAND)   (log: $RUN/demo-simulator.log)
   orders     about $ORDERS_PER_MINUTE webshop orders a minute via POST /promise; a simulated WMS, store
              app and carrier pick, pack, ship and deliver them (seconds, with faults); some are
-             cancelled, some returned   (log: $RUN/demo-orders.log)
-  network    deploy/demo/network.yaml: DC-NORTH, DC-SOUTH, five stores, SUPPLIER-ACME
+             cancelled, some returned; the store is behind on the first click & collect order, so
+             it goes at risk (so do a share $LATE_PICKS of the others, when their pick falls due)
+             (log: $RUN/demo-orders.log)
+  network    $NETWORK_SHOWN
 
   Try, in another terminal:
     curl 'localhost:$WEB_PORT/availability/SKU-BIKE-LIGHT?channel=webshop'
     curl 'localhost:$WEB_PORT/availability/SKU-HELMET?channel=click_and_collect'
     curl -X POST localhost:$WEB_PORT/promise -H 'Content-Type: application/json' \
       -d '{"cart": [{"sku": "SKU-BIKE-LIGHT", "quantity": 2}, {"sku": "SKU-HELMET", "quantity": 1}],
-           "destination": {"lat": 52.0894, "lon": 5.1100, "region": "NL-UT", "postal_code": "3511 AB"}}'
+           "destination": {$TRY_DESTINATION}}'
     curl localhost:$WEB_PORT/orders/${ORDER_PREFIX}1     (ids of placed orders are printed below)
+    open http://localhost:$WEB_PORT/console/at-risk     (orders at risk, live)
     curl localhost:$WEB_PORT/metrics
     curl localhost:$WEB_PORT/openapi.json
     OMS_KAFKA_BOOTSTRAP=$OMS_KAFKA_BOOTSTRAP $OMS_SHOWN watch SKU-KAYAK --channel marketplace
-    edit deploy/demo/network.yaml, then (applies without a restart):
-    OMS_KAFKA_BOOTSTRAP=$OMS_KAFKA_BOOTSTRAP $OMS_SHOWN config publish deploy/demo/network.yaml
+    edit $NETWORK, then (applies without a restart):
+    OMS_KAFKA_BOOTSTRAP=$OMS_KAFKA_BOOTSTRAP $OMS_SHOWN config publish $NETWORK
 
   Below: webshop availability as the worker publishes it. Ctrl-C stops everything.
 

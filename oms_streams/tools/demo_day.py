@@ -3,8 +3,9 @@
 ``python -m oms_streams.tools.demo_day`` runs next to ``oms simulate`` (which plays the stock side).
 It talks to the worker only as the retailer's other systems would: ``POST /promise`` and
 ``POST /orders/{id}/cancellations`` over HTTP; ``oms.orders.placed.v1``, ``oms.fulfilment.events.v1``,
-``oms.returns.*`` out; ``oms.fulfilment.allocations.v1`` and ``oms.returns.routed.v1`` in. One thread,
-one scheduler: placing, fulfilment steps and customers' later actions are timed events on a heap.
+``oms.returns.*`` out; ``oms.fulfilment.allocations.v1`` and ``oms.returns.routed.v1`` in, and
+``oms.orders.at-risk.v1`` to count (and print) the orders the worker puts at risk. One thread, one
+scheduler: placing, fulfilment steps and customers' later actions are timed events on a heap.
 """
 
 from __future__ import annotations
@@ -27,18 +28,20 @@ from confluent_kafka import Consumer, Producer
 from pydantic import BaseModel, ValidationError
 
 from oms_streams.config import Settings
-from oms_streams.schemas.orders import FulfilmentEvent
+from oms_streams.schemas.orders import FulfilmentEvent, OrderAtRisk
 from oms_streams.schemas.returns import Origin, ReturnReceived, ReturnRequested, ReturnRouted
 from oms_streams.schemas.sourcing import Allocation
 from oms_streams.streaming.config_publisher import load_network_config
 from oms_streams.streaming.topics import (
     ALLOCATIONS,
     FULFILMENT_EVENTS,
+    ORDERS_AT_RISK,
     ORDERS_PLACED,
     RETURNS_RECEIVED,
     RETURNS_REQUESTED,
     RETURNS_ROUTED,
 )
+from oms_streams.tools.demo_options import add_arguments
 from oms_streams.tools.fulfilment_sim import FaultRates, FulfilmentPlanner, FulfilmentTimes, Step, occurred_at
 from oms_streams.tools.simulator import DEFAULT_NETWORK, SKUS, _stop_on_signals
 from oms_streams.tools.webshop_sim import ApiError, PlacedOrder, Webshop
@@ -77,6 +80,10 @@ class DemoDaySummary:
     errors: int = 0
     allocated_orders: set[str] = field(default_factory=set)
     delivered_orders: set[str] = field(default_factory=set)
+    at_risk: dict[str, str] = field(default_factory=dict)
+    """Order -> the reason it was first put at risk (from ``oms.orders.at-risk.v1``)."""
+    late_picks: set[str] = field(default_factory=set)
+    """Orders whose pick this run's WMS starts after the latest pick start."""
 
 
 class DemoDay:
@@ -106,7 +113,9 @@ class DemoDay:
                 "enable.auto.commit": False,
             }
         )
-        self.consumer.subscribe([settings.topic(ALLOCATIONS.name), settings.topic(RETURNS_ROUTED.name)])
+        self.consumer.subscribe(
+            [settings.topic(t.name) for t in (ALLOCATIONS, RETURNS_ROUTED, ORDERS_AT_RISK)]
+        )
 
     # --- plumbing ---------------------------------------------------------------------------------
 
@@ -208,6 +217,7 @@ class DemoDay:
         for step in self.planner.plan(allocation):
             delay += step.after_s
             if step.not_before is not None:
+                self._late_pick(allocation, step.not_before)
                 delay = max(delay, (step.not_before - datetime.now(UTC)).total_seconds())
             self.at(delay, lambda s=step: self._report(allocation, s))  # type: ignore[misc]
 
@@ -235,14 +245,44 @@ class DemoDay:
             self.summary.delivered_orders.add(allocation.order_id)
             self._after_delivery(allocation)
 
+    def _late_pick(self, allocation: Allocation, starts: datetime) -> None:
+        self.summary.late_picks.add(allocation.order_id)
+        if len(self.summary.late_picks) == 1:
+            print(
+                f"demo: {allocation.location_id} is behind: it starts picking {allocation.order_id} at "
+                f"{starts:%H:%M:%S} UTC, after its latest pick start, so the order is at risk until "
+                f"then: curl {self._local}/orders/{allocation.order_id}",
+                file=self.tell_to,
+                flush=True,
+            )
+
     def _tell(self, order_id: str) -> None:
         if len(self.told) >= self.options.tell or order_id in self.told:
             return
         self.told.append(order_id)
-        port = self.options.web_url.rsplit(":", 1)[-1].rstrip("/")
-        print(
-            f"demo: an order to try: curl localhost:{port}/orders/{order_id}", file=self.tell_to, flush=True
-        )
+        print(f"demo: an order to try: curl {self._local}/orders/{order_id}", file=self.tell_to, flush=True)
+
+    @property
+    def _local(self) -> str:
+        """The worker as the README's curls name it."""
+        return "localhost:" + self.options.web_url.rsplit(":", 1)[-1].rstrip("/")
+
+    def _risk(self, record: OrderAtRisk) -> None:
+        """Count the run's orders the worker put at risk; print the first few with their reason."""
+        if record.order_id not in self.orders or record.status != "at_risk":
+            return
+        if record.order_id in self.summary.at_risk:
+            return
+        reason = record.reason or "unknown"
+        self.summary.at_risk[record.order_id] = reason
+        if len(self.summary.at_risk) <= self.options.tell:
+            where = f" at {record.location_id}" if record.location_id else ""
+            print(
+                f"demo: an order at risk, {reason}{where}: curl {self._local}/orders/{record.order_id}"
+                f"  (all: http://{self._local}/console/at-risk)",
+                file=self.tell_to,
+                flush=True,
+            )
 
     def _error(self, what: str) -> None:
         self.summary.errors += 1
@@ -259,6 +299,8 @@ class DemoDay:
             try:
                 if message.topic() == self.settings.topic(ALLOCATIONS.name):
                     self._allocation(Allocation.model_validate_json(value))
+                elif message.topic() == self.settings.topic(ORDERS_AT_RISK.name):
+                    self._risk(OrderAtRisk.model_validate_json(value))
                 else:
                     self._routed(ReturnRouted.model_validate_json(value))
             except ValidationError as error:
@@ -287,10 +329,12 @@ class DemoDay:
         s = self.summary
         methods = ", ".join(f"{m} {n}" for m, n in s.by_method.most_common())
         reported = ", ".join(f"{k} {n}" for k, n in s.reported.most_common())
+        risks = ", ".join(f"{r} {n}" for r, n in Counter(s.at_risk.values()).most_common())
         return (
             f"demo-day +{time.monotonic() - started:4.0f}s  placed {s.placed} ({methods})  "
             f"no option {s.no_option}  "
             f"allocations {s.allocations} (withdrawn {s.withdrawn})  reported: {reported}  "
+            f"delivered or collected {len(s.delivered_orders)}  at risk {len(s.at_risk)} ({risks})  "
             f"cancellations {dict(s.cancellations)}  returns {dict(s.returns)}  errors {s.errors}"
         )
 
@@ -310,28 +354,29 @@ def run_demo_day(
         return day.run(stop)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m oms_streams.tools.demo_day", description=__doc__)
-    parser.add_argument("--orders-per-minute", type=float, default=4.0)
-    parser.add_argument("--seconds", type=float, default=0.0, help="0: until Ctrl-C")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--order-prefix", default="ORDER-")
-    parser.add_argument("--web-url", default="http://127.0.0.1:6066")
-    parser.add_argument("--time-scale", type=float, default=1.0, help="multiplies every fulfilment delay")
-    parser.add_argument("--network", type=Path, default=DEFAULT_NETWORK)
-    args = parser.parse_args(argv)
+def options_from(args: argparse.Namespace) -> DemoDayOptions:
     scaled = ("pick_wait_s", "pick_s", "pack_s", "handover_s", "transit_s", "collect_s")
     defaults = FulfilmentTimes()
     times = replace(defaults, **{name: getattr(defaults, name) * args.time_scale for name in scaled})
-    options = DemoDayOptions(
+    faults = replace(
+        FaultRates(), late_pick=args.late_picks, first_late_pick_within_s=args.first_late_pick_within_s
+    )
+    return DemoDayOptions(
         orders_per_minute=args.orders_per_minute,
         seconds=args.seconds,
         seed=args.seed,
         order_prefix=args.order_prefix,
         web_url=args.web_url,
         times=times,
+        faults=faults,
     )
-    run_demo_day(Settings(), options, network=args.network)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m oms_streams.tools.demo_day", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    run_demo_day(Settings(), options_from(args), network=args.network)
     return 0
 
 

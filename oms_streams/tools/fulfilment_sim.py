@@ -2,8 +2,17 @@
 
 A WMS reads ``oms.fulfilment.allocations.v1`` and reports progress on ``oms.fulfilment.events.v1``;
 so does this simulator, with compressed delays (seconds, scaled by ``FulfilmentTimes``) and faults at
-small rates: a late pick (the pick waits past the allocation's latest pick start, so the order goes
-at risk), a short pick and a store rejection (both re-sourced by the worker), a carrier delay.
+small rates: a late pick, a short pick and a store rejection (both re-sourced by the worker), a
+carrier delay.
+
+A late pick is real, not a clock trick: the location is behind and starts the pick only
+``late_pick_after_milestone_s`` after the allocation's latest pick start, so the worker sees that
+milestone pass without a pick and puts the order at risk until the pick is reported. Milestones
+follow the network's calendars, so for most orders that moment is hours away (a DC's carrier
+pickup at 18:00); but an order picked from a store's own shelf for click & collect must start
+picking at once (ready in the store's pick minutes), so its milestone is due when it is placed.
+The first allocation whose latest pick start is that close (``first_late_pick_within_s``) is picked
+late, so a short demo shows an order at risk while stores are open; later ones by ``late_pick``.
 
 Time: the warehouse and store steps happen now, compressed. A carrier's transit does not fit in a
 demo, so the carrier reports ``delivered`` after a few seconds but *stamped* with a realistic
@@ -20,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from oms_streams.schemas.config import NetworkConfig
 from oms_streams.schemas.orders import FulfilmentKindName
 from oms_streams.schemas.sourcing import Allocation
+from oms_streams.tools.demo_options import FIRST_LATE_PICK_WITHIN_S, LATE_PICK_SHARE
 
 COURIER_MINUTES = (20, 90)
 """A bike courier's ride, in minutes (stamped like a carrier's transit)."""
@@ -36,13 +46,16 @@ class FulfilmentTimes:
     handover_s: float = 3.0
     transit_s: float = 6.0
     collect_s: float = 8.0
-    late_pick_after_milestone_s: float = 60.0
+    late_pick_after_milestone_s: float = 90.0
     """A late pick starts this long after the allocation's latest pick start (real time)."""
 
 
 @dataclass(frozen=True)
 class FaultRates:
-    late_pick: float = 0.03
+    late_pick: float = LATE_PICK_SHARE
+    first_late_pick_within_s: float = FIRST_LATE_PICK_WITHIN_S
+    """The first allocation whose latest pick start is due within this many seconds is picked late
+    (0: no such rule; ``late_pick`` alone decides)."""
     short_pick: float = 0.03
     store_rejected: float = 0.04
     carrier_delay: float = 0.03
@@ -79,6 +92,7 @@ class FulfilmentPlanner:
         self.rng = rng
         self.times = times
         self.faults = faults
+        self.first_late_pick_done = faults.first_late_pick_within_s <= 0
         self.store_ids = {loc.location_id for loc in network.locations if loc.type == "store"}
         self.transit_hours = {
             service.service_id: tuple(service.prior_transit_hours) or FALLBACK_TRANSIT_HOURS
@@ -91,9 +105,9 @@ class FulfilmentPlanner:
     def _chance(self, rate: float) -> bool:
         return self.rng.random() < rate
 
-    def plan(self, allocation: Allocation) -> list[Step]:
+    def plan(self, allocation: Allocation, now: datetime | None = None) -> list[Step]:
         t, at = self.times, allocation.location_id
-        first = self._start(allocation)
+        first = self._start(allocation, now or datetime.now(UTC))
         if first.kind == "store_rejected":
             return [first]
         steps = [first]
@@ -105,17 +119,25 @@ class FulfilmentPlanner:
             return steps + self._collect(allocation)
         return steps + self._ship(allocation)
 
-    def _start(self, allocation: Allocation) -> Step:
+    def _start(self, allocation: Allocation, now: datetime) -> Step:
         at, wait = allocation.location_id, self._d(self.times.pick_wait_s)
         rejectable = at in self.store_ids and at != allocation.pickup_store_id
         if rejectable and self._chance(self.faults.store_rejected):
             return Step(wait, "store_rejected", at, reason="store too busy to pick web orders now")
-        if self._chance(self.faults.late_pick):
-            latest = next((m.due for m in allocation.milestones if m.kind == "pick_start"), None)
-            if latest is not None:
-                late = latest + timedelta(seconds=self.times.late_pick_after_milestone_s)
-                return Step(wait, "pick_started", at, reason="late pick", not_before=late)
+        latest = next((m.due for m in allocation.milestones if m.kind == "pick_start"), None)
+        if latest is not None and (self._first_late(latest, now) or self._chance(self.faults.late_pick)):
+            late = max(latest, now) + timedelta(seconds=self.times.late_pick_after_milestone_s)
+            return Step(wait, "pick_started", at, reason="late pick: the location is behind", not_before=late)
         return Step(wait, "pick_started", at)
+
+    def _first_late(self, latest_pick_start: datetime, now: datetime) -> bool:
+        """True once: for the first allocation whose pick must start within the configured horizon."""
+        if self.first_late_pick_done:
+            return False
+        if (latest_pick_start - now).total_seconds() > self.faults.first_late_pick_within_s:
+            return False
+        self.first_late_pick_done = True
+        return True
 
     def _collect(self, allocation: Allocation) -> list[Step]:
         t, at = self.times, allocation.location_id

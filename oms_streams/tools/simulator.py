@@ -7,9 +7,14 @@ damaged (``unsellable_in``), a store now and then recounts a SKU, and the suppli
 snapshot about every ten seconds. Every event is built with the wire models, so it is valid by
 construction; keys are the SKU.
 
-The sequence of events is a pure function of the seed and the network: the same seed plays the same
-day. Event ids carry a run id (by default the start time) so a second run is not taken for
-redeliveries of the first.
+With a demand shape (``demand_shape.py``: real daily sales of M5 stores), till sales follow real
+stores: each store sells at its own profile's rate, more on a Saturday than on a Tuesday and by
+the month of the year (the store's local day), nothing on a day the store is closed; the other
+actions keep their pace. ``rate`` is then the rate of an average day.
+
+The sequence of events is a pure function of the seed, the network and (with a demand shape) the
+days the clock goes through: the same seed plays the same day. Event ids carry a run id (by
+default the start time) so a second run is not taken for redeliveries of the first.
 """
 
 from __future__ import annotations
@@ -42,8 +47,10 @@ from oms_streams.schemas.inventory import (
 )
 from oms_streams.streaming.config_publisher import load_network_config
 from oms_streams.streaming.topics import COUNTS, MOVEMENTS, SUPPLIER_STOCK
+from oms_streams.tools.demand_shape import DemandShape, StoreDemand
+from oms_streams.tools.demo_options import DEMO_NETWORK
 
-DEFAULT_NETWORK = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "network.yaml"
+DEFAULT_NETWORK = DEMO_NETWORK
 
 SKUS: tuple[tuple[str, int], ...] = (
     # (SKU, relative demand): bike lights and bells sell often, kayaks rarely.
@@ -115,7 +122,14 @@ class RetailDay:
     no movement is taken for one already contained in the opening count.
     """
 
-    def __init__(self, network: NetworkConfig, seed: int, run_id: str, clock: Any = None) -> None:
+    def __init__(
+        self,
+        network: NetworkConfig,
+        seed: int,
+        run_id: str,
+        clock: Any = None,
+        demand: DemandShape | None = None,
+    ) -> None:
         active = [loc for loc in network.locations if loc.active]
         self.dcs = [loc.location_id for loc in active if loc.type == "dc"]
         self.stores = [loc.location_id for loc in active if loc.type == "store"]
@@ -134,6 +148,8 @@ class RetailDay:
         self._action_names = [name for name, _ in ACTIONS]
         self._action_weights = [weight for _, weight in ACTIONS]
         self.events_until_supplier = 0
+        stores = [loc for loc in active if loc.type == "store"]
+        self.demand = StoreDemand(demand, stores) if demand is not None else None
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -235,15 +251,36 @@ class RetailDay:
                 out.append(Outgoing(SUPPLIER_STOCK.name, sku, snapshot, "supplier"))
         return out
 
+    def sales_factor(self) -> float:
+        """How busy the tills are now against an average day (1 without a demand shape)."""
+        return 1.0 if self.demand is None else self.demand.network_factor(self._clock())
+
+    def pace_factor(self) -> float:
+        """Events per second now against an average day: sales scale, the other actions do not."""
+        sale, total = self._action_weights[0], sum(self._action_weights)
+        return (sale * self.sales_factor() + total - sale) / total
+
     def step(self) -> list[Outgoing]:
         """The next thing that happens: one action, one to a few events."""
-        action = self.rng.choices(self._action_names, weights=self._action_weights)[0]
+        weights: list[float] = list(self._action_weights)
+        weights[0] *= self.sales_factor()  # ACTIONS starts with the sale
+        action = self.rng.choices(self._action_names, weights=weights)[0]
         handler = getattr(self, f"_{action}")
         result: list[Outgoing] = handler()
         return result
 
+    def _sale_store(self) -> str | None:
+        """A store's till, each by its real rate today (None when every store is closed)."""
+        if self.demand is None:
+            return self.rng.choice(self.stores)
+        now = self._clock()
+        weights = [self.demand.factor(store, now) for store in self.stores]
+        return self.rng.choices(self.stores, weights=weights)[0] if sum(weights) > 0 else None
+
     def _sale(self) -> list[Outgoing]:
-        store = self.rng.choice(self.stores)
+        store = self._sale_store()
+        if store is None:
+            return self._transfer()
         sku = self._pick_sku()
         quantity = self.rng.choices((1, 2, 3), weights=(80, 15, 5))[0]
         stock = self._at(sku, store)
@@ -378,6 +415,16 @@ def _summary_line(summary: SimulationSummary, day: RetailDay, started: float) ->
     )
 
 
+def _demand_line(demand: StoreDemand, today: float) -> str:
+    assigned = demand.assigned
+    profiles = ", ".join(f"{store} {p.store_id}" for store, p in sorted(assigned.items())[:4])
+    more = f" and {len(assigned) - 4} more" if len(assigned) > 4 else ""
+    return (
+        f"simulate: till sales shaped on real daily sales (M5 stores: {profiles}{more}); "
+        f"today {today:.2f} x an average day"
+    )
+
+
 def run_simulation(
     settings: Settings,
     rate: float = 20.0,
@@ -385,15 +432,17 @@ def run_simulation(
     seed: int = 7,
     *,
     network: Path | None = None,
+    demand: DemandShape | None = None,
     run_id: str | None = None,
     out: TextIO | None = None,
 ) -> SimulationSummary:
-    """Play a retail day at ``rate`` events/s for ``seconds`` (0: until Ctrl-C or SIGTERM)."""
+    """Play a retail day at ``rate`` events/s for ``seconds`` (0: until Ctrl-C or SIGTERM); with a
+    demand shape, ``rate`` is an average day's and till sales follow real stores."""
     if rate <= 0:
         raise ValueError(f"rate must be positive, not {rate}")
     out = out or sys.stdout
     config = load_network_config(network or DEFAULT_NETWORK)
-    day = RetailDay(config, seed, run_id or format(int(time.time() * 1000), "x"))
+    day = RetailDay(config, seed, run_id or format(int(time.time() * 1000), "x"), demand=demand)
     summary = SimulationSummary()
 
     def delivered(error: Any, message: Any) -> None:
@@ -437,6 +486,8 @@ def run_simulation(
         file=out,
         flush=True,
     )
+    if day.demand is not None:
+        print(_demand_line(day.demand, day.sales_factor()), file=out, flush=True)
     started = time.monotonic()
     next_summary = started + SUMMARY_EVERY_S
     stop = threading.Event()
@@ -447,9 +498,8 @@ def run_simulation(
             # Supplier snapshots come on their own clock, off the rate schedule: at a real store's rate
             # (a few events a minute) they would otherwise crowd out the sales.
             next_supplier = time.monotonic() + SUPPLIER_EVERY_S
-            paced = 0  # events on the rate schedule (the opening is sent at once)
+            due = started  # when the next event on the rate schedule is due (the opening is sent at once)
             while not stop.is_set() and (not seconds or time.monotonic() - started < seconds):
-                due = started + paced / rate
                 now = time.monotonic()
                 if now >= next_supplier and day.suppliers:
                     send(day.supplier_snapshots())
@@ -459,7 +509,7 @@ def run_simulation(
                     continue
                 batch = day.step()
                 send(batch)
-                paced += len(batch)
+                due += len(batch) / (rate * day.pace_factor())
                 if time.monotonic() >= next_summary:
                     print(_summary_line(summary, day, started), file=out, flush=True)
                     next_summary += SUMMARY_EVERY_S

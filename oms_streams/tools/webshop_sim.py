@@ -11,6 +11,7 @@ where ``oms.returns.routed.v1`` sent them).
 from __future__ import annotations
 
 import json
+import math
 import random
 import urllib.error
 import urllib.request
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from oms_streams.domain.visibility import haversine_km
 from oms_streams.schemas.config import NetworkConfig
 from oms_streams.schemas.orders import OrderPlaced
 from oms_streams.schemas.promise import CartLineModel, DeliveryOptionModel, DestinationModel
@@ -43,6 +45,36 @@ HOMES: tuple[tuple[str, float, float, str], ...] = (
     ("5611 AZ", 51.4400, 5.4780, "NL-NB"),
 )
 GRADES = ("as_new", "resellable", "resellable", "damaged", "defective")
+HOME_RADIUS_KM = 60.0
+"""The curated homes serve a network when three of them live this close to one of its stores (the
+NL demo network); another network (a US state) gets homes around its own stores."""
+HOMES_PER_STORE = 3
+FIRST_METHOD = "click_and_collect"
+"""Until one order of this method is placed, a customer offered it takes it: such an order (picked
+from the store's shelf) must start picking at once, so the demo's first late pick shows early."""
+
+Home = tuple[str, float, float, str]
+
+
+def homes_for(network: NetworkConfig, seed: int = 7) -> tuple[Home, ...]:
+    """The curated homes, or for a network elsewhere homes 2-8 km around each of its stores."""
+    stores = [loc for loc in network.locations if loc.type == "store" and loc.lat is not None]
+    near = [
+        home
+        for home in HOMES
+        if any(haversine_km(home[1], home[2], s.lat or 0, s.lon or 0) <= HOME_RADIUS_KM for s in stores)
+    ]
+    if len(near) >= 3 or not stores:
+        return HOMES
+    rng = random.Random(seed)
+    homes: list[Home] = []
+    for store in stores:
+        for _ in range(HOMES_PER_STORE):
+            km, bearing = rng.uniform(2, 8), rng.uniform(0, 2 * math.pi)
+            lat = (store.lat or 0) + km * math.cos(bearing) / 111.0
+            lon = (store.lon or 0) + km * math.sin(bearing) / (111.0 * math.cos(math.radians(lat)))
+            homes.append(("", round(lat, 5), round(lon, 5), store.region))
+    return tuple(homes)
 
 
 class ApiError(OSError):
@@ -76,11 +108,18 @@ class Webshop:
     """Carts, choices and placements; ``rng`` makes a run repeatable up to the worker's answers."""
 
     def __init__(
-        self, network: NetworkConfig, skus: tuple[tuple[str, int], ...], base_url: str, rng: random.Random
+        self,
+        network: NetworkConfig,
+        skus: tuple[tuple[str, int], ...],
+        base_url: str,
+        rng: random.Random,
+        first_method: str | None = FIRST_METHOD,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.rng = rng
         self.skus = skus
+        self.homes = homes_for(network)
+        self.first_method = first_method
         self.return_stores = [
             loc for loc in network.locations if loc.type == "store" and "accepts_returns" in loc.capabilities
         ]
@@ -94,7 +133,7 @@ class Webshop:
         return [{"sku": sku, "quantity": q} for sku, q in chosen.items()]
 
     def home(self) -> dict[str, Any]:
-        postal, lat, lon, region = self.rng.choice(HOMES)
+        postal, lat, lon, region = self.rng.choice(self.homes)
         jitter = self.rng.uniform(-0.01, 0.01)
         return {
             "postal_code": postal,
@@ -112,11 +151,18 @@ class Webshop:
 
     def choose(self, options: list[dict[str, Any]]) -> dict[str, Any] | None:
         """The customer's pick: a method by its popularity among those offered, then (mostly) its
-        first option (the nearest store for click & collect)."""
+        first option (the nearest store for click & collect). The first customer offered
+        ``first_method`` takes it, at the store where it is ready soonest."""
         methods = sorted({o["method"] for o in options if o["method"] in METHOD_WEIGHTS})
         if not methods:
             return None
         method = self.rng.choices(methods, weights=[METHOD_WEIGHTS[m] for m in methods])[0]
+        if self.first_method in methods:  # the demo's first such customer wants it soonest
+            method, self.first_method = self.first_method, None
+            return min(
+                (o for o in options if o["method"] == method),
+                key=lambda o: datetime.fromisoformat(o["window_start"]),
+            )
         of_method = [o for o in options if o["method"] == method]
         return of_method[0] if self.rng.random() < 0.7 else self.rng.choice(of_method)
 

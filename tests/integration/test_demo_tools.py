@@ -1,15 +1,23 @@
-"""The demo tools on a real broker: ``oms simulate`` feeds a worker cleanly, ``oms watch`` shows it."""
+"""The demo tools on a real broker: ``oms simulate`` feeds a worker cleanly, ``oms watch`` shows it,
+the order day places, fulfils and delivers orders (one of them genuinely late to pick, so at risk),
+and the same runs on a US state of the Walmart sample with demand shaped on real sales."""
 
 from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from oms_streams.config import Settings
 from oms_streams.schemas.availability import AvailabilityRecord, ChannelAvailability
+from oms_streams.tools.demand_shape import load_shape
 from oms_streams.tools.demo_day import DemoDayOptions, run_demo_day
+from oms_streams.tools.demo_network import read_sites, region_document, write_region_network
 from oms_streams.tools.fulfilment_sim import FulfilmentTimes
 from oms_streams.tools.simulator import SKU_NAMES, run_simulation
 from oms_streams.tools.watch import watch_availability
@@ -133,7 +141,13 @@ def test_demo_day_places_fulfils_and_delivers_orders(
     wait_until(lambda: webshop(worker, "SKU-BIKE-LIGHT").get("total", 0) > 0, 20, "stock visible")
 
     fast = FulfilmentTimes(
-        pick_wait_s=0.5, pick_s=0.4, pack_s=0.3, handover_s=0.4, transit_s=0.8, collect_s=0.8
+        pick_wait_s=0.5,
+        pick_s=0.4,
+        pack_s=0.3,
+        handover_s=0.4,
+        transit_s=0.8,
+        collect_s=0.8,
+        late_pick_after_milestone_s=3.0,
     )
     options = DemoDayOptions(
         orders_per_minute=60,
@@ -155,3 +169,61 @@ def test_demo_day_places_fulfils_and_delivers_orders(
     status, body = worker.get(f"/orders/{order_id}")
     assert status == 200, body
     assert worker.metric("oms_dead_letters_total") == 0, worker.log_tail()
+
+    # The first click & collect order (its pick due at once, the fixture's stores never close) was
+    # picked late: the worker put it at risk for the missed pick start, and cleared it once picked.
+    assert summary.late_picks, out.getvalue()
+    late = sorted(summary.late_picks)[0]
+    assert summary.at_risk.get(late) == "pick_not_started", (summary.at_risk, out.getvalue())
+    assert "is behind" in told.getvalue() and "at risk, pick_not_started" in told.getvalue()
+    wait_until(lambda: worker.get(f"/orders/{late}")[1].get("risk") is None, 20, "the late order cleared")
+
+
+SAMPLE_SITES = Path(__file__).resolve().parent.parent / "fixtures" / "walmart_sample.csv"
+
+
+@pytest.fixture
+def missouri(tmp_path: Path) -> Path:
+    """Missouri's real Walmart DCs and stores (from the committed sample) as the worker's network."""
+    document = region_document(read_sites(SAMPLE_SITES), "MO", dcs=2, stores=6)
+    path = tmp_path / "network-mo.yaml"
+    write_region_network(document, path, "MO")
+    return path
+
+
+@pytest.fixture
+def us_worker(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, events: Events, missouri: Path
+) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(kafka_bootstrap, topic_prefix, tmp_path / "worker")
+    process.start()
+    events.config(missouri)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def test_the_demo_runs_on_a_us_state_with_shaped_demand(
+    us_worker: WorkerProcess, kafka_bootstrap: str, topic_prefix: str, missouri: Path
+) -> None:
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix)
+    out = io.StringIO()
+    sim = run_simulation(settings, rate=20, seconds=2, seed=5, network=missouri, demand=load_shape(), out=out)
+    assert sim.failed == 0 and sim.by_kind["sale"] > 0, out.getvalue()
+    assert "shaped on real daily sales" in out.getvalue()
+    wait_until(lambda: webshop(us_worker, "SKU-BIKE-LIGHT").get("total", 0) > 0, 20, "stock visible")
+
+    options = DemoDayOptions(
+        orders_per_minute=60,
+        seconds=15,
+        seed=4,
+        order_prefix="MO-",
+        times=FulfilmentTimes(pick_wait_s=0.5, pick_s=0.4, pack_s=0.3, handover_s=0.4, transit_s=0.8),
+        web_url=f"http://127.0.0.1:{us_worker.port}",
+    )
+    lines = io.StringIO()
+    summary = run_demo_day(settings, options, network=missouri, out=lines, tell_to=io.StringIO())
+    assert summary.placed >= 5 and summary.errors == 0, lines.getvalue()
+    assert summary.allocated_orders and summary.reported["picked"] >= 1, lines.getvalue()
+    assert us_worker.metric("oms_dead_letters_total") == 0, us_worker.log_tail()
