@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from oms_streams.tools.backtest import BacktestConfig
 
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 SOURCES = (SOURCE_LANE, SOURCE_BAND, SOURCE_SERVICE, SOURCE_PRIOR)
 HANDLING_ORIGIN = "origin"
 HANDLING_ALL = "all_origins"
@@ -126,7 +127,9 @@ class BacktestReport:
         return rows
 
     def reliability(self) -> list[dict[str, Any]]:
-        """For each nominal level asked, the share of orders delivered by the promise at that level."""
+        """For each nominal level asked: the share of orders delivered by the promise at that level,
+        its median promised days, and how many quarters were within ±2 points of it (the frontier a
+        planner chooses the confidence from)."""
         levels = self.config.reliability_levels
         if not self.scored or not self.scored[0].by_level:
             return []
@@ -135,9 +138,21 @@ class BacktestReport:
             {
                 "nominal": level,
                 "realised": round(sum(o.delivered_ms <= o.by_level[i] for o in self.scored) / total, 4),
+                "median_days": round(
+                    statistics.median(o.by_level[i] - o.placed_ms for o in self.scored) / DAY_MS, 3
+                ),
+                "quarters_within_2_points": self._quarters_within(i, level),
             }
             for i, level in enumerate(levels)
         ]
+
+    def _quarters_within(self, index: int, level: float) -> str:
+        """'k/n': quarters whose on-time rate at ``level`` is within ±2 points of it."""
+        by_quarter: dict[str, list[bool]] = {}
+        for o in self.scored:
+            by_quarter.setdefault(o.quarter, []).append(o.delivered_ms <= o.by_level[index])
+        within = sum(abs(sum(hits) / len(hits) - level) <= 0.02 + 1e-9 for hits in by_quarter.values())
+        return f"{within}/{len(by_quarter)}"
 
     def to_dict(self) -> dict[str, Any]:
         evaluated = self.orders_evaluated
@@ -206,7 +221,7 @@ class BacktestReport:
         transit, by_source = model["transit_source"], model["on_time_rate_by_transit_source"]
         lines.append(f"{'from lane/band/service/prior':30}" + " / ".join(_pct(transit[k]) for k in SOURCES))
         lines.append(
-            f"{'on time lane/band/service/prior':30}" + " / ".join(_pct(by_source[k]) for k in SOURCES)
+            f"{'on time lane/band/service/prior':30} " + " / ".join(_pct(by_source[k]) for k in SOURCES)
         )
         if config.method == "sum":
             handling = model["handling_source"]
@@ -227,8 +242,12 @@ class BacktestReport:
             )
         if data["reliability"]:
             lines.append(
-                "reliability (nominal -> realised): "
-                + ", ".join(f"{r['nominal']:.2f} -> {r['realised'] * 100:.1f} %" for r in data["reliability"])
+                "reliability: nominal -> realised on time, median promised, quarters within ±2 points"
+            )
+            lines.extend(
+                f"  {r['nominal']:.2f} -> {r['realised'] * 100:5.1f} %  {r['median_days']:6.2f} d  "
+                f"{r['quarters_within_2_points']}"
+                for r in data["reliability"]
             )
         return "\n".join(lines)
 
