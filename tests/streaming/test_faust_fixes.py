@@ -194,3 +194,49 @@ def test_a_standing_partition_is_fetched_again_and_read_from_its_committed_offse
     assert asyncio.run(faust_fixes.reread_standing(consumer, [consumer.tp, other])) == [consumer.tp]
     assert consumer.active == {consumer.tp}
     assert consumer.seeks == [(consumer.tp, 26)]
+
+
+class Message:
+    def __init__(self, offset: int, generation_id: int) -> None:
+        self.offset, self.generation_id, self.acked = offset, generation_id, False
+
+
+class AckingConsumer:
+    """What fix 5 reads and writes of faust's ``Consumer`` on the way to its own ``ack``."""
+
+    def __init__(self, generation_id: int) -> None:
+        self.app = type("App", (), {"consumer_generation_id": generation_id})()
+        self._unacked_messages: set[Message] = set()
+        self.faust_acked: list[int] = []
+
+
+@pytest.fixture
+def faust_ack(monkeypatch: pytest.MonkeyPatch) -> None:
+    def ack(consumer: AckingConsumer, message: Message) -> bool:  # faust's, as far as it matters
+        message.acked = True
+        consumer._unacked_messages.discard(message)
+        consumer.faust_acked.append(message.offset)
+        return True
+
+    monkeypatch.setitem(faust_fixes._applied, "ack", ack)
+
+
+@pytest.mark.usefixtures("faust_ack")
+def test_a_record_of_the_current_generation_is_acked_as_faust_does() -> None:
+    consumer, message = AckingConsumer(generation_id=7), Message(41, generation_id=7)
+    consumer._unacked_messages.add(message)
+
+    assert faust_fixes._ack_current_generation(consumer, message) is True
+    assert consumer.faust_acked == [41]
+
+
+@pytest.mark.usefixtures("faust_ack")
+def test_a_record_fetched_before_the_last_rebalance_is_never_acked_so_never_committed_past() -> None:
+    # A stream skips a record of an older generation; faust acked it, and the group could commit
+    # past a placement that source_orders never processed.
+    consumer, message = AckingConsumer(generation_id=8), Message(41, generation_id=7)
+    consumer._unacked_messages.add(message)
+
+    assert faust_fixes._ack_current_generation(consumer, message) is False
+    assert consumer.faust_acked == []  # not among the offsets a commit may pass
+    assert message.acked and not consumer._unacked_messages  # and a revoke does not wait for it
