@@ -53,7 +53,10 @@ bench-sourcing: $(STAMP) ## Sourcing benchmarks: decision time, plan quality vs 
 bench-returns: $(STAMP) ## Return routing benchmark: decision time over 300 locations
 	$(PY) -m bench.returns_routing
 
+chaos: $(STAMP) ## Workers killed at every saga step and at random under load; prints the audit counts (ROUNDS=2)
+	$(PY) -m bench.chaos --rounds $(or $(ROUNDS),2)
+
 clean: ## Remove local run state (.run/); the broker must be stopped first
 	rm -rf .run
 
-.PHONY: help install test test-unit check generate demo broker-up broker-down bench bench-sourcing clean
+.PHONY: help install test test-unit check generate demo broker-up broker-down bench bench-sourcing chaos clean

@@ -125,6 +125,34 @@ class Settings(BaseSettings):
         description="Most units of one SKU a placed order may ask for; more is rejected at placement "
         "(the wire schema allows 10,000).",
     )
+    retention_delivered_days: float = Field(
+        default=44,
+        gt=0,
+        description="A delivered order (and its sourcing row) stays in the state this long after its last "
+        "event: a 30-day return window plus two weeks for the parcel to come back and be received.",
+    )
+    retention_cancelled_days: float = Field(
+        default=7, gt=0, description="A cancelled order stays in the state this long after its cancellation."
+    )
+    retention_rejected_days: float = Field(
+        default=7,
+        gt=0,
+        description="A rejected order (nothing allocated) stays this long after it was placed.",
+    )
+    retention_orphaned_days: float = Field(
+        default=14,
+        gt=0,
+        description="Fulfilment events or returns of an order whose placement never came stay this long.",
+    )
+    retention_returns_days: float = Field(
+        default=60,
+        gt=0,
+        description="A return stays this long after its latest routing or receipt (a receipt after that is "
+        "processed as a new return).",
+    )
+    retention_sweep_interval_s: float = Field(
+        default=300.0, gt=0, description="How often finished rows past their retention are removed."
+    )
     stream_buffer_max: int = Field(default=20_000, ge=1)
     fetch_max_wait_ms: int = Field(
         default=20, ge=1, le=5000, description="Longest a fetch waits for new data (faust fixes it at 1500)."

@@ -195,6 +195,28 @@ class Metrics:
             "Orders of this worker with commands sent to ledgers and not answered yet.",
             registry=r,
         )
+        self.courier_slots = Counter(
+            "oms_courier_slots",
+            "Courier slots asked at placement, by the slots' owner's answer: booked (the chosen slot), "
+            "moved (the next free slot of that day), refused (none left: the order is rejected).",
+            ["outcome"],
+            registry=r,
+        )
+        self.retention_removed = Counter(
+            "oms_retention_removed",
+            "Finished rows removed after their retention (a tombstone in the table's changelog), by "
+            "table (orders, sourcing, returns) and ending (delivered, cancelled, rejected, orphaned, "
+            "returned).",
+            ["table", "ending"],
+            registry=r,
+        )
+        self.retention_rows = Gauge(
+            "oms_retention_rows",
+            "Rows of this worker's partitions a reload looks at, by table and state: open (watched "
+            "at every reload) or finished (only waiting for its retention to pass).",
+            ["table", "state"],
+            registry=r,
+        )
         self.live_allocations = Gauge(
             "oms_live_allocations",
             "Allocations of this worker's orders not yet shipped or cancelled.",

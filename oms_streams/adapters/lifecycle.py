@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from oms_streams.adapters.sourcing import SourcingRow
 from oms_streams.domain.lifecycle import Lifecycle, LifecycleFacts, lifecycle
+from oms_streams.domain.retention import Finished, SagaFacts, saga_finished
 from oms_streams.domain.risk import FulfilmentEvent, FulfilmentKind, OrderTracking
 
 LEFT = frozenset(
@@ -73,3 +74,28 @@ def _seen(
         if event.location_id in (None, location, pickup_store):
             return True
     return False
+
+
+def all_cancelled(ordered_skus: list[str], cancelled: list[str] | None) -> bool:
+    """Every SKU of the order was cancelled (what had not shipped of it)."""
+    return bool(ordered_skus) and all(sku in (cancelled or ()) for sku in ordered_skus)
+
+
+def saga_facts(row: SourcingRow) -> SagaFacts:
+    """What retention needs to know of a sourcing row (``domain.retention.saga_ending``)."""
+    states = [a.state for a in row.allocations]
+    return SagaFacts(
+        busy=row.status == "reserving" or bool(row.outstanding or row.deferred or row.parked),
+        live=states.count("live"),
+        fulfilled=states.count("fulfilled"),
+        backordered=bool(row.backorder),
+        rejected=row.status == "rejected",
+        all_cancelled=all_cancelled([sku for sku, _ in row.ordered or row.lines], row.cancelled),
+    )
+
+
+def saga_retention(row: SourcingRow, now_ms: int) -> Finished | None:
+    """The saga's end, None while it is open; the row keeps when it was first seen finished."""
+    finished = saga_finished(saga_facts(row), row.finished_at_ms, now_ms)
+    row.finished_at_ms = None if finished is None else finished.at_ms
+    return finished

@@ -172,6 +172,8 @@ class OrderRow:
     """When the latest cancellation that cancelled something was decided."""
     returnable: str | None = None
     """Fingerprint of the last record published on ``oms.orders.returnable.v1`` for this order."""
+    rejected: bool = False
+    """Sourcing rejected the order (seen by the milestone timer): final, it only awaits removal."""
 
     def add_return(self, link: ReturnLink) -> bool:
         """Links a processed return to the order; False when it is already linked."""
@@ -239,6 +241,7 @@ class OrderRow:
                 "cancelled": self.cancelled,
                 "cancelled_at_ms": self.cancelled_at_ms,
                 "returnable": self.returnable,
+                "rejected": self.rejected,
             }
         )
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from oms_streams.adapters.courier_slots import courier_slot_view
 from oms_streams.adapters.reservations import batch_record
 from oms_streams.adapters.stock import Failure, key_problem, parse_model
 from oms_streams.adapters.timestamps import utc_from_epoch_ms
@@ -129,6 +130,11 @@ class SourcingRow:
     """The cart hold the order was placed with: its reserves take it over (``takes_over``)."""
     resourced: list[Any] = field(default_factory=list)
     """[round, why]: what withdrew the allocations the round sources again (a short pick, a shed)."""
+    finished_at_ms: int | None = None
+    courier: dict[str, Any] | None = None
+    """A courier order's slot: {store, requested_ms, status (asking | booked | refused | released),
+    slot_ms, slot_end_ms, reason} (``streaming.courier_slots``)."""
+    """When the saga was first seen finished (``domain.retention``): its retention runs from then."""
 
     def reason(self) -> str:
         """The current round's reason: why it was sourced again (if it was), then its plan's."""
@@ -432,5 +438,6 @@ def sourced_record(
         reason=reason,
         attempts=row.round_attempts,
         trace=row.plan["trace"] if row.plan else None,
+        courier_slot=courier_slot_view(row.courier),
     )
     return orjson.dumps(body)

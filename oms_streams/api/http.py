@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 from faust.web import Request, Response, View
 
+from oms_streams.adapters.courier_slots import courier_slot_view
 from oms_streams.adapters.lifecycle import order_lifecycle
 from oms_streams.adapters.orders import milestone_view, risk_view
 from oms_streams.adapters.promise import option_to_wire, parse_query, to_request
@@ -151,6 +152,20 @@ def order_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
     }
 
 
+def missing_order(worker: Worker, order_id: str) -> str:
+    """Why an order has no row: never placed (or not read yet), or finished and removed after its
+    retention, which the order's returnable record (kept 120 days, followed by every worker) tells."""
+    if worker.returns.orders.get(order_id) is None:
+        return f"no order {order_id!r}"
+    s = worker.settings
+    return (
+        f"no order {order_id!r}: it finished and was removed after its retention (delivered orders are "
+        f"kept {s.retention_delivered_days:g} days after their last event, cancelled "
+        f"{s.retention_cancelled_days:g}, rejected {s.retention_rejected_days:g}); its events stay on "
+        "the order topics for their retention"
+    )
+
+
 def refused_view(worker: Worker, order_id: str) -> dict[str, Any]:
     """An order whose placement was refused before it was read (no promise to show)."""
     return {
@@ -191,6 +206,7 @@ def sourcing_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
             }
             for entry in row.outstanding
         ],
+        "courier_slot": courier_slot_view(row.courier),
     }
 
 
@@ -226,7 +242,7 @@ def register_views(worker: Worker) -> None:
             # table_route answers from the worker that owns the order's partition (proxying to it).
             view = order_view(worker, order_id)
             if view is None:
-                return self.json({"error": f"no order {order_id!r}"}, status=404)
+                return self.json({"error": missing_order(worker, order_id)}, status=404)
             return self.json(view)
 
     @app.page("/returns/{return_id}")

@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from oms_streams.schemas.cancellations import OrderCancellationOutcome
 from oms_streams.schemas.promise import DeliveryOptionModel
+from oms_streams.schemas.sourcing import CourierSlotModel
 
 
 class LocationAvailability(BaseModel):
@@ -91,6 +92,12 @@ class SourcingView(BaseModel):
     reason: str
     outstanding: list[OutstandingCommandView] = Field(
         default=[], description="Commands sent to SKU ledgers and not answered yet."
+    )
+    courier_slot: CourierSlotModel | None = Field(
+        default=None,
+        description="A courier delivery's slot as the owner of the store's slots booked it: the one "
+        "chosen, or (moved) the next free one of that day. Null when none is booked (a full day: "
+        "the order is rejected and the reason says so).",
     )
 
 

@@ -133,7 +133,11 @@ def openapi_document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": _json(OrderResponse, "The order as its owning worker tracks it"),
-                        "404": _json(ApiError, "No such order (not placed, or not yet seen)"),
+                        "404": _json(
+                            ApiError,
+                            "No such order (not placed, not yet seen, or finished and removed after its "
+                            "retention: the message says so when the worker knows the order)",
+                        ),
                     },
                 }
             },
@@ -155,8 +159,11 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _json(OrderCancellationOutcome, "Decided: cancelled, partially or already"),
-                        "202": _json(CancellationPending, "Accepted, not decided yet (a sourcing round is "
-                        "under way): the answer follows on oms.orders.cancellation-outcomes.v1"),
+                        "202": _json(
+                            CancellationPending,
+                            "Accepted, not decided yet (a sourcing round is "
+                            "under way): the answer follows on oms.orders.cancellation-outcomes.v1",
+                        ),
                         "400": error,
                         "404": _json(ApiError, "No such order (not placed, or not sourced yet)"),
                         "409": _json(CancellationRefused, "Refused: nothing could be cancelled, and why"),
@@ -214,7 +221,10 @@ def openapi_document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": _json(ReturnResponse, "The return as its owning worker keeps it"),
-                        "404": _json(ApiError, "No such return (not announced or received yet)"),
+                        "404": _json(
+                            ApiError,
+                            "No such return (not announced or received yet, or removed after its retention)",
+                        ),
                     },
                 }
             },

@@ -5,8 +5,11 @@ none can).
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
 from oms_streams.domain.calendar import MS_PER_MINUTE, local_date, opening_intervals
-from oms_streams.domain.network import Capability, DeliveryMethod, Site
+from oms_streams.domain.network import Calendar, Capability, DeliveryMethod, Site
 from oms_streams.domain.promise_plan import Plan
 from oms_streams.domain.promise_timing import courier_ride_ms
 from oms_streams.domain.promise_types import DeliveryOption, Shipment
@@ -95,3 +98,50 @@ def _courier_slot(plan: Plan, store: Site, km: float) -> DeliveryOption | str:
                 )
             slot += length
     return _SLOTS_BOOKED if booked_out else _TOO_LATE_TODAY
+
+
+# --- booking at placement: the owner of a store's slots decides, in order ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SlotBooking:
+    status: str
+    """booked (the slot asked for) | moved (the next free slot of that day) | refused."""
+    slot_ms: int | None
+    reason: str = ""
+
+
+def day_slots(calendar: Calendar, slot_minutes: int, from_ms: int) -> list[int]:
+    """The starts of the store's slots on ``from_ms``'s local day, from the slot holding it on
+    (slots are cut from each opening interval's start, as promises cut them)."""
+    length = slot_minutes * MS_PER_MINUTE
+    starts = []
+    for start, end in opening_intervals(calendar, local_date(calendar.timezone, from_ms)):
+        slot = start if from_ms <= start else start + (from_ms - start) // length * length
+        while slot + length <= end:
+            starts.append(slot)
+            slot += length
+    return starts
+
+
+def book_slot(
+    booked: Mapping[int, Collection[str]],
+    order_id: str,
+    wanted_ms: int,
+    slots: Sequence[int],
+    capacity: int,
+) -> SlotBooking:
+    """The slot an order gets: the one it asked for while it has room, else the next one of the day
+    with room, else none (with the reason). An order that holds a slot keeps it (a repeat)."""
+    for slot, orders in booked.items():
+        if order_id in orders:
+            return SlotBooking("booked" if slot == wanted_ms else "moved", slot)
+    for slot in sorted({wanted_ms, *(s for s in slots if s > wanted_ms)}):
+        if len(booked.get(slot, ())) < capacity:
+            return SlotBooking("booked" if slot == wanted_ms else "moved", slot)
+    return SlotBooking(
+        "refused",
+        None,
+        f"courier slot full: the chosen slot and every later one that day are booked "
+        f"({capacity} deliveries per slot)",
+    )

@@ -190,6 +190,12 @@ def _reserve(
     held = _held(where, rid)
     if held == asked:  # a repeat: answer as the first time
         return ReservationResult(ReservationStatus.RESERVED, {}, held)
+    if held and set(held) <= set(asked) and _settled_at(positions, rid, asked):
+        # A repeat after part of it was given back (shed, released or shipped at a location): its
+        # order knows what went and counts on the rest, so the rest stays held; nothing is held
+        # again where the id is settled. (Not a re-plan: a reserve holds all its lines or none.)
+        reason = f"reservation {rid} was already released or refused"
+        return ReservationResult(ReservationStatus.REFUSED, {}, asked, reason)
     released: dict[str, StockPosition] = {}
     if held:
         # The same attempt planned again with other lines (its owner crashed before it stored the
@@ -203,7 +209,7 @@ def _reserve(
                 holds=tuple(h for h in position.holds if h[0] != rid),
             )
         positions = {**positions, **released}
-    if any(rid in positions[loc].settled for loc, _ in asked if loc in positions):
+    if _settled_at(positions, rid, asked):
         return ReservationResult(
             ReservationStatus.REFUSED, released, asked, f"reservation {rid} was already released or refused"
         )
@@ -255,6 +261,11 @@ def _settle(positions: Mapping[str, StockPosition], command: ReservationCommand)
         done.append((loc, units))
     ends: dict[str, int | None] = {rid: None} if is_cart_hold(rid) else {}
     return ReservationResult(status, changed, tuple(done), expiries=ends)
+
+
+def _settled_at(positions: Mapping[str, StockPosition], rid: str, lines: Sequence[tuple[str, int]]) -> bool:
+    """Whether the reservation was released, refused, shed or shipped at a location of ``lines``."""
+    return any(rid in positions[loc].settled for loc, _ in lines if loc in positions)
 
 
 def _without(position: StockPosition, rid: str) -> StockPosition:

@@ -165,6 +165,35 @@ class Allocation(Envelope):
 SourcedOutcome = Literal["allocated", "partially_allocated", "rejected"]
 
 
+CourierSlotKind = Literal["book", "release", "booked", "moved", "refused"]
+
+
+class CourierSlotRecord(Envelope):
+    """A courier slot asked of, or given back to, the owner of the store's slots (``book``,
+    ``release``: keyed by store id, in the store id's partition), or that owner's answer to the
+    order's owner (``booked`` the slot asked for, ``moved`` to the next free one of that day,
+    ``refused`` with the reason: keyed by order id). The owner checks capacity and books in one
+    step, in order, so two placements never both take a slot's last place."""
+
+    kind: CourierSlotKind
+    order_id: Identifier
+    store_id: Identifier
+    requested_start: AwareDatetime = Field(description="The slot the placement chose.")
+    slot_start: AwareDatetime | None = Field(default=None, description="The slot booked (answers).")
+    slot_end: AwareDatetime | None = None
+    reason: str = ""
+
+
+class CourierSlotModel(WireModel):
+    """The courier slot a placement booked: the one it chose, or the next free one of that day."""
+
+    store_id: Identifier
+    requested_start: AwareDatetime
+    slot_start: AwareDatetime
+    slot_end: AwareDatetime
+    moved: bool = Field(description="The chosen slot was full: this is the next free one.")
+
+
 class OrderSourced(Envelope):
     """The outcome of one sourcing round of an order: exactly one per (order, round).
 
@@ -183,3 +212,8 @@ class OrderSourced(Envelope):
     reason: str = ""
     attempts: int = Field(description="Reservation attempts this round took (refusals re-source).")
     trace: DecisionTraceModel | None = None
+    courier_slot: CourierSlotModel | None = Field(
+        default=None,
+        description="A courier delivery's slot, as its owner booked it (null for other methods, and "
+        "when the slot was refused: the reason says why).",
+    )

@@ -14,6 +14,7 @@ from oms_streams.adapters.reservations import decode_reservations
 from oms_streams.adapters.stock import decode_count, decode_movement, decode_supplier_stock
 from oms_streams.config import Settings
 from oms_streams.domain.placement import PlacementLimits
+from oms_streams.domain.retention import RetentionPolicy
 from oms_streams.domain.saga import ReplyPolicy
 from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
@@ -30,11 +31,13 @@ from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
 from oms_streams.streaming.promise_service import CourierBookings, PromiseService, TransitLearner
 from oms_streams.streaming.rerouting import Rerouter
+from oms_streams.streaming.retention import RetentionIndex
 from oms_streams.streaming.returnable import ReturnableOrders
 from oms_streams.streaming.returns_runtime import ReturnsLoad, ReturnsRuntime, ReturnTopics
-from oms_streams.streaming.sourcing_runtime import SourcingRuntime, SourcingTopics
+from oms_streams.streaming.sourcing_inputs import SourcingTopics
+from oms_streams.streaming.sourcing_runtime import SourcingRuntime
 from oms_streams.streaming.stall_watch import StallWatch
-from oms_streams.streaming.tables import define_tables
+from oms_streams.streaming.tables import Tables, define_tables
 from oms_streams.streaming.topics import (
     ALLOCATIONS,
     AVAILABILITY,
@@ -43,6 +46,7 @@ from oms_streams.streaming.topics import (
     CARRIER_SERVICES,
     COUNTS,
     COURIER_BOOKINGS,
+    COURIER_SLOTS,
     DLQ,
     FULFILMENT_EVENTS,
     HOLDS,
@@ -120,10 +124,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     runtime, ledger = _ledger(kafka, shared)
     tables = define_tables(app, settings)
     promises = _promises(kafka, shared)
-    orders = _orders(kafka, shared, tables.orders)
-    sourcing = _sourcing(kafka, shared, tables.sourcing)
-    returns = _returns(kafka, shared, tables.returns)
-    upkeep.order_upkeep(app, settings, orders, sourcing)
+    sourcing_index = _index(kafka, tables.sourcing_index, tables.sourcing)
+    sourcing = _sourcing(kafka, shared, tables, sourcing_index)
+    orders_index = _index(kafka, tables.orders_index, tables.orders)
+    orders = _orders(kafka, shared, tables.orders, orders_index, sourcing)
+    returns = _returns(kafka, shared, tables.returns, _index(kafka, tables.returns_index, tables.returns))
+    upkeep.order_upkeep(app, settings, orders, sourcing, returns)
     upkeep.ledger_upkeep(app, settings, runtime, shared.resync_requested)
     upkeep.faust_upkeep(app, settings, metrics)
     stall_watch = upkeep.watch_lag(app, settings, metrics, ledger)
@@ -146,7 +152,7 @@ def _check_co_partitioning(settings: Settings) -> None:
     for family in (
         (MOVEMENTS, COUNTS, SUPPLIER_STOCK, RESERVATIONS, STOCK_REROUTED),
         (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES, RETURNS_PROCESSED, ORDERS_REROUTED),
-        (ORDERS_PLACED, CANCELLATIONS, CANCELLATION_OUTCOMES),
+        (ORDERS_PLACED, CANCELLATIONS, CANCELLATION_OUTCOMES, COURIER_SLOTS),
         (RETURNS_REQUESTED, RETURNS_RECEIVED, RETURNS_REROUTED),
     ):
         counts = {spec.partitions(settings) for spec in family}
@@ -423,7 +429,24 @@ def _promises(kafka: _Kafka, shared: _Shared) -> PromiseService:
     return promises
 
 
-def _orders(kafka: _Kafka, shared: _Shared, table: Any) -> OrdersRuntime:
+def _index(kafka: _Kafka, index: Any, table: Any) -> RetentionIndex:
+    """Which rows of ``table`` are open, and when the finished ones leave (``streaming.retention``)."""
+    s = kafka.settings
+    policy = RetentionPolicy.of_days(
+        s.retention_delivered_days,
+        s.retention_cancelled_days,
+        s.retention_rejected_days,
+        s.retention_orphaned_days,
+        s.retention_returns_days,
+    )
+    # Writes no event caused go to the partition named by a source topic of the table.
+    topic = kafka.name(RETURNS_REQUESTED if table.name == "returns" else ORDERS_PLACED)
+    return RetentionIndex(index, table, topic, table.name, policy, kafka.metrics)
+
+
+def _orders(
+    kafka: _Kafka, shared: _Shared, table: Any, retention: RetentionIndex, sourcing: SourcingRuntime
+) -> OrdersRuntime:
     """``track_orders``: promises kept, milestones, orders at risk, courier bookings."""
     runtime = OrdersRuntime(
         table,
@@ -444,6 +467,8 @@ def _orders(kafka: _Kafka, shared: _Shared, table: Any) -> OrdersRuntime:
         kafka.metrics,
         partitions=kafka.settings.partitions,
         durable=kafka.durable,
+        retention=retention,
+        sourcing=sourcing.lookup,
     )
     # Milestones are derived from the network's calendars: read it before the first placement.
     # This agent forwards misrouted placements and fulfilment events; source_orders skips them.
@@ -461,10 +486,10 @@ def _orders(kafka: _Kafka, shared: _Shared, table: Any) -> OrdersRuntime:
     return runtime
 
 
-def _sourcing(kafka: _Kafka, shared: _Shared, table: Any) -> SourcingRuntime:
+def _sourcing(kafka: _Kafka, shared: _Shared, tables: Tables, retention: RetentionIndex) -> SourcingRuntime:
     """``source_orders``: the sourcing saga (plans, reservations, allocations, cancellations)."""
     runtime = SourcingRuntime(
-        table,
+        tables.sourcing,
         shared.network,
         shared.view,
         shared.transit.model,
@@ -478,6 +503,8 @@ def _sourcing(kafka: _Kafka, shared: _Shared, table: Any) -> SourcingRuntime:
             dlq=kafka.name(DLQ),
             cancellations=kafka.name(CANCELLATIONS),
             cancellation_outcomes=kafka.name(CANCELLATION_OUTCOMES),
+            courier_slots=kafka.name(COURIER_SLOTS),
+            courier_bookings=kafka.name(COURIER_BOOKINGS),
         ),
         kafka.produce,
         kafka.metrics,
@@ -489,12 +516,21 @@ def _sourcing(kafka: _Kafka, shared: _Shared, table: Any) -> SourcingRuntime:
         ),
         holds=shared.holds,
         limits=PlacementLimits(kafka.settings.max_order_lines, kafka.settings.max_line_quantity),
+        retention=retention,
+        slots=tables.courier_slots,
     )
     # Plans read the network and the availability view: both must be there before the first order.
     register_batched(
         kafka.app,
         "source_orders",
-        kafka.topic(ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES, CANCELLATIONS, ORDERS_REROUTED),
+        kafka.topic(
+            ORDERS_PLACED,
+            FULFILMENT_EVENTS,
+            RESERVATION_REPLIES,
+            CANCELLATIONS,
+            COURIER_SLOTS,
+            ORDERS_REROUTED,
+        ),
         runtime.apply_batch,
         (shared.config_follower, shared.view_follower),
         kafka.settings,
@@ -503,7 +539,7 @@ def _sourcing(kafka: _Kafka, shared: _Shared, table: Any) -> SourcingRuntime:
     return runtime
 
 
-def _returns(kafka: _Kafka, shared: _Shared, table: Any) -> ReturnsRuntime:
+def _returns(kafka: _Kafka, shared: _Shared, table: Any, retention: RetentionIndex) -> ReturnsRuntime:
     """``handle_returns``: where each return goes, and its restock."""
     runtime = ReturnsRuntime(
         table,
@@ -523,6 +559,7 @@ def _returns(kafka: _Kafka, shared: _Shared, table: Any) -> ReturnsRuntime:
         partitions=kafka.settings.partitions,
         durable=kafka.durable,
         orders=shared.returnable,
+        retention=retention,
     )
     # Routing reads the network, the availability view (need) and today's load per location; both
     # routing and receipts read what each order can take back.

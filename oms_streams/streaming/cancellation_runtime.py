@@ -156,6 +156,13 @@ class OrderCancellations:
         row.allocations.extend(new)
         return [a.allocation_id for a in new]
 
+    def answer_all_again(self, row: SourcingRow, now: int) -> None:
+        """Every answer the row keeps, again with its releases and cancels (same ids). For a round's
+        last reply read again: requests parked until that round was over were decided in its batch,
+        and their outputs may have died with the worker; the requests themselves are not read again."""
+        for record in row.cancellations:
+            self._emit(row, record, now, republish_round=True)
+
     def _answer_again(self, row: SourcingRow, request_id: str, now: int) -> None:
         """A request read again (after a crash the outputs of its first reading may be lost)."""
         record = next(answer for answer in row.cancellations if answer["request_id"] == request_id)

@@ -17,12 +17,14 @@ import heapq
 import logging
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from oms_streams.adapters.cancellations import decode_cancelled
+from oms_streams.adapters.lifecycle import all_cancelled, order_lifecycle
 from oms_streams.adapters.orders import (
     Fulfilment,
     OrderRow,
@@ -33,11 +35,12 @@ from oms_streams.adapters.orders import (
     decode_return_link,
 )
 from oms_streams.adapters.returnable import fingerprint, returnable_of, returnable_record
+from oms_streams.adapters.sourcing import SourcingRow
 from oms_streams.adapters.stock import Failure
-from oms_streams.adapters.timestamps import utc_from_epoch_ms
-from oms_streams.domain.network import DeliveryMethod
+from oms_streams.adapters.timestamps import epoch_ms_from_iso, utc_from_epoch_ms
+from oms_streams.domain.lifecycle import Lifecycle
 from oms_streams.domain.orders import PromiseRecord, derive_milestones
-from oms_streams.domain.promise import DeliveryOption
+from oms_streams.domain.retention import Ending, Finished, RetentionPolicy, order_finished
 from oms_streams.domain.risk import (
     FulfilmentKind,
     OrderTracking,
@@ -53,6 +56,7 @@ from oms_streams.metrics import Metrics
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.outbox import Durable, Outbox, Produce
 from oms_streams.streaming.partitioning import misrouted
+from oms_streams.streaming.retention import RetentionIndex
 from oms_streams.streaming.table_context import in_partition, in_partition_of
 
 log = logging.getLogger(__name__)
@@ -96,6 +100,8 @@ class OrdersRuntime:
         metrics: Metrics,
         partitions: int | None = None,
         durable: Durable | None = None,
+        retention: RetentionIndex | None = None,
+        sourcing: Callable[[str], SourcingRow | None] | None = None,
     ) -> None:
         self.table = table
         self.partitions = partitions
@@ -108,6 +114,14 @@ class OrdersRuntime:
         self._due: list[tuple[int, str]] = []
         self._linked: set[str] = set()
         self.outbox = Outbox(produce, topics.dlq, metrics, durable)
+        self.retention = (
+            retention
+            if retention is not None
+            else RetentionIndex({}, table, topics.placed, "orders", RetentionPolicy(), metrics)
+        )
+        """Open and finished order keys (reloads read it, not the rows); removes finished rows."""
+        self.sourcing = sourcing
+        """The order's sourcing row (same partitions, same worker): whether it was rejected."""
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -207,19 +221,13 @@ class OrdersRuntime:
         row.placements.append(placement.event_id)
         row.set_promise(record, placement.option_wire, placement.destination)
         order.tracking = row.tracking_of(record)
-        key = _courier_booking(placement.order_id, option)
-        if key is not None and 0 not in order.tracking.closed:
-            booking = {
-                "store_id": option.shipments[0].location_id,
-                "slot_start": utc_from_epoch_ms(option.window_start_ms).isoformat(),
-                "order_id": placement.order_id,
-            }
-            self.outbox.add(self.topics.courier_bookings, key, orjson.dumps(booking))
+        # A courier slot is booked by the owner of the store's slots (source_orders, courier_slots).
         return "applied"
 
     def _close_cancelled(self, message: Any, partition: int, now: int) -> tuple[str | None, bool]:
         """Our own answer to a cancellation: the shipments it withdrew are closed (their risk is
-        cleared when nothing else is open) and a withdrawn courier delivery frees its slot."""
+        cleared when nothing else is open). (A withdrawn courier delivery's slot is given back by
+        source_orders to the slots' owner.)"""
         cancelled = decode_cancelled(message.value)
         if cancelled is None:
             self.metrics.order_events.labels("cancellation", "ignored").inc()
@@ -236,10 +244,6 @@ class OrdersRuntime:
             # Read again after a crash: the 'cleared' it caused may not have left (same id again).
             record = at_risk_record(row.risk_id, order.tracking.record, None, now, SOURCE)
             self.outbox.add(self.topics.at_risk, cancelled.order_id.encode(), record)
-        if order.tracking is not None and 0 in order.tracking.closed:
-            key = _courier_booking(cancelled.order_id, order.tracking.record.option)
-            if key is not None:
-                self.outbox.add(self.topics.courier_bookings, key, None)  # a tombstone frees the slot
         self.metrics.order_events.labels("cancellation", "applied" if new else "duplicate").inc()
         return cancelled.order_id, bool(new)
 
@@ -321,9 +325,13 @@ class OrdersRuntime:
 
     # --- risk -----------------------------------------------------------------------------------
 
-    def _decide_and_store(self, order_id: str, now: int) -> None:
-        """Assess, publish the risk state if it changed, store the row, schedule the next check."""
+    def _decide_and_store(self, order_id: str, now: int, timer: bool = False) -> None:
+        """Assess, publish the risk state if it changed, store the row, schedule the next check,
+        index it as open or finished. The timer also asks sourcing whether the order was rejected
+        (the row keeps it: rejection is final); events do not, to keep the hot path short."""
         order = self._open[order_id]
+        if timer and not order.row.rejected and self._lifecycle(order, True) is Lifecycle.REJECTED:
+            order.row.rejected = True
         if order.tracking is not None:
             risk = assess(order.tracking, now)
             if risk is not None or order.row.at_risk:
@@ -333,6 +341,30 @@ class OrdersRuntime:
         order.row.partition = order.partition
         self.table[order_id] = order.row.encode()
         self._schedule(order_id, order, now)
+        self._retain(order_id, order)
+
+    def _retain(self, order_id: str, order: OpenOrder) -> Finished | None:
+        """Index the order as open, or as finished with the time it may leave (``domain.retention``);
+        a finished order is no longer watched (a rejected one still is, for its risk, until removed)."""
+        watched = order_id in self._open and order.tracking is not None
+        state = self._lifecycle(order, ask_sourcing=not watched)
+        finished = order_finished(state, watched, _ended_at(order.row, order.tracking))
+        if finished is not None and finished.ending is not Ending.REJECTED:
+            self._open.pop(order_id, None)
+        self.retention.mark(order_id, order.partition, finished)
+        return finished
+
+    def _lifecycle(self, order: OpenOrder, ask_sourcing: bool) -> Lifecycle | None:
+        """From the tracking alone when that says delivered or cancelled, else with the sourcing row."""
+        if order.row.rejected:
+            return Lifecycle.REJECTED
+        tracking = order.tracking
+        skus = [line.sku for s in tracking.record.option.shipments for line in s.lines] if tracking else []
+        cancelled = all_cancelled(skus, order.row.cancelled)
+        state = order_lifecycle(tracking, None, cancelled)
+        if state in (Lifecycle.DELIVERED, Lifecycle.CANCELLED) or not ask_sourcing or self.sourcing is None:
+            return state
+        return order_lifecycle(tracking, self.sourcing(order.row.order_id), cancelled)
 
     def _publish_risk(self, order_id: str, order: OpenOrder, risk: Risk | None, now: int) -> None:
         """Publish the order's risk state if it is not the one published last."""
@@ -391,7 +423,7 @@ class OrdersRuntime:
                 order = self._open[order_id]  # no await since the heap was read: still owned
                 before = order.row.risk_id
                 with in_partition(self.topics.placed, order.partition):
-                    self._decide_and_store(order_id, now)
+                    self._decide_and_store(order_id, now, timer=True)
                 changed += order.row.risk_id != before
             await self.outbox.flush()
             return changed
@@ -409,28 +441,43 @@ class OrdersRuntime:
         """Partitions are being revoked: watch nothing until ``reload`` says what is owned now."""
         self._open.clear()
         self._due.clear()
+        self.retention.forget()
 
     async def reload(self) -> int:
         """After a rebalance: forget what this worker no longer owns, pick up what it now owns.
 
-        The local table holds only the partitions assigned now (no standby replicas), so its rows
-        are exactly this worker's orders; each open one is checked at once, which also catches what
-        went overdue while no one owned it.
+        The local tables hold only the partitions assigned now (no standby replicas). The index
+        says which orders are open: only their rows are read, and each is checked at once, which
+        also catches what went overdue while no one owned it; finished ones only wait for their
+        retention. Without an index (the first start of a worker that had none) every row is read
+        once, and the checks index them.
         """
         async with self.lock:
             self._open.clear()
             self._due.clear()
             now = now_ms()
-            for _, raw in self.table.items():
+            for _, raw in self.retention.open_rows():
                 row = OrderRow.decode(raw)
-                order = OpenOrder(row, row.tracking(), row.partition)
-                if order.tracking is not None and next_check_ms(order.tracking, now) is None:
-                    risk = assess(order.tracking, now)
-                    if risk is None and row.risk_id is None:
-                        continue  # finished and never at risk: nothing to watch
-                self._open[row.order_id] = order
+                self._open[row.order_id] = OpenOrder(row, row.tracking(), row.partition)
                 heapq.heappush(self._due, (now, row.order_id))
             return len(self._open)
+
+    async def sweep(self) -> int:
+        """Timer: remove the finished orders whose retention has passed (tombstones in the
+        ``orders`` and index changelogs); returns how many rows were removed."""
+        async with self.lock:
+            removed = self.retention.sweep(now_ms(), self._finished_row)
+            for order_id in removed:
+                self._open.pop(order_id, None)
+            return len(removed)
+
+    def _finished_row(self, order_id: str, raw: bytes) -> Finished | None:
+        row = OrderRow.decode(raw)
+        if order_id in self._open and not row.rejected:
+            return None  # watched again since it was marked
+        order = OpenOrder(row, row.tracking(), row.partition)
+        state = self._lifecycle(order, ask_sourcing=True)
+        return order_finished(state, False, _ended_at(row, order.tracking))
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -440,6 +487,10 @@ class OrdersRuntime:
             raw = self.table.get(order_id)
             row = OrderRow.decode(raw) if raw is not None else OrderRow(order_id, [])
             order = self._open[order_id] = OpenOrder(row, row.tracking(), partition)
+            if raw is not None and order_id not in self.retention:
+                # A row without an index entry (a crash kept one changelog record and not the
+                # other): index it open; its next store or check says what it is.
+                self.retention.mark(order_id, partition, None)
         order.partition = partition
         return order
 
@@ -454,6 +505,18 @@ class OrdersRuntime:
         return row, row.tracking()
 
 
+def _ended_at(row: OrderRow, tracking: OrderTracking | None) -> int | None:
+    """The order's latest moment: placement, event, cancellation or linked return."""
+    events = tracking.events if tracking is not None else row.fulfilment_events()
+    moments = [e.occurred_at_ms for e in events]
+    moments += [epoch_ms_from_iso(r["processed_at"]) for r in row.returns or ()]
+    if row.cancelled_at_ms is not None:
+        moments.append(row.cancelled_at_ms)
+    if tracking is not None:
+        moments.append(tracking.record.placed_at_ms)
+    return max(moments, default=None)
+
+
 def _delivered(tracking: OrderTracking, index: int, location_id: str) -> bool:
     """A delivery of the option's shipment ``index`` was applied."""
     return any(
@@ -461,10 +524,3 @@ def _delivered(tracking: OrderTracking, index: int, location_id: str) -> bool:
         and (e.shipment == index or (e.shipment is None and e.location_id in (None, location_id)))
         for e in tracking.events
     )
-
-
-def _courier_booking(order_id: str, option: DeliveryOption) -> bytes | None:
-    """The key of the courier slot a courier delivery books (one key per booking), else None."""
-    if option.method is not DeliveryMethod.COURIER or option.pickup_store_id is not None:
-        return None
-    return f"{option.shipments[0].location_id}|{option.window_start_ms}|{order_id}".encode()

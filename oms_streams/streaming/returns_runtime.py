@@ -49,6 +49,7 @@ from oms_streams.adapters.returns import (
 from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import epoch_ms_from_iso, utc_from_epoch_ms
 from oms_streams.domain.protection import day_index
+from oms_streams.domain.retention import Finished, RetentionPolicy, return_finished
 from oms_streams.domain.returnable import REFUSAL_LABEL, Allowed, ReturnClaim, allow_return
 from oms_streams.domain.returns import (
     Disposition,
@@ -67,7 +68,8 @@ from oms_streams.metrics import Metrics
 from oms_streams.streaming.ledger_runtime import AvailabilityView
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.outbox import Durable, Outbox, Produce
-from oms_streams.streaming.partitioning import misrouted
+from oms_streams.streaming.partitioning import misrouted, partition_for
+from oms_streams.streaming.retention import RetentionIndex
 from oms_streams.streaming.returnable import ReturnableOrders
 from oms_streams.streaming.table_context import in_partition_of
 
@@ -175,6 +177,7 @@ class ReturnsRuntime:
         partitions: int | None = None,
         durable: Durable | None = None,
         orders: ReturnableOrders | None = None,
+        retention: RetentionIndex | None = None,
     ) -> None:
         self.table = table
         self.network = network
@@ -188,6 +191,14 @@ class ReturnsRuntime:
         self.lock = asyncio.Lock()
         self.outbox = Outbox(produce, topics.dlq, metrics, durable)
         self._routing: tuple[int, ReturnNetwork, tuple[DispositionRule, ...]] | None = None
+        self.retention = (
+            retention
+            if retention is not None
+            else RetentionIndex({}, table, topics.requested, "returns", RetentionPolicy(), metrics)
+        )
+        """Every return row with the time it may leave (a return only waits for late receipts)."""
+        self._partition = 0
+        """The partition of the event being applied (returns rows do not keep theirs)."""
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -195,6 +206,7 @@ class ReturnsRuntime:
         async with self.lock:
             now = now_ms()
             for event in events:
+                self._partition = event.message.partition
                 with in_partition_of(event):
                     self._apply_one(event.message, now)
             await self.outbox.flush()
@@ -473,10 +485,43 @@ class ReturnsRuntime:
 
     def _store(self, row: dict[str, Any]) -> None:
         self.table[row["return_id"]] = orjson.dumps(row)
+        self.retention.mark(row["return_id"], self._partition, _finished(row))
+
+    # --- ownership and retention ------------------------------------------------------------------
+
+    def forget_ownership(self) -> None:
+        self.retention.forget()
+
+    async def reload(self) -> int:
+        """After a rebalance: the removal times of this worker's returns, from the index (a return
+        has nothing open to watch). Without an index yet, every row is indexed once."""
+        async with self.lock:
+            for key, raw in self.retention.open_rows():
+                if key in self.retention:
+                    continue  # indexed as it was stored
+                row = orjson.loads(raw)
+                # A return row keeps no partition: its key's murmur2 partition (records outside it
+                # are rerouted there, so that is where every row was written).
+                partition = partition_for(row["return_id"].encode(), self.partitions or 1)
+                self.retention.mark(row["return_id"], partition, _finished(row))
+            return len(self.retention)
+
+    async def sweep(self) -> int:
+        """Timer: remove the returns whose retention has passed (tombstones in the changelogs)."""
+        async with self.lock:
+            removed = self.retention.sweep(now_ms(), lambda _, raw: _finished(orjson.loads(raw)))
+            return len(removed)
 
     def lookup(self, return_id: str) -> dict[str, Any] | None:
         raw = self.table.get(return_id)
         return None if raw is None else dict(orjson.loads(raw))
+
+
+def _finished(row: dict[str, Any]) -> Finished | None:
+    routing = row.get("routing")
+    moments = [routing["at_ms"]] if routing else []
+    moments += [receipt["at_ms"] for receipt in row.get("receipts", {}).values()]
+    return return_finished(moments)
 
 
 def _basis(line: RoutedLine) -> str:

@@ -30,20 +30,22 @@ class RoundPublisher:
         self._republished: set[str] = set()
         """Orders whose finished round this worker published again (once is enough)."""
 
-    def republish(self, row: SourcingRow, now: int) -> None:
-        """Publish a finished round's allocations and outcome again, with the same ids.
+    def republish(self, row: SourcingRow, now: int) -> bool:
+        """Publish a finished round's allocations and outcome again, with the same ids; whether it
+        did (once per order and worker).
 
         A redelivered input means the batch that finished the round may not have reached Kafka: a
         crash can leave the local table (RocksDB, written at once) ahead of what was produced.
         Consumers recognise the repeat by its ids."""
         if row.status == "reserving" or row.order_id in self._republished:
-            return
+            return False
         if len(self._republished) >= 10_000:
             self._republished.clear()
         self._republished.add(row.order_id)
         allocations = [a for a in row.allocations if a.round == row.round]
         self.publish(row, allocations, None, now)
         self.metrics.sourcing_events.labels("republish", row.status).inc()
+        return True
 
     def publish(
         self, row: SourcingRow, allocations: list[AllocationState], trace: dict[str, Any] | None, now: int

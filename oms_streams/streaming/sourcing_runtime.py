@@ -28,27 +28,27 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from oms_streams.adapters.cancellations import Cancellation, decode_cancellation
-from oms_streams.adapters.orders import Fulfilment, Placement, decode_fulfilment, decode_placement
+from oms_streams.adapters.cancellations import Cancellation
+from oms_streams.adapters.courier_slots import SlotMessage
+from oms_streams.adapters.lifecycle import saga_retention
+from oms_streams.adapters.orders import Fulfilment, Placement
 from oms_streams.adapters.sourcing import (
     AllocationState,
     Reply,
     SourcingRow,
     allocation_record,
     decision_to_plan,
-    decode_replies,
     reservation_batch_record,
     reservation_command,
     reservations_by_sku,
 )
-from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import epoch_ms_from_iso
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.placement import PlacementLimits
 from oms_streams.domain.promise import CHANNEL_FOR_METHOD
+from oms_streams.domain.retention import RetentionPolicy
 from oms_streams.domain.risk import FulfilmentKind
 from oms_streams.domain.saga import ReplyPolicy
 from oms_streams.domain.sourcing import Outcome, SourcingPolicy, StockSnapshot, source_order
@@ -56,12 +56,15 @@ from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.cancellation_runtime import OrderCancellations
 from oms_streams.streaming.claims import Claims
+from oms_streams.streaming.courier_slots import CourierSlots
 from oms_streams.streaming.holds import HoldBook
 from oms_streams.streaming.ledger_runtime import AvailabilityView
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.outbox import Durable, Outbox, PartitionBatches, Produce
-from oms_streams.streaming.partitioning import misrouted, strays
-from oms_streams.streaming.placement_gate import PlacementGate, Unreadable, unreadable
+from oms_streams.streaming.placement_gate import PlacementGate, Unreadable
+from oms_streams.streaming.retention import RetentionIndex
+from oms_streams.streaming.sourcing_inputs import SourcingInputs, label
+from oms_streams.streaming.sourcing_inputs import SourcingTopics as SourcingTopics  # re-exported
 from oms_streams.streaming.sourcing_outcomes import RoundPublisher
 from oms_streams.streaming.sourcing_replies import ReplyWatch
 from oms_streams.streaming.sourcing_shed import ShedReplies
@@ -87,19 +90,6 @@ TRANSFER_CHANNEL = CHANNEL_FOR_METHOD[DeliveryMethod.STANDARD]
 """Whose view of a DC a click & collect transfer takes (the pickup channel sees stores only)."""
 
 
-@dataclass(frozen=True, slots=True)
-class SourcingTopics:
-    placed: str
-    fulfilment: str
-    replies: str
-    reservations: str
-    allocations: str
-    sourced: str
-    dlq: str
-    cancellations: str = ""
-    cancellation_outcomes: str = ""
-
-
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -120,6 +110,8 @@ class SourcingRuntime:
         replies: ReplyPolicy | None = None,
         holds: HoldBook | None = None,
         limits: PlacementLimits | None = None,
+        retention: RetentionIndex | None = None,
+        slots: Any = None,
     ) -> None:
         self.table = table
         self.partitions = partitions
@@ -139,8 +131,24 @@ class SourcingRuntime:
         self.commands = PartitionBatches(topics.reservations, partitions, reservation_batch_record)
         self.watch = ReplyWatch(replies or ReplyPolicy(), metrics)
         self.rounds = RoundPublisher(self.outbox, topics.allocations, topics.sourced, network, metrics)
-        self.sheds = ShedReplies(self._withdraw)
+        self.sheds = ShedReplies(self._withdraw, self._withdrawn_again)
         self.gate = PlacementGate(self.rounds, limits or PlacementLimits(), metrics)
+        self.inputs = SourcingInputs(topics, self.outbox, metrics)
+        self.courier = CourierSlots(
+            slots if slots is not None else {},
+            network,
+            self.outbox,
+            topics.courier_slots,
+            topics.courier_bookings,
+            metrics,
+        )
+        """The slots of the stores whose partitions this worker owns; a courier order's booking."""
+        self.retention = (
+            retention
+            if retention is not None
+            else RetentionIndex({}, table, topics.placed, "sourcing", RetentionPolicy(), metrics)
+        )
+        """Open and finished sagas (reloads read only the open rows); removes finished rows."""
         self.cancellations = OrderCancellations(
             self.outbox,
             topics.allocations,
@@ -177,7 +185,7 @@ class SourcingRuntime:
         for event in events:
             # A bug must not stop every order behind this one: what fails goes to the DLQ.
             try:
-                items = self._decode(event, now)
+                items = self.inputs.decode(event, now, self.partitions)
             except Exception as error:
                 log.exception("sourcing could not decode %s", event.message.topic)
                 self.outbox.dead_letter(f"could not be processed: {error!r}", event.message, now)
@@ -190,74 +198,55 @@ class SourcingRuntime:
                     reason = f"could not be processed (order {item.order_id}): {error!r}"
                     self.outbox.dead_letter(reason, event.message, now)
         for row, event in rows.values():
-            with in_partition_of(event):
-                self.table[row.order_id] = row.encode()
-            self.watch.track(row)
-
-    def _decode(
-        self, event: Any, now: int
-    ) -> Sequence[Placement | Fulfilment | Reply | Cancellation | Unreadable]:
-        """The message's placement, fulfilment event, answers or cancellation; nothing if not valid
-        (but an unreadable placement, to be answered)."""
-        message = event.message
-        topic = message.topic
-        decoded: Placement | Fulfilment | list[Reply] | Cancellation | Failure
-        wrong = misrouted(message, self.partitions)
-        if wrong is not None:
-            decoded = Failure(wrong)
-        elif topic == self.topics.replies:
-            decoded = decode_replies(message.key, message.value)
-            if not isinstance(decoded, Failure):
-                stray = strays(message, (reply.order_id for reply in decoded), self.partitions)
-                decoded = Failure(stray) if stray else decoded
-        elif topic == self.topics.placed:
-            decoded = decode_placement(message.key, message.value)
-        elif topic == self.topics.cancellations:
-            decoded = decode_cancellation(message.key, message.value)
-        else:
-            decoded = decode_fulfilment(message.key, message.value)
-        if isinstance(decoded, Failure):
-            # Placements and fulfilment events are dead-lettered by track_orders, which reads them too.
-            if topic in (self.topics.replies, self.topics.cancellations):
-                self.outbox.dead_letter(decoded.reason, message, now)
-                if topic == self.topics.cancellations:
-                    self.metrics.cancellations.labels("dead_lettered").inc()
-            self.metrics.sourcing_events.labels(_label(topic, self.topics), "invalid").inc()
-            bad = (
-                unreadable(message.key, message.value, decoded.reason)
-                if topic == self.topics.placed
-                else None
-            )
-            return (bad,) if bad is not None and wrong is None else ()
-        return decoded if isinstance(decoded, list) else (decoded,)
+            self._store(row, now, event)
 
     def _apply_item(
         self,
-        decoded: Placement | Fulfilment | Reply | Cancellation | Unreadable,
+        decoded: Placement | Fulfilment | Reply | Cancellation | SlotMessage | Unreadable,
         event: Any,
         rows: dict[str, tuple[SourcingRow, Any]],
         now: int,
     ) -> None:
+        if isinstance(decoded, SlotMessage) and decoded.is_request:
+            # Keyed by store: this worker owns the store's slots, not (necessarily) the order.
+            verdict = self.courier.decide(decoded, event, now)
+            self.metrics.sourcing_events.labels("courier_slot", verdict).inc()
+            return
         order_id = decoded.order_id
         cached = rows.get(order_id)
         row = cached[0] if cached is not None else self._load(order_id)
+        if row is not None and order_id not in self.retention:
+            # No index entry (a crash kept the row's changelog record, not the entry's): index it.
+            self.retention.mark(order_id, row.partition, saga_retention(row, now))
         if isinstance(decoded, Placement):
             row, verdict = self._place(row, decoded, event.message.partition, now)
         elif isinstance(decoded, Reply):
             verdict = self._answer(row, decoded, now) if row is not None else self._stray(None, decoded, now)
         elif isinstance(decoded, Cancellation):
             verdict = self.cancellations.apply(row, decoded, now)
+            if row is not None:
+                self.courier.give_back(row, now)
+        elif isinstance(decoded, SlotMessage):
+            verdict = self._slot_answer(row, decoded, now) if row is not None else "ignored"
         elif isinstance(decoded, Unreadable):
             row, verdict = self._refuse_unreadable(row, decoded, event.message.partition, now)
         else:
             verdict = self._progress(row, decoded, now) if row is not None else "ignored"
-        self.metrics.sourcing_events.labels(_label(event.message.topic, self.topics), verdict).inc()
+        self.metrics.sourcing_events.labels(label(event.message.topic, self.topics), verdict).inc()
         if row is not None and verdict in ("applied", "parked", "released_stray", "rejected"):
             rows[order_id] = (row, event)
 
     def _load(self, order_id: str) -> SourcingRow | None:
         raw = self.table.get(order_id)
         return SourcingRow.decode(raw) if raw is not None else None
+
+    def _store(self, row: SourcingRow, now: int, event: Any = None) -> None:
+        """The row whole, in its partition, indexed as open or finished (``domain.retention``)."""
+        finished = saga_retention(row, now)
+        with in_partition_of(event) if event is not None else in_partition(self.topics.placed, row.partition):
+            self.table[row.order_id] = row.encode()
+        self.retention.mark(row.order_id, row.partition, finished)
+        self.watch.track(row)
 
     # --- placement --------------------------------------------------------------------------------
 
@@ -295,8 +284,29 @@ class SourcingRuntime:
             courier_store_id=courier_store,
             hold_id=placement.hold_id,
         )
-        self._plan_and_reserve(row, now)
+        if courier_store is not None and self.topics.courier_slots:
+            self.courier.ask(row, now)  # its stock is sourced once the slot is booked
+        else:
+            self._plan_and_reserve(row, now)
         return row, "applied"
+
+    def _slot_answer(self, row: SourcingRow, answer: SlotMessage, now: int) -> str:
+        """The slots' owner answered: source the order for its slot, or reject it (nothing held)."""
+        if not self.courier.settle(row, answer):
+            return "duplicate"
+        if row.courier is not None and row.courier["status"] == "refused":
+            row.round = 0  # refused before any stock was asked for
+            row.plan = {
+                "outcome": Outcome.REJECTED.value,
+                "reason": answer.reason,
+                "shipments": [],
+                "backorder": row.lines,
+                "trace": None,
+            }
+            self._finish(row, now)
+        else:
+            self._plan_and_reserve(row, now)
+        return "applied"
 
     def _refuse_unreadable(
         self, row: SourcingRow | None, bad: Unreadable, partition: int, now: int
@@ -373,8 +383,8 @@ class SourcingRuntime:
         if not current or row.status != "reserving" or reply.sku not in row.pending:
             allocated = any(a.reservation_id == reply.reservation_id for a in row.allocations)
             if allocated or (current and reply.sku in row.held):
-                if current:
-                    self.rounds.republish(row, now)
+                if current and self.rounds.republish(row, now):
+                    self.cancellations.answer_all_again(row, now)  # decided after the round (parked)
                 return "duplicate"  # a redelivered answer: what it holds is the order's
             return self._stray(row, reply, now)
         asked = reservations_by_sku(row.plan or {"shipments": []}, row.channel).get(reply.sku, [])
@@ -461,6 +471,7 @@ class SourcingRuntime:
             if hit:
                 self._withdraw(row, hit, kind, why, now, only_skus=only)
         self.cancellations.after_round(row, now)
+        self.courier.give_back(row, now)
 
     # --- fulfilment -------------------------------------------------------------------------------
 
@@ -477,6 +488,8 @@ class SourcingRuntime:
         else:
             hit = []
         if not hit:
+            if kind in WITHDRAWN and event.location_id is not None:
+                self._withdrawn_again(row, kind.value, event.location_id, event.reason, now)
             return "ignored"  # repeated, or about a shipment already settled
         if kind in LEFT_LOCATION:
             for allocation in hit:
@@ -496,6 +509,35 @@ class SourcingRuntime:
             return "parked"
         self._withdraw(row, hit, kind.value, event.reason, now)
         return "applied"
+
+    def _withdrawn_again(
+        self,
+        row: SourcingRow,
+        kind: str,
+        location_id: str,
+        why: str,
+        now: int,
+        skus: Sequence[str] = (),
+        reservation_id: str | None = None,
+    ) -> None:
+        """A short pick, rejection or shed read again: its ``cancel`` records again (same ids), and
+        the round it started if over. Its first reading may have stored the row and died before its
+        outputs left (``Outbox``); the reload re-sends its commands, but only this brings these.
+        ``skus``, ``reservation_id``: a shed's (it withdraws only the allocations holding them)."""
+        withdrawn = [
+            a
+            for a in row.allocations
+            if a.state == "cancelled"
+            and a.location_id == location_id
+            and reservation_id in (None, a.reservation_id)
+            and _withdrawn_there(row, a, skus)
+        ]
+        for allocation in withdrawn:
+            reason = f"{kind} at {location_id}: {why}".rstrip(": ")
+            record = allocation_record(row, allocation, None, [], None, now, kind="cancel", reason=reason)
+            self.outbox.add(self.topics.allocations, row.order_id.encode(), record)
+        if withdrawn:
+            self.rounds.republish(row, now)
 
     def _withdraw(
         self,
@@ -545,6 +587,7 @@ class SourcingRuntime:
         self.claims.clear()
         self.workload.clear()
         self.watch.forget()
+        self.retention.forget()
 
     async def reload(self) -> int:
         """After a rebalance: re-send every unanswered command of the orders this worker now owns.
@@ -555,13 +598,17 @@ class SourcingRuntime:
             now = now_ms()
             self.watch.forget()
             waiting = []
-            for _, raw in self.table.items():
+            for _, raw in self.retention.open_rows():  # finished sagas hold nothing, await nothing
                 row = SourcingRow.decode(raw)
                 for allocation in row.allocations:
                     if allocation.state == "live":
                         self.workload[allocation.location_id] += 1
+                if row.courier is not None and row.courier["status"] == "asking":
+                    self.courier.ask(row, now)  # the slot's answer may have been lost
                 if row.outstanding or (row.status == "reserving" and row.pending):
                     waiting.append(row)
+                elif row.order_id not in self.retention:  # no index yet: index it
+                    self.retention.mark(row.order_id, row.partition, saga_retention(row, now))
             resent = 0
             for row in waiting:
                 if row.status == "reserving" and row.plan is not None:
@@ -570,8 +617,7 @@ class SourcingRuntime:
                     for entry in self.watch.all_again(row, now):
                         self._command(entry, row, now)
                         resent += 1
-                    self.table[row.order_id] = row.encode()
-                self.watch.track(row)
+                self._store(row, now)
             self.commands.drain_into(self.outbox, now)
             await self.outbox.flush()
             return resent
@@ -590,15 +636,21 @@ class SourcingRuntime:
                 try:
                     with in_partition(self.topics.placed, row.partition):
                         self._chase(row, now)
-                        self.table[order_id] = row.encode()
+                    self._store(row, now)
                 except Exception:  # one order's bug must not stop the timer for every other one
                     log.exception("sourcing could not chase the answers of %s", order_id)
                     self.watch.untrack(order_id)
                     continue
-                self.watch.track(row)
             self.commands.drain_into(self.outbox, now)
             await self.outbox.flush()
             return len(due)
+
+    async def sweep(self) -> int:
+        """Timer: remove the finished sagas whose retention has passed (tombstones in the
+        ``sourcing`` and index changelogs); returns how many rows were removed."""
+        async with self.lock:
+            now = now_ms()
+            return len(self.retention.sweep(now, lambda _, raw: saga_retention(SourcingRow.decode(raw), now)))
 
     def _chase(self, row: SourcingRow, now: int) -> None:
         unanswered = sorted(row.pending)
@@ -655,11 +707,8 @@ class SourcingRuntime:
         self.metrics.sourcing_awaiting.set(len(self.watch))
 
 
-def _label(topic: str, topics: SourcingTopics) -> str:
-    if topic == topics.placed:
-        return "placed"
-    if topic == topics.replies:
-        return "reply"
-    if topic == topics.cancellations:
-        return "cancellation"
-    return "fulfilment"
+def _withdrawn_there(row: SourcingRow, allocation: AllocationState, skus: Sequence[str]) -> bool:
+    """Withdrawn (a short pick, rejection or shed: its SKUs, or ``skus`` among them, are never asked
+    at its location again), not cancelled by the customer."""
+    held = [sku for sku, _ in allocation.lines if not skus or sku in skus]
+    return any([allocation.location_id, sku] in row.excluded for sku in held)

@@ -7,7 +7,8 @@ same path (``SourcingRuntime._withdraw``): the allocation that shipped those uni
 are sourced again in a new round that never asks that location for that SKU again; the new round's
 outcome on ``oms.orders.sourced.v1`` (and ``GET /orders/{id}``) starts with the reason.
 
-Only the shed SKU is excluded at the location: the location's other SKUs are still there.
+Only the shed SKU is excluded at the location: the location's other SKUs are still there. A shed
+read again (after a crash that may have lost its first reading's outputs) says its cancel again.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from collections.abc import Callable, Sequence
 from oms_streams.adapters.sourcing import AllocationState, Reply, SourcingRow
 
 Withdraw = Callable[[SourcingRow, list[AllocationState], str, str, int, Sequence[str]], None]
+WithdrawnAgain = Callable[[SourcingRow, str, str, str, int, Sequence[str], str | None], None]
+"""(row, kind, location, why, now, SKUs, reservation id): the cancels of a withdrawal read again."""
 
 
 class ShedReplies:
-    def __init__(self, withdraw: Withdraw) -> None:
+    def __init__(self, withdraw: Withdraw, again: WithdrawnAgain | None = None) -> None:
         self.withdraw = withdraw
+        self.again = again
 
     def apply(self, row: SourcingRow, reply: Reply, now: int) -> str:
         where = {loc for loc, _, _ in reply.lines}
@@ -45,4 +49,8 @@ class ShedReplies:
             # release (with the others') is answered as a repeat: the ledger settled the id.
             row.refused = True
             return "applied"
+        if self.again is not None:
+            # Read again after a crash: the cancel its first reading decided may not have left.
+            for location_id in sorted(where):
+                self.again(row, "shed", location_id, reply.reason, now, (reply.sku,), reply.reservation_id)
         return "ignored"  # already cancelled, fulfilled or given up: nothing holds for it here

@@ -35,7 +35,13 @@ from oms_streams.schemas.orders import (
 from oms_streams.schemas.promise import PromiseRequested, PromiseResponse
 from oms_streams.schemas.rerouted import ReroutedOrderEvent, ReroutedReturnEvent, ReroutedStockEvent
 from oms_streams.schemas.returns import ReturnProcessed, ReturnReceived, ReturnRequested, ReturnRouted
-from oms_streams.schemas.sourcing import Allocation, OrderSourced, ReplyBatch, ReservationBatch
+from oms_streams.schemas.sourcing import (
+    Allocation,
+    CourierSlotRecord,
+    OrderSourced,
+    ReplyBatch,
+    ReservationBatch,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +217,7 @@ COURIER_BOOKINGS = TopicSpec(
     CourierBooking,
     "Courier slots taken by placed orders; one key per booking, so workers never overwrite each other.",
     compacted=True,
-    producers=("track_orders",),
+    producers=("source_orders (the owner of the store's slots)",),
     consumers=("courier slots (every worker)",),
     retention_days=7,  # only today's slots matter
 )
@@ -231,6 +237,17 @@ RESERVATION_REPLIES = TopicSpec(
     "The ledger's answer to each reservation command, back to the owner of the order, batched per partition.",
     producers=("apply_stock_events",),
     consumers=("source_orders",),
+)
+COURIER_SLOTS = TopicSpec(
+    "oms.orders.courier-slots.v1",
+    "store_id (book, release: to the slots' owner) or order_id (its answer: to the order's owner)",
+    CourierSlotRecord,
+    "A placed courier order's slot: booked by the one worker that owns the store's slots, with the "
+    "capacity check in the same step (or the next free slot of the day, or a refusal); released when "
+    "the order is cancelled or rejected.",
+    producers=("source_orders",),
+    consumers=("source_orders",),
+    retention_days=7,  # a transport, like the saga's commands
 )
 ALLOCATIONS = TopicSpec(
     "oms.fulfilment.allocations.v1",
@@ -399,6 +416,7 @@ ALL_TOPICS = (
     COURIER_BOOKINGS,
     RESERVATIONS,
     RESERVATION_REPLIES,
+    COURIER_SLOTS,
     ALLOCATIONS,
     ORDERS_SOURCED,
     CANCELLATIONS,

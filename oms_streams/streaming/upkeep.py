@@ -17,6 +17,7 @@ from oms_streams.streaming.admin import first_record_offset
 from oms_streams.streaming.ledger_engine import LedgerEngine
 from oms_streams.streaming.ledger_runtime import LedgerRuntime
 from oms_streams.streaming.orders_runtime import OrdersRuntime
+from oms_streams.streaming.returns_runtime import ReturnsRuntime
 from oms_streams.streaming.sourcing_runtime import SourcingRuntime
 from oms_streams.streaming.stall_watch import StallWatch
 from oms_streams.streaming.topics import (
@@ -35,15 +36,21 @@ log = logging.getLogger(__name__)
 
 
 def order_upkeep(
-    app: faust.App, settings: Settings, orders: OrdersRuntime, sourcing: SourcingRuntime
+    app: faust.App,
+    settings: Settings,
+    orders: OrdersRuntime,
+    sourcing: SourcingRuntime,
+    returns: ReturnsRuntime,
 ) -> None:
-    """Rebalances of the order agents, the milestone timer and the saga's reply deadlines."""
+    """Rebalances of the order agents, the milestone timer, the saga's reply deadlines and the
+    removal of finished rows."""
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, **kwargs: Any) -> None:
         # The milestone timer must not write rows of orders this worker may no longer own.
         orders.forget_ownership()
         sourcing.forget_ownership()
+        returns.forget_ownership()
 
     @app.on_rebalance_complete.connect
     async def after_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -60,6 +67,7 @@ def order_upkeep(
             try:
                 log.info("tracking %d open orders after the rebalance", await orders.reload())
                 log.info("re-sent %d reservation commands after the rebalance", await sourcing.reload())
+                log.info("%d returns waiting for their retention after the rebalance", await returns.reload())
             except Exception:
                 log.exception("reloading orders failed; retrying at the next rebalance")
 
@@ -75,6 +83,15 @@ def order_upkeep(
             await sourcing.check_replies()
         except Exception:
             log.exception("chasing unanswered reservation commands failed; trying again at the next check")
+
+    @app.timer(interval=settings.retention_sweep_interval_s)  # type: ignore[untyped-decorator]
+    async def remove_finished_rows() -> None:
+        # Each runtime removes its own rows, under its own lock, in their own partitions.
+        try:
+            for runtime in (orders, sourcing, returns):
+                await runtime.sweep()
+        except Exception:
+            log.exception("removing finished rows failed; trying again at the next sweep")
 
 
 def ledger_upkeep(

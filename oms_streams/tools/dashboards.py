@@ -205,6 +205,21 @@ BUSINESS = DashboardSpec(
                     no_value="0",
                 ),
                 PanelSpec(
+                    "Rows kept and removed (retention)",
+                    "Rows a reload looks at, by table and state: open (read at every rebalance) or "
+                    "finished (waiting for its OMS_RETENTION_*_DAYS; only its index entry is read) "
+                    "(oms_retention_rows); and finished rows removed, with a tombstone on the changelog, "
+                    "by table and ending (oms_retention_removed_total).",
+                    (
+                        _q("sum by (table, state) (oms_retention_rows)", "{{table}} {{state}}"),
+                        _q(
+                            f"sum by (table, ending) (increase(oms_retention_removed_total[{RATE}]))",
+                            "removed: {{table}} {{ending}}",
+                        ),
+                    ),
+                    no_value="0",
+                ),
+                PanelSpec(
                     "Orders at risk by reason",
                     "Open orders at risk now, by reason (oms_orders_at_risk); the suggested action is on "
                     "oms.orders.at-risk.v1.",

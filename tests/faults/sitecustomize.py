@@ -3,7 +3,41 @@ from ``PYTHONPATH``; with ``OMS_TEST_FAIL_DELIVERY_AT=N`` the worker's Nth deliv
 record sent alone or in a group) says its record was not delivered, as librdkafka reports a record
 whose retries ran out. With ``OMS_TEST_LOSE_REPLIES_OF=<reservation id>,...`` every ledger answer
 to a reserve of those reservations is lost on its way to sourcing (the ledger applies the command
-and answers; sourcing never reads the answer). Without them, nothing.
+and answers; sourcing never reads the answer).
+
+With ``OMS_TEST_KILL_AT=<step>[@<moment>]:<n>[,...]`` the worker dies (``os._exit(137)``, as after
+a SIGKILL) at the n-th passage of a saga step (``kill_points``). Moments: ``now`` (as the step's
+method returns, mid-batch), ``stored`` (the batch's table writes acknowledged, its outputs not yet
+handed to the producer), ``sent`` (its outputs acknowledged too, its inputs not committed). Steps,
+the method each wraps, and its default moment:
+
+=================  =================================================  =======  ========================
+step               wraps (a passage is a call that...)                moment   the window it leaves
+=================  =================================================  =======  ========================
+planned            SourcingRuntime._plan_and_reserve (any plan)       now      plan made, nothing kept
+stored             SourcingRuntime._plan_and_reserve (with reserves)  stored   row stored, reserves unsent
+reserves_sent      SourcingRuntime._plan_and_reserve (with reserves)  sent     reserves out, input uncommitted
+replied            SourcingRuntime._answer (a reserve reply applied)  stored   reply in the row, its
+                                                                               allocation/release unsent
+allocated          RoundPublisher.publish (with allocations)          sent     allocation and outcome out,
+                                                                               the replies uncommitted
+fulfil             SourcingRuntime._settle("fulfil")                  stored   allocation fulfilled in the
+                                                                               row, fulfil command unsent
+release            SourcingRuntime._send_reservation("release")       stored   release decided and stored
+                                                                               (retry, short pick, cancel,
+                                                                               stray), unsent
+cancel             OrderCancellations._carry_out                      sent     releases, cancel records and
+                                                                               answer out, request uncommitted
+reserve_applied    LedgerRuntime._apply_reservation (order reserve)   sent     hold and reply out, command
+                                                                               uncommitted
+hold_applied       LedgerRuntime._apply_reservation (cart hold)       sent     cart hold and its record out
+release_applied    LedgerRuntime._apply_reservation (release)         sent     units back, command uncommitted
+fulfil_applied     LedgerRuntime._apply_reservation (fulfil)          sent     units shipped, uncommitted
+expired            HoldKeeper.expired (holds due, released)           stored   expiry in the changelog, its
+                                                                               'expired' records unsent
+=================  =================================================  =======  ========================
+
+Without these variables, nothing is imported or patched.
 """
 
 import os
@@ -55,3 +89,11 @@ if _lost:
 
     # Before the worker imports sourcing_runtime, which binds the name at import.
     sourcing.decode_replies = _losing_replies
+
+
+_kill_at = os.environ.get("OMS_TEST_KILL_AT", "")
+if _kill_at:
+    import kill_points  # next to this file, on PYTHONPATH
+
+    # After the lost replies above: it imports sourcing_runtime, which binds decode_replies.
+    kill_points.install(_kill_at)

@@ -158,12 +158,19 @@ def prometheus_bin() -> str:
 def monitored_worker(
     prometheus_bin: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, events: Events
 ) -> Iterator[WorkerProcess]:
-    """A worker on tests/fixtures/network.yaml that counts its frozen objects every second."""
+    """A worker on tests/fixtures/network.yaml that counts its frozen objects every second and
+    removes delivered orders at once."""
     process = WorkerProcess(
         kafka_bootstrap,
         topic_prefix,
         tmp_path / "worker",
-        extra_env={"OMS_GC_COUNT_INTERVAL_S": "1", "OMS_GC_FREEZE_INTERVAL_S": "1"},
+        extra_env={
+            "OMS_GC_COUNT_INTERVAL_S": "1",
+            "OMS_GC_FREEZE_INTERVAL_S": "1",
+            # A delivered order leaves the state about 2 s after its delivery (the retention panel).
+            "OMS_RETENTION_DELIVERED_DAYS": "0.00002",
+            "OMS_RETENTION_SWEEP_INTERVAL_S": "1",
+        },
     )
     process.start()
     events.config(NETWORK_YAML)
@@ -240,6 +247,7 @@ def feed(worker: WorkerProcess, events: Events) -> None:
         ("oms_orders_at_risk", {"reason": "pick_not_started"}),
         ("oms_rerouted_total", {}),
         ("oms_dead_letters_total", {"reason": "malformed"}),
+        ("oms_retention_removed_total", {"ending": "delivered"}),
     ):
         wait_until(lambda m=metric, lb=labels: worker.metric(m, **lb) > 0, 20, f"{metric} {labels}")
 

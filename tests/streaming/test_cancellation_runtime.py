@@ -17,7 +17,7 @@ from oms_streams.schemas.orders import OrderAtRisk
 from oms_streams.schemas.sourcing import Allocation, OrderSourced, ReservationBatch
 from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
 from oms_streams.streaming.sourcing_runtime import SourcingRuntime, SourcingTopics
-from tests.streaming.test_orders_runtime import T0, FakeEvent, click_and_collect, courier
+from tests.streaming.test_orders_runtime import T0, FakeEvent, click_and_collect
 from tests.streaming.test_orders_runtime import Harness as OrdersHarness
 from tests.streaming.test_sourcing_runtime import Harness as SagaHarness
 
@@ -299,22 +299,6 @@ def test_a_cancelled_order_at_risk_is_cleared_and_no_longer_watched(monkeypatch:
     t.now = T0 + timedelta(days=3)
     assert t.check() == 0  # nothing more to check: nothing published
     assert t.on("at-risk")[-1] == cleared
-
-
-def test_a_cancelled_courier_delivery_frees_its_slot_and_a_repeat_frees_it_again(monkeypatch: Any) -> None:
-    import oms_streams.streaming.orders_runtime as orders_runtime
-
-    t = Tracking()
-    monkeypatch.setattr(orders_runtime, "now_ms", lambda: epoch_ms(t.now))
-    slot = T0 + timedelta(hours=2)
-    t.apply(t.placement("O-C", courier(slot)))
-    [(_, booked, _)] = [s for s in t.sent if s[0] == "bookings"]
-
-    t.apply(t.cancelled("O-C", "SKU-TENT"))
-    t.apply(t.cancelled("O-C", "SKU-TENT"))  # read again after a crash
-
-    freed = [(key, value) for topic, key, value in t.sent if topic == "bookings"][1:]
-    assert freed == [(booked, None), (booked, None)]
 
 
 def test_a_line_cancelled_leaves_the_other_shipments_watched(monkeypatch: Any) -> None:

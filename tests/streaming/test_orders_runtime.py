@@ -256,10 +256,17 @@ def test_a_delivered_parcel_becomes_a_transit_observation_every_worker_learns_fr
     assert lead is not None and lead[1].source == "lane" and lead[1].in_transit == 0
 
 
-def test_a_courier_order_books_its_slot_for_every_worker(harness: Harness) -> None:
+def test_a_courier_order_s_slot_is_booked_by_the_slots_owner_and_every_worker_counts_it(
+    harness: Harness,
+) -> None:
     slot = T0 + timedelta(hours=2)
     harness.apply(harness.placement("O-C", courier(slot)))
-    [(_, key, value)] = [s for s in harness.sent if s[0] == "bookings"]
+    # source_orders books it with the owner of the store's slots (tests/streaming/test_courier_slots.py).
+    assert [s for s in harness.sent if s[0] == "bookings"] == []
+    key = f"STORE-UTRECHT-01|{epoch_ms(slot)}|O-C".encode()
+    value = json.dumps(
+        {"store_id": "STORE-UTRECHT-01", "slot_start": slot.isoformat(), "order_id": "O-C"}
+    ).encode()
     bookings = CourierBookings()
     bookings.on_records([SimpleNamespace(key=key, value=value)])
     assert bookings.counts == {("STORE-UTRECHT-01", epoch_ms(slot)): 1}

@@ -7,14 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oms_streams.adapters.holds import hold_view
-from oms_streams.domain.inventory import (
-    Count,
-    Movement,
-    MovementKind,
-    StockPosition,
-    apply_count,
-    apply_movement,
-)
+from oms_streams.domain.inventory import Count, Movement, MovementKind, StockPosition, Verdict
+from oms_streams.domain.ledger import StockCommand, apply_commands
 from oms_streams.domain.reservations import (
     ReservationCommand,
     ReservationKind,
@@ -24,9 +18,10 @@ from oms_streams.domain.reservations import (
     expire_holds,
     is_cart_hold,
 )
+from oms_streams.domain.shortfall import sellable, shed_shortfalls
 from oms_streams.schemas.sourcing import ReservationCommand as ReservationCommandModel
 from oms_streams.tools.audit import FindingKind, Logged
-from tests.unit.builders import T0, minutes
+from tests.unit.builders import T0, a_dc, a_store, minutes, network
 from tests.unit.test_audit import DC, LIGHT, NOW, _at, _wire_time, a_receipt_event, a_row, audit_of
 from tests.unit.test_reservations import applied, atp, release, reserve, stock
 
@@ -178,85 +173,163 @@ def _run(positions: dict[str, StockPosition], *commands: ReservationCommand) -> 
 
 
 LOCATIONS = ["DC-NORTH", "STORE-UTRECHT-01"]
+STOCKED = network(a_dc("DC-NORTH"), a_store("STORE-UTRECHT-01"))
 lines = st.lists(st.tuples(st.sampled_from(LOCATIONS), st.integers(1, 4)), min_size=1, max_size=2)
+orders = st.integers(1, 3)
 steps = st.one_of(
     st.tuples(st.just("hold"), st.integers(1, 3), lines, st.integers(1, 20)),
-    st.tuples(st.just("place"), st.integers(1, 3), lines, st.sampled_from([None, 1, 2, 3])),
+    st.tuples(st.just("place"), orders, lines, st.sampled_from([None, 1, 2, 3])),
     st.tuples(st.just("expire"), st.integers(0, 15)),
     st.tuples(st.just("release"), st.sampled_from(["hold-1", "hold-2", "hold-3", "O-1/1", "O-2/1", "O-3/1"])),
-    st.tuples(st.just("fulfil"), st.integers(1, 3), st.sampled_from(LOCATIONS)),
+    st.tuples(st.just("cancel"), orders, st.sampled_from([None, *LOCATIONS])),
+    st.tuples(st.just("fulfil"), orders, st.sampled_from(LOCATIONS)),
+    st.tuples(st.just("short_pick"), orders),
+    st.tuples(st.just("resend")),
     st.tuples(st.just("count"), st.sampled_from(LOCATIONS), st.integers(0, 8)),
     st.tuples(st.just("sale"), st.sampled_from(LOCATIONS), st.integers(1, 3)),
+    st.tuples(st.just("transfer_out"), st.sampled_from(LOCATIONS), st.integers(1, 3)),
     st.tuples(st.just("receipt"), st.sampled_from(LOCATIONS), st.integers(1, 5)),
 )
 
 
-@settings(max_examples=300)
-@given(st.lists(steps, max_size=50))
-def test_any_interleaving_keeps_every_hold_owned_and_never_reserves_what_is_not_there(script):
-    positions = stock(DC_NORTH=6, STORE_UTRECHT_01=3)
-    expiries: dict[str, int] = {}  # the ledger's rows of live cart holds
-    now, seq = T0, 0
-    for step in script:
-        seq += 1
-        free_before = {loc: p.on_hand - p.reserved for loc, p in positions.items()}
-        result = _step(positions, step, now, seq, expiries)
-        if isinstance(result, int):
-            now = result
-            continue
-        positions = {**positions, **result.changed}
-        for hid, expires_at in result.expiries.items():
-            if expires_at is None:
-                expiries.pop(hid, None)
+class SkuLedger:
+    """One SKU's ledger as the worker runs it (reservations, expiry, stock events with the holds they
+    leave uncovered shed), and what each owner believes it holds: an order its reservations' lines
+    as answered, a cart hold its expiry row."""
+
+    def __init__(self, positions: dict[str, StockPosition]) -> None:
+        self.positions = positions
+        self.now, self.seq = T0, 0
+        self.expiries: dict[str, int] = {}
+        self.owned: dict[tuple[str, str], int] = {}
+        """(order reservation id, location) -> units its order believes held there."""
+        self.attempt: dict[int, int] = {}
+        """Order -> its latest attempt (a short pick sources the rest in a new one)."""
+        self.reserves: dict[str, ReservationCommand] = {}
+        """Reservation id -> the reserve its order sent last (a new owner sends it again)."""
+
+    def rid(self, order: int) -> str:
+        return f"O-{order}/{self.attempt.get(order, 1)}"
+
+    def command(self, command: ReservationCommand, repeat: bool = False) -> ReservationResult:
+        """``repeat``: a command sent again after its answer was applied (the order's owner died
+        before storing that; its successor sends what it has as unanswered): the ledger answers it
+        as the first time, so its order believes what it did."""
+        result = apply_reservation(self.positions, command, atp, now_ms=self.now)
+        self.positions = {**self.positions, **result.changed}
+        self._rows(result.expiries)
+        rid = command.reservation_id
+        if is_cart_hold(rid) or repeat:
+            return result
+        if command.kind is ReservationKind.RESERVE:
+            self.reserves[rid] = command
+        named = {loc for loc, _ in command.lines} if command.kind is not ReservationKind.RESERVE else set()
+        for key in [k for k in self.owned if k[0] == rid and (not named or k[1] in named)]:
+            del self.owned[key]  # re-planned, refused, released or shipped: the order holds it no more
+        if result.status is ReservationStatus.RESERVED:
+            self.owned.update({(rid, loc): units for loc, units in result.lines})
+        elif command.kind is ReservationKind.RESERVE:
+            # The attempt is given up: released where it asked (``SourcingRuntime._retry``).
+            self.command(ReservationCommand(ReservationKind.RELEASE, rid, command.lines, self.now))
+        return result
+
+    def expire(self, minutes_on: int) -> None:
+        self.now += minutes(minutes_on) - T0
+        expired = expire_holds(self.positions, self.expiries, self.now)
+        self.positions = {**self.positions, **expired.changed}
+        self._rows(dict.fromkeys(expired.expired))
+
+    def stock_event(self, kind: str, location_id: str, units: int) -> None:
+        at = self.now + self.seq
+        event = (
+            Count(f"C-{self.seq}", units, at)
+            if kind == "count"
+            else Movement(f"M-{self.seq}", MovementKind(kind), units, at)
+        )
+        result = apply_commands(self.positions, [StockCommand(location_id, event)], STOCKED)
+        self.positions = {**self.positions, **result.changed}
+        causes = {location_id: kind} if result.verdicts[0][0] is Verdict.APPLIED else {}
+        shedding = shed_shortfalls(self.positions, causes)
+        self.positions = {**self.positions, **shedding.changed}
+        for shed in shedding.shed:  # each owner is told (a shed reply; the cart hold's row ends)
+            if is_cart_hold(shed.reservation_id):
+                self.expiries.pop(shed.reservation_id, None)
             else:
-                expiries[hid] = expires_at
-        for loc, p in positions.items():
+                assert self.owned.pop((shed.reservation_id, shed.location_id)) == shed.units
+
+    def _rows(self, expiries: dict[str, int | None]) -> None:
+        for hid, expires_at in expiries.items():
+            if expires_at is None:
+                self.expiries.pop(hid, None)
+            else:
+                self.expiries[hid] = expires_at
+
+
+@settings(max_examples=400)
+@given(st.lists(steps, max_size=60))
+def test_any_interleaving_keeps_on_hand_above_reserved_and_every_hold_owned(script):
+    """Place, hold, expire, release, cancel, fulfil, short pick, counts and movements, in any order."""
+    ledger = SkuLedger(stock(DC_NORTH=6, STORE_UTRECHT_01=3))
+    for step in script:
+        ledger.seq += 1
+        _step(ledger, step)
+        for p in ledger.positions.values():
             assert p.reserved == sum(units for _, units in p.holds) >= 0
-            if step[0] in ("hold", "place", "expire", "release", "fulfil"):
-                # Holds never take what is not there (a count or a sale may leave less than reserved).
-                assert p.on_hand - p.reserved >= min(0, free_before.get(loc, 0))
-        carts = {rid for p in positions.values() for rid, _ in p.holds if is_cart_hold(rid)}
-        orders = {rid for p in positions.values() for rid, _ in p.holds if not is_cart_hold(rid)}
-        assert carts == set(expiries)  # every cart hold has its expiry row, and no row outlives it
-        assert all(rid.startswith("O-") for rid in orders)  # every other hold has its order
-        assert all(expires_at > now for expires_at in expiries.values()) or step[0] != "expire"
+            # Nothing held that is not there: on hand - unsellable - reserved >= 0 (a till may sell
+            # what the ledger did not know of: on hand below 0 then, and nothing held there).
+            assert p.reserved <= sellable(p)
+        holds = {(rid, loc): u for loc, p in ledger.positions.items() for rid, u in p.holds}
+        carts = {rid for rid, _ in holds if is_cart_hold(rid)}
+        assert carts == set(ledger.expiries)  # every cart hold has its expiry row, and no row outlives it
+        assert {k: u for k, u in holds.items() if not is_cart_hold(k[0])} == ledger.owned  # and every
+        # order hold its order, which believes in no hold that is gone
+        if step[0] == "expire":
+            assert all(expires_at > ledger.now for expires_at in ledger.expiries.values())
 
 
-def _step(
-    positions: dict[str, StockPosition], step: tuple, now: int, seq: int, expiries: dict[str, int]
-) -> ReservationResult | int:
-    kind = step[0]
+def _step(ledger: SkuLedger, step: tuple) -> None:
+    kind, now = step[0], ledger.now
     if kind == "hold":
-        command = ReservationCommand(
-            ReservationKind.RESERVE,
-            f"hold-{step[1]}",
-            tuple(step[2]),
-            now,
-            expires_at_ms=now + minutes(step[3]),
+        expires_at = now + minutes(step[3]) - T0
+        ledger.command(
+            ReservationCommand(ReservationKind.RESERVE, f"hold-{step[1]}", tuple(step[2]), now, expires_at)
         )
-        return apply_reservation(positions, command, atp, now_ms=now)
-    if kind == "place":
+    elif kind == "place":
         takes = f"hold-{step[3]}" if step[3] else None
-        return apply_reservation(
-            positions, place(f"O-{step[1]}/1", *step[2], takes_over=takes), atp, now_ms=now
-        )
-    if kind == "expire":
-        now += minutes(step[1])
-        expired = expire_holds(positions, expiries, now)
-        ended: dict[str, int | None] = dict.fromkeys(expired.expired)
-        return ReservationResult(ReservationStatus.EXPIRED, expired.changed, (), expiries=ended)
-    if kind == "release":
-        return apply_reservation(positions, release(step[1], *LOCATIONS), atp, now_ms=now)
-    if kind == "fulfil":
-        command = ReservationCommand(ReservationKind.FULFIL, f"O-{step[1]}/1", ((step[2], 1),), now + seq)
-        return apply_reservation(positions, command, atp, now_ms=now)
-    position = positions[step[1]]
-    if kind == "count":
-        outcome = apply_count(position, Count(f"C-{seq}", step[2], now + seq))
+        ledger.command(place(ledger.rid(step[1]), *step[2], takes_over=takes))
+    elif kind == "expire":
+        ledger.expire(step[1])
+    elif kind == "release":  # a cart let go early, or an attempt given up
+        ledger.command(ReservationCommand(ReservationKind.RELEASE, step[1], (), now))
+    elif kind == "cancel":  # the order's lines at one location, or everywhere (cancellation_runtime)
+        where = ((step[2], 1),) if step[2] else tuple((loc, 1) for loc in LOCATIONS)
+        ledger.command(ReservationCommand(ReservationKind.RELEASE, ledger.rid(step[1]), where, now))
+    elif kind == "fulfil":
+        rid = ledger.rid(step[1])
+        ledger.command(ReservationCommand(ReservationKind.FULFIL, rid, ((step[2], 1),), now + ledger.seq))
+    elif kind == "short_pick":
+        _short_pick(ledger, step[1])
+    elif kind == "resend":  # a new owner of the orders sends their latest reserves again
+        for order in (1, 2, 3):
+            if (sent := ledger.reserves.get(ledger.rid(order))) is not None:
+                ledger.command(sent, repeat=True)
     else:
-        movement_kind = MovementKind.SALE if kind == "sale" else MovementKind.RECEIPT
-        outcome = apply_movement(position, Movement(f"M-{seq}", movement_kind, step[2], now + seq))
-    return ReservationResult(ReservationStatus.RESERVED, {step[1]: outcome.position}, ())
+        ledger.stock_event(kind, step[1], step[2])
+
+
+def _short_pick(ledger: SkuLedger, order: int) -> None:
+    """At the first location its latest attempt holds: that hold is released and its units sourced
+    at the other location in a new attempt (``SourcingRuntime._withdraw``); the order's other holds
+    stay with their attempt."""
+    rid = ledger.rid(order)
+    held = sorted((loc, units) for (r, loc), units in ledger.owned.items() if r == rid)
+    if not held:
+        return  # nothing allocated: the WMS event is ignored
+    location_id, units = held[0]
+    ledger.command(ReservationCommand(ReservationKind.RELEASE, rid, ((location_id, units),), ledger.now))
+    ledger.attempt[order] = ledger.attempt.get(order, 1) + 1
+    elsewhere = next(loc for loc in LOCATIONS if loc != location_id)
+    ledger.command(place(ledger.rid(order), (elsewhere, units)))
 
 
 # --- the audit: a live cart hold is owned by its expiry; an expired one still held is a finding ------

@@ -3,6 +3,8 @@ sellable units on hand cover what is left held; each shed hold is reported with 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -110,6 +112,21 @@ def test_a_shed_reservation_is_not_held_again_by_a_late_resend_of_its_reserve():
     result = apply_reservation(positions, resend, atp)
 
     assert result.status is ReservationStatus.REFUSED
+
+
+def test_a_resend_of_a_reserve_part_of_which_was_shed_keeps_the_rest_held():
+    # Found by the chaos run: a new owner sent the reserve again (its row was older than the
+    # answer) after the hold at DC-SOUTH was shed; the order's allocation at DC-NORTH stays live.
+    reserve = ReservationCommand(ReservationKind.RESERVE, "O-1/2", (("DC-NORTH", 1), ("DC-SOUTH", 1)), T0)
+    positions = {"DC-NORTH": StockPosition(on_hand=5), "DC-SOUTH": StockPosition(on_hand=5)}
+    positions = {**positions, **apply_reservation(positions, reserve, atp).changed}
+    counted = {**positions, "DC-SOUTH": replace(positions["DC-SOUTH"], on_hand=0)}
+    positions = {**counted, **shed_shortfalls(counted, {"DC-SOUTH": "count"}).changed}
+
+    again = apply_reservation(positions, reserve, atp)
+
+    assert again.status is ReservationStatus.REFUSED and again.changed == {}
+    assert positions["DC-NORTH"].holds == (("O-1/2", 1),) and positions["DC-SOUTH"].holds == ()
 
 
 def _fields(position: StockPosition) -> dict[str, object]:

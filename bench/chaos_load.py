@@ -1,0 +1,242 @@
+"""The load of the chaos run (``bench.chaos``): a webshop, customer service, a WMS and an ERP that
+keep working while workers die.
+
+- Orders race for a few SKUs with little stock at two DCs, so they compete and some are refused.
+- Cart holds (``POST /holds`` to any live worker) with a TTL of a few seconds: some are taken over
+  by an order placed with the hold id (some of those after the hold expired), the rest expire.
+- Cancellations of whole orders or of one line, on ``oms.orders.cancellations.v1``, at any point
+  of an order's life (before it is sourced, allocated, after a shipment left).
+- A WMS that follows ``oms.fulfilment.allocations.v1`` and answers each allocation once: handed to
+  the carrier (fulfil), a short pick (release and re-source), or nothing.
+- Receipts that refill the DCs, and now and then a count that may leave fewer units than are held
+  (the ledger sheds holds and their orders are sourced again).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import urllib.error
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from tests.integration.test_promise_and_risk import UTRECHT_HOME
+from tests.integration.test_sourcing import ALLOCATIONS, an_option
+from tests.worker_process import Events, WorkerProcess
+
+SKUS = [f"SKU-CHAOS-{i}" for i in range(1, 7)]
+"""Few SKUs, spread over the three partitions of every topic (murmur2: 1, 0, 2, 1, 1, 2)."""
+DCS = ("DC-NORTH", "DC-SOUTH")
+CANCELLATIONS = "oms.orders.cancellations.v1"
+
+
+@dataclass
+class LoadFigures:
+    orders: int = 0
+    orders_with_hold: int = 0
+    cancellations: int = 0
+    holds: Counter[str] = field(default_factory=Counter)
+    """POST /holds answers: held, refused, pending (202), failed (no worker answered)."""
+    wms: Counter[str] = field(default_factory=Counter)
+    """handed_to_carrier, short_pick, left alone."""
+    receipts: int = 0
+    counts: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "orders": self.orders,
+            "orders_with_hold": self.orders_with_hold,
+            "cancellations": self.cancellations,
+            "holds": dict(self.holds),
+            "wms": dict(self.wms),
+            "receipts": self.receipts,
+            "counts": self.counts,
+        }
+
+
+@dataclass
+class Hold:
+    hold_id: str
+    lines: dict[str, tuple[str, int]]
+    """SKU -> (location, units)."""
+    expires_at: float
+    """time.time() of its expiry, as asked."""
+
+
+class ChaosLoad:
+    """Three threads (orders and stock, holds, the WMS) until ``stop``."""
+
+    def __init__(
+        self,
+        events: Events,
+        live_workers: Callable[[], list[WorkerProcess]],
+        seed: int,
+        orders_per_s: float = 2.0,
+        holds_per_s: float = 0.7,
+    ) -> None:
+        self.events = events
+        self.live_workers = live_workers
+        self.rng = random.Random(seed)
+        self.orders_per_s = orders_per_s
+        self.holds_per_s = holds_per_s
+        self.figures = LoadFigures()
+        self.placed: list[str] = []
+        self.requests: dict[str, str] = {}
+        """Cancellation request id -> order id."""
+        self.holds: list[Hold] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # the producer is shared by the three threads
+        self._threads: list[threading.Thread] = []
+
+    # --- running ----------------------------------------------------------------------------------
+
+    def stock_up(self, units: int) -> None:
+        for sku in SKUS:
+            for dc in DCS:
+                self.events.movement(sku, dc, "receipt", units)
+        self.events.flush()
+
+    def start(self) -> None:
+        for target in (self._orders_and_stock, self._cart_holds, self._wms):
+            thread = threading.Thread(target=target, daemon=True, name=target.__name__)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+        with self._lock:
+            self.events.flush()
+
+    # --- orders, cancellations, stock ---------------------------------------------------------------
+
+    def _orders_and_stock(self) -> None:
+        tick = 0
+        while not self._stop.wait(1 / self.orders_per_s):
+            tick += 1
+            self._place(f"CHAOS-{len(self.placed):05d}", self._cart())
+            if self.rng.random() < 0.2 and self.placed:
+                self._cancel(self.rng.choice(self.placed[-40:]))
+            if tick % 3 == 0:
+                with self._lock:
+                    self.events.movement(self.rng.choice(SKUS), self.rng.choice(DCS), "receipt", 4)
+                self.figures.receipts += 1
+            if tick % 25 == 0:
+                with self._lock:
+                    self.events.count(self.rng.choice(SKUS), {self.rng.choice(DCS): self.rng.randint(0, 6)})
+                self.figures.counts += 1
+            with self._lock:
+                self.events.flush()
+
+    def _cart(self) -> dict[str, int]:
+        return {sku: self.rng.randint(1, 2) for sku in self.rng.sample(SKUS, self.rng.randint(1, 2))}
+
+    def _place(self, order_id: str, cart: dict[str, int], hold_id: str | None = None) -> None:
+        option = an_option("standard", cart, location=self.rng.choice(DCS))
+        with self._lock:
+            self.events.order_placed(order_id, option, UTRECHT_HOME, hold_id=hold_id)
+        self.placed.append(order_id)
+        self.figures.orders += 1
+        self.figures.orders_with_hold += hold_id is not None
+
+    def _cancel(self, order_id: str) -> None:
+        request_id = f"{order_id}-cancel-{len(self.requests)}"
+        body: dict[str, Any] = {
+            "event_id": request_id,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": "customer-service",
+            "order_id": order_id,
+            "reason": "chaos",
+        }
+        if self.rng.random() < 0.4:
+            body["lines"] = [{"sku": self.rng.choice(SKUS)}]  # a line the order may not even have
+        with self._lock:
+            self.events.send(CANCELLATIONS, order_id.encode(), json.dumps(body).encode())
+        self.requests[request_id] = order_id
+        self.figures.cancellations += 1
+
+    # --- cart holds -------------------------------------------------------------------------------
+
+    def _cart_holds(self) -> None:
+        taking: list[tuple[float, Hold]] = []  # (when to place its order, hold)
+        while not self._stop.wait(1 / self.holds_per_s):
+            now = time.time()
+            for due in [t for t in taking if t[0] <= now]:
+                taking.remove(due)
+                hold = due[1]
+                cart = {sku: units for sku, (_, units) in hold.lines.items()}
+                self._place(f"CHAOS-H{len(self.placed):05d}", cart, hold_id=hold.hold_id)
+            hold = self._post_hold()
+            if hold is not None and self.rng.random() < 0.5:
+                # Mostly within the TTL; now and then just after it (the hold has expired by then).
+                taking.append((now + self.rng.uniform(0.2, (hold.expires_at - now) * 1.3), hold))
+
+    def _post_hold(self) -> Hold | None:
+        sku, dc = self.rng.choice(SKUS), self.rng.choice(DCS)
+        ttl = self.rng.randint(2, 6)
+        body = {
+            "channel": "webshop",
+            "lines": [{"sku": sku, "location_id": dc, "quantity": self.rng.randint(1, 2)}],
+            "ttl_s": ttl,
+        }
+        workers = self.live_workers()
+        if not workers:
+            self.figures.holds["failed"] += 1
+            return None
+        try:
+            status, answer = self.rng.choice(workers).post("/holds", json.dumps(body).encode())
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            self.figures.holds["failed"] += 1  # the worker died under the call
+            return None
+        kind = {201: "held", 202: "pending", 409: "refused"}.get(status, f"http_{status}")
+        self.figures.holds[kind] += 1
+        if status not in (201, 202):
+            return None
+        hold = Hold(answer["hold_id"], {sku: (dc, body["lines"][0]["quantity"])}, time.time() + ttl)
+        self.holds.append(hold)
+        return hold
+
+    # --- the WMS ----------------------------------------------------------------------------------
+
+    def _wms(self) -> None:
+        topic = self.events.prefix + ALLOCATIONS
+        consumer = Consumer(
+            {"bootstrap.servers": self.events.bootstrap, "group.id": "unused", "enable.auto.commit": False}
+        )
+        try:
+            partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+            answered: set[str] = set()
+            while not self._stop.is_set():
+                message = consumer.poll(0.2)
+                if message is None or message.error() or message.value() is None:
+                    continue
+                allocation = json.loads(message.value())
+                if allocation["kind"] != "allocate" or allocation["allocation_id"] in answered:
+                    continue
+                answered.add(allocation["allocation_id"])
+                self._answer(allocation)
+        finally:
+            consumer.close()
+
+    def _answer(self, allocation: dict[str, Any]) -> None:
+        order_id, location = allocation["order_id"], allocation["location_id"]
+        roll = self.rng.random()
+        if roll < 0.5:
+            kind, extra = "handed_to_carrier", {}
+        elif roll < 0.7:
+            kind, extra = "short_pick", {"reason": "not on the shelf"}
+        else:
+            self.figures.wms["left"] += 1
+            return
+        with self._lock:
+            self.events.fulfilment(order_id, kind, location_id=location, **extra)
+        self.figures.wms[kind] += 1
