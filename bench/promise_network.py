@@ -35,48 +35,13 @@ import yaml
 
 from bench.data import REPO_ROOT, WALMART_CSV
 from bench.data import RULES as BENCH_RULES
+from oms_streams.tools.demo_network import HOURS, STATE_TIMEZONES, NoAliases
 
 _CANDIDATE_CSVS = (REPO_ROOT / "shared/data/network/walmart_openings_1962_2006.csv", WALMART_CSV)
 
 DEFAULT_STATES = ("AR", "OK", "MO", "KS", "LA", "MS")
 """Bentonville's state and its neighbours (all on Central time)."""
 
-STATE_TIMEZONES = {
-    **dict.fromkeys(
-        ("AL", "AR", "IA", "IL", "KS", "LA", "MN", "MO", "MS", "ND", "NE", "OK", "SD", "TN", "TX", "WI"),
-        "America/Chicago",
-    ),
-    **dict.fromkeys(
-        (
-            "CT",
-            "DE",
-            "FL",
-            "GA",
-            "IN",
-            "KY",
-            "MA",
-            "MD",
-            "ME",
-            "MI",
-            "NC",
-            "NH",
-            "NJ",
-            "NY",
-            "OH",
-            "PA",
-            "RI",
-            "SC",
-            "VA",
-            "VT",
-            "WV",
-        ),
-        "America/New_York",
-    ),
-    **dict.fromkeys(("CO", "ID", "MT", "NM", "UT", "WY"), "America/Denver"),
-    "AZ": "America/Phoenix",
-    **dict.fromkeys(("CA", "NV", "OR", "WA"), "America/Los_Angeles"),
-}
-"""Each state's main time zone (a few states straddle two; the bench takes the larger part)."""
 
 RULES: dict[str, Any] = {**BENCH_RULES, "version": "bench-promise-1"}
 
@@ -117,11 +82,6 @@ POLICY: dict[str, Any] = {
     "horizon_days": 21,
 }
 
-HOURS = {
-    "DistributionCenter": {"weekdays": ["05:00-23:00"], "sat": ["06:00-14:00"]},
-    "SuperCenter": {"daily": ["06:00-23:00"]},
-    "Wal-MartStore": {"weekdays": ["07:00-22:00"], "sat": ["07:00-22:00"], "sun": ["10:00-20:00"]},
-}
 
 ROUTE_STOPS = 8
 
@@ -154,13 +114,6 @@ class PromiseNetworkFile:
     @property
     def stores(self) -> list[Place]:
         return [p for p in self.places if p.kind == "store"]
-
-
-class _NoAliases(yaml.SafeDumper):
-    """Writes shared opening hours out in full at every location instead of as YAML anchors."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
 
 
 def _rows(states: Sequence[str]) -> list[dict[str, str]]:
@@ -289,7 +242,7 @@ def build_promise_network(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"promise-network-{len(places)}.yaml"
     # The dumper quotes clock times such as "05:00" (YAML 1.1 would read them as numbers).
-    path.write_text(yaml.dump(document, Dumper=_NoAliases, sort_keys=False, width=120))
+    path.write_text(yaml.dump(document, Dumper=NoAliases, sort_keys=False, width=120))
     return PromiseNetworkFile(
         places, path, {r: [loc for loc, _ in stops] for r, (_, stops) in routes.items()}
     )

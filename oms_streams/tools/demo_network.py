@@ -303,7 +303,7 @@ def region_document(sites: Sequence[SiteRow], region: str, dcs: int = 2, stores:
     }
 
 
-class _NoAliases(yaml.SafeDumper):
+class NoAliases(yaml.SafeDumper):
     """Writes shared opening hours out in full at every location instead of as YAML anchors."""
 
     def ignore_aliases(self, data: Any) -> bool:
@@ -319,7 +319,7 @@ def write_region_network(document: dict[str, Any], out: Path, region: str) -> Ne
         "# oms config publish FILE)\n"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(header + yaml.dump(document, Dumper=_NoAliases, sort_keys=False, width=120))
+    out.write_text(header + yaml.dump(document, Dumper=NoAliases, sort_keys=False, width=120))
     try:
         return load_network_config(out)
     except Exception:

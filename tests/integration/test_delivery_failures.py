@@ -65,6 +65,11 @@ def assert_availability_is_the_log(
         time.sleep(0.5)
 
 
+def sourced_orders(bootstrap: str, prefix: str) -> set[str]:
+    """The orders with an outcome on ``oms.orders.sourced.v1``."""
+    return {key.decode() for key, _ in read_topic(bootstrap, prefix + SOURCED) if key}
+
+
 def assert_stopped_for_a_restart(worker: WorkerProcess, timeout_s: float) -> None:
     assert worker.wait_exit(timeout_s) == EXIT_NOT_DELIVERED, worker.log_tail()
     assert "was not delivered" in worker.log_tail(200)
@@ -148,11 +153,8 @@ def test_a_record_not_delivered_stops_the_worker_and_after_a_restart_nothing_is_
         orders += shop.orders(60, 30)
         restart_without(worker, "OMS_TEST_FAIL_DELIVERY_AT")
 
-        def sourced() -> set[str]:
-            return {key.decode() for key, _ in read_topic(kafka_bootstrap, topic_prefix + SOURCED) if key}
-
         wait_until(
-            lambda: sourced() == set(orders),
+            lambda: sourced_orders(kafka_bootstrap, topic_prefix) == set(orders),
             90,
             "an outcome for every order",
             lambda: restart_if_stalled(worker),

@@ -22,9 +22,9 @@ from tests.integration.test_delivery_failures import (
     Shop,
     assert_availability_is_the_log,
     assert_clean_audit,
+    sourced_orders,
 )
-from tests.integration.test_sourcing import SOURCED
-from tests.worker_process import Events, WorkerProcess, read_topic, wait_until
+from tests.worker_process import Events, WorkerProcess, wait_until
 
 # A ledger cache far smaller than the 85 positions moved: SKUs are evicted and reloaded all along.
 ENV = {"OMS_SESSION_TIMEOUT_S": "6", "OMS_STALL_AFTER_S": "10", "OMS_LEDGER_CACHE_POSITIONS": "12"}
@@ -108,7 +108,7 @@ def takeover_loop(
         loader.join()
         events.flush()
         result.orders = len(placed)
-        wait_until(lambda: set(placed) <= _sourced(bootstrap, prefix), 90, "an outcome for every order")
+        wait_until(lambda: set(placed) <= sourced_orders(bootstrap, prefix), 90, "an outcome for every order")
         assert_availability_is_the_log(bootstrap, prefix, timeout_s=90, skus=MOVED)
         assert_clean_audit(bootstrap, prefix)
         result.stalls += _stalled(workers)
@@ -123,10 +123,6 @@ def takeover_loop(
         result.rereads += len(REREAD.findall(log))
     result.seconds = time.monotonic() - started
     return result
-
-
-def _sourced(bootstrap: str, prefix: str) -> set[str]:
-    return {key.decode() for key, _ in read_topic(bootstrap, prefix + SOURCED) if key}
 
 
 def _stalled(workers: list[WorkerProcess]) -> list[str]:

@@ -7,6 +7,7 @@ harness carries the records it sends on ``courier-slots`` back to it, as the bro
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,24 +18,13 @@ from oms_streams.adapters.timestamps import epoch_ms
 from oms_streams.domain.promise_courier import book_slot
 from oms_streams.domain.transit import TransitModel
 from oms_streams.streaming.promise_service import CourierBookings
-from oms_streams.streaming.sourcing_runtime import SourcingRuntime, SourcingTopics
+from oms_streams.streaming.sourcing_runtime import SourcingRuntime
 from tests.integration.test_courier_slots import STORE, courier_option
+from tests.streaming.test_cancellation_runtime import TOPICS as CANCELLATION_TOPICS
 from tests.streaming.test_orders_runtime import UTRECHT_HOME, FakeEvent
 from tests.streaming.test_sourcing_runtime import Harness as SagaHarness
 
-TOPICS = SourcingTopics(
-    "placed",
-    "fulfilment",
-    "replies",
-    "reservations",
-    "allocations",
-    "sourced",
-    "dlq",
-    cancellations="cancellations",
-    cancellation_outcomes="cancellation-outcomes",
-    courier_slots="courier-slots",
-    courier_bookings="bookings",
-)
+TOPICS = replace(CANCELLATION_TOPICS, courier_slots="courier-slots", courier_bookings="bookings")
 EVENING = datetime(2026, 12, 8, 19, 0, tzinfo=UTC)  # 20:00 in Utrecht: the day's last slot but one
 LAST = EVENING + timedelta(hours=2)  # 22:00-24:00 in Utrecht
 
