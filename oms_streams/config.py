@@ -125,6 +125,23 @@ class Settings(BaseSettings):
         description="Most units of one SKU a placed order may ask for; more is rejected at placement "
         "(the wire schema allows 10,000).",
     )
+    promise_signing_keys: SecretStr | None = Field(
+        default=None,
+        description="Keys promise tokens are signed and verified with, 'id=secret,id=secret' (ids of "
+        "A-Z a-z 0-9 _ -, secrets of 16+ bytes without commas): the first signs, every one "
+        "verifies (rotation: docs/promise-tokens.md). Unset: POST /promise returns no tokens and "
+        "placements are not token-checked (a warning at start).",
+    )
+    promise_token_ttl_s: int = Field(
+        default=1_800, ge=60, le=86_400, description="How long a promised option may be placed."
+    )
+    promise_token_grace_s: int = Field(
+        default=60,
+        ge=0,
+        le=3_600,
+        description="A token still counts this long after its expiry: clock skew between workers and "
+        "the time a placement waits while its partition moves.",
+    )
     retention_delivered_days: float = Field(
         default=44,
         gt=0,
@@ -193,6 +210,12 @@ class Settings(BaseSettings):
     )
     log_level: str = "WARNING"
 
+    def promise_key_pairs(self) -> list[tuple[str, str]]:
+        """(key id, secret) in order (the first signs); empty without keys. Parsed here, not by a
+        validator: pydantic's validation error would print the value, secrets and all."""
+        keys = self.promise_signing_keys
+        return _parse_key_pairs(keys.get_secret_value()) if keys is not None else []
+
     def hold_ttl_for(self, channel: str) -> int:
         return self.hold_ttl_by_channel_s.get(channel, self.hold_ttl_s)
 
@@ -251,3 +274,14 @@ class Settings(BaseSettings):
         if context is not None:
             config["ssl_context"] = context
         return config
+
+
+def _parse_key_pairs(text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in text.split(","):
+        key_id, _, secret = item.strip().partition("=")
+        if not key_id or not secret:
+            # Never echo the value: it holds secrets.
+            raise ValueError("OMS_PROMISE_SIGNING_KEYS is 'id=secret' pairs separated by commas")
+        pairs.append((key_id, secret))
+    return pairs

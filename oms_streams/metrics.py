@@ -159,6 +159,13 @@ class Metrics:
             buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
             registry=r,
         )
+        self.promise_tokens = Counter(
+            "oms_promise_tokens",
+            "Placements' promise tokens checked before sourcing, by verdict (valid; refused: missing, "
+            "malformed, unknown_key, mismatch, expired). Only with OMS_PROMISE_SIGNING_KEYS set.",
+            ["verdict"],
+            registry=r,
+        )
         self.orders_sourced = Counter(
             "oms_orders_sourced",
             "Sourcing rounds finished, by outcome (allocated, partially_allocated, rejected).",

@@ -268,6 +268,7 @@ class Events:
         destination: dict[str, Any],
         event_id: str | None = None,
         hold_id: str | None = None,
+        promise_token: str | None = None,
     ) -> dict[str, Any]:
         cart: dict[str, int] = {}
         for shipment in option["shipments"]:
@@ -282,6 +283,7 @@ class Events:
             "destination": destination,
             "option": option,
             **({"hold_id": hold_id} if hold_id else {}),
+            **({"promise_token": promise_token} if promise_token else {}),
         }
         self.send("oms.orders.placed.v1", order_id.encode(), json.dumps(event).encode())
         return event

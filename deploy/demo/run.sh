@@ -20,6 +20,8 @@
 #      OMS_DEMO_ORDERS_PER_MINUTE webshop orders per minute (default 4)
 #      OMS_DEMO_TIME_SCALE multiplies the simulated pick/pack/handover/transit delays (default 1: seconds)
 #      OMS_DEMO_WEB_PORT worker HTTP port (default 6066)
+#      OMS_PROMISE_SIGNING_KEYS the worker's promise token keys (default: a random key made for the
+#                       run; the webshop places every order with its option's token)
 # Logs: .run/demo-worker.log, .run/demo-simulator.log, .run/demo-orders.log, .run/demo-broker.log (copied on exit).
 # On exit it writes the day report of the run (`oms report`) to .run/demo-report.html and audits the
 # run's topics (`oms audit`, .run/demo-audit.txt), printing the audit's verdict.
@@ -53,6 +55,13 @@ export OMS_WEB_PORT="$WEB_PORT"
 if [[ ! -x .venv/bin/python ]]; then
   echo "demo: no .venv here; run 'make demo' (or 'make install' first)" >&2; exit 1
 fi
+# Placements must bring back the promise token POST /promise signed (docs/promise-tokens.md); a key
+# made for this run: only this run's worker verifies it, and it survives the worker's restarts.
+if [[ -z "${OMS_PROMISE_SIGNING_KEYS:-}" ]]; then
+  OMS_PROMISE_SIGNING_KEYS="demo-$(date +%s)=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+  export OMS_PROMISE_SIGNING_KEYS
+fi
+
 if (exec 3<>"/dev/tcp/127.0.0.1/$WEB_PORT") 2>/dev/null; then
   echo "demo: port $WEB_PORT is in use (another worker?); stop it or set OMS_DEMO_WEB_PORT" >&2; exit 1
 fi

@@ -30,6 +30,8 @@ class Placement:
     destination: dict[str, Any]
     hold_id: str | None = None
     """The cart hold the order takes over (its reserve commands name it: ``takes_over``)."""
+    promise_token: str | None = None
+    """The chosen option's token from ``POST /promise`` (top level or left in the option)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,9 @@ def _keyed_by_order(model: type[M], key: bytes | None, value: bytes | None, wher
     return key_problem(key, wire.order_id, "order id") or wire
 
 
+_TOKEN_FIELDS = {"promise_token", "token_expires_at"}
+"""Not part of the promise the order row keeps: the token was checked when the order was sourced."""
+
 _RECENT_PLACEMENTS: dict[tuple[bytes | None, bytes | None], Placement | Failure] = {}
 _RECENT_MAX = 4096
 
@@ -115,9 +120,10 @@ def _decode_placement(key: bytes | None, value: bytes | None) -> Placement | Fai
         order_id=wire.order_id,
         placed_at_ms=epoch_ms(wire.occurred_at),
         option=option_from_wire(wire.option),
-        option_wire=wire.option.model_dump(mode="json"),
+        option_wire=wire.option.model_dump(mode="json", exclude=_TOKEN_FIELDS),
         destination=wire.destination.model_dump(mode="json"),
         hold_id=wire.hold_id,
+        promise_token=wire.promise_token or wire.option.promise_token,
     )
 
 

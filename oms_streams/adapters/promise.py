@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from oms_streams.adapters.stock import Failure, key_problem, parse_model, validation_reason
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.domain.network import DeliveryMethod
+from oms_streams.domain.promise_token import PromiseKeys, sign_promise
 from oms_streams.domain.promise_types import (
     CartLine,
     DeliveryOption,
@@ -137,6 +138,21 @@ def result_to_wire(result: PromiseResult, network_generation: int) -> dict[str, 
         "unavailable": [{"method": u.method.value, "reason": u.reason} for u in result.unavailable],
         "network_generation": network_generation,
     }
+
+
+def add_tokens(
+    wire_options: list[dict[str, Any]],
+    options: Iterable[DeliveryOption],
+    destination: Destination,
+    keys: PromiseKeys,
+    now_ms: int,
+) -> None:
+    """Each answered option with its promise token and the token's expiry (``DeliveryOptionModel``)."""
+    point = None if destination.lat is None or destination.lon is None else (destination.lat, destination.lon)
+    for wire, option in zip(wire_options, options, strict=True):
+        token = sign_promise(option, point, keys, now_ms)
+        wire["promise_token"] = token.text
+        wire["token_expires_at"] = _iso(token.expires_at_ms)
 
 
 def option_from_wire(wire: DeliveryOptionModel) -> DeliveryOption:

@@ -175,30 +175,38 @@ class SourcingRow:
     # --- commands waiting for their answers (domain.saga decides when to send them again) --------
 
     def await_reply(
-        self, kind: str, reservation_id: str, sku: str, lines: list[list[Any]], now_ms: int
+        self,
+        kind: str,
+        reservation_id: str,
+        sku: str,
+        lines: list[list[Any]],
+        now_ms: int,
+        at_ms: int | None = None,
     ) -> None:
         """A command was sent. Commands of one kind, reservation and SKU share an entry (fulfils of
         two shipments of a SKU, say): their locations add up, and it waits for as many answers.
-        A ledger answer names no command, so the entry cannot tell which of them was answered."""
+        A ledger answer names no command, so the entry cannot tell which of them was answered.
+        ``at_ms``: when it happened (a fulfil's handover), kept per location for a re-send."""
         entry = self._awaiting(kind, reservation_id, sku)
         if entry is None:
-            self.outstanding.append(
-                {
-                    "kind": kind,
-                    "reservation_id": reservation_id,
-                    "sku": sku,
-                    "lines": [list(line) for line in lines],
-                    "since_ms": now_ms,
-                    "sent_ms": now_ms,
-                    "sends": 1,
-                    "awaiting": 1,
-                }
-            )
-            return
-        known = {line[0] for line in entry["lines"]}
-        entry["lines"] += [list(line) for line in lines if line[0] not in known]
-        entry["sent_ms"] = now_ms
-        entry["awaiting"] += 1
+            entry = {
+                "kind": kind,
+                "reservation_id": reservation_id,
+                "sku": sku,
+                "lines": [list(line) for line in lines],
+                "since_ms": now_ms,
+                "sent_ms": now_ms,
+                "sends": 1,
+                "awaiting": 1,
+            }
+            self.outstanding.append(entry)
+        else:
+            known = {line[0] for line in entry["lines"]}
+            entry["lines"] += [list(line) for line in lines if line[0] not in known]
+            entry["sent_ms"] = now_ms
+            entry["awaiting"] += 1
+        if at_ms is not None:
+            entry.setdefault("at_ms", {}).update({str(line[0]): at_ms for line in lines})
 
     def resent(self, entry: dict[str, Any], now_ms: int, counted: bool = True) -> None:
         """The entry went out again as one command naming all its locations. Ledgers apply the

@@ -1,4 +1,5 @@
-"""The checks a placement passes before any stock is reserved for it: per-order and per-line limits.
+"""The checks a placement passes before any stock is reserved for it: its promise token (when keys
+are configured: ``promise_token``), then per-order and per-line limits.
 
 A placement refused here is answered ``rejected`` with the reason (round 0 on
 ``oms.orders.sourced.v1``): it never reaches the planner nor a ledger.
@@ -9,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from oms_streams.domain.promise_token import PromiseKeys
+
 
 @dataclass(frozen=True, slots=True)
 class PlacementLimits:
@@ -16,6 +19,8 @@ class PlacementLimits:
     """Most cart lines (distinct SKUs) one order may have."""
     max_line_quantity: int = 1_000
     """Most units of one SKU one order may ask for."""
+    promise_keys: PromiseKeys | None = None
+    """The keys promise tokens are verified with; None: placements are not token-checked."""
 
 
 def placement_problem(cart: Mapping[str, int], limits: PlacementLimits) -> str | None:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from oms_streams.schemas.envelope import Envelope, Identifier, WireModel
-from oms_streams.schemas.promise import CartLineModel, DeliveryOptionModel, DestinationModel
+from oms_streams.schemas.promise import CartLineModel, DeliveryOptionModel, DestinationModel, PromiseToken
 
 FulfilmentKindName = Literal[
     "pick_started",
@@ -28,7 +28,8 @@ FulfilmentKindName = Literal[
 
 
 class OrderPlaced(Envelope):
-    """An order placed with the delivery option the customer chose (as ``POST /promise`` returned it).
+    """An order placed with the delivery option the customer chose (as ``POST /promise`` returned it),
+    and the option's promise token.
 
     Placing the same order again with another event id is a re-promise: a new version of its promise.
     """
@@ -41,6 +42,19 @@ class OrderPlaced(Envelope):
     hold_id: Annotated[str, Field(pattern=r"^hold-[A-Za-z0-9-]{1,64}$")] | None = Field(
         default=None, description="The cart hold (POST /holds) the order takes over, if any."
     )
+    promise_token: PromiseToken | None = Field(
+        default=None,
+        description="The chosen option's promise_token as POST /promise returned it (or leave it in the "
+        "option). Required when the OMS has a signing key: without a valid one the order is rejected.",
+    )
+
+    @model_validator(mode="after")
+    def _one_token(self) -> OrderPlaced:
+        if None not in (self.promise_token, self.option.promise_token) and (
+            self.promise_token != self.option.promise_token
+        ):
+            raise ValueError("promise_token and option.promise_token differ")
+        return self
 
 
 class FulfilmentEvent(Envelope):

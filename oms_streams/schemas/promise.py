@@ -10,6 +10,14 @@ from oms_streams.schemas.envelope import Envelope, Identifier, WireModel
 
 MethodName = Literal["standard", "green", "ship_from_store", "click_and_collect", "courier"]
 MAX_CART_LINES = 100
+PromiseToken = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=256,
+        description="'p1.<key id>.<expires at, epoch ms>.<HMAC-SHA256, base64url>' (docs/promise-tokens.md).",
+    ),
+]
 
 
 class CartLineModel(WireModel):
@@ -98,6 +106,14 @@ class DeliveryOptionModel(WireModel):
     co2e_g: Annotated[float, Field(ge=0)]
     shipments: Annotated[list[ShipmentModel], Field(min_length=1)]
     pickup_store_id: Identifier | None = None
+    promise_token: PromiseToken | None = Field(
+        default=None,
+        description="POST /promise with a signing key configured: the OMS's signature of this option. "
+        "Place the order with it (docs/promise-tokens.md).",
+    )
+    token_expires_at: AwareDatetime | None = Field(
+        default=None, description="Until when the option may be placed with its promise_token."
+    )
 
     @model_validator(mode="after")
     def _window(self) -> DeliveryOptionModel:

@@ -14,6 +14,7 @@ from oms_streams.adapters.reservations import decode_reservations
 from oms_streams.adapters.stock import decode_count, decode_movement, decode_supplier_stock
 from oms_streams.config import Settings
 from oms_streams.domain.placement import PlacementLimits
+from oms_streams.domain.promise_token import PromiseKeys
 from oms_streams.domain.retention import RetentionPolicy
 from oms_streams.domain.saga import ReplyPolicy
 from oms_streams.domain.transit import TransitModel
@@ -29,6 +30,7 @@ from oms_streams.streaming.ledger_runtime import AvailabilityView, LedgerRuntime
 from oms_streams.streaming.ledger_store import LedgerStore
 from oms_streams.streaming.network import NetworkState
 from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
+from oms_streams.streaming.placement_gate import promise_keys
 from oms_streams.streaming.promise_service import CourierBookings, PromiseService, TransitLearner
 from oms_streams.streaming.rerouting import Rerouter
 from oms_streams.streaming.retention import RetentionIndex
@@ -123,9 +125,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     shared = _followers(kafka)
     runtime, ledger = _ledger(kafka, shared)
     tables = define_tables(app, settings)
-    promises = _promises(kafka, shared)
+    keys = promise_keys(settings)  # signed by every worker's POST /promise, verified by sourcing
+    promises = _promises(kafka, shared, keys)
     sourcing_index = _index(kafka, tables.sourcing_index, tables.sourcing)
-    sourcing = _sourcing(kafka, shared, tables, sourcing_index)
+    sourcing = _sourcing(kafka, shared, tables, sourcing_index, keys)
     orders_index = _index(kafka, tables.orders_index, tables.orders)
     orders = _orders(kafka, shared, tables.orders, orders_index, sourcing)
     returns = _returns(kafka, shared, tables.returns, _index(kafka, tables.returns_index, tables.returns))
@@ -413,9 +416,9 @@ def _ledger(kafka: _Kafka, shared: _Shared) -> tuple[LedgerRuntime, LedgerEngine
     return runtime, ledger
 
 
-def _promises(kafka: _Kafka, shared: _Shared) -> PromiseService:
+def _promises(kafka: _Kafka, shared: _Shared, keys: PromiseKeys | None) -> PromiseService:
     promises = PromiseService(
-        shared.network, shared.view, shared.transit.model, shared.bookings, kafka.metrics
+        shared.network, shared.view, shared.transit.model, shared.bookings, kafka.metrics, keys
     )
     promise.register(
         kafka.app,
@@ -486,7 +489,9 @@ def _orders(
     return runtime
 
 
-def _sourcing(kafka: _Kafka, shared: _Shared, tables: Tables, retention: RetentionIndex) -> SourcingRuntime:
+def _sourcing(
+    kafka: _Kafka, shared: _Shared, tables: Tables, retention: RetentionIndex, keys: PromiseKeys | None
+) -> SourcingRuntime:
     """``source_orders``: the sourcing saga (plans, reservations, allocations, cancellations)."""
     runtime = SourcingRuntime(
         tables.sourcing,
@@ -515,7 +520,7 @@ def _sourcing(kafka: _Kafka, shared: _Shared, tables: Tables, retention: Retenti
             max_sends=kafka.settings.sourcing_max_sends,
         ),
         holds=shared.holds,
-        limits=PlacementLimits(kafka.settings.max_order_lines, kafka.settings.max_line_quantity),
+        limits=PlacementLimits(kafka.settings.max_order_lines, kafka.settings.max_line_quantity, keys),
         retention=retention,
         slots=tables.courier_slots,
     )

@@ -9,7 +9,7 @@ version-guarded. Two for throughput and latency, measured with ``make bench`` (b
    drained waits up to 1.5 s for its next fetch, which is the p99 of event-to-availability latency
    at moderate load. The fix makes it a setting (``OMS_FETCH_MAX_WAIT_MS``).
 
-And three for correctness. The first was found by ``oms audit`` after a two-worker start-up lost one
+And four for correctness. The first was found by ``oms audit`` after a two-worker start-up lost one
 stock movement:
 
 3. In a rebalance faust drops records it has already fetched (a ``getmany`` that sees the generation
@@ -37,6 +37,17 @@ stock movement:
    ``source_orders`` skipped them, and the group committed past them. The fix never acks a record
    of an older generation (processed or skipped): it is read again from the committed offset the
    rebalance seeks to, and the runtimes recognise what they had already applied.
+6. faust's commit bookkeeping outlives a rebalance: a revoke forgets the acked offsets and then
+   suspends the streams, which skip the records still queued and ack them, in the old generation
+   but after the forgetting; if the partition comes back, the next generation commits past them
+   although nothing processed them. And faust counts as holding no record every offset its fetcher
+   did not see between two it did (``_add_gap``), which records fetched before a seek of ours and
+   delivered after it produce. Found by the chaos run: reservation replies committed past while
+   their saga waited for them. The fix forgets, at each assignment, every ack made before it (the
+   generation reads from the committed offset; the runtimes are idempotent), and commits past an
+   offset only when it was acked or the broker was asked and holds no record there. A partition
+   the group never committed (a new deployment's first minutes) is committed from the first offset
+   the broker holds, not from whatever offset happened to be acked first.
 """
 
 from __future__ import annotations
@@ -103,6 +114,22 @@ def apply(fetch_max_wait_ms: int) -> None:
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
     _applied["ack"] = Consumer.ack
     Consumer.ack = _ack_current_generation  # type: ignore[method-assign]
+    _applied["on_partitions_assigned"] = Consumer.on_partitions_assigned
+    Consumer.on_partitions_assigned = _assigned_without_older_acks  # type: ignore[method-assign]
+
+
+async def _assigned_without_older_acks(self: Any, assigned: Any, generation_id: int = 0) -> None:
+    """faust's ``Consumer.on_partitions_assigned`` once the acks of earlier generations are
+    forgotten (fix 6): the new generation reads every partition from its committed offset."""
+    forget_older_acks(self)
+    await _applied["on_partitions_assigned"](self, assigned, generation_id)
+
+
+def forget_older_acks(consumer: Any) -> None:
+    for books in (consumer._acked, consumer._acked_index, consumer._gap):
+        books.clear()
+    for name in ("oms_head_gaps", "oms_reread"):
+        consumer.__dict__.pop(name, None)
 
 
 def _ack_current_generation(self: Any, message: Any) -> bool:
@@ -118,27 +145,19 @@ def _ack_current_generation(self: Any, message: Any) -> bool:
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
-    """faust's ``Consumer._new_offset`` (the offset to commit for ``tp``) without its off-by-one:
-    nothing is committed while the lowest acked offset is above the committed one."""
+    """faust's ``Consumer._new_offset`` (the offset to commit for ``tp``) without its off-by-one and
+    without its read gaps (fix 6): the lowest offset not yet committed must itself be acked."""
+    self._gap.pop(tp, None)  # an offset the fetcher did not see may hold a record never processed
     acked = self._acked[tp]
     if not acked:
         return None
-    gap_for_tp = self._gap[tp]
-    if gap_for_tp:
-        # As faust: offsets known to hold no record (transaction markers, compaction) count as acked.
-        max_offset = max(acked)
-        candidates = sorted(gap_for_tp.overlap(0, max_offset), key=lambda x: x.begin)
-        if candidates:
-            stuff_to_add: list[int] = []
-            for entry in candidates:
-                stuff_to_add.extend(range(entry.begin, entry.end))
-            acked.extend(stuff_to_add)
-            gap_for_tp.chop(0, max(stuff_to_add[-1], max_offset + 1))
     acked.sort()
     committed = self._committed_offset[tp]
     gaps = self.__dict__.setdefault("oms_head_gaps", {})  # tp -> when its head was first seen missing
-    if committed is not None and acked[0] > committed:
-        gaps.setdefault(tp, time.monotonic())  # see heal_dropped_records
+    if committed is None or acked[0] > committed:
+        # None: the group never committed here, and the partition's first offset is not known yet
+        # (heal_dropped_records asks the broker): a record before acked[0] may have been dropped.
+        gaps.setdefault(tp, time.monotonic())
         return None
     gaps.pop(tp, None)
     batch = next(consecutive_numbers(acked))
@@ -157,10 +176,11 @@ async def heal_dropped_records(
 ) -> list[Any]:
     """Read again, from its committed offset, every partition whose head has stayed unacked for
     ``HEAL_AFTER_S``, so the records a rebalance dropped are processed; returns those partitions.
+    A partition the group never committed gets the broker's first offset as its committed one.
 
     If the head is still missing after such a re-read, the broker is asked what it holds there.
-    Offsets it holds no record at (a transaction marker, compaction, retention) are marked as holding
-    none, as faust marks the offsets it sees skipped while reading, and are committed past. A record
+    Offsets it holds no record at (a transaction marker, compaction, retention) count as acked and
+    are committed past. A record
     that is there is never committed past, however long it takes to process: it is read again."""
     gaps: dict[Any, float] = consumer.__dict__.setdefault("oms_head_gaps", {})
     reread: dict[Any, int] = consumer.__dict__.setdefault("oms_reread", {})  # tp -> offset re-read from
@@ -168,9 +188,15 @@ async def heal_dropped_records(
     healed = []
     assigned = consumer.assignment()
     for tp, since in list(gaps.items()):
-        committed = consumer._committed_offset.get(tp)
-        if committed is None or tp not in assigned:  # revoked since: the new owner reads from there
+        if tp not in assigned:  # revoked since: the new owner reads from its committed offset
             gaps.pop(tp, None)
+            continue
+        committed = consumer._committed_offset.get(tp)
+        if committed is None:  # never committed: it starts where the broker's log starts
+            first = await first_offset(tp[0], tp[1], 0)
+            if first is not None:
+                consumer._committed_offset[tp] = first
+                gaps.pop(tp, None)  # the next commit compares with it
             continue
         if now - since < HEAL_AFTER_S:
             continue
@@ -182,7 +208,9 @@ async def heal_dropped_records(
             if first is None or first > committed:
                 end = acked[0] if first is None else min(first, acked[0])
                 log.warning("%s: offsets %d-%d hold no record; committing past them", tp, committed, end - 1)
-                consumer._gap[tp].addi(committed, end)
+                absent = set(range(committed, end)) - consumer._acked_index[tp]
+                acked.extend(absent)  # as if processed: there is nothing there to process
+                consumer._acked_index[tp].update(absent)
                 continue
             log.warning("%s: offset %d is on the broker and still not processed", tp, committed)
         log.warning("%s: offset %d was never processed; reading the partition again from it", tp, committed)

@@ -11,9 +11,10 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from oms_streams.adapters.promise import result_to_wire, stock_for
+from oms_streams.adapters.promise import add_tokens, result_to_wire, stock_for
 from oms_streams.adapters.timestamps import epoch_ms
 from oms_streams.domain.promise import promise_options
+from oms_streams.domain.promise_token import PromiseKeys
 from oms_streams.domain.promise_types import CHANNEL_FOR_METHOD, PromiseRequest
 from oms_streams.domain.transit import Lane, TransitModel
 from oms_streams.metrics import Metrics
@@ -104,12 +105,15 @@ class PromiseService:
         transit: TransitModel,
         bookings: CourierBookings,
         metrics: Metrics,
+        keys: PromiseKeys | None = None,
     ) -> None:
         self.network = network
         self.view = view
         self.transit = transit
         self.bookings = bookings
         self.metrics = metrics
+        self.keys = keys
+        """Signs each option's promise token; None: options go out without one."""
 
     def answer(self, request: PromiseRequest, path: str) -> bytes:
         """The response body (``schemas.promise.PromiseResponse`` as JSON), measured."""
@@ -118,7 +122,11 @@ class PromiseService:
         result = promise_options(
             request, stock, self.network.promise_network, self.transit, self.bookings.counts
         )
-        wire = orjson.dumps(result_to_wire(result, self.network.generation))
+        answer = result_to_wire(result, self.network.generation)
+        if self.keys is not None:
+            signed_at = time.time_ns() // 1_000_000  # not asked_at (the client's): the TTL runs from now
+            add_tokens(answer["options"], result.options, request.destination, self.keys, signed_at)
+        wire = orjson.dumps(answer)
         self.metrics.promise_seconds.observe(time.perf_counter() - started)
         self.metrics.promise_requests.labels(path, "answered").inc()
         for option in result.options:

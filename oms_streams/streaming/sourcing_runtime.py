@@ -94,6 +94,13 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def placed_at(event: Any, now: int) -> int:
+    """When the placement reached the topic (the broker's time: ``TopicSpec.broker_time``), never
+    later than now: a placement that waited out an outage was still placed in time."""
+    stamp = getattr(event.message, "timestamp", None)
+    return min(now, int(stamp * 1000)) if stamp else now
+
+
 class SourcingRuntime:
     def __init__(
         self,
@@ -219,7 +226,7 @@ class SourcingRuntime:
             # No index entry (a crash kept the row's changelog record, not the entry's): index it.
             self.retention.mark(order_id, row.partition, saga_retention(row, now))
         if isinstance(decoded, Placement):
-            row, verdict = self._place(row, decoded, event.message.partition, now)
+            row, verdict = self._place(row, decoded, event.message.partition, now, placed_at(event, now))
         elif isinstance(decoded, Reply):
             verdict = self._answer(row, decoded, now) if row is not None else self._stray(None, decoded, now)
         elif isinstance(decoded, Cancellation):
@@ -251,14 +258,14 @@ class SourcingRuntime:
     # --- placement --------------------------------------------------------------------------------
 
     def _place(
-        self, row: SourcingRow | None, placement: Placement, partition: int, now: int
+        self, row: SourcingRow | None, placement: Placement, partition: int, now: int, placed_at: int
     ) -> tuple[SourcingRow | None, str]:
         if row is not None:
             # Sourced once per order: a re-promise changes the promise (track_orders), not the stock.
             if placement.event_id == row.placement:
                 self.rounds.republish(row, now)
             return row, "duplicate"
-        problem = self.gate.problem(placement)
+        problem = self.gate.problem(placement, placed_at)
         if problem is not None:
             return self.gate.refuse(placement, partition, problem, now), "rejected"
         option = placement.option
@@ -493,7 +500,8 @@ class SourcingRuntime:
             return "ignored"  # repeated, or about a shipment already settled
         if kind in LEFT_LOCATION:
             for allocation in hit:
-                self._settle(row, allocation, "fulfil", "fulfilled", now)
+                # At the handover's time: a count taken since already left these units out.
+                self._settle(row, allocation, "fulfil", "fulfilled", now, at_ms=event.occurred_at_ms)
             return "applied"
         pickup = row.destination.get("pickup_store_id")
         if (
@@ -573,13 +581,19 @@ class SourcingRuntime:
         self._plan_and_reserve(row, now)
 
     def _settle(
-        self, row: SourcingRow, allocation: AllocationState, command: str, state: str, now: int
+        self,
+        row: SourcingRow,
+        allocation: AllocationState,
+        command: str,
+        state: str,
+        now: int,
+        at_ms: int | None = None,
     ) -> None:
         allocation.state = state
         self.workload[allocation.location_id] = max(0, self.workload[allocation.location_id] - 1)
         for sku, units in allocation.lines:
             lines = [[allocation.location_id, units]]
-            self._send_reservation(command, row, allocation.reservation_id, sku, lines, now)
+            self._send_reservation(command, row, allocation.reservation_id, sku, lines, now, at_ms=at_ms)
 
     # --- ownership --------------------------------------------------------------------------------
 
@@ -676,28 +690,37 @@ class SourcingRuntime:
         lines: list[list[Any]],
         now: int,
         order_id: str | None = None,
+        at_ms: int | None = None,
     ) -> None:
-        """A command to the SKU's ledger; it waits in the row (if any) for its answer."""
+        """A command to the SKU's ledger; it waits in the row (if any) for its answer. ``at_ms``:
+        when it happened, if not now (a fulfil: the handover)."""
         order = row.order_id if row is not None else order_id
         channel = row.channel if row is not None else "webshop"
         assert order is not None
         if row is not None:
-            row.await_reply(kind, reservation_id, sku, lines, now)
+            row.await_reply(kind, reservation_id, sku, lines, now, at_ms)
         takes_over = row.hold_id if row is not None else None  # sent on reserves only
+        at = now if at_ms is None else at_ms
         self.commands.add(
             sku,
-            reservation_command(kind, reservation_id, order, sku, channel, lines, now, takes_over=takes_over),
+            reservation_command(kind, reservation_id, order, sku, channel, lines, at, takes_over=takes_over),
         )
 
     def _command(self, entry: dict[str, Any], row: SourcingRow, now: int) -> None:
-        """A waiting command again (same ids: the ledger answers it as the first copy)."""
-        kind, rid, sku, lines = entry["kind"], entry["reservation_id"], entry["sku"], entry["lines"]
-        self.commands.add(
-            sku,
-            reservation_command(
-                kind, rid, row.order_id, sku, row.channel, lines, now, takes_over=row.hold_id
-            ),
-        )
+        """A waiting command again (same ids: the ledger answers it as the first copy), with the
+        time each location's step happened."""
+        kind, rid, sku = entry["kind"], entry["reservation_id"], entry["sku"]
+        times = entry.get("at_ms", {})
+        by_time: dict[int, list[list[Any]]] = {}
+        for line in entry["lines"]:
+            by_time.setdefault(times.get(str(line[0]), now), []).append(line)
+        for at, lines in by_time.items():
+            self.commands.add(
+                sku,
+                reservation_command(
+                    kind, rid, row.order_id, sku, row.channel, lines, at, takes_over=row.hold_id
+                ),
+            )
 
     def lookup(self, order_id: str) -> SourcingRow | None:
         return self._load(order_id)

@@ -57,6 +57,9 @@ class TopicSpec:
     consumers: tuple[str, ...] = ()
     retention_days: int | None = None
     """Time-bounded topics (a learning window); None keeps the broker's default."""
+    broker_time: bool = False
+    """Records carry the broker's time of arrival (``LogAppendTime``), not the producer's: what a
+    consumer may trust about when a record arrived (a placement's promise token expiry)."""
 
     def partitions(self, settings: Settings) -> int:
         override = settings.topic_overrides.get(self.name)
@@ -76,6 +79,8 @@ class TopicSpec:
             config["retention.ms"] = str(self.retention_days * 86_400_000)
             if self.compacted:
                 config["cleanup.policy"] = "compact,delete"
+        if self.broker_time:
+            config["message.timestamp.type"] = "LogAppendTime"
         return config
 
 
@@ -185,6 +190,7 @@ ORDERS_PLACED = TopicSpec(
     "Orders with the chosen delivery option; the same order again with a new event id re-promises it.",
     producers=("webshop",),
     consumers=("track_orders", "source_orders"),
+    broker_time=True,
 )
 FULFILMENT_EVENTS = TopicSpec(
     "oms.fulfilment.events.v1",

@@ -2,10 +2,10 @@
 
 A cart over the network's SKUs asks ``POST /promise``; the customer picks one of the options offered
 (home standard most, then click & collect, green, ship-from-store, courier), and the order is placed
-on ``oms.orders.placed.v1`` with the option exactly as the promise returned it. Some customers cancel
-(``POST /orders/{id}/cancellations``) before their order ships; some bring items back to a store
-(``oms.returns.received.v1``) or send them by parcel (``oms.returns.requested.v1``, then received
-where ``oms.returns.routed.v1`` sent them).
+on ``oms.orders.placed.v1`` with the option exactly as the promise returned it and its promise
+token. Some customers cancel (``POST /orders/{id}/cancellations``) before their order ships; some
+bring items back to a store (``oms.returns.received.v1``) or send them by parcel
+(``oms.returns.requested.v1``, then received where ``oms.returns.routed.v1`` sent them).
 """
 
 from __future__ import annotations
@@ -186,6 +186,8 @@ class Webshop:
             cart=[CartLineModel(sku=sku, quantity=q) for sku, q in cart.items()],
             destination=destination,
             option=chosen,
+            # Back to the OMS, which signed the option: without it a worker with a signing key refuses.
+            promise_token=chosen.promise_token,
         )
 
     def cancel(self, order: PlacedOrder, request_id: str) -> tuple[int, Any]:

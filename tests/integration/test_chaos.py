@@ -2,7 +2,7 @@
 expire or are taken over, cancellations, shipments and short picks, while a worker dies at each
 step of the saga on purpose (a kill point, ``tests/faults/kill_points.py``) and once at random.
 Afterwards nothing is oversold, every hold has a live owner, nothing is allocated twice, and
-``oms audit`` finds nothing else either; every order should have ended (not yet always: see the test)."""
+``oms audit`` finds nothing else either, and every order has ended."""
 
 from __future__ import annotations
 
@@ -31,12 +31,7 @@ def test_workers_killed_at_every_saga_step_strand_no_stock_and_end_every_order(
     assert report["holds_without_live_owner"] == 0, report
     assert report["duplicate_allocations"] == 0, report
     assert not result.end.other_audit_findings, report
-    # Liveness: every order ended and every cancellation was answered. Not yet: under restarts a
-    # second apart, a few placements are committed by the group and never sourced (found by this
-    # run, open, in the issue-15 note); a run that meets it is reported as an expected failure.
-    if result.end.orders_without_end_state or result.end.cancellations_unanswered:
-        pytest.xfail(
-            f"open: {result.end.orders_without_end_state} orders without an end state, "
-            f"{result.end.cancellations_unanswered} cancellations unanswered"
-        )
+    # Liveness: every order ended (an outcome for its last round) and every cancellation was answered.
+    assert result.end.orders_without_end_state == 0, report
+    assert result.end.cancellations_unanswered == 0, report
     assert result.end.clean, report

@@ -26,6 +26,13 @@ from tests.kafka_broker import make_topics
 from tests.worker_process import Events, WorkerProcess, wait_until
 
 AVAILABILITY = "oms.availability.v1"
+DEMO_KEYS = {"OMS_PROMISE_SIGNING_KEYS": "demo-test=demo-test-secret-0123456789"}
+
+
+@pytest.fixture
+def worker_env() -> dict[str, str]:
+    """As in the demo (deploy/demo/run.sh): placements must bring their promise token back."""
+    return DEMO_KEYS
 
 
 def webshop(worker: WorkerProcess, sku: str) -> dict[str, Any]:
@@ -169,6 +176,7 @@ def test_demo_day_places_fulfils_and_delivers_orders(
     status, body = worker.get(f"/orders/{order_id}")
     assert status == 200, body
     assert worker.metric("oms_dead_letters_total") == 0, worker.log_tail()
+    every_token_valid(worker, summary.placed)
 
     # The first click & collect order (its pick due at once, the fixture's stores never close) was
     # picked late: the worker put it at risk for the missed pick start, and cleared it once picked.
@@ -177,6 +185,16 @@ def test_demo_day_places_fulfils_and_delivers_orders(
     assert summary.at_risk.get(late) == "pick_not_started", (summary.at_risk, out.getvalue())
     assert "is behind" in told.getvalue() and "at risk, pick_not_started" in told.getvalue()
     wait_until(lambda: worker.get(f"/orders/{late}")[1].get("risk") is None, 20, "the late order cleared")
+
+
+def every_token_valid(worker: WorkerProcess, placed: int) -> None:
+    """The webshop placed every order with its option's promise token, and none was refused."""
+    wait_until(
+        lambda: worker.metric("oms_promise_tokens_total", verdict="valid") == placed,
+        20,
+        "every token checked",
+    )
+    assert worker.metric("oms_promise_tokens_total") == placed
 
 
 SAMPLE_SITES = Path(__file__).resolve().parent.parent / "fixtures" / "walmart_sample.csv"
@@ -195,7 +213,7 @@ def missouri(tmp_path: Path) -> Path:
 def us_worker(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, events: Events, missouri: Path
 ) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(kafka_bootstrap, topic_prefix, tmp_path / "worker")
+    process = WorkerProcess(kafka_bootstrap, topic_prefix, tmp_path / "worker", DEMO_KEYS)
     process.start()
     events.config(missouri)
     try:
@@ -227,3 +245,4 @@ def test_the_demo_runs_on_a_us_state_with_shaped_demand(
     assert summary.placed >= 5 and summary.errors == 0, lines.getvalue()
     assert summary.allocated_orders and summary.reported["picked"] >= 1, lines.getvalue()
     assert us_worker.metric("oms_dead_letters_total") == 0, us_worker.log_tail()
+    every_token_valid(us_worker, summary.placed)

@@ -63,11 +63,57 @@ def test_one_record_missing_at_the_head_is_never_committed_past():
     assert consumer._acked[consumer.tp] == [4137, 4138, 4139]  # kept for when 4136 comes
 
 
-def test_offsets_that_hold_no_record_count_as_acked():
+def test_offsets_the_fetcher_did_not_see_are_not_committed_past_on_that_alone():
+    # faust marks 10 and 11 as holding no record when its fetcher jumps from 9 to 12, which a batch
+    # fetched before a seek back to 10 and delivered after it does: they may hold records never
+    # processed (fix 6). Only the broker's answer (heal_dropped_records) lets a commit pass them.
     consumer = FakeConsumer(committed=10, acked=[12, 13])
-    consumer._gap[consumer.tp].addi(10, 12)  # 10 and 11: transaction markers, say
+    consumer._gap[consumer.tp].addi(10, 12)
 
-    assert consumer.new_offset() == 14
+    assert consumer.new_offset() is None
+    assert consumer.tp not in consumer._gap  # faust's read gaps are not kept either
+
+
+def test_acks_made_before_an_assignment_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A revoke forgets the acked offsets, then the suspended streams skip and ack what was queued:
+    # those acks, of records nothing processed, must not let the next generation commit past them.
+    consumer = FakeConsumer(committed=None, acked=[28, 29, 30])
+    consumer.oms_head_gaps = {consumer.tp: 1.0}  # type: ignore[attr-defined]
+    assigned: list[Any] = []
+
+    async def faust_assigned(self: Any, tps: Any, generation_id: int = 0) -> None:
+        self._committed_offset[self.tp] = 28  # faust seeks to the committed offsets from here on
+        assigned.append((tps, generation_id, list(self._acked[self.tp])))
+
+    monkeypatch.setitem(faust_fixes._applied, "on_partitions_assigned", faust_assigned)
+    asyncio.run(faust_fixes._assigned_without_older_acks(consumer, {consumer.tp}, 9))
+
+    assert assigned == [({consumer.tp}, 9, [])]
+    assert consumer.new_offset() is None  # 28 is read again and acked before anything is committed
+    assert not hasattr(consumer, "oms_reread")
+
+
+def test_a_partition_never_committed_is_committed_from_the_brokers_first_offset():
+    # A new group: faust knows no committed offset, so a commit check against it is none at all.
+    # Records 3 and 4 dropped in a rebalance, 5 and 6 processed: committing 7 would lose 3 and 4.
+    consumer = FakeConsumer(committed=None, acked=[5, 6])
+    consumer.on_broker = [3, 4, 5, 6]
+    assert consumer.new_offset() is None
+
+    consumer.heal(now=0)  # at once: nothing to wait for before asking where the log starts
+    assert consumer.asked == [("oms.inventory.movements.v1", 1, 0)]
+    assert consumer._committed_offset[consumer.tp] == 3 and consumer.seeks == []
+    assert consumer.new_offset() is None  # 3 and 4 are read again (the head gap, as ever)
+    consumer.heal(now=consumer.oms_head_gaps[consumer.tp] + faust_fixes.HEAL_AFTER_S)  # type: ignore[attr-defined]
+    assert consumer.seeks == [(consumer.tp, 3)]
+
+
+def test_a_partition_never_committed_whose_first_records_were_processed_commits_them():
+    consumer = FakeConsumer(committed=None, acked=[0, 1, 2])
+    assert consumer.new_offset() is None
+    consumer.heal(now=0)
+
+    assert consumer.new_offset() == 3
 
 
 def test_a_head_left_unacked_is_read_again_from_the_committed_offset_after_a_while():

@@ -6,6 +6,7 @@ ledger's clock (after a restart too, from the table alone), and a takeover by an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -144,6 +145,30 @@ def test_a_hold_outlives_a_restart_and_still_expires():
 
     assert restarted.runtime._positions[SKU]["DC-NORTH"].reserved == 0
     assert restarted.on("holds")[-1]["status"] == "expired"
+
+
+def test_an_expiry_is_said_on_the_holds_topic_before_the_state_stores_it():
+    # A timer has no input offset to read again: had the state gone first, a crash before the
+    # record would leave oms.holds.v1 saying "held" for good.
+    ledger = Ledger()
+    ledger.stock(DC_NORTH=10)
+    ledger.hold({"DC-NORTH": 4}, expires_at=T0 + 60_000)
+    before = len(ledger.sent)
+
+    async def dies(send: Any) -> int:
+        raise SystemExit(137)  # the process ends before the state is stored (a crash: the
+        # stores come back from their changelogs, which have the hold)
+
+    ledger.store.commit = dies  # type: ignore[method-assign]
+    with contextlib.suppress(SystemExit):
+        asyncio.run(ledger.runtime.expire_holds(T0 + 60_000))
+    assert [t for t, _, _ in ledger.sent[before:]] == ["availability", "holds"]
+    assert ledger.on("holds")[-1]["status"] == "expired"
+
+    restarted = Ledger(ledger.dbs)  # the hold is still in the stores: it expires again
+    assert asyncio.run(restarted.runtime.expire_holds(T0 + 60_000)) == 1
+    assert restarted.on("holds")[-1]["status"] == "expired"
+    assert restarted.runtime._positions[SKU]["DC-NORTH"].reserved == 0
 
 
 def test_an_order_takes_the_hold_over_and_sourcing_hears_of_its_order_only():

@@ -130,6 +130,21 @@ def test_a_count_as_of_before_the_shipment_left_does_not_bring_the_units_back():
     assert counted.on_hand == 2
 
 
+def test_a_fulfil_at_its_handover_time_is_not_taken_off_again_after_a_count_that_left_it_out():
+    # The units left at T0+5; the store counted at T0+10 (2 left); the WMS reported the handover
+    # late. Sent at the handover's time, the sale is recognised as already in the count.
+    held = applied(stock(DC_NORTH=5), reserve("O-1/1", ("DC-NORTH", 3)))
+    counted = {
+        "DC-NORTH": apply_count(held["DC-NORTH"], Count("C-1", on_hand=2, as_of_ms=T0 + minutes(10))).position
+    }
+
+    at_handover = applied(counted, fulfil("O-1/1", "DC-NORTH", at=T0 + minutes(5)))["DC-NORTH"]
+    at_arrival = applied(counted, fulfil("O-1/1", "DC-NORTH", at=T0 + minutes(15)))["DC-NORTH"]
+
+    assert (at_handover.on_hand, at_handover.reserved) == (2, 0)
+    assert at_arrival.on_hand == -1  # what the worker's clock did: the 3 units taken off twice
+
+
 def test_fulfil_of_one_location_leaves_the_other_holds_of_the_reservation():
     positions = applied(
         stock(DC_NORTH=5, DC_SOUTH=5),
