@@ -44,7 +44,10 @@ from tests.worker_process import REPO_ROOT, Events, WorkerProcess, restart_if_st
 
 FAULTS = str(REPO_ROOT / "tests" / "faults")
 ENV = {
-    "PYTHONPATH": FAULTS,
+    # The repository first: sitecustomize (the kill points) imports the runtimes before ``-m`` puts
+    # the working directory on the path, and they must come from this checkout, not from wherever
+    # the environment's editable install points (another worktree, say).
+    "PYTHONPATH": os.pathsep.join((str(REPO_ROOT), FAULTS)),
     "OMS_SESSION_TIMEOUT_S": "6",
     "OMS_STALL_AFTER_S": "10",
     "OMS_HOLD_EXPIRY_CHECK_S": "0.5",

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,24 +147,24 @@ def orders_without_end_state(
     bootstrap: str, prefix: str, placed: list[str], workers: list[WorkerProcess]
 ) -> dict[str, str]:
     """Order id -> why it has no end state: from the topics, then from its saga's owner."""
-    latest: dict[str, int] = {}  # order -> log time of its latest outcome
-    for key, _, ts in read_timed(bootstrap, prefix + SOURCED):
-        order = key.decode()
-        latest[order] = max(ts, latest.get(order, 0))
-    first: dict[str, tuple[str, int]] = {}  # withdrawal's event id -> (order, log time of its first copy)
-    for key, value, ts in read_timed(bootstrap, prefix + ALLOCATIONS):
+    latest: dict[str, int] = {}  # order -> its latest round with an outcome
+    for _, value, _ in read_timed(bootstrap, prefix + SOURCED):
+        outcome = json.loads(value)
+        latest[outcome["order_id"]] = max(outcome["round"], latest.get(outcome["order_id"], -1))
+    withdrawn: dict[str, int] = {}  # order -> the latest round an allocation was withdrawn from
+    for _, value, _ in read_timed(bootstrap, prefix + ALLOCATIONS):
         record = json.loads(value)
         if record["kind"] == "cancel" and not str(record.get("reason", "")).startswith("cancelled"):
-            first.setdefault(record["event_id"], (key.decode(), ts))  # copies start no new round
-    withdrawn: dict[str, int] = defaultdict(int)  # order -> log time of its latest withdrawal
-    for order, ts in first.values():
-        withdrawn[order] = max(ts, withdrawn[order])
+            # A withdrawal starts a later round; rounds only grow, so comparing them does not
+            # depend on the log order (a cancel re-sent after a crash comes after later outcomes).
+            order = record["order_id"]
+            withdrawn[order] = max(record["round"], withdrawn.get(order, -1))
     stuck = {}
     for order in placed:
         if order not in latest:
             stuck[order] = "no outcome on oms.orders.sourced.v1"
-        elif withdrawn.get(order, 0) > latest[order]:
-            stuck[order] = "a withdrawal newer than its latest outcome (a round never answered)"
+        elif withdrawn.get(order, -1) >= latest[order]:
+            stuck[order] = f"round {withdrawn[order]} withdrawn, no outcome of a later round (never answered)"
     for order in placed:
         if order not in stuck and (why := _saga_not_ended(order, workers)) is not None:
             stuck[order] = why

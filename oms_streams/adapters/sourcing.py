@@ -131,10 +131,13 @@ class SourcingRow:
     resourced: list[Any] = field(default_factory=list)
     """[round, why]: what withdrew the allocations the round sources again (a short pick, a shed)."""
     finished_at_ms: int | None = None
+    """When the saga was first seen finished (``domain.retention``): its retention runs from then."""
     courier: dict[str, Any] | None = None
     """A courier order's slot: {store, requested_ms, status (asking | booked | refused | released),
     slot_ms, slot_end_ms, reason} (``streaming.courier_slots``)."""
-    """When the saga was first seen finished (``domain.retention``): its retention runs from then."""
+    last_outcomes: list[dict[str, Any]] = field(default_factory=list)
+    """The outcomes (``oms.orders.sourced.v1``, without trace) of the last batch that published any:
+    published again by a worker that takes the row over (``sourcing_outcomes``)."""
 
     def reason(self) -> str:
         """The current round's reason: why it was sourced again (if it was), then its plan's."""
@@ -378,6 +381,23 @@ def reservation_command(
 def reservation_batch_record(commands: list[dict[str, Any]], now_ms: int) -> bytes:
     """Matches ``schemas.sourcing.ReservationBatch``."""
     return batch_record("commands", commands, SOURCE, now_ms)
+
+
+def timeout_record(order_id: str, reservation_id: str, sku: str, reason: str, now_ms: int) -> bytes:
+    """The saga's own word, on the answers topic, that an attempt went unanswered
+    (``schemas.sourcing.ReplyBatch``, kind ``timeout``; ``sku`` one that was not answered). Its
+    timer decides nothing: the owner gives the attempt up when it reads this record, like any
+    answer, so a crash after that decision was stored reads it again and publishes what was lost."""
+    reply = {
+        **_envelope(f"{reservation_id}:timeout", now_ms),
+        "kind": "timeout",
+        "reservation_id": reservation_id,
+        "order_id": order_id,
+        "sku": sku,
+        "status": "refused",
+        "reason": reason,
+    }
+    return batch_record("replies", [reply], SOURCE, now_ms)
 
 
 def _line(line: list[Any], channel: str) -> dict[str, Any]:

@@ -23,8 +23,9 @@ from oms_streams.schemas.envelope import Envelope, Identifier, WireModel
 from oms_streams.schemas.promise import CartLineModel, DestinationModel, MethodName
 
 ReservationKind = Literal["reserve", "release", "fulfil"]
-ReplyKind = Literal["reserve", "release", "fulfil", "shed"]
-"""``shed``: no command asked it; the ledger gave the hold back because the stock under it went."""
+ReplyKind = Literal["reserve", "release", "fulfil", "shed", "timeout"]
+"""``shed``: no command asked it; the ledger gave the hold back because the stock under it went.
+``timeout``: not a ledger's: the order's owner gives an attempt nobody answered up when it reads it."""
 
 
 class ReservationLine(WireModel):

@@ -3,11 +3,19 @@
 Allocations carry the milestones derived from the promise for their shipment; the outcome lists
 them. A finished round may be published again (a redelivered input after a crash), with the same
 ids, so that consumers recognise the repeat.
+
+A batch stores its rows before its outputs are produced, so a crash between the two can lose
+outcomes that the row, stored, no longer shows: a round finished and the next one started in the
+same batch (an allocation and a shed answered together). So each row keeps the outcomes of the
+last batch that published any for it (``last_outcomes``, without their trace), and a worker that
+touches a row it did not write itself (after a crash or a rebalance) publishes them again first.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import orjson
 
 from oms_streams.adapters.sourcing import AllocationState, SourcingRow, allocation_record, sourced_record
 from oms_streams.domain.network import DeliveryMethod
@@ -29,6 +37,12 @@ class RoundPublisher:
         self.metrics = metrics
         self._republished: set[str] = set()
         """Orders whose finished round this worker published again (once is enough)."""
+        self._published_now: dict[str, list[dict[str, Any]]] = {}
+        """Order -> the outcomes published for it since its row was last stored."""
+        self._known: set[str] = set()
+        """Orders whose last outcomes this worker published itself, or published again."""
+        self._resent: set[str] = set()
+        """Outcome event ids this worker published again from ``last_outcomes``."""
 
     def republish(self, row: SourcingRow, now: int) -> bool:
         """Publish a finished round's allocations and outcome again, with the same ids; whether it
@@ -43,12 +57,18 @@ class RoundPublisher:
             self._republished.clear()
         self._republished.add(row.order_id)
         allocations = [a for a in row.allocations if a.round == row.round]
-        self.publish(row, allocations, None, now)
+        outcome = f"{row.order_id}:sourced:{row.round}" not in self._resent  # not twice
+        self.publish(row, allocations, None, now, outcome=outcome)
         self.metrics.sourcing_events.labels("republish", row.status).inc()
         return True
 
     def publish(
-        self, row: SourcingRow, allocations: list[AllocationState], trace: dict[str, Any] | None, now: int
+        self,
+        row: SourcingRow,
+        allocations: list[AllocationState],
+        trace: dict[str, Any] | None,
+        now: int,
+        outcome: bool = True,
     ) -> None:
         """The round's allocations (but the cancelled ones), with their milestones, then its outcome."""
         plan = row.plan or {}
@@ -61,9 +81,40 @@ class RoundPublisher:
             shipment = shipments[allocation.shipment]
             record = allocation_record(row, allocation, shipment, own, trace, now)
             self.outbox.add(self.allocations_topic, row.order_id.encode(), record)
+        if not outcome:
+            return
         ids = [allocation.allocation_id for allocation in allocations]
         record = sourced_record(row, row.status, ids, row.reason(), now)
         self.outbox.add(self.sourced_topic, row.order_id.encode(), record)
+        kept = orjson.loads(record)
+        kept["trace"] = None  # the row stays small; a repeat needs only the ids and the outcome
+        self._published_now.setdefault(row.order_id, []).append(kept)
+
+    def keep_outcomes(self, row: SourcingRow) -> None:
+        """At the row's store: the outcomes published for it since replace those it kept."""
+        published = self._published_now.pop(row.order_id, None)
+        if published:
+            row.last_outcomes = published
+            self._remember(row.order_id)
+
+    def resend_outcomes(self, row: SourcingRow) -> bool:
+        """Before a worker first acts on a row it did not write: its last outcomes again."""
+        if row.order_id in self._known:
+            return False
+        self._remember(row.order_id)
+        for outcome in row.last_outcomes:
+            self.outbox.add(self.sourced_topic, row.order_id.encode(), orjson.dumps(outcome))
+            if len(self._resent) >= 100_000:
+                self._resent.clear()
+            self._resent.add(outcome["event_id"])
+        if row.last_outcomes:
+            self.metrics.sourcing_events.labels("republish", "last_outcomes").inc()
+        return bool(row.last_outcomes)
+
+    def _remember(self, order_id: str) -> None:
+        if len(self._known) >= 100_000:
+            self._known.clear()  # a repeat more, at worst
+        self._known.add(order_id)
 
     def _option(self, row: SourcingRow, shipments: list[dict[str, Any]]) -> DeliveryOption:
         """The allocated plan as a delivery option, to derive its milestones from the promise."""

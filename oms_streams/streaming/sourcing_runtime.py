@@ -43,6 +43,7 @@ from oms_streams.adapters.sourcing import (
     reservation_batch_record,
     reservation_command,
     reservations_by_sku,
+    timeout_record,
 )
 from oms_streams.adapters.timestamps import epoch_ms_from_iso
 from oms_streams.domain.network import DeliveryMethod
@@ -222,6 +223,8 @@ class SourcingRuntime:
         order_id = decoded.order_id
         cached = rows.get(order_id)
         row = cached[0] if cached is not None else self._load(order_id)
+        if row is not None:
+            self.rounds.resend_outcomes(row)  # what a crash before they left may have lost
         if row is not None and order_id not in self.retention:
             # No index entry (a crash kept the row's changelog record, not the entry's): index it.
             self.retention.mark(order_id, row.partition, saga_retention(row, now))
@@ -250,6 +253,7 @@ class SourcingRuntime:
     def _store(self, row: SourcingRow, now: int, event: Any = None) -> None:
         """The row whole, in its partition, indexed as open or finished (``domain.retention``)."""
         finished = saga_retention(row, now)
+        self.rounds.keep_outcomes(row)
         with in_partition_of(event) if event is not None else in_partition(self.topics.placed, row.partition):
             self.table[row.order_id] = row.encode()
         self.retention.mark(row.order_id, row.partition, finished)
@@ -383,16 +387,21 @@ class SourcingRuntime:
     def _answer(self, row: SourcingRow, reply: Reply, now: int) -> str:
         if reply.kind == "shed":
             return self.sheds.apply(row, reply, now)
+        if reply.kind == "timeout":
+            return self._timed_out(row, reply, now)
         if reply.kind != "reserve":
             # No follow-up, but the command is no longer sent again.
             return "applied" if row.replied(reply) else "ignored"
         current = reply.reservation_id == row.reservation_id
         if not current or row.status != "reserving" or reply.sku not in row.pending:
+            # A redelivered answer: the batch that ended the round on it (an allocation, or a
+            # rejection once nothing was left to try) may have stored the row and died before its
+            # outcome left. The round's outcome goes out again (same ids; once per order here).
+            if self.rounds.republish(row, now):
+                self.cancellations.answer_all_again(row, now)  # decided after the round (parked)
             allocated = any(a.reservation_id == reply.reservation_id for a in row.allocations)
             if allocated or (current and reply.sku in row.held):
-                if current and self.rounds.republish(row, now):
-                    self.cancellations.answer_all_again(row, now)  # decided after the round (parked)
-                return "duplicate"  # a redelivered answer: what it holds is the order's
+                return "duplicate"  # what it holds is the order's
             return self._stray(row, reply, now)
         asked = reservations_by_sku(row.plan or {"shipments": []}, row.channel).get(reply.sku, [])
         self.claims.answered(reply, asked, now)
@@ -409,6 +418,17 @@ class SourcingRuntime:
             self._finish(row, now)
             return "applied"
         self._retry(row, now, "stock kept being taken by other orders")
+        return "applied"
+
+    def _timed_out(self, row: SourcingRow, reply: Reply, now: int) -> str:
+        """The timer's record (``_chase``): the attempt it names is given up, if still the current
+        one; read again after the decision was stored, it publishes the round's outcome again."""
+        if row.status != "reserving" or reply.reservation_id != row.reservation_id:
+            if self.rounds.republish(row, now):
+                self.cancellations.answer_all_again(row, now)
+            return "duplicate"
+        self.metrics.sourcing_attempt_timeouts.inc()
+        self._retry(row, now, reply.reason)
         return "applied"
 
     def _retry(self, row: SourcingRow, now: int, why: str) -> None:
@@ -676,8 +696,13 @@ class SourcingRuntime:
         if row.status != "reserving":
             row.stop_awaiting_reserves()  # cannot happen (a finished round awaits none): never loop
             return
-        self.metrics.sourcing_attempt_timeouts.inc()
-        self._retry(row, now, f"no answer from the ledger of {', '.join(unanswered)}")
+        # Given up when the owner reads this back (``_timed_out``), as an input: a timer has no
+        # input offset, so a decision made here and lost in a crash after the row was stored
+        # could never be published again.
+        why = f"no answer from the ledger of {', '.join(unanswered)}"
+        sku = unanswered[0] if unanswered else str(row.ordered[0][0])
+        record = timeout_record(row.order_id, row.reservation_id, sku, why, now)
+        self.outbox.add(self.topics.replies, row.order_id.encode(), record)
 
     # --- helpers ----------------------------------------------------------------------------------
 

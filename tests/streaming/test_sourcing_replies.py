@@ -42,7 +42,13 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 def check(h: Harness) -> int:
-    return asyncio.run(h.saga.check_replies())
+    """The reply timer, then what it sent to the answers topic read back, as the worker does."""
+    acted = asyncio.run(h.saga.check_replies())
+    timeouts = [(k, v) for t, k, v in h.sent if t == TOPICS.replies]
+    h.sent[:] = [sent for sent in h.sent if sent[0] != TOPICS.replies]
+    for key, value in timeouts:
+        h.run(FakeEvent(TOPICS.replies, key, value))
+    return acted
 
 
 def row(h: Harness, order_id: str) -> Any:
@@ -161,6 +167,37 @@ def test_an_order_whose_ledger_never_answers_is_rejected_after_the_last_attempt_
     # Every attempt's release still waits for its answer: no hold is left without an owner.
     waiting = row(h, "ORDER-1").outstanding
     assert {e["kind"] for e in waiting} == {"release"} and len(waiting) == MAX_ATTEMPTS
+
+
+def test_the_timer_decides_nothing_itself_and_a_rejection_lost_in_a_crash_is_published_again(
+    clock: Clock,
+):
+    # The timer's give-up travels as a record on the answers topic; the owner decides on reading it.
+    # Stored and then lost with the process before its outcome left, the decision is read again.
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=5)
+    h.place("ORDER-1", {"SKU-TENT": 1})
+    last: tuple[bytes, bytes] | None = None
+    while not h.on("sourced"):
+        clock.advance(TIMEOUT_S)
+        asyncio.run(h.saga.check_replies())
+        timeouts = [(k, v) for t, k, v in h.sent if t == TOPICS.replies]
+        assert all(json.loads(v)["replies"][0]["kind"] == "timeout" for _, v in timeouts)
+        h.sent[:] = [sent for sent in h.sent if sent[0] != TOPICS.replies]
+        assert row(h, "ORDER-1").status == "reserving"  # nothing decided by the timer
+        for key, value in timeouts:
+            last = (key, value)
+            h.run(FakeEvent(TOPICS.replies, key, value))
+    assert last is not None and [o["outcome"] for o in h.on("sourced")] == ["rejected"]
+    h.take_sent()  # the outcome lost with the process; the row stored
+    restarted = SourcingRuntime(
+        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
+    )
+
+    asyncio.run(restarted.apply_batch([FakeEvent(TOPICS.replies, *last)]))
+
+    [again] = h.on("sourced")
+    assert (again["outcome"], again["attempts"]) == ("rejected", MAX_ATTEMPTS)
 
 
 def test_a_release_and_fulfils_wait_for_their_answers_and_are_sent_again(clock: Clock):

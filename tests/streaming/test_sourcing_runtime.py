@@ -273,6 +273,32 @@ def test_an_order_rejected_when_stock_keeps_being_taken_gives_up_after_the_last_
     assert outcome["attempts"] == MAX_ATTEMPTS
 
 
+def test_a_rejection_whose_outcome_was_lost_is_published_again_when_its_answer_is_read_again():
+    # The batch of the last refusal stored the row rejected and died before the outcome left (the
+    # chaos run's kill point "stored"); its input, not committed, is read again by the restarted
+    # owner, which finds the round over. The answer is stray for the saga, not for the webshop.
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=50)
+    h.place("ORDER-1", {"SKU-TENT": 1})
+    for _ in range(MAX_ATTEMPTS):
+        [command] = h.commands("reserve")
+        h.take_sent()
+        last = h.answer(command, "refused", 50)
+        h.run(last)
+    assert [o["outcome"] for o in h.on("sourced")] == ["rejected"]
+    h.take_sent()  # lost with the process
+    restarted = SourcingRuntime(
+        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
+    )
+
+    asyncio.run(restarted.apply_batch([last]))
+
+    [again] = h.on("sourced")
+    assert (again["event_id"], again["outcome"]) == ("ORDER-1:sourced:1", "rejected")
+    asyncio.run(restarted.apply_batch([last]))
+    assert len(h.on("sourced")) == 1  # once per order and worker, not per redelivery
+
+
 def test_after_a_rebalance_the_commands_of_unfinished_attempts_are_sent_again():
     h = Harness()
     h.stock("SKU-TENT", DC_NORTH=2)

@@ -4,12 +4,15 @@ pick; the new round's outcome says why; a repeated shed changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
 
+from oms_streams.domain.transit import TransitModel
+from oms_streams.streaming.sourcing_runtime import SourcingRuntime
 from tests.streaming.test_orders_runtime import FakeEvent
-from tests.streaming.test_sourcing_runtime import Harness
+from tests.streaming.test_sourcing_runtime import TOPICS, Harness
 
 WHY = "stock gone: count at DC-NORTH left 3 on hand for 7 reserved"
 
@@ -108,3 +111,30 @@ def test_a_shed_while_a_re_sourcing_is_under_way_waits_for_it_and_excludes_only_
     row = h.saga.lookup("ORDER-1")
     assert row is not None and ["DC-SOUTH", "SKU-STOVE"] in row.excluded
     assert ["DC-SOUTH", "SKU-TENT"] not in row.excluded  # the tents there are still on the shelf
+
+
+def test_a_round_ended_and_the_next_begun_in_one_lost_batch_has_its_outcome_published_again():
+    # The reserve's answer and the shed of its hold came in one batch: round 1 allocated, then
+    # withdrawn, round 2 reserving. The batch stored the row and died before anything left: the
+    # row no longer shows round 1's outcome, but keeps it for whoever takes the order over.
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=4)
+    h.place("ORDER-1", {"SKU-TENT": 4})
+    [command] = h.commands("reserve")
+    h.take_sent()
+    h.stock("SKU-TENT", DC_NORTH=0, DC_SOUTH=5)
+    batch = [h.answer(command, "reserved", 0), shed("ORDER-1", "ORDER-1/1", "DC-NORTH", 4)]
+    h.run(*batch)
+    assert [(o["round"], o["outcome"]) for o in h.on("sourced")] == [(1, "allocated")]
+    assert h.saga.lookup("ORDER-1").status == "reserving"  # type: ignore[union-attr]
+    h.take_sent()  # lost with the process
+    restarted = SourcingRuntime(
+        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
+    )
+
+    asyncio.run(restarted.apply_batch(batch))
+
+    assert [(o["event_id"], o["outcome"]) for o in h.on("sourced")] == [("ORDER-1:sourced:1", "allocated")]
+    h.take_sent()
+    asyncio.run(restarted.apply_batch(batch))
+    assert h.on("sourced") == []  # once per order and worker
