@@ -254,6 +254,21 @@ def test_a_location_that_short_picked_a_sku_is_not_asked_for_it_again(h: Harness
     assert [line["location_id"] for line in reserve["lines"]] == ["DC-SOUTH"]
 
 
+def test_a_short_pick_s_round_keeps_the_backorder_of_the_first_round(h: Harness) -> None:
+    h.stock("SKU-TENT", DC_NORTH=1, DC_SOUTH=1)
+    h.place("ORDER-10", {"SKU-TENT": 1, "SKU-STOVE": 2})
+    h.reserve_all()
+    [allocation] = h.on("allocations")
+    h.take_sent()
+
+    h.run(h.fulfilment("ORDER-10", "short_pick", allocation["location_id"], "sp-1", "wms"))
+    h.reserve_all()
+
+    [second] = h.outcomes("ORDER-10")  # the tent from the other DC; the stoves still wait
+    assert (second["round"], second["outcome"]) == (2, "partially_allocated")
+    assert second["backorder"] == [{"sku": "SKU-STOVE", "quantity": 2}] and second["backorder_until"]
+
+
 def test_a_crash_before_the_round_was_stored_decides_it_again_with_the_same_ids(h: Harness) -> None:
     partially_allocated(h)
     h.stock("SKU-TENT", DC_SOUTH=4)
