@@ -54,6 +54,8 @@ from oms_streams.streaming.ledger_runtime import AvailabilityView
 
 MAX_LOOKS = 500
 """Orders looked at per timer tick: the tick holds the saga's lock, so its work is bounded."""
+MAX_PLANS = 50
+"""Planner runs per tick (0.3-3 ms each); orders beyond wait for the next tick."""
 
 Snapshot = Callable[[str, list[str], int], StockSnapshot]
 """(channel, SKUs, now): the stock a round of an order of that channel would plan on."""
@@ -125,6 +127,8 @@ class Backorders:
         self.watch = BackorderWatch()
         self._unusable: dict[str, tuple[Any, ...]] = {}
         """Order id -> the view records its last plan could not use (the planner waits for a change)."""
+        self._plans = 0
+        """Planner runs in this tick."""
 
     def __len__(self) -> int:
         return len(self.watch)
@@ -151,6 +155,8 @@ class Backorders:
             self.watch.schedule(row.order_id, after.at_ms)
 
     def due(self, now: int) -> list[str]:
+        """The orders to look at in this tick."""
+        self._plans = 0
         return self.watch.due(now)
 
     def act(self, row: SourcingRow, now: int) -> bool:
@@ -163,11 +169,8 @@ class Backorders:
             self._expire(row, state, now)
             return True
         if after.step is Step.CHECK:
-            if self._source_again(row, state, now):
-                return True
-            assert state.until_ms is not None  # a backorder that is checked waits until then
-            self.watch.schedule(row.order_id, look_again_ms(now, state.until_ms, self.policy))
-        elif after.at_ms is not None:
+            return self._look(row, state, now)
+        if after.at_ms is not None:
             self.watch.schedule(row.order_id, after.at_ms)
         else:
             self.untrack(row.order_id)
@@ -212,21 +215,33 @@ class Backorders:
             self.metrics.backorders.labels("expired" if final.expired else "final").inc()
         row.backorder_final = "" if final is None else final.reason
 
-    def _source_again(self, row: SourcingRow, state: Backorder, now: int) -> bool:
-        """Start a round for the backorder if the planner can use what the view shows for it."""
+    def _look(self, row: SourcingRow, state: Backorder, now: int) -> bool:
+        """Start a round for the backorder if the planner can use what the view shows for it (True),
+        else schedule the next look."""
+        assert state.until_ms is not None  # a backorder that is looked at waits until then
+        later = look_again_ms(now, state.until_ms, self.policy)
         skus = [line.sku for line in state.lines]
         snapshot = self.snapshot(row.channel, skus, now)
         excluded = {(loc, sku) for loc, sku in row.excluded}
-        if not with_stock(state.lines, snapshot.units, excluded):
-            return False
         seen = (now // HOUR_MS, *((self.view.get(sku) or {}).get("published_at") for sku in skus))
-        if self._unusable.get(row.order_id) == seen:
+        if not with_stock(state.lines, snapshot.units, excluded) or self._unusable.get(row.order_id) == seen:
+            self.watch.schedule(row.order_id, later)
             return False
+        if self._plans >= MAX_PLANS:
+            self.watch.schedule(row.order_id, now)  # planned in the next tick
+            return False
+        self._plans += 1
         decision = self.decide(replace(row, lines=_wire(state.lines)), now)
         if not decision.shipments:
             self._unusable[row.order_id] = seen
             self.metrics.backorders.labels("unusable").inc()
+            self.watch.schedule(row.order_id, later)
             return False
+        self._start(row, state, decision, now)
+        return True
+
+    def _start(self, row: SourcingRow, state: Backorder, decision: SourcingDecision, now: int) -> None:
+        """A new round sources the backorder, with ``decision`` as its first attempt."""
         self.untrack(row.order_id)
         row.keep_live_shipments()
         row.round += 1
@@ -239,7 +254,6 @@ class Backorders:
         row.resourced = [row.round, f"stock arrived for the backorder ({describe(state.lines)})"]
         self.metrics.backorders.labels("resourced").inc()
         self.plan_and_reserve(row, now, decision)
-        return True
 
     def _expire(self, row: SourcingRow, state: Backorder, now: int) -> None:
         """The horizon passed: a round that allocates nothing says the backorder is final."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import oms_streams.streaming.backorders as backorders
 import oms_streams.streaming.sourcing_runtime as sourcing_runtime
 from oms_streams.adapters.lifecycle import order_lifecycle, saga_retention
 from oms_streams.adapters.sourcing import SourcingRow
@@ -347,6 +348,21 @@ def test_stock_the_planner_cannot_use_starts_no_round_and_is_not_planned_again_u
     h.later(seconds=30)
     assert h.check() == 0 and len(plans) == 1  # the same view: not planned again
     assert h.events("unusable") == 1
+
+
+def test_a_tick_plans_a_bounded_number_of_backorders_and_leaves_the_rest_to_the_next(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backorders, "MAX_PLANS", 1)
+    h.place("ORDER-11", {"SKU-STOVE": 1})
+    h.place("ORDER-12", {"SKU-STOVE": 1})
+    h.stock("SKU-STOVE", DC_NORTH=5)
+    h.take_sent()
+    h.later(seconds=30)
+
+    assert h.check() == 1
+    assert h.check() == 1  # the other one, at the next tick (not after the 30 s of a look without stock)
+    assert sorted(c["order_id"] for c in h.commands("reserve")) == ["ORDER-11", "ORDER-12"]
 
 
 def test_a_courier_order_s_backorder_is_final_at_once(h: Harness) -> None:
