@@ -42,7 +42,10 @@ from tests.faults.kill_points import EXIT_KILLED, STEPS
 from tests.integration.conftest import NETWORK_YAML
 from tests.worker_process import REPO_ROOT, Events, WorkerProcess, restart_if_stalled
 
-FAULTS = str(REPO_ROOT / "tests" / "faults")
+FAULTS = os.pathsep.join((str(REPO_ROOT / "tests" / "faults"), str(REPO_ROOT)))
+"""PYTHONPATH of a worker under fault injection: its ``sitecustomize``, which imports oms_streams before
+``-m`` puts the working directory on the path, so the repository's own code too (not the copy an
+editable install of a shared virtual environment points at, e.g. from a git worktree)."""
 ENV = {
     "PYTHONPATH": FAULTS,
     "OMS_SESSION_TIMEOUT_S": "6",

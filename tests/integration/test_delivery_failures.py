@@ -29,7 +29,10 @@ from tests.integration.test_sourcing_race import run_audit
 from tests.kafka_broker import private_broker
 from tests.worker_process import REPO_ROOT, Events, WorkerProcess, read_topic, restart_if_stalled, wait_until
 
-FAULTS = str(REPO_ROOT / "tests" / "faults")
+FAULTS = os.pathsep.join((str(REPO_ROOT / "tests" / "faults"), str(REPO_ROOT)))
+"""PYTHONPATH of a worker under fault injection: its ``sitecustomize``, which imports oms_streams before
+``-m`` puts the working directory on the path, so the repository's own code too (not the copy an
+editable install of a shared virtual environment points at, e.g. from a git worktree)."""
 QUICK_TIMEOUT = {"OMS_DELIVERY_TIMEOUT_MS": "3000"}
 ORDERED, MOVED = SKUS[:8], SKUS[8:]
 
