@@ -13,6 +13,9 @@ the ``sourcing`` table (one row per order, written whole, in the order's partiti
    lines again without that store (a new round); a pickup store's rejection is left to the at-risk
    flow. A shipment leaving its location (handover, route departure, collection, or a courier's
    delivery) fulfils its holds.
+4. Lines a round could not allocate for lack of stock are sourced again in a new round when the
+   availability view shows stock the planner can use, until a horizon after placement; then the
+   backorder is final (a timer, ``streaming.backorders``).
 
 Every command carries a deterministic event id and every ledger command is idempotent, and every
 command waits in the row until it is answered (``SourcingRow.outstanding``): the new owner after a
