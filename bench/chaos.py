@@ -40,14 +40,10 @@ from bench.chaos_load import ChaosLoad
 from bench.kafka import broker
 from tests.faults.kill_points import EXIT_KILLED, STEPS
 from tests.integration.conftest import NETWORK_YAML
-from tests.worker_process import REPO_ROOT, Events, WorkerProcess, restart_if_stalled
+from tests.worker_process import FAULTS, Events, WorkerProcess, restart_if_stalled
 
-FAULTS = str(REPO_ROOT / "tests" / "faults")
 ENV = {
-    # The repository first: sitecustomize (the kill points) imports the runtimes before ``-m`` puts
-    # the working directory on the path, and they must come from this checkout, not from wherever
-    # the environment's editable install points (another worktree, say).
-    "PYTHONPATH": os.pathsep.join((str(REPO_ROOT), FAULTS)),
+    "PYTHONPATH": FAULTS,
     "OMS_SESSION_TIMEOUT_S": "6",
     "OMS_STALL_AFTER_S": "10",
     "OMS_HOLD_EXPIRY_CHECK_S": "0.5",

@@ -76,6 +76,26 @@ class Settings(BaseSettings):
         description="Sends of a reserve without an answer before its attempt is given up: what it may hold "
         "is released and the order is planned again (a new attempt).",
     )
+    backorder_horizon_h: float = Field(
+        default=72,
+        ge=0,
+        le=24 * 90,
+        description="Backordered lines (an order partially allocated, or rejected for lack of stock) are "
+        "sourced again when the availability shows stock for them until this many hours after "
+        "placement; then the backorder is final and the order's outcome says so. 0: never again.",
+    )
+    backorder_check_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often a worker looks for stock for its orders' backorders (at most 500 orders a "
+        "look, each at most once per look).",
+    )
+    backorder_retry_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Least time between the starts of two rounds that source one order's backorder again; "
+        "it doubles with each round, up to an hour: an order whose stock others keep taking does not loop.",
+    )
     protection_quantile: float = Field(
         default=0.9,
         ge=0,

@@ -184,6 +184,22 @@ class Metrics:
             ["cause"],
             registry=r,
         )
+        self.backorders = Counter(
+            "oms_backorders",
+            "Backorders of this worker's orders by event: resourced (the availability showed stock the "
+            "planner can use: a new round sources the backorder), unusable (it showed stock the planner "
+            "could not use for the order), expired (not in stock within OMS_BACKORDER_HORIZON_H of "
+            "placement: final), final (never sourced again: a courier order, not for lack of stock, "
+            "placed before this was done, a horizon of 0).",
+            ["event"],
+            registry=r,
+        )
+        self.open_backorders = Gauge(
+            "oms_open_backorders",
+            "Orders of this worker whose backorder waits for stock within its horizon (one being "
+            "sourced again right now not counted).",
+            registry=r,
+        )
         self.sourcing_resends = Counter(
             "oms_sourcing_resends",
             "Saga commands sent again to a ledger, by kind (reserve, release, fulfil) and cause (timeout: "

@@ -19,6 +19,10 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+FAULTS = os.pathsep.join((str(REPO_ROOT / "tests" / "faults"), str(REPO_ROOT)))
+"""PYTHONPATH of a worker under fault injection: its ``sitecustomize`` (tests/faults), which imports
+oms_streams before ``-m`` puts the working directory on the path, so the repository's own code too
+(not the tree an editable install of a shared virtual environment points at, e.g. from a worktree)."""
 
 
 def free_port() -> int:

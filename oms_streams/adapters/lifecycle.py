@@ -52,6 +52,8 @@ def lifecycle_facts(
         left=len(fulfilled),
         delivered=len(arrived),
         cancelled=cancelled,
+        awaiting_stock=sourcing.awaiting_stock(),
+        allocated_ever=bool(sourcing.allocations),
     )
 
 
@@ -91,6 +93,7 @@ def saga_facts(row: SourcingRow) -> SagaFacts:
         backordered=bool(row.backorder),
         rejected=row.status == "rejected",
         all_cancelled=all_cancelled([sku for sku, _ in row.ordered or row.lines], row.cancelled),
+        awaiting_stock=row.awaiting_stock(),
     )
 
 

@@ -138,6 +138,34 @@ class SourcingRow:
     last_outcomes: list[dict[str, Any]] = field(default_factory=list)
     """The outcomes (``oms.orders.sourced.v1``, without trace) of the last batch that published any:
     published again by a worker that takes the row over (``sourcing_outcomes``)."""
+    placed_at_ms: int | None = None
+    """When the placement reached its topic: a backorder waits for stock until then + the horizon."""
+    backorder_until_ms: int | None = None
+    """The backorder is sourced again when stock arrives until then (``domain.backorders``)."""
+    backorder_final: str = ""
+    """Why the backorder is no longer sourced again (the horizon passed, a courier order, ...)."""
+    backorder_rounds: int = 0
+    """Rounds started to source the backorder again as stock arrived."""
+    backorder_tried_ms: int | None = None
+    """When the latest of them started (the next one waits out the spacing)."""
+
+    def open_backorder(self) -> list[list[Any]]:
+        """The backordered lines not cancelled since."""
+        return [[sku, units] for sku, units in self.backorder if sku not in self.cancelled]
+
+    def awaiting_stock(self) -> bool:
+        """A backorder that is sourced again when stock arrives (within its horizon, not final)."""
+        waits = self.backorder_until_ms is not None and not self.backorder_final
+        return waits and bool(self.open_backorder())
+
+    def backorder_state(self) -> tuple[int | None, str | None]:
+        """(until when the backorder waits for stock, why it no longer does); (None, None) without one."""
+        if not self.open_backorder():
+            return None, None
+        if self.awaiting_stock():
+            return self.backorder_until_ms, None
+        never = "refused at placement" if self.round == 0 else "not sourced again"
+        return None, self.backorder_final or never
 
     def reason(self) -> str:
         """The current round's reason: why it was sourced again (if it was), then its plan's."""
@@ -280,6 +308,7 @@ def decision_to_plan(decision: SourcingDecision) -> dict[str, Any]:
         "shipments": [_shipment_to_json(s) for s in decision.shipments],
         "backorder": [[line.sku, line.quantity] for line in decision.backorder],
         "trace": trace_to_wire(decision.trace),
+        "stock_short": decision.stock_short,
     }
 
 
@@ -468,4 +497,9 @@ def sourced_record(
         trace=row.plan["trace"] if row.plan else None,
         courier_slot=courier_slot_view(row.courier),
     )
+    until_ms, final = row.backorder_state()
+    if until_ms is not None:
+        body["backorder_until"] = utc_from_epoch_ms(until_ms).isoformat()
+    if final is not None:
+        body["backorder_final"] = True
     return orjson.dumps(body)

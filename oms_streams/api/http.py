@@ -180,6 +180,7 @@ def sourcing_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
     row = worker.sourcing.lookup(order_id)
     if row is None:
         return None
+    until_ms, final = row.backorder_state()
     return {
         "status": row.status,
         "round": row.round,
@@ -194,6 +195,9 @@ def sourcing_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
             for a in row.allocations
         ],
         "backorder": [{"sku": sku, "quantity": units} for sku, units in row.backorder],
+        "backorder_until": None if until_ms is None else utc_from_epoch_ms(until_ms).isoformat(),
+        "backorder_final": final,
+        "backorder_rounds": row.backorder_rounds,
         "reason": row.reason(),
         "outstanding": [
             {

@@ -89,6 +89,17 @@ class SourcingView(BaseModel):
     attempts: int = Field(description="Reservation attempts of the current round (one per plan).")
     allocations: list[AllocationView]
     backorder: list[dict[str, Any]]
+    backorder_until: AwareDatetime | None = Field(
+        default=None,
+        description="The backorder is sourced again when the availability shows stock for it until then "
+        "(placement plus OMS_BACKORDER_HORIZON_H); null without a backorder or once it is final.",
+    )
+    backorder_final: str | None = Field(
+        default=None,
+        description="Why the backorder is no longer sourced again (not in stock within the horizon, a "
+        "courier order, not for lack of stock, refused at placement); null while it waits or without one.",
+    )
+    backorder_rounds: int = Field(default=0, description="Rounds started to source the backorder again.")
     reason: str
     outstanding: list[OutstandingCommandView] = Field(
         default=[], description="Commands sent to SKU ledgers and not answered yet."

@@ -17,7 +17,8 @@ class Lifecycle(StrEnum):
     PARTIALLY_ALLOCATED = "partially_allocated"
     """Some lines allocated; the rest backordered or being sourced again."""
     BACKORDERED = "backordered"
-    """Nothing allocated any more (a re-sourcing round found no stock) and nothing shipped."""
+    """Nothing allocated (any more) and nothing shipped: a round found no stock, and the lines wait
+    for it within their horizon (``domain.backorders``), or waited past it after an allocation."""
     SHIPPED = "shipped"
     """At least one shipment left its location; not all delivered."""
     DELIVERED = "delivered"
@@ -41,6 +42,10 @@ class LifecycleFacts:
     """Of those, the ones delivered or collected."""
     cancelled: bool = False
     """Every line was cancelled (what had not shipped)."""
+    awaiting_stock: bool = False
+    """The backorder is sourced again when stock arrives (within its horizon): not final yet."""
+    allocated_ever: bool = True
+    """Some round allocated something (a rejected order whose backorder rounds found nothing was not)."""
 
 
 def lifecycle(facts: LifecycleFacts) -> Lifecycle:
@@ -48,11 +53,12 @@ def lifecycle(facts: LifecycleFacts) -> Lifecycle:
     if facts.left == 0:
         if facts.cancelled:
             return Lifecycle.CANCELLED
-        if facts.sourcing == "rejected" and facts.live == 0 and facts.round <= 1:
+        never = facts.round <= 1 or not facts.allocated_ever
+        if facts.sourcing == "rejected" and facts.live == 0 and never and not facts.awaiting_stock:
             return Lifecycle.REJECTED  # never allocated; a later round that finds nothing backorders
     if facts.left:
         done = facts.delivered >= facts.left and facts.live == 0 and facts.sourcing != "reserving"
-        return Lifecycle.DELIVERED if done and not facts.backordered else Lifecycle.SHIPPED
+        return Lifecycle.DELIVERED if done and not facts.awaiting_stock else Lifecycle.SHIPPED
     if facts.live == 0:
         if facts.sourcing in (None, "reserving"):
             return Lifecycle.PLACED

@@ -113,19 +113,24 @@ class SagaFacts:
     rejected: bool
     all_cancelled: bool
     """Every ordered SKU was cancelled."""
+    awaiting_stock: bool = False
+    """Backordered lines are sourced again when stock arrives (within their horizon, not final:
+    ``domain.backorders``)."""
 
 
 def saga_ending(facts: SagaFacts) -> Ending | None:
-    """The saga's end, or None while it holds stock, waits for an answer, or waits for stock."""
-    if facts.busy or facts.live:
+    """The saga's end, or None while it holds stock, waits for an answer, or waits for stock. A
+    backorder that no longer waits for stock (its horizon passed, or it never did) is final: what
+    shipped decides, and an order that shipped nothing ends rejected."""
+    if facts.busy or facts.live or facts.awaiting_stock:
         return None
     if facts.fulfilled:
-        return None if facts.backordered and not facts.rejected else Ending.DELIVERED
+        return Ending.DELIVERED
     if facts.all_cancelled:
         return Ending.CANCELLED
-    if facts.rejected:
+    if facts.rejected or facts.backordered:
         return Ending.REJECTED
-    return None  # backordered: it waits for stock
+    return None
 
 
 def saga_finished(facts: SagaFacts, finished_at_ms: int | None, now_ms: int) -> Finished | None:

@@ -185,6 +185,9 @@ class SourcingDecision:
     reason: str
     """Empty when fully allocated; else why not."""
     trace: DecisionTrace
+    stock_short: bool = True
+    """The backorder is for lack of stock (False: the order cannot be served this way whatever the
+    stock: no carrier service, no coordinates, an unknown or unsuitable store)."""
 
 
 TRACE_CANDIDATES = 25
@@ -269,6 +272,7 @@ def _outcome(shipments: Sequence[PlannedShipment], backorder: Sequence[CartLine]
 def _nothing(
     request: SourcingRequest, cart: tuple[CartLine, ...], reason: str, search: str
 ) -> SourcingDecision:
+    """Nothing allocated because the order cannot be served this way, whatever the stock."""
     trace = DecisionTrace(
         search=search,
         candidates=(),
@@ -282,7 +286,7 @@ def _nothing(
         gap=0.0,
         winning="nothing allocated",
     )
-    return SourcingDecision(request.order_id, Outcome.REJECTED, (), cart, reason, trace)
+    return SourcingDecision(request.order_id, Outcome.REJECTED, (), cart, reason, trace, stock_short=False)
 
 
 # --- home delivery: standard, ship from store, green -----------------------------------------------

@@ -218,3 +218,14 @@ class OrderSourced(Envelope):
         description="A courier delivery's slot, as its owner booked it (null for other methods, and "
         "when the slot was refused: the reason says why).",
     )
+    backorder_until: AwareDatetime | None = Field(
+        default=None,
+        description="The backorder lines are sourced again when stock arrives until then (the "
+        "placement plus OMS_BACKORDER_HORIZON_H): a later round of the order allocates them.",
+    )
+    backorder_final: bool = Field(
+        default=False,
+        description="The backorder lines are not sourced again: the horizon passed (the round that "
+        "says so allocates nothing new, its reason says why), a courier order, not for lack of "
+        "stock, or refused at placement.",
+    )

@@ -13,6 +13,7 @@ from oms_streams.adapters.dlq import dead_letter_for
 from oms_streams.adapters.reservations import decode_reservations
 from oms_streams.adapters.stock import decode_count, decode_movement, decode_supplier_stock
 from oms_streams.config import Settings
+from oms_streams.domain.backorders import BackorderPolicy
 from oms_streams.domain.placement import PlacementLimits
 from oms_streams.domain.promise_token import PromiseKeys
 from oms_streams.domain.retention import RetentionPolicy
@@ -523,6 +524,11 @@ def _sourcing(
         limits=PlacementLimits(kafka.settings.max_order_lines, kafka.settings.max_line_quantity, keys),
         retention=retention,
         slots=tables.courier_slots,
+        backorders=BackorderPolicy.of(
+            kafka.settings.backorder_horizon_h,
+            kafka.settings.backorder_retry_s,
+            kafka.settings.backorder_check_interval_s,
+        ),
     )
     # Plans read the network and the availability view: both must be there before the first order.
     register_batched(

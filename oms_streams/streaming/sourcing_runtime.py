@@ -13,6 +13,9 @@ the ``sourcing`` table (one row per order, written whole, in the order's partiti
    lines again without that store (a new round); a pickup store's rejection is left to the at-risk
    flow. A shipment leaving its location (handover, route departure, collection, or a courier's
    delivery) fulfils its holds.
+4. Lines a round could not allocate for lack of stock are sourced again in a new round when the
+   availability view shows stock the planner can use, until a horizon after placement; then the
+   backorder is final (a timer, ``streaming.backorders``).
 
 Every command carries a deterministic event id and every ledger command is idempotent, and every
 command waits in the row until it is answered (``SourcingRow.outstanding``): the new owner after a
@@ -46,15 +49,23 @@ from oms_streams.adapters.sourcing import (
     timeout_record,
 )
 from oms_streams.adapters.timestamps import epoch_ms_from_iso
+from oms_streams.domain.backorders import BackorderPolicy
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.placement import PlacementLimits
 from oms_streams.domain.promise import CHANNEL_FOR_METHOD
 from oms_streams.domain.retention import RetentionPolicy
 from oms_streams.domain.risk import FulfilmentKind
 from oms_streams.domain.saga import ReplyPolicy
-from oms_streams.domain.sourcing import Outcome, SourcingPolicy, StockSnapshot, source_order
+from oms_streams.domain.sourcing import (
+    Outcome,
+    SourcingDecision,
+    SourcingPolicy,
+    StockSnapshot,
+    source_order,
+)
 from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
+from oms_streams.streaming.backorders import Backorders
 from oms_streams.streaming.cancellation_runtime import OrderCancellations
 from oms_streams.streaming.claims import Claims
 from oms_streams.streaming.courier_slots import CourierSlots
@@ -120,6 +131,7 @@ class SourcingRuntime:
         limits: PlacementLimits | None = None,
         retention: RetentionIndex | None = None,
         slots: Any = None,
+        backorders: BackorderPolicy | None = None,
     ) -> None:
         self.table = table
         self.partitions = partitions
@@ -166,6 +178,16 @@ class SourcingRuntime:
             self.rounds.publish,
             self.workload,
         )
+        self.backorders = Backorders(
+            backorders or BackorderPolicy(),
+            view,
+            metrics,
+            self._snapshot,
+            self._decide,
+            self._plan_and_reserve,
+            self.rounds.publish,
+        )
+        """This worker's backorders: sourced again when stock arrives, within their horizon."""
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -258,6 +280,7 @@ class SourcingRuntime:
             self.table[row.order_id] = row.encode()
         self.retention.mark(row.order_id, row.partition, finished)
         self.watch.track(row)
+        self.backorders.track(row, now)
 
     # --- placement --------------------------------------------------------------------------------
 
@@ -294,6 +317,7 @@ class SourcingRuntime:
             channel=CHANNEL_FOR_METHOD[option.method],
             courier_store_id=courier_store,
             hold_id=placement.hold_id,
+            placed_at_ms=placed_at,
         )
         if courier_store is not None and self.topics.courier_slots:
             self.courier.ask(row, now)  # its stock is sourced once the slot is booked
@@ -330,11 +354,24 @@ class SourcingRuntime:
             self.rounds.republish(row, now)
         return row, "duplicate"
 
-    def _plan_and_reserve(self, row: SourcingRow, now: int) -> None:
+    def _plan_and_reserve(self, row: SourcingRow, now: int, decision: SourcingDecision | None = None) -> None:
+        """The row's next attempt: planned now, or with ``decision`` (made on this same row and
+        snapshot a moment ago: a backorder's round is only started on a plan that allocates)."""
         row.attempt += 1
         row.round_attempts += 1
         row.pending, row.held, row.refused = [], {}, False
         row.stop_awaiting_reserves()
+        decision = decision or self._decide(row, now)
+        row.plan = decision_to_plan(decision)
+        if not decision.shipments:
+            self._finish(row, now)
+            return
+        for sku, lines in reservations_by_sku(row.plan, row.channel).items():
+            row.pending.append(sku)
+            self.claims.asked(sku, lines)
+            self._send_reservation("reserve", row, row.reservation_id, sku, lines, now)
+
+    def _decide(self, row: SourcingRow, now: int) -> SourcingDecision:
         started = time.perf_counter()
         request = row.request(now)
         decision = source_order(
@@ -345,14 +382,7 @@ class SourcingRuntime:
             self._policy(),
         )
         self.metrics.sourcing_decision_seconds.observe(time.perf_counter() - started)
-        row.plan = decision_to_plan(decision)
-        if not decision.shipments:
-            self._finish(row, now)
-            return
-        for sku, lines in reservations_by_sku(row.plan, row.channel).items():
-            row.pending.append(sku)
-            self.claims.asked(sku, lines)
-            self._send_reservation("reserve", row, row.reservation_id, sku, lines, now)
+        return decision
 
     def _policy(self) -> SourcingPolicy:
         if self.policy is not None:
@@ -485,8 +515,7 @@ class SourcingRuntime:
         row.allocations.extend(allocations)
         for allocation in allocations:
             self.workload[allocation.location_id] += 1
-        row.backorder = plan.get("backorder", [])
-        row.status = plan.get("outcome", Outcome.REJECTED.value) if shipments else Outcome.REJECTED.value
+        self.backorders.close_round(row, plan, bool(shipments), now)  # backorder, status, horizon
         row.pending, row.held = [], {}
         row.stop_awaiting_reserves()
         self.rounds.publish(row, allocations, plan.get("trace"), now)
@@ -622,6 +651,7 @@ class SourcingRuntime:
         self.workload.clear()
         self.watch.forget()
         self.retention.forget()
+        self.backorders.forget()
 
     async def reload(self) -> int:
         """After a rebalance: re-send every unanswered command of the orders this worker now owns.
@@ -631,6 +661,7 @@ class SourcingRuntime:
         async with self.lock:
             now = now_ms()
             self.watch.forget()
+            self.backorders.forget()
             waiting = []
             for _, raw in self.retention.open_rows():  # finished sagas hold nothing, await nothing
                 row = SourcingRow.decode(raw)
@@ -639,6 +670,7 @@ class SourcingRuntime:
                         self.workload[allocation.location_id] += 1
                 if row.courier is not None and row.courier["status"] == "asking":
                     self.courier.ask(row, now)  # the slot's answer may have been lost
+                self.backorders.track(row, now)
                 if row.outstanding or (row.status == "reserving" and row.pending):
                     waiting.append(row)
                 elif row.order_id not in self.retention:  # no index yet: index it
@@ -678,6 +710,28 @@ class SourcingRuntime:
             self.commands.drain_into(self.outbox, now)
             await self.outbox.flush()
             return len(due)
+
+    async def check_backorders(self) -> int:
+        """Timer: source again the backorders the availability view now shows usable stock for, and
+        make final those past their horizon (``streaming.backorders``); returns the rows changed."""
+        async with self.lock:
+            now = now_ms()
+            changed = 0
+            for order_id in self.backorders.due(now):
+                row = self._load(order_id)
+                if row is None:
+                    continue
+                try:
+                    with in_partition(self.topics.placed, row.partition):
+                        if self.backorders.act(row, now):
+                            self._store(row, now)
+                            changed += 1
+                except Exception:  # one order's bug must not stop the timer for every other one
+                    log.exception("sourcing could not look at the backorder of %s", order_id)
+                    self.backorders.untrack(order_id)
+            self.commands.drain_into(self.outbox, now)
+            await self.outbox.flush()
+            return changed
 
     async def sweep(self) -> int:
         """Timer: remove the finished sagas whose retention has passed (tombstones in the
@@ -753,6 +807,7 @@ class SourcingRuntime:
     def export_gauges(self) -> None:
         self.metrics.live_allocations.set(sum(self.workload.values()))
         self.metrics.sourcing_awaiting.set(len(self.watch))
+        self.metrics.open_backorders.set(len(self.backorders))
 
 
 def _withdrawn_there(row: SourcingRow, allocation: AllocationState, skus: Sequence[str]) -> bool:

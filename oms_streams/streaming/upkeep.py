@@ -42,8 +42,8 @@ def order_upkeep(
     sourcing: SourcingRuntime,
     returns: ReturnsRuntime,
 ) -> None:
-    """Rebalances of the order agents, the milestone timer, the saga's reply deadlines and the
-    removal of finished rows."""
+    """Rebalances of the order agents, the milestone timer, the saga's reply deadlines, backorders
+    sourced again when stock arrives, and the removal of finished rows."""
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, **kwargs: Any) -> None:
@@ -83,6 +83,14 @@ def order_upkeep(
             await sourcing.check_replies()
         except Exception:
             log.exception("chasing unanswered reservation commands failed; trying again at the next check")
+
+    @app.timer(interval=settings.backorder_check_interval_s)  # type: ignore[untyped-decorator]
+    async def source_backorders_again() -> None:
+        # The backorders the availability view shows usable stock for, and those past their horizon.
+        try:
+            await sourcing.check_backorders()
+        except Exception:
+            log.exception("looking at backorders failed; trying again at the next check")
 
     @app.timer(interval=settings.retention_sweep_interval_s)  # type: ignore[untyped-decorator]
     async def remove_finished_rows() -> None:

@@ -512,6 +512,12 @@ class _Sourcing:
             if answer.record.order_cancelled:
                 self.order_cancelled_at.setdefault(answer.record.order_id, answer.at.timestamp_ms)
         counts["orders_cancelled"] += len(self.order_cancelled_at)
+        self.reserve_sent_at: dict[str, int] = {}
+        """Reservation id -> log time of its first reserve command."""
+        for sent in records.commands:
+            if sent.record.kind == "reserve":
+                rid, at = sent.record.reservation_id, sent.at.timestamp_ms
+                self.reserve_sent_at[rid] = min(at, self.reserve_sent_at.get(rid, at))
 
     # --- shared views -------------------------------------------------------------------------
 
@@ -748,6 +754,12 @@ class _Sourcing:
             self.counts["resourcing"] += 1
             self.counts["in_flight_holds"] += len(extra)
             return []
+        sourcing_backorder = [hold for hold in extra if self._sources_backorder(order_id, latest, hold[0])]
+        if sourcing_backorder:
+            self.counts["in_flight_holds"] += len(sourcing_backorder)  # its round's outcome follows
+            extra = [hold for hold in extra if hold not in sourcing_backorder]
+            if not extra:
+                return []
         if order_id not in known:
             why = f"order {order_id} was never placed"
         elif latest is None:
@@ -760,6 +772,15 @@ class _Sourcing:
             Finding(FindingKind.ORPHAN_HOLD, f"{sku}|{location_id}", f"{rid} holds {units}: {why}")
             for rid, units in extra
         ]
+
+    def _sources_backorder(self, order_id: str, latest: OrderSourced | None, rid: str) -> bool:
+        """A hold of a round that sources the latest outcome's backorder (it waits for stock): its
+        reserve was sent after that outcome, within the settle time."""
+        if latest is None or latest.backorder_until is None:
+            return False
+        sent = self.reserve_sent_at.get(rid)
+        published = min(logged.at.timestamp_ms for logged in self.outcomes[(order_id, latest.round)].values())
+        return sent is not None and sent >= published and self._recent(sent)
 
     def _shed(self) -> dict[tuple[str, str, str], int]:
         """(order, SKU, location) -> log time of the latest hold the ledger shed there."""

@@ -27,9 +27,8 @@ from tests.integration.test_recovery import LOCATIONS, SKUS, published, recomput
 from tests.integration.test_sourcing import SOURCED, an_option
 from tests.integration.test_sourcing_race import run_audit
 from tests.kafka_broker import private_broker
-from tests.worker_process import REPO_ROOT, Events, WorkerProcess, read_topic, restart_if_stalled, wait_until
+from tests.worker_process import FAULTS, Events, WorkerProcess, read_topic, restart_if_stalled, wait_until
 
-FAULTS = str(REPO_ROOT / "tests" / "faults")
 QUICK_TIMEOUT = {"OMS_DELIVERY_TIMEOUT_MS": "3000"}
 ORDERED, MOVED = SKUS[:8], SKUS[8:]
 

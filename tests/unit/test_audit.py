@@ -496,6 +496,37 @@ def test_holds_of_an_order_being_re_sourced_are_in_flight():
     assert report.counts["in_flight_holds"] == 2
 
 
+def _backordered(round_two_sent_at: int) -> dict[str, Any]:
+    """3 of 5 lights allocated at the DC in round 1, 2 backordered (they wait for stock); a round
+    that sources the backorder sent its reserve at ``round_two_sent_at`` and holds 2 at the store."""
+    round_one = sourced(outcome="partially_allocated")
+    until = {"backorder_until": _wire_time(minutes(72 * 60))}
+    waiting = Logged(round_one.record.model_copy(update=until), round_one.at)
+    return an_allocated_order(
+        stock=[a_receipt_event(qty=10), a_receipt_event(location=STORE, qty=5)],
+        ledger=[
+            a_row(on_hand=10, holds=[(f"{ORDER}/1", 3)]),
+            a_row(location=STORE, on_hand=5, holds=[(f"{ORDER}/2", 2)]),
+        ],
+        placed=[placed(cart={LIGHT: 5})],
+        commands=[command(), command(attempt=2, lines={STORE: 2}, at=round_two_sent_at)],
+        outcomes=[waiting],
+    )
+
+
+def test_the_hold_of_a_round_that_sources_a_backorder_is_in_flight_until_its_outcome():
+    report = audit_of(**_backordered(round_two_sent_at=NOW - 2_000))
+
+    assert report.clean, report.findings
+    assert report.counts["in_flight_holds"] == 1
+
+
+def test_the_hold_of_a_backorder_round_without_an_outcome_after_the_settle_time_is_an_orphan():
+    [finding] = found(audit_of(**_backordered(round_two_sent_at=minutes(5))), FindingKind.ORPHAN_HOLD)
+
+    assert finding.detail.startswith("ORDER-1001/2 holds 2: no live allocation of ORDER-1001")
+
+
 def test_a_hold_of_a_cancelled_order_is_an_orphan_once_its_release_had_time_to_arrive():
     log = an_allocated_order(
         allocations=[allocation(), allocation(kind="cancel", at=minutes(5))],

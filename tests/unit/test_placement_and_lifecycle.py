@@ -53,8 +53,25 @@ def test_the_default_limits_are_a_hundred_lines_and_a_thousand_units() -> None:
         (LifecycleFacts(sourcing="allocated", left=2, delivered=1), Lifecycle.SHIPPED),
         (LifecycleFacts(sourcing="allocated", left=2, delivered=2), Lifecycle.DELIVERED),
         (
-            LifecycleFacts(sourcing="partially_allocated", left=1, delivered=1, backordered=True),
+            LifecycleFacts(
+                sourcing="partially_allocated", left=1, delivered=1, backordered=True, awaiting_stock=True
+            ),
             Lifecycle.SHIPPED,
+        ),
+        # Its backorder final (the horizon passed): what was delivered is all it gets.
+        (
+            LifecycleFacts(sourcing="partially_allocated", left=1, delivered=1, backordered=True),
+            Lifecycle.DELIVERED,
+        ),
+        # Rejected for lack of stock, waiting for it within the horizon; then rejected for good,
+        # also after rounds that sourced the backorder again and found nothing.
+        (
+            LifecycleFacts(sourcing="rejected", round=1, backordered=True, awaiting_stock=True),
+            Lifecycle.BACKORDERED,
+        ),
+        (
+            LifecycleFacts(sourcing="rejected", round=3, backordered=True, allocated_ever=False),
+            Lifecycle.REJECTED,
         ),
         (LifecycleFacts(sourcing="allocated", cancelled=True), Lifecycle.CANCELLED),
         # Cancelled after part of it shipped: what shipped decides.

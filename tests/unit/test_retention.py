@@ -91,14 +91,18 @@ def test_a_saga_that_holds_stock_or_awaits_an_answer_is_open() -> None:
 
 def test_a_saga_whose_every_allocation_left_is_delivered_unless_lines_still_wait_for_stock() -> None:
     assert saga_ending(saga(fulfilled=2)) is Ending.DELIVERED
-    assert saga_ending(saga(fulfilled=1, backordered=True)) is None
+    assert saga_ending(saga(fulfilled=1, backordered=True, awaiting_stock=True)) is None
+    # A backorder past its horizon (or one never sourced again) is final: what shipped decides.
+    assert saga_ending(saga(fulfilled=1, backordered=True)) is Ending.DELIVERED
     assert saga_ending(saga(fulfilled=1, backordered=True, rejected=True)) is Ending.DELIVERED
 
 
 def test_a_saga_with_nothing_shipped_is_cancelled_rejected_or_waiting_for_stock() -> None:
     assert saga_ending(saga(all_cancelled=True)) is Ending.CANCELLED
+    assert saga_ending(saga(rejected=True, backordered=True, awaiting_stock=True)) is None
+    assert saga_ending(saga(backordered=True, awaiting_stock=True)) is None
     assert saga_ending(saga(rejected=True, backordered=True)) is Ending.REJECTED
-    assert saga_ending(saga(backordered=True)) is None
+    assert saga_ending(saga(backordered=True)) is Ending.REJECTED  # final: nothing ever shipped
 
 
 def test_a_saga_keeps_the_time_it_was_first_seen_finished() -> None:
