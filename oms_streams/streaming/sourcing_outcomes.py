@@ -57,8 +57,16 @@ class RoundPublisher:
             self._republished.clear()
         self._republished.add(row.order_id)
         allocations = [a for a in row.allocations if a.round == row.round]
-        outcome = f"{row.order_id}:sourced:{row.round}" not in self._resent  # not twice
-        self.publish(row, allocations, None, now, outcome=outcome)
+        event_id = f"{row.order_id}:sourced:{row.round}"
+        # The outcome as it was published when there is a copy: the row may have moved on since
+        # (a cancelled line leaves the backorder), and one event id must keep one content.
+        published = [*self._published_now.get(row.order_id, []), *row.last_outcomes]
+        as_published = next((o for o in published if o["event_id"] == event_id), None)
+        self.publish(
+            row, allocations, None, now, outcome=as_published is None and event_id not in self._resent
+        )
+        if as_published is not None and event_id not in self._resent:
+            self.outbox.add(self.sourced_topic, row.order_id.encode(), orjson.dumps(as_published))
         self.metrics.sourcing_events.labels("republish", row.status).inc()
         return True
 

@@ -705,6 +705,9 @@ class _Sourcing:
 
         known = {*self.placed_at, *(o for o, _ in self.outcomes), *(a.order_id for a in self.live)}
         shed = self._shed()
+        for key in self._fulfilled_after_shed(shed) & need.keys():
+            need[key] = 0
+            self.counts["fulfilled_after_shed"] += 1
         findings = []
         for key in sorted(holds.keys() | need.keys()):
             order_id, sku, location_id = key
@@ -792,6 +795,25 @@ class _Sourcing:
                     key = (reply.order_id, reply.sku, line.location_id)
                     shed[key] = max(shed.get(key, 0), answer.at.timestamp_ms)
         return shed
+
+    def _fulfilled_after_shed(self, shed: dict[tuple[str, str, str], int]) -> set[tuple[str, str, str]]:
+        """(order, SKU, location) whose fulfil was answered ``fulfilled`` after the ledger had shed
+        the hold there: a count taken after the units left excluded them, so the fulfil had nothing
+        left to take and the allocation needs no hold any more."""
+        answered = {
+            (logged.record.reservation_id, logged.record.sku)
+            for logged in self.records.replies
+            if logged.record.kind == "fulfil" and logged.record.status == "fulfilled"
+        }
+        settled = set()
+        for sent in self.records.commands:
+            command = sent.record
+            if command.kind == "fulfil" and (command.reservation_id, command.sku) in answered:
+                for line in command.lines:
+                    key = (command.order_id, command.sku, line.location_id)
+                    if key in shed:
+                        settled.add(key)
+        return settled
 
     def _fulfilled(self) -> tuple[Counter[tuple[str, str, str]], set[tuple[str, str, str]]]:
         """Units shipped per (order, SKU, location) by fulfilled replies, and the places a fulfil

@@ -464,3 +464,27 @@ def test_a_backorder_within_its_horizon_keeps_its_row_open_for_reloads_and_finis
     h.check()
     rejected = RetentionPolicy().rejected_ms
     assert entry(h.index, "ORDER-8") == ["ORDER-8", 0, h.now + rejected]
+
+
+def test_an_outcome_published_again_after_its_backorder_was_cancelled_is_the_same_record(h: Harness) -> None:
+    # Round 1 leaves the stove backordered (waiting for stock: backorder_until); the stove is then
+    # cancelled. An answer read again (a crash) publishes round 1's outcome again: it must be the
+    # record as published (one event id, one content), not one rebuilt from the row as it is now.
+    h.stock("SKU-TENT", DC_NORTH=1)
+    h.place("ORDER-1", {"SKU-TENT": 1, "SKU-STOVE": 1})
+    asked = h.commands("reserve")
+    h.take_sent()
+    answers = [h.answer(c, "reserved", 0) for c in asked]
+    h.run(*answers)
+    [first] = h.outcomes("ORDER-1")
+    h.run(h.cancellation("ORDER-1", "SKU-STOVE", request_id="CANCEL-STOVE"))
+    h.take_sent()
+
+    h.run(*answers)  # read again
+
+    [again] = h.outcomes("ORDER-1")
+
+    def same(o: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in o.items() if k not in ("occurred_at", "trace")}
+
+    assert same(again) == same(first) and "backorder_until" in first
