@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from oms_streams.adapters.allocated import decode_allocation, decode_round
 from oms_streams.adapters.cancellations import decode_cancelled
 from oms_streams.adapters.lifecycle import all_cancelled, order_lifecycle
 from oms_streams.adapters.orders import (
@@ -38,6 +39,7 @@ from oms_streams.adapters.returnable import fingerprint, returnable_of, returnab
 from oms_streams.adapters.sourcing import SourcingRow
 from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import epoch_ms_from_iso, utc_from_epoch_ms
+from oms_streams.domain.allocated_plan import clearance_reason
 from oms_streams.domain.lifecycle import Lifecycle
 from oms_streams.domain.orders import PromiseRecord, derive_milestones
 from oms_streams.domain.retention import Ending, Finished, RetentionPolicy, order_finished
@@ -76,6 +78,8 @@ class OrderTopics:
     cancellations: str = ""
     cancellation_outcomes: str = ""
     returnable: str = ""
+    allocations: str = ""
+    sourced: str = ""
 
 
 @dataclass(slots=True)
@@ -169,6 +173,8 @@ class OrdersRuntime:
             return self._close_cancelled(message, partition, now)
         if message.topic == self.topics.cancellations:
             return None, False  # a request rerouted for source_orders, which decides it
+        if message.topic in (self.topics.allocations, self.topics.sourced):
+            return self._sourced(message, partition, now)
         wrong = misrouted(message, self.partitions)
         if wrong is not None:
             decoded: Placement | Fulfilment | Failure = Failure(wrong)
@@ -239,13 +245,41 @@ class OrdersRuntime:
             row.cancelled = [*(row.cancelled or ()), *new]
             row.cancelled_at_ms = max(row.cancelled_at_ms or 0, cancelled.at_ms)
             if order.tracking is not None:
-                order.tracking = row.tracking_of(order.tracking.record)
+                order.tracking = row.tracking()
         elif order.tracking is not None and row.risk_id is not None and not row.at_risk:
             # Read again after a crash: the 'cleared' it caused may not have left (same id again).
             record = at_risk_record(row.risk_id, order.tracking.record, None, now, SOURCE)
             self.outbox.add(self.topics.at_risk, cancelled.order_id.encode(), record)
         self.metrics.order_events.labels("cancellation", "applied" if new else "duplicate").inc()
         return cancelled.order_id, bool(new)
+
+    def _sourced(self, message: Any, partition: int, now: int) -> tuple[str | None, bool]:
+        """Our own allocation, withdrawal or round outcome: the order's shipments move where sourcing
+        allocated them, and their milestones with them (``domain.allocated_plan``)."""
+        outcome = message.topic == self.topics.sourced
+        fact = decode_round(message.value) if outcome else decode_allocation(message.value)
+        kind = "sourced" if outcome else "allocation"
+        if fact is None:
+            self.metrics.order_events.labels(kind, "ignored").inc()
+            return None, False
+        order = self._load(fact.order_id, partition)
+        applied = order.row.add_sourcing(fact)
+        if applied and order.tracking is not None:
+            order.tracking = order.row.tracking()
+        elif not applied and outcome and order.tracking is not None:
+            self._republish_clearance(fact.order_id, order, now)
+        self.metrics.order_events.labels(kind, "applied" if applied else "duplicate").inc()
+        return fact.order_id, applied
+
+    def _republish_clearance(self, order_id: str, order: OpenOrder, now: int) -> None:
+        """A round read again after a crash: the 'cleared' it caused may not have left (same id)."""
+        row, tracking = order.row, order.tracking
+        if tracking is None or row.risk_id is None or row.at_risk or row.plan is None:
+            return
+        why = clearance_reason(row.plan, row.risk_shipment)
+        if why is not None:
+            record = at_risk_record(row.risk_id, tracking.record, None, now, SOURCE, why)
+            self.outbox.add(self.topics.at_risk, order_id.encode(), record)
 
     def _progress(self, order: OpenOrder, fulfilment: Fulfilment) -> str:
         event = fulfilment.event
@@ -281,7 +315,7 @@ class OrdersRuntime:
         destination = order.row.destination or {}
         network = self.network.promise_network
         for i, shipment in enumerate(option.shipments):
-            if shipment.service_id is None or (index is not None and i != index):
+            if shipment.service_id is None or (index is not None and i != index) or i in tracking.withdrawn:
                 continue
             if index is None and location is not None and shipment.location_id != location:
                 continue
@@ -374,10 +408,13 @@ class OrdersRuntime:
         state_id = risk_event_id(order_id, risk, record.version, as_of_ms=latest_event_ms(order.tracking))
         if state_id == order.row.risk_id:
             return
+        row = order.row
+        why = clearance_reason(row.plan, row.risk_shipment) if risk is None and row.plan is not None else None
         self.outbox.add(
-            self.topics.at_risk, order_id.encode(), at_risk_record(state_id, record, risk, now, SOURCE)
+            self.topics.at_risk, order_id.encode(), at_risk_record(state_id, record, risk, now, SOURCE, why)
         )
         if risk is not None:
+            row.risk_shipment = risk.shipment
             self.metrics.risk_transitions.labels("at_risk", risk.reason.value).inc()
         else:
             previous = order.risk.reason.value if order.risk is not None else ""
