@@ -543,9 +543,11 @@ class OrdersRuntime:
 
 
 def _ended_at(row: OrderRow, tracking: OrderTracking | None) -> int | None:
-    """The order's latest moment: placement, event, cancellation or linked return."""
+    """The order's latest moment: placement, event, cancellation, linked return or sourcing round
+    (a placement this tracker could not read may leave only sourcing's answer)."""
     events = tracking.events if tracking is not None else row.fulfilment_events()
     moments = [e.occurred_at_ms for e in events]
+    moments += [entry[4] for entry in (row.rounds or {}).values()]
     moments += [epoch_ms_from_iso(r["processed_at"]) for r in row.returns or ()]
     if row.cancelled_at_ms is not None:
         moments.append(row.cancelled_at_ms)

@@ -332,3 +332,16 @@ def test_a_new_location_that_cannot_make_the_promise_puts_the_order_at_risk_at_o
     arrives = HANDOVER + timedelta(days=2, hours=20)
     assert late["expected_delay_minutes"] == (arrives - window_end) // timedelta(minutes=1)
     assert late["promised_by"] == utc_from_epoch_ms(epoch_ms(window_end)).isoformat()  # the promise stands
+
+
+def test_a_placement_this_tracker_could_not_read_leaves_a_row_that_retention_removes(
+    harness: Harness,
+) -> None:
+    """Sourcing refused it in round 0: the row holds only that answer, indexed finished (rejected)."""
+    sourcing = placed(harness, "O-UNREAD")
+    harness.table.clear()
+    harness.runtime = OrdersRuntime(harness.table, harness.network, TOPICS, harness._produce, harness.metrics)
+    sourcing.row.round = 0
+    harness.apply(*sourcing.round("DC-NORTH", outcome="rejected"))
+    assert harness.on("at-risk") == []
+    assert harness.runtime.retention.due(epoch_ms(T0 + timedelta(days=30))) == [("O-UNREAD", 2)]
