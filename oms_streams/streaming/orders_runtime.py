@@ -17,7 +17,7 @@ import heapq
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +44,13 @@ from oms_streams.domain.lifecycle import Lifecycle
 from oms_streams.domain.orders import PromiseRecord, derive_milestones
 from oms_streams.domain.retention import Ending, Finished, RetentionPolicy, order_finished
 from oms_streams.domain.risk import (
+    FulfilmentEvent,
     FulfilmentKind,
     OrderTracking,
     Risk,
     apply_fulfilment,
     assess,
+    event_targets,
     latest_event_ms,
     next_check_ms,
     risk_event_id,
@@ -296,9 +298,11 @@ class OrdersRuntime:
         order.tracking = tracking
         order.row.set_events(tracking.events)
         if event.kind is FulfilmentKind.DELIVERED:
-            self._observe_transit(order, tracking, event.occurred_at_ms, event.shipment, event.location_id)
+            self._observe_transit(
+                order, tracking, event.occurred_at_ms, event_targets(event, tracking.record)
+            )
         elif event.kind is FulfilmentKind.HANDED_TO_CARRIER:
-            self._observe_transit(order, tracking, None, event.shipment, event.location_id)
+            self._observe_transit(order, tracking, None, event_targets(event, tracking.record))
         return "applied"
 
     def _observe_transit(
@@ -306,32 +310,25 @@ class OrdersRuntime:
         order: OpenOrder,
         tracking: OrderTracking,
         delivered_ms: int | None,
-        index: int | None,
-        location: str | None,
+        targets: Collection[int],
     ) -> None:
         """Every carrier parcel becomes a lane observation every worker learns from: once when first
-        handed to the carrier (in transit, ``delivered_ms`` None) and once delivered."""
+        handed to the carrier (in transit, ``delivered_ms`` None) and once delivered. ``targets``:
+        the shipments the event is about (``risk.event_targets``); a withdrawn one shipped nothing."""
         option = tracking.record.option
         destination = order.row.destination or {}
         network = self.network.promise_network
         for i, shipment in enumerate(option.shipments):
-            if shipment.service_id is None or (index is not None and i != index) or i in tracking.withdrawn:
+            if shipment.service_id is None or i not in targets or i in tracking.withdrawn:
                 continue
-            if index is None and location is not None and shipment.location_id != location:
-                continue
-            handed = [
-                e.occurred_at_ms
-                for e in tracking.events
-                if e.kind is FulfilmentKind.HANDED_TO_CARRIER
-                and (
-                    e.shipment == i or (e.shipment is None and e.location_id in (None, shipment.location_id))
-                )
-            ]
+            handed = [e.occurred_at_ms for e in _events_of(tracking, FulfilmentKind.HANDED_TO_CARRIER, i)]
             handed_ms = min(handed) if handed else shipment.handover_at_ms
             site = network.sites.get(shipment.location_id)
             if site is None or (delivered_ms is not None and delivered_ms < handed_ms):
                 continue
-            if delivered_ms is None and (len(handed) != 1 or _delivered(tracking, i, shipment.location_id)):
+            if delivered_ms is None and (
+                len(handed) != 1 or _events_of(tracking, FulfilmentKind.DELIVERED, i)
+            ):
                 continue  # in transit is reported once, at the first handover, and never after delivery
             distance = shipment.distance_km
             if not distance and destination.get("lat") is not None:
@@ -556,10 +553,6 @@ def _ended_at(row: OrderRow, tracking: OrderTracking | None) -> int | None:
     return max(moments, default=None)
 
 
-def _delivered(tracking: OrderTracking, index: int, location_id: str) -> bool:
-    """A delivery of the option's shipment ``index`` was applied."""
-    return any(
-        e.kind is FulfilmentKind.DELIVERED
-        and (e.shipment == index or (e.shipment is None and e.location_id in (None, location_id)))
-        for e in tracking.events
-    )
+def _events_of(tracking: OrderTracking, kind: FulfilmentKind, index: int) -> list[FulfilmentEvent]:
+    """The applied events of ``kind`` about the order's shipment ``index`` (``risk.event_targets``)."""
+    return [e for e in tracking.events if e.kind is kind and index in event_targets(e, tracking.record)]

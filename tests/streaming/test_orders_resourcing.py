@@ -345,3 +345,17 @@ def test_a_placement_this_tracker_could_not_read_leaves_a_row_that_retention_rem
     harness.apply(*sourcing.round("DC-NORTH", outcome="rejected"))
     assert harness.on("at-risk") == []
     assert harness.runtime.retention.due(epoch_ms(T0 + timedelta(days=30))) == [("O-UNREAD", 2)]
+
+
+def test_a_re_sourced_parcel_teaches_transit_from_where_it_left(harness: Harness) -> None:
+    short_picked_north_and_moved_south(harness)
+    handed = HANDOVER + timedelta(minutes=5)
+    # The WMS at DC-SOUTH names its allocation's own index (0 in round 2): the location decides.
+    harness.apply(
+        harness.fulfilment("O-1", "handed_to_carrier", at=handed, location_id="DC-SOUTH", shipment=0)
+    )
+    harness.apply(harness.fulfilment("O-1", "delivered", at=handed + timedelta(hours=20)))
+    in_transit, delivered = harness.on("observations")
+    assert [in_transit["event_id"], delivered["event_id"]] == ["O-1:1:in_transit", "O-1:1:delivered"]
+    assert in_transit["origin_id"] == delivered["origin_id"] == "DC-SOUTH"
+    assert delivered["origin_region"] == "NL-NB"
