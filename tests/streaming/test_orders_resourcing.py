@@ -21,6 +21,7 @@ import oms_streams.streaming.orders_runtime as orders_runtime
 from oms_streams.adapters.allocated import moves_view, shipments_view
 from oms_streams.adapters.sourcing import AllocationState, SourcingRow
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
+from oms_streams.api.models import MoveView, ShipmentView
 from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
 from oms_streams.streaming.sourcing_outcomes import RoundPublisher
 from tests.streaming.test_orders_runtime import T0, UTRECHT_HOME, FakeEvent, Harness, standard
@@ -252,6 +253,9 @@ def test_the_order_view_shows_the_shipments_as_allocated_and_why_they_moved(harn
     assert move["round"] == 2 and move["from_location_id"] == "DC-NORTH"
     assert move["to"] == [{"shipment": 1, "location_id": "DC-SOUTH"}]
     assert move["reason"] == "short_pick at DC-NORTH: not on the shelf" and move["withdrawn"]
+    # As GET /orders/{id} documents them (OpenAPI).
+    assert [ShipmentView.model_validate(s).state for s in (north, south)] == ["withdrawn", "current"]
+    assert MoveView.model_validate(move).to[0]["location_id"] == "DC-SOUTH"
     # The promise to the customer is the one placed.
     promise = row.promise_record()
     assert promise is not None and promise.option.shipments[0].location_id == "DC-NORTH"
