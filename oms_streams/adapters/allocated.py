@@ -37,8 +37,6 @@ class SourcingFact:
     """allocations (an ``allocate``) | withdrawals (a ``cancel``) | rounds (an outcome)."""
     key: str
     entry: list[Any]
-    rejected_first: bool = False
-    """A rejection of the order's first round (or of its placement): it was never allocated."""
 
 
 _KINDS = frozenset(kind.value for kind in MilestoneKind)
@@ -95,7 +93,6 @@ def decode_round(value: bytes | None) -> SourcingFact | None:
         record = orjson.loads(value) if value is not None else None
         if not isinstance(record, dict):
             return None
-        round_ = int(record["round"])
         entry = [
             str(record["outcome"]),
             [str(i) for i in record["allocations"]],
@@ -103,8 +100,7 @@ def decode_round(value: bytes | None) -> SourcingFact | None:
             str(record.get("reason", "")),
             _ms(record["occurred_at"]),
         ]
-        rejected = entry[0] == "rejected" and round_ <= 1
-        return SourcingFact(record["order_id"], ROUNDS, str(round_), entry, rejected_first=rejected)
+        return SourcingFact(record["order_id"], ROUNDS, str(int(record["round"])), entry)
     except _ERRORS:
         return None
 

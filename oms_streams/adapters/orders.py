@@ -181,7 +181,7 @@ class OrderRow:
     returnable: str | None = None
     """Fingerprint of the last record published on ``oms.orders.returnable.v1`` for this order."""
     rejected: bool = False
-    """Sourcing rejected the order (its first round, or the placement): final, it only awaits removal."""
+    """Sourcing rejected the order (seen by the milestone timer): final, it only awaits removal."""
     allocations: dict[str, list[Any]] | None = None
     """Allocation id -> the ``allocate`` as kept (``adapters.allocated``): where each shipment ships from."""
     withdrawals: dict[str, list[Any]] | None = None
@@ -209,7 +209,6 @@ class OrderRow:
         if fact.key in kept:
             return False
         setattr(self, fact.family, {**kept, fact.key: fact.entry})
-        self.rejected = self.rejected or fact.rejected_first
         return True
 
     def promise_record(self) -> PromiseRecord | None:

@@ -20,7 +20,8 @@ promise:
 A round replaces the shipments that carry its SKUs and were never allocated (before the first
 round: the promise's) or whose allocation was withdrawn. Units are conserved: every unit of the
 order is on exactly one shipment, and units a round did not allocate (backordered, rejected) stay
-on the shipment they came from.
+on the shipment they came from, *waiting*, until a later round allocates them (a round that sources
+a backorder when stock arrives takes them from there, wherever they wait).
 
 The promise to the customer does not change: its window stays. An allocation whose plan arrives
 after the window is *late*: the risk watch says so at once, with the expected delay
@@ -114,11 +115,14 @@ class _Slot:
     shipment: Shipment
     milestones: tuple[Milestone, ...]
     units: dict[str, int]
+    """SKU -> units it ships (promised, or allocated)."""
     origin: int
     bound: set[str] = field(default_factory=set)
     withdrawn: bool = False
     late: tuple[int, int] | None = None
     """(since, planned arrival) of the allocation that confirmed or added it, when late."""
+    waiting: dict[str, int] = field(default_factory=dict)
+    """SKU -> units it carried that no round allocated since (backordered): they stay here."""
 
 
 def allocated_plan(
@@ -183,23 +187,27 @@ def _apply_round(
         for i in sources
     }
     confirmed: set[int] = set()
-    given: dict[int, dict[int, dict[str, int]]] = {i: {} for i in sources}
-    """source -> receiving shipment -> SKU -> units."""
+    given: dict[int, dict[int, dict[str, int]]] = {}
+    """giving shipment -> receiving shipment -> SKU -> units."""
+    waiting = {i: slot.waiting for i, slot in enumerate(slots)}
     for allocation in allocations:
         target = _target(slots, sources, pool, allocation, outcome, cancelled)
         confirmed.add(target)
         for line in allocation.shipment.lines:
             slots[target].units[line.sku] = slots[target].units.get(line.sku, 0) + line.quantity
-            _draw(pool, [target, *sources], line, target, given)
-    for i in sources:  # what no allocation took stays where it was (backordered)
+            need = _draw(pool, [target, *sources], line, target, given)
+            if need:  # a backorder's units, waiting where an earlier round left them
+                _draw(waiting, waiting, CartLine(line.sku, need), target, given)
+    for i in sources:  # what no allocation took stays where it was, waiting (backordered)
         for sku, units in pool[i].items():
-            slots[i].units[sku] = slots[i].units.get(sku, 0) + units
+            if units:
+                slots[i].waiting[sku] = slots[i].waiting.get(sku, 0) + units
         if i not in confirmed:
             slots[i].withdrawn = True
+    gave = {i for i, to in given.items() if set(to) - {i}}
     return [
-        _move(i, slots[i], outcome, given[i], why[i] or outcome.reason)
-        for i in sources
-        if slots[i].withdrawn or any(to != i for to in given[i])
+        _move(i, slots[i], outcome, given.get(i, {}), why.get(i) or outcome.reason)
+        for i in sorted(gave | {i for i in sources if slots[i].withdrawn})
     ]
 
 
@@ -250,25 +258,27 @@ def _target(
 
 
 def _draw(
-    pool: dict[int, dict[str, int]],
-    order: list[int],
+    pool: Mapping[int, dict[str, int]],
+    order: Iterable[int],
     line: CartLine,
     target: int,
     given: dict[int, dict[int, dict[str, int]]],
-) -> None:
-    """Take the line's units out of the replaced shipments' pool, the target's own first."""
+) -> int:
+    """Take the line's units out of ``pool`` (shipment -> SKU -> units) in ``order``; returns the
+    units still needed."""
     need = line.quantity
     for i in dict.fromkeys(order):
         if need <= 0:
-            return
+            break
         have = pool.get(i, {}).get(line.sku, 0)
         if not have:
             continue
         took = min(have, need)
         pool[i][line.sku] = have - took
         need -= took
-        to = given[i].setdefault(target, {})
+        to = given.setdefault(i, {}).setdefault(target, {})
         to[line.sku] = to.get(line.sku, 0) + took
+    return need
 
 
 def _move(
@@ -295,13 +305,18 @@ def _move(
 _KIND_ORDER = {kind: i for i, kind in enumerate(MilestoneKind)}
 
 
+def _lines(slot: _Slot) -> tuple[CartLine, ...]:
+    """What the shipment carries: what it ships, and what waits on it for stock."""
+    units = dict(slot.units)
+    for sku, n in slot.waiting.items():
+        units[sku] = units.get(sku, 0) + n
+    return tuple(CartLine(sku, n) for sku, n in units.items() if n > 0)
+
+
 def _plan(
     promise: PromiseRecord, slots: list[_Slot], moves: tuple[Move, ...], moved_at: int | None, applied: int
 ) -> AllocatedPlan:
-    shipments = tuple(
-        replace(s.shipment, lines=tuple(CartLine(sku, n) for sku, n in s.units.items() if n > 0))
-        for s in slots
-    )
+    shipments = tuple(replace(s.shipment, lines=_lines(s)) for s in slots)
     milestones = [
         replace(m, shipment=i) for i, s in enumerate(slots) if not s.withdrawn for m in s.milestones
     ]
