@@ -1,7 +1,9 @@
 """The imperative shell around orders at risk: decode, load, decide (domain), store, emit, measure.
 
 ``apply_batch`` is called by the ``track_orders`` agent with placements and fulfilment events (both
-keyed by order id, so an order's whole story is in one partition); ``check_due`` is called by a
+keyed by order id, so an order's whole story is in one partition), and with sourcing's allocations
+and round outcomes, which move the watched shipments and their milestones where sourcing allocated
+them (``domain.allocated_plan``); ``check_due`` is called by a
 timer and looks at the orders whose next milestone has passed. Both run under one lock and store
 each order's row whole in the ``orders`` table, in the order's own partition.
 
