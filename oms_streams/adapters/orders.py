@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
 
+from oms_streams.adapters.allocated import SourcingFact, plan_of
 from oms_streams.adapters.promise import option_from_wire
 from oms_streams.adapters.stock import Failure, key_problem, parse_model
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
+from oms_streams.domain.allocated_plan import AllocatedPlan
 from oms_streams.domain.cancellation import closed_shipments
 from oms_streams.domain.orders import Milestone, MilestoneKind, PromiseRecord
 from oms_streams.domain.promise_types import DeliveryOption
@@ -180,6 +182,18 @@ class OrderRow:
     """Fingerprint of the last record published on ``oms.orders.returnable.v1`` for this order."""
     rejected: bool = False
     """Sourcing rejected the order (seen by the milestone timer): final, it only awaits removal."""
+    allocations: dict[str, list[Any]] | None = None
+    """Allocation id -> the ``allocate`` as kept (``adapters.allocated``): where each shipment ships from."""
+    withdrawals: dict[str, list[Any]] | None = None
+    """Allocation id -> its ``cancel`` (reason, round, location, lines)."""
+    rounds: dict[str, list[Any]] | None = None
+    """Sourcing round -> its outcome (outcome, allocation ids, backordered SKUs, reason, time)."""
+    risk_shipment: int | None = None
+    """The shipment the last 'at risk' state published was about (a 'cleared' says why it ended)."""
+    plan: AllocatedPlan | None = field(default=None, compare=False, repr=False)
+    """The tracked plan as last computed (not stored: it is folded from the row)."""
+    promise: PromiseRecord | None = field(default=None, compare=False, repr=False)
+    """The current promise version, decoded once (not stored: ``option`` and ``milestones`` are)."""
 
     def add_return(self, link: ReturnLink) -> bool:
         """Links a processed return to the order; False when it is already linked."""
@@ -189,24 +203,51 @@ class OrderRow:
         self.returns = [*returns, {"event_id": link.event_id, **link.summary}]
         return True
 
-    def tracking(self) -> OrderTracking | None:
-        """The domain's view of the order; None while only fulfilment events have arrived."""
+    def add_sourcing(self, fact: SourcingFact) -> bool:
+        """Keeps an allocation, withdrawal or round outcome; False when it is known already."""
+        kept = getattr(self, fact.family) or {}
+        if fact.key in kept:
+            return False
+        setattr(self, fact.family, {**kept, fact.key: fact.entry})
+        return True
+
+    def promise_record(self) -> PromiseRecord | None:
+        """The current promise version as placed; None while only fulfilment events have arrived."""
         if self.option is None or self.milestones is None:
             return None
-        record = PromiseRecord(
-            order_id=self.order_id,
-            version=self.version,
-            placed_at_ms=self.placed_at_ms,
-            option=option_from_wire(DeliveryOptionModel.model_validate(self.option, strict=False)),
-            milestones=tuple(Milestone(MilestoneKind(k), loc, due, i) for k, loc, due, i in self.milestones),
-        )
-        return self.tracking_of(record)
+        if self.promise is None:
+            self.promise = PromiseRecord(
+                order_id=self.order_id,
+                version=self.version,
+                placed_at_ms=self.placed_at_ms,
+                option=option_from_wire(DeliveryOptionModel.model_validate(self.option, strict=False)),
+                milestones=tuple(
+                    Milestone(MilestoneKind(k), loc, due, i) for k, loc, due, i in self.milestones
+                ),
+            )
+        return self.promise
 
-    def tracking_of(self, record: PromiseRecord) -> OrderTracking:
-        """The promise with the events so far and the shipments cancellations withdrew."""
+    def tracking(self) -> OrderTracking | None:
+        """The domain's view of the order; None while only fulfilment events have arrived."""
+        record = self.promise_record()
+        return self.tracking_of(record) if record is not None else None
+
+    def tracking_of(self, promise: PromiseRecord) -> OrderTracking:
+        """The promise with its shipments where sourcing allocated them (``domain.allocated_plan``),
+        the events so far and the shipments cancellations withdrew."""
+        plan = self.plan = plan_of(promise, self.allocations, self.withdrawals, self.rounds)
+        record = plan.record
         skus = [[line.sku for line in shipment.lines] for shipment in record.option.shipments]
         closed = closed_shipments(skus, self.cancelled or ())
-        return OrderTracking(record, self.fulfilment_events(), closed, self.cancelled_at_ms)
+        return OrderTracking(
+            record,
+            self.fulfilment_events(),
+            closed,
+            self.cancelled_at_ms,
+            plan.withdrawn,
+            plan.late,
+            plan.moved_at_ms,
+        )
 
     def fulfilment_events(self) -> tuple[FulfilmentEvent, ...]:
         return tuple(
@@ -223,6 +264,7 @@ class OrderRow:
     def set_promise(
         self, record: PromiseRecord, option_wire: dict[str, Any], destination: dict[str, Any]
     ) -> None:
+        self.promise = record
         self.version = record.version
         self.placed_at_ms = record.placed_at_ms
         self.option = option_wire
@@ -248,6 +290,10 @@ class OrderRow:
                 "cancelled_at_ms": self.cancelled_at_ms,
                 "returnable": self.returnable,
                 "rejected": self.rejected,
+                "allocations": self.allocations,
+                "withdrawals": self.withdrawals,
+                "rounds": self.rounds,
+                "risk_shipment": self.risk_shipment,
             }
         )
 
@@ -282,9 +328,15 @@ def risk_view(risk: Risk | None) -> dict[str, Any] | None:
 
 
 def at_risk_record(
-    event_id: str, record: PromiseRecord, risk: Risk | None, now_ms: int, source: str
+    event_id: str,
+    record: PromiseRecord,
+    risk: Risk | None,
+    now_ms: int,
+    source: str,
+    cleared: str | None = None,
 ) -> bytes:
-    """Matches ``schemas.orders.OrderAtRisk``: the order's risk, or ``cleared`` when risk is None."""
+    """Matches ``schemas.orders.OrderAtRisk``: the order's risk, or ``cleared`` when risk is None
+    (``cleared``: why, when sourcing ended the risk, ``allocated_plan.clearance_reason``)."""
     body: dict[str, Any] = {
         "event_id": event_id,
         "occurred_at": utc_from_epoch_ms(now_ms).isoformat(),
@@ -297,4 +349,6 @@ def at_risk_record(
     }
     if risk is not None:
         body.update(risk_view(risk) or {})
+    elif cleared is not None:
+        body["reason"] = cleared
     return orjson.dumps(body)

@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 from faust.web import Request, Response, View
 
+from oms_streams.adapters.allocated import moves_view, shipments_view
 from oms_streams.adapters.courier_slots import courier_slot_view
 from oms_streams.adapters.lifecycle import order_lifecycle
 from oms_streams.adapters.orders import milestone_view, risk_view
@@ -120,7 +121,8 @@ def order_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
             **({"sourcing": sourcing_view(worker, order_id)} if refused else {}),
         }
     now = time.time_ns() // 1_000_000
-    record = tracking.record
+    record = row.promise_record() or tracking.record
+    plan = row.plan
     risk = assess(tracking, now)
     cancelled = cancellation_view(sourcing) if sourcing is not None else {}
     status = "at_risk" if risk is not None else "on_track"
@@ -133,7 +135,9 @@ def order_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
             "placed_at": utc_from_epoch_ms(record.placed_at_ms).isoformat(),
             "option": option_to_wire(record.option),
         },
-        "milestones": [milestone_view(m, milestone_reached(tracking, m)) for m in record.milestones],
+        "milestones": [milestone_view(m, milestone_reached(tracking, m)) for m in tracking.record.milestones],
+        "shipments": shipments_view(plan, tracking.closed) if plan is not None else [],
+        "moves": moves_view(plan) if plan is not None else [],
         "events": [
             {
                 "event_id": e.event_id,

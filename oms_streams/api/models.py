@@ -64,6 +64,47 @@ class PromiseView(BaseModel):
     option: DeliveryOptionModel
 
 
+class ShipmentView(BaseModel):
+    """One of the order's shipments as sourcing allocated it."""
+
+    shipment: int = Field(
+        description="Its index: the promise's shipments first, then those re-sourcing added."
+    )
+    location_id: str
+    lines: list[dict[str, Any]] = Field(description="What it ships now (a withdrawn one: what nothing took).")
+    service_id: str | None = None
+    route_id: str | None = None
+    handover_at: AwareDatetime | None = None
+    arrives_at: AwareDatetime | None = Field(default=None, description="As planned (promised or allocated).")
+    round: int = Field(description="The sourcing round that added it; 0: the promise.")
+    state: Literal["current", "withdrawn", "cancelled"] = Field(
+        description="withdrawn: sourcing moved its units elsewhere (or found none): its milestones and "
+        "events no longer count; cancelled: every SKU it carries was cancelled."
+    )
+    late_minutes: int | None = Field(
+        default=None,
+        description="Its allocation arrives this long after the promised window (the promise stands: "
+        "the order is at risk, allocated_late).",
+    )
+
+
+class MoveView(BaseModel):
+    """Units of a shipment a sourcing round put elsewhere (or withdrew without a new place)."""
+
+    round: int
+    shipment: int
+    from_location_id: str
+    to: list[dict[str, Any]] = Field(
+        description="The shipments (index, location) that took them; empty: none."
+    )
+    lines: list[dict[str, Any]] = Field(description="What moved to them.")
+    withdrawn: bool = Field(description="The whole shipment was withdrawn (else it ships its other lines).")
+    reason: str = Field(
+        description="Why: the short pick, rejection or shed that withdrew it, else the round's."
+    )
+    at: AwareDatetime | None = None
+
+
 class AllocationView(BaseModel):
     allocation_id: str
     location_id: str
@@ -189,7 +230,15 @@ class OrderResponse(BaseModel):
         "order can be at risk); null while only fulfilment events arrived.",
     )
     promise: PromiseView | None = None
-    milestones: list[MilestoneView] = []
+    milestones: list[MilestoneView] = Field(
+        default=[],
+        description="The current milestones: the promise's, or where sourcing moved a shipment, those of "
+        "its new location (against the same promised window).",
+    )
+    shipments: list[ShipmentView] = Field(
+        default=[], description="The shipments as allocated, with the round that added each and its state."
+    )
+    moves: list[MoveView] = Field(default=[], description="What sourcing moved, in which round and why.")
     events: list[FulfilmentEventView] | int = []
     risk: RiskView | None = None
     sourcing: SourcingView | None = None

@@ -12,13 +12,19 @@ arrival order: events are kept sorted by (occurrence, event id) and every tie is
 Events are facts as reported: they count even when their occurrence is after ``now_ms`` (a producer
 clock slightly ahead of ours must not hide a delivery).
 
+The shipments watched are the ones sourcing allocated (``allocated_plan``): a shipment sourcing
+moved elsewhere is *withdrawn* (nothing more is expected of it, its events no longer count) and the
+shipment that took its units is watched with its own milestones against the same promise.
+
 Priority when several risks apply, most urgent first:
 
 1. explicit problems: store rejection, short pick, carrier delay past the window (in that order);
 2. the promise is already broken: a shipment has not reached its promise stage (delivered, or ready
    for pickup for click & collect) and the window has ended, or an event of it occurred after the
    window end. Intermediate milestones no longer matter then: the customer must be told;
-3. overdue milestones, earliest due first.
+3. the promise will be broken: sourcing allocated a shipment whose plan arrives after the window
+   (a re-sourced location that cannot make it), with the planned delay;
+4. overdue milestones, earliest due first.
 """
 
 from __future__ import annotations
@@ -58,9 +64,11 @@ class FulfilmentEvent:
     occurred_at_ms: int
     location_id: str | None = None
     shipment: int | None = None
-    """Index of the promised shipment; None = the shipment(s) at location_id, or all of them.
-    An event at the pickup store that ships nothing from there (ready for pickup, collected)
-    applies to every shipment of the order."""
+    """Index of the order's shipment (the promise's, then those re-sourcing added); None = the
+    shipment(s) at location_id, or all of them. An index naming a shipment at another location
+    than location_id is taken for the allocation's own (the location decides). An event at the
+    pickup store that ships nothing from there (ready for pickup, collected) applies to every
+    shipment of the order."""
     new_eta_ms: int | None = None
     """CARRIER_DELAY: the carrier's new expected delivery. A delay without an ETA says nothing
     about the promise and is ignored; the milestones keep watching."""
@@ -77,6 +85,8 @@ class RiskReason(StrEnum):
     STORE_REJECTED = "store_rejected"
     SHORT_PICK = "short_pick"
     CARRIER_DELAY = "carrier_delay"
+    ALLOCATED_LATE = "allocated_late"
+    """Sourcing allocated a shipment (a re-sourcing, or no location on time) that arrives after the window."""
 
 
 class SuggestedAction(StrEnum):
@@ -108,6 +118,13 @@ class OrderTracking:
     """Shipments a cancellation withdrew: nothing more is expected of them, so nothing is at risk."""
     closed_at_ms: int | None = None
     """When the latest of those cancellations was decided."""
+    withdrawn: frozenset[int] = frozenset()
+    """Shipments sourcing moved elsewhere or left unallocated (``allocated_plan``): nothing more is
+    expected of them either."""
+    late: tuple[tuple[int, int, int], ...] = ()
+    """(shipment, since ms, planned arrival ms): allocated to arrive after the window."""
+    moved_at_ms: int | None = None
+    """When sourcing last moved or withdrew a shipment."""
 
 
 # --- stages ---------------------------------------------------------------------------------------
@@ -195,7 +212,7 @@ def event_targets(event: FulfilmentEvent, record: PromiseRecord) -> range | tupl
     """The shipment indexes an event applies to (none when it names an unknown one, or a location
     the promise ships nothing from, such as a store sourcing chose after a rejection)."""
     shipments = record.option.shipments
-    if event.shipment is not None:
+    if event.shipment is not None and not _index_elsewhere(event, record):
         return (event.shipment,) if 0 <= event.shipment < len(shipments) else ()
     if event.location_id is None:
         return range(len(shipments))
@@ -204,6 +221,16 @@ def event_targets(event: FulfilmentEvent, record: PromiseRecord) -> range | tupl
         # The pickup store reports on the whole order (ready, collected) though it ships nothing.
         return range(len(shipments))
     return here
+
+
+def _index_elsewhere(event: FulfilmentEvent, record: PromiseRecord) -> bool:
+    """The event names a shipment index at another location than its own (not the pickup store):
+    the index is its allocation's (a re-sourced allocation counts from 0 again), the location decides."""
+    shipments = record.option.shipments
+    if event.shipment is None or event.location_id is None or not 0 <= event.shipment < len(shipments):
+        return False
+    here = event.location_id
+    return here != shipments[event.shipment].location_id and here != record.option.pickup_store_id
 
 
 def _shipments(order: OrderTracking) -> tuple[_Shipment, ...]:
@@ -215,7 +242,13 @@ def _shipments(order: OrderTracking) -> tuple[_Shipment, ...]:
         for i in event_targets(event, record):
             bucket[i].append(event)
     return tuple(
-        _Shipment(i, s.location_id, tuple(progress[i]), tuple(problems[i]), i in order.closed)
+        _Shipment(
+            i,
+            s.location_id,
+            tuple(progress[i]),
+            tuple(problems[i]),
+            i in order.closed or i in order.withdrawn,
+        )
         for i, s in enumerate(record.option.shipments)
     )
 
@@ -299,6 +332,10 @@ def assess(order: OrderTracking, now_ms: int) -> Risk | None:
                 since_ms=option.window_end_ms,
             )
 
+    late = _late_risk(order, shipments, promised)
+    if late is not None:
+        return late
+
     overdue = [m for m in _pending_milestones(record, shipments) if m.due_ms < now_ms]
     if not overdue:
         return None
@@ -310,6 +347,28 @@ def assess(order: OrderTracking, now_ms: int) -> Risk | None:
     return Risk(
         reason, action, first.shipment, first.location_id, first.kind, now_ms - first.due_ms, first.due_ms
     )
+
+
+def _late_risk(
+    order: OrderTracking, shipments: tuple[_Shipment, ...], promised: MilestoneKind
+) -> Risk | None:
+    """The first open shipment sourcing allocated to arrive after the window, with its delay."""
+    end = order.record.option.window_end_ms
+    for index, since_ms, arrives_ms in sorted(order.late):
+        if not 0 <= index < len(shipments) or arrives_ms <= end:
+            continue
+        shipment = shipments[index]
+        if shipment.open and not shipment.reached(_SATISFIED_BY[promised]):
+            return Risk(
+                RiskReason.ALLOCATED_LATE,
+                SuggestedAction.INFORM_CUSTOMER,
+                index,
+                shipment.location_id,
+                promised,
+                arrives_ms - end,
+                since_ms,
+            )
+    return None
 
 
 def _problem_risk(record: PromiseRecord, shipment: _Shipment, problem: FulfilmentEvent) -> Risk | None:
@@ -384,10 +443,9 @@ def milestone_reached(order: OrderTracking, milestone: Milestone) -> bool:
 
 
 def latest_event_ms(order: OrderTracking) -> int | None:
-    """The occurrence of the newest recorded event or cancellation (None without either)."""
+    """The occurrence of the newest recorded event, cancellation or move (None without any)."""
     moments = [e.occurred_at_ms for e in order.events]
-    if order.closed_at_ms is not None:
-        moments.append(order.closed_at_ms)
+    moments += [at for at in (order.closed_at_ms, order.moved_at_ms) if at is not None]
     return max(moments, default=None)
 
 

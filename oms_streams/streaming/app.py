@@ -157,6 +157,7 @@ def _check_co_partitioning(settings: Settings) -> None:
         (MOVEMENTS, COUNTS, SUPPLIER_STOCK, RESERVATIONS, STOCK_REROUTED),
         (ORDERS_PLACED, FULFILMENT_EVENTS, RESERVATION_REPLIES, RETURNS_PROCESSED, ORDERS_REROUTED),
         (ORDERS_PLACED, CANCELLATIONS, CANCELLATION_OUTCOMES, COURIER_SLOTS),
+        (ORDERS_PLACED, ALLOCATIONS, ORDERS_SOURCED),
         (RETURNS_REQUESTED, RETURNS_RECEIVED, RETURNS_REROUTED),
     ):
         counts = {spec.partitions(settings) for spec in family}
@@ -451,7 +452,7 @@ def _index(kafka: _Kafka, index: Any, table: Any) -> RetentionIndex:
 def _orders(
     kafka: _Kafka, shared: _Shared, table: Any, retention: RetentionIndex, sourcing: SourcingRuntime
 ) -> OrdersRuntime:
-    """``track_orders``: promises kept, milestones, orders at risk, courier bookings."""
+    """``track_orders``: promises kept, milestones (moved with sourcing's allocations), orders at risk."""
     runtime = OrdersRuntime(
         table,
         shared.network,
@@ -466,6 +467,8 @@ def _orders(
             cancellations=kafka.name(CANCELLATIONS),
             cancellation_outcomes=kafka.name(CANCELLATION_OUTCOMES),
             returnable=kafka.name(ORDERS_RETURNABLE),
+            allocations=kafka.name(ALLOCATIONS),
+            sourced=kafka.name(ORDERS_SOURCED),
         ),
         kafka.produce,
         kafka.metrics,
@@ -480,7 +483,13 @@ def _orders(
         kafka.app,
         "track_orders",
         kafka.topic(
-            ORDERS_PLACED, FULFILMENT_EVENTS, RETURNS_PROCESSED, CANCELLATION_OUTCOMES, ORDERS_REROUTED
+            ORDERS_PLACED,
+            FULFILMENT_EVENTS,
+            RETURNS_PROCESSED,
+            CANCELLATION_OUTCOMES,
+            ALLOCATIONS,
+            ORDERS_SOURCED,
+            ORDERS_REROUTED,
         ),
         runtime.apply_batch,
         (shared.config_follower,),

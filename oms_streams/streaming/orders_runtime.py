@@ -1,7 +1,9 @@
 """The imperative shell around orders at risk: decode, load, decide (domain), store, emit, measure.
 
 ``apply_batch`` is called by the ``track_orders`` agent with placements and fulfilment events (both
-keyed by order id, so an order's whole story is in one partition); ``check_due`` is called by a
+keyed by order id, so an order's whole story is in one partition), and with sourcing's allocations
+and round outcomes, which move the watched shipments and their milestones where sourcing allocated
+them (``domain.allocated_plan``); ``check_due`` is called by a
 timer and looks at the orders whose next milestone has passed. Both run under one lock and store
 each order's row whole in the ``orders`` table, in the order's own partition.
 
@@ -17,12 +19,13 @@ import heapq
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from oms_streams.adapters.allocated import decode_allocation, decode_round
 from oms_streams.adapters.cancellations import decode_cancelled
 from oms_streams.adapters.lifecycle import all_cancelled, order_lifecycle
 from oms_streams.adapters.orders import (
@@ -38,15 +41,18 @@ from oms_streams.adapters.returnable import fingerprint, returnable_of, returnab
 from oms_streams.adapters.sourcing import SourcingRow
 from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import epoch_ms_from_iso, utc_from_epoch_ms
+from oms_streams.domain.allocated_plan import clearance_reason
 from oms_streams.domain.lifecycle import Lifecycle
 from oms_streams.domain.orders import PromiseRecord, derive_milestones
 from oms_streams.domain.retention import Ending, Finished, RetentionPolicy, order_finished
 from oms_streams.domain.risk import (
+    FulfilmentEvent,
     FulfilmentKind,
     OrderTracking,
     Risk,
     apply_fulfilment,
     assess,
+    event_targets,
     latest_event_ms,
     next_check_ms,
     risk_event_id,
@@ -76,6 +82,8 @@ class OrderTopics:
     cancellations: str = ""
     cancellation_outcomes: str = ""
     returnable: str = ""
+    allocations: str = ""
+    sourced: str = ""
 
 
 @dataclass(slots=True)
@@ -169,6 +177,8 @@ class OrdersRuntime:
             return self._close_cancelled(message, partition, now)
         if message.topic == self.topics.cancellations:
             return None, False  # a request rerouted for source_orders, which decides it
+        if message.topic in (self.topics.allocations, self.topics.sourced):
+            return self._sourced(message, partition, now)
         wrong = misrouted(message, self.partitions)
         if wrong is not None:
             decoded: Placement | Fulfilment | Failure = Failure(wrong)
@@ -239,13 +249,41 @@ class OrdersRuntime:
             row.cancelled = [*(row.cancelled or ()), *new]
             row.cancelled_at_ms = max(row.cancelled_at_ms or 0, cancelled.at_ms)
             if order.tracking is not None:
-                order.tracking = row.tracking_of(order.tracking.record)
+                order.tracking = row.tracking()
         elif order.tracking is not None and row.risk_id is not None and not row.at_risk:
             # Read again after a crash: the 'cleared' it caused may not have left (same id again).
             record = at_risk_record(row.risk_id, order.tracking.record, None, now, SOURCE)
             self.outbox.add(self.topics.at_risk, cancelled.order_id.encode(), record)
         self.metrics.order_events.labels("cancellation", "applied" if new else "duplicate").inc()
         return cancelled.order_id, bool(new)
+
+    def _sourced(self, message: Any, partition: int, now: int) -> tuple[str | None, bool]:
+        """Our own allocation, withdrawal or round outcome: the order's shipments move where sourcing
+        allocated them, and their milestones with them (``domain.allocated_plan``)."""
+        outcome = message.topic == self.topics.sourced
+        fact = decode_round(message.value) if outcome else decode_allocation(message.value)
+        kind = "sourced" if outcome else "allocation"
+        if fact is None:
+            self.metrics.order_events.labels(kind, "ignored").inc()
+            return None, False
+        order = self._load(fact.order_id, partition)
+        applied = order.row.add_sourcing(fact)
+        if applied and order.tracking is not None:
+            order.tracking = order.row.tracking()
+        elif not applied and outcome and order.tracking is not None:
+            self._republish_clearance(fact.order_id, order, now)
+        self.metrics.order_events.labels(kind, "applied" if applied else "duplicate").inc()
+        return fact.order_id, applied
+
+    def _republish_clearance(self, order_id: str, order: OpenOrder, now: int) -> None:
+        """A round read again after a crash: the 'cleared' it caused may not have left (same id)."""
+        row, tracking = order.row, order.tracking
+        if tracking is None or row.risk_id is None or row.at_risk or row.plan is None:
+            return
+        why = clearance_reason(row.plan, row.risk_shipment)
+        if why is not None:
+            record = at_risk_record(row.risk_id, tracking.record, None, now, SOURCE, why)
+            self.outbox.add(self.topics.at_risk, order_id.encode(), record)
 
     def _progress(self, order: OpenOrder, fulfilment: Fulfilment) -> str:
         event = fulfilment.event
@@ -262,9 +300,11 @@ class OrdersRuntime:
         order.tracking = tracking
         order.row.set_events(tracking.events)
         if event.kind is FulfilmentKind.DELIVERED:
-            self._observe_transit(order, tracking, event.occurred_at_ms, event.shipment, event.location_id)
+            self._observe_transit(
+                order, tracking, event.occurred_at_ms, event_targets(event, tracking.record)
+            )
         elif event.kind is FulfilmentKind.HANDED_TO_CARRIER:
-            self._observe_transit(order, tracking, None, event.shipment, event.location_id)
+            self._observe_transit(order, tracking, None, event_targets(event, tracking.record))
         return "applied"
 
     def _observe_transit(
@@ -272,32 +312,25 @@ class OrdersRuntime:
         order: OpenOrder,
         tracking: OrderTracking,
         delivered_ms: int | None,
-        index: int | None,
-        location: str | None,
+        targets: Collection[int],
     ) -> None:
         """Every carrier parcel becomes a lane observation every worker learns from: once when first
-        handed to the carrier (in transit, ``delivered_ms`` None) and once delivered."""
+        handed to the carrier (in transit, ``delivered_ms`` None) and once delivered. ``targets``:
+        the shipments the event is about (``risk.event_targets``); a withdrawn one shipped nothing."""
         option = tracking.record.option
         destination = order.row.destination or {}
         network = self.network.promise_network
         for i, shipment in enumerate(option.shipments):
-            if shipment.service_id is None or (index is not None and i != index):
+            if shipment.service_id is None or i not in targets or i in tracking.withdrawn:
                 continue
-            if index is None and location is not None and shipment.location_id != location:
-                continue
-            handed = [
-                e.occurred_at_ms
-                for e in tracking.events
-                if e.kind is FulfilmentKind.HANDED_TO_CARRIER
-                and (
-                    e.shipment == i or (e.shipment is None and e.location_id in (None, shipment.location_id))
-                )
-            ]
+            handed = [e.occurred_at_ms for e in _events_of(tracking, FulfilmentKind.HANDED_TO_CARRIER, i)]
             handed_ms = min(handed) if handed else shipment.handover_at_ms
             site = network.sites.get(shipment.location_id)
             if site is None or (delivered_ms is not None and delivered_ms < handed_ms):
                 continue
-            if delivered_ms is None and (len(handed) != 1 or _delivered(tracking, i, shipment.location_id)):
+            if delivered_ms is None and (
+                len(handed) != 1 or _events_of(tracking, FulfilmentKind.DELIVERED, i)
+            ):
                 continue  # in transit is reported once, at the first handover, and never after delivery
             distance = shipment.distance_km
             if not distance and destination.get("lat") is not None:
@@ -374,10 +407,13 @@ class OrdersRuntime:
         state_id = risk_event_id(order_id, risk, record.version, as_of_ms=latest_event_ms(order.tracking))
         if state_id == order.row.risk_id:
             return
+        row = order.row
+        why = clearance_reason(row.plan, row.risk_shipment) if risk is None and row.plan is not None else None
         self.outbox.add(
-            self.topics.at_risk, order_id.encode(), at_risk_record(state_id, record, risk, now, SOURCE)
+            self.topics.at_risk, order_id.encode(), at_risk_record(state_id, record, risk, now, SOURCE, why)
         )
         if risk is not None:
+            row.risk_shipment = risk.shipment
             self.metrics.risk_transitions.labels("at_risk", risk.reason.value).inc()
         else:
             previous = order.risk.reason.value if order.risk is not None else ""
@@ -506,9 +542,11 @@ class OrdersRuntime:
 
 
 def _ended_at(row: OrderRow, tracking: OrderTracking | None) -> int | None:
-    """The order's latest moment: placement, event, cancellation or linked return."""
+    """The order's latest moment: placement, event, cancellation, linked return or sourcing round
+    (a placement this tracker could not read may leave only sourcing's answer)."""
     events = tracking.events if tracking is not None else row.fulfilment_events()
     moments = [e.occurred_at_ms for e in events]
+    moments += [entry[4] for entry in (row.rounds or {}).values()]
     moments += [epoch_ms_from_iso(r["processed_at"]) for r in row.returns or ()]
     if row.cancelled_at_ms is not None:
         moments.append(row.cancelled_at_ms)
@@ -517,10 +555,6 @@ def _ended_at(row: OrderRow, tracking: OrderTracking | None) -> int | None:
     return max(moments, default=None)
 
 
-def _delivered(tracking: OrderTracking, index: int, location_id: str) -> bool:
-    """A delivery of the option's shipment ``index`` was applied."""
-    return any(
-        e.kind is FulfilmentKind.DELIVERED
-        and (e.shipment == index or (e.shipment is None and e.location_id in (None, location_id)))
-        for e in tracking.events
-    )
+def _events_of(tracking: OrderTracking, kind: FulfilmentKind, index: int) -> list[FulfilmentEvent]:
+    """The applied events of ``kind`` about the order's shipment ``index`` (``risk.event_targets``)."""
+    return [e for e in tracking.events if e.kind is kind and index in event_targets(e, tracking.record)]

@@ -204,7 +204,8 @@ ORDERS_AT_RISK = TopicSpec(
     "oms.orders.at-risk.v1",
     "order_id",
     OrderAtRisk,
-    "An order's promise in danger (reason, expected delay, suggested action), or cleared.",
+    "An order's promise in danger (reason, expected delay, suggested action), or cleared (with the "
+    "reason when sourcing ended the risk: resourced, backordered, rejected).",
     producers=("track_orders",),
     consumers=("customer service", "fulfilment", "operators"),
 )
@@ -262,7 +263,7 @@ ALLOCATIONS = TopicSpec(
     "One allocation per shipment (location, lines, service or route, milestones, decision trace) or "
     "its cancellation.",
     producers=("source_orders",),
-    consumers=("WMS", "store apps"),
+    consumers=("WMS", "store apps", "track_orders"),
 )
 ORDERS_SOURCED = TopicSpec(
     "oms.orders.sourced.v1",
@@ -270,7 +271,7 @@ ORDERS_SOURCED = TopicSpec(
     OrderSourced,
     "One outcome per order and sourcing round: allocated, partially allocated with backorder, or rejected.",
     producers=("source_orders",),
-    consumers=("webshop", "customer service", "oms audit"),
+    consumers=("webshop", "customer service", "oms audit", "track_orders"),
 )
 CANCELLATIONS = TopicSpec(
     "oms.orders.cancellations.v1",

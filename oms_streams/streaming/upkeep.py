@@ -21,10 +21,12 @@ from oms_streams.streaming.returns_runtime import ReturnsRuntime
 from oms_streams.streaming.sourcing_runtime import SourcingRuntime
 from oms_streams.streaming.stall_watch import StallWatch
 from oms_streams.streaming.topics import (
+    ALLOCATIONS,
     CANCELLATION_OUTCOMES,
     CANCELLATIONS,
     FULFILMENT_EVENTS,
     ORDERS_PLACED,
+    ORDERS_SOURCED,
     PROMISE_REQUESTS,
     RESERVATION_REPLIES,
     RETURNS_PROCESSED,
@@ -208,6 +210,8 @@ _FAUST_INPUTS = (
     RETURNS_PROCESSED,
     CANCELLATIONS,
     CANCELLATION_OUTCOMES,
+    ALLOCATIONS,
+    ORDERS_SOURCED,
 )
 """The input topics of the faust agents, whose lag is measured (the ledger reports its own)."""
 

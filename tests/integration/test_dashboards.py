@@ -204,7 +204,17 @@ def feed(worker: WorkerProcess, events: Events) -> None:
     wrong = (partition_for(b"SKU-STOVE", 3) + 1) % 3
     rerouted = events.movement("SKU-STOVE", "DC-SOUTH", "receipt", 1)
     events.producer.produce(movements, key=b"SKU-STOVE", value=json.dumps(rerouted).encode(), partition=wrong)
-    stock_up(worker, events, ("SKU-STOVE", "DC-NORTH", 20), ("SKU-STOVE", "DC-SOUTH", 20))
+    stock_up(
+        worker,
+        events,
+        ("SKU-STOVE", "DC-NORTH", 20),
+        ("SKU-STOVE", "DC-SOUTH", 20),
+        (
+            "SKU-TENT",
+            "STORE-AMSTERDAM-01",
+            3,
+        ),  # ORDER-D4 is allocated there (a rejected order is not watched)
+    )
 
     cart = [{"sku": "SKU-STOVE", "quantity": 1}]
     status, answer = worker.post("/promise", json.dumps({"cart": cart, "destination": UTRECHT_HOME}).encode())

@@ -134,6 +134,9 @@ def test_an_order_goes_at_risk_when_a_milestone_passes_and_clears_when_the_event
     worker: WorkerProcess, events: Events
 ) -> None:
     pickup = {"pickup_store_id": "STORE-AMSTERDAM-01"}
+    stock_up(
+        worker, events, ("SKU-TENT", "STORE-AMSTERDAM-01", 3)
+    )  # allocated there (a rejected order is not watched)
     # Pick must start by now + 3 s; ready for pickup by now + 63 s.
     placed = events.order_placed("ORDER-CC-1", click_and_collect_option(timedelta(seconds=63)), pickup)
     events.flush()
@@ -178,6 +181,9 @@ def test_an_order_goes_at_risk_when_a_milestone_passes_and_clears_when_the_event
 def test_a_store_rejection_puts_a_click_and_collect_order_at_risk_with_inform_customer(
     worker: WorkerProcess, events: Events
 ) -> None:
+    stock_up(
+        worker, events, ("SKU-TENT", "STORE-AMSTERDAM-01", 3)
+    )  # allocated there (a rejected order is not watched)
     events.order_placed(
         "ORDER-CC-2", click_and_collect_option(timedelta(hours=1)), {"pickup_store_id": "STORE-AMSTERDAM-01"}
     )

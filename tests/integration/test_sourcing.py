@@ -1,14 +1,19 @@
 """End to end on a real broker: a placed order is reserved across SKU partitions and allocated;
-short picks re-source; click & collect rides the replenishment route; bad input goes to the DLQ."""
+short picks re-source, and the order's milestones and risk follow; click & collect rides the
+replenishment route; bad input goes to the DLQ."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from oms_streams.streaming.partitioning import partition_for
-from tests.integration.test_promise_and_risk import DLQ, UTRECHT_HOME, records_for, stock_up
+from tests.integration.conftest import NETWORK_YAML
+from tests.integration.test_promise_and_risk import AT_RISK, DLQ, UTRECHT_HOME, records_for, stock_up
 from tests.worker_process import Events, WorkerProcess, read_topic, wait_until
 
 SOURCED = "oms.orders.sourced.v1"
@@ -124,6 +129,128 @@ def test_a_short_pick_cancels_the_allocation_and_sources_the_lines_elsewhere(
     # The short-picked store's hold is released; the new one is held.
     wait_until(lambda: atp_at(worker, "SKU-STOVE", picked_at) == 1, 20, "hold released")
     wait_until(lambda: atp_at(worker, "SKU-STOVE", other) == 0, 20, "held at the other DC")
+
+
+def a_network_with_a_truck_every_minute_from_dc_south(tmp_path: Path) -> Path:
+    """The test network plus ROUTE-SOUTH-UTRECHT, leaving DC-SOUTH for STORE-UTRECHT-01 every
+    minute: a transfer allocated there must start picking within a minute (its latest pick start is
+    the departure less the DC's pick and pack), so the test sees that milestone pass."""
+    network = yaml.safe_load(NETWORK_YAML.read_text())
+    every_minute = [f"{h:02d}:{m:02d}" for h in range(24) for m in range(60)]
+    network["routes"].append(
+        {
+            "route_id": "ROUTE-SOUTH-UTRECHT",
+            "origin_id": "DC-SOUTH",
+            "departures": {"daily": every_minute},
+            "stops": [{"location_id": "STORE-UTRECHT-01", "travel_minutes": 60}],
+        }
+    )
+    path = tmp_path / "network-south-route.yaml"
+    path.write_text(yaml.safe_dump(network))
+    return path
+
+
+def test_after_a_short_pick_the_milestones_and_the_risk_follow_the_re_sourced_shipment(
+    worker: WorkerProcess, events: Events, tmp_path: Path
+) -> None:
+    events.config(a_network_with_a_truck_every_minute_from_dc_south(tmp_path))
+    stock_up(worker, events, ("SKU-LANTERN", "DC-NORTH", 1))
+    pickup = {"pickup_store_id": "STORE-UTRECHT-01"}
+    option = an_option("click_and_collect", {"SKU-LANTERN": 1}, **pickup)
+    # Promised on DC-NORTH's truck of tomorrow: its milestones are a day away.
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    option["shipments"][0] |= {
+        "route_id": "ROUTE-NORTH-UTRECHT",
+        "ready_at": (tomorrow - timedelta(minutes=75)).isoformat(),
+        "handover_at": tomorrow.isoformat(),
+        "arrives_at": (tomorrow + timedelta(minutes=75)).isoformat(),
+    }
+    events.order_placed("ORDER-MOVE", option, pickup)
+    events.flush()
+    assert outcome_of(worker, "ORDER-MOVE")["outcome"] == "allocated"
+    [first] = wait_until(lambda: allocations_of(worker, "ORDER-MOVE"), 20, "the first allocation")
+    assert (first["location_id"], first["route_id"]) == ("DC-NORTH", "ROUTE-NORTH-UTRECHT")
+    order = wait_until(lambda: order_with_shipments(worker, "ORDER-MOVE"), 20, "the allocation tracked")
+    assert {m["location_id"] for m in order["milestones"]} == {"DC-NORTH", "STORE-UTRECHT-01"}
+
+    # DC-SOUTH gets the lantern; the worker knows its truck (a promise rides it).
+    stock_up(worker, events, ("SKU-LANTERN", "DC-SOUTH", 1))
+    wait_until(
+        lambda: promised_route(worker, "SKU-LANTERN", pickup) == "ROUTE-SOUTH-UTRECHT", 30, "DC-SOUTH's truck"
+    )
+
+    events.fulfilment("ORDER-MOVE", "short_pick", location_id="DC-NORTH", reason="not on the shelf")
+    events.flush()
+    second = outcome_of(worker, "ORDER-MOVE", round=2)
+    assert second["outcome"] == "allocated", second
+    [moved] = [r for r in allocations_of(worker, "ORDER-MOVE") if r["kind"] == "allocate" and r["round"] == 2]
+    assert (moved["location_id"], moved["route_id"]) == ("DC-SOUTH", "ROUTE-SOUTH-UTRECHT")
+    pick_due = datetime.fromisoformat(
+        next(m["due"] for m in moved["milestones"] if m["kind"] == "pick_start")
+    )
+
+    # The order's milestones name DC-SOUTH now; DC-NORTH's shipment is withdrawn, with why.
+    order = wait_until(lambda: order_with_moves(worker, "ORDER-MOVE"), 20, "the move tracked")
+    assert {(m["kind"], m["location_id"]) for m in order["milestones"]} == {
+        ("pick_start", "DC-SOUTH"),
+        ("route_departure", "DC-SOUTH"),
+        ("ready_for_pickup", "STORE-UTRECHT-01"),
+    }
+    states = {(s["location_id"], s["state"], s["round"]) for s in order["shipments"]}
+    assert states == {("DC-NORTH", "withdrawn", 0), ("DC-SOUTH", "current", 2)}
+    [move] = order["moves"]
+    assert (
+        move["round"] == 2 and move["to"][0]["location_id"] == "DC-SOUTH" and "short_pick" in move["reason"]
+    )
+
+    # DC-SOUTH does not start picking in time: at risk there.
+    wait_s = max(0.0, (pick_due - datetime.now(UTC)).total_seconds()) + 30
+    late = wait_until(
+        lambda: [r for r in records_for(worker, AT_RISK, "ORDER-MOVE") if r.get("location_id") == "DC-SOUTH"],
+        wait_s,
+        "ORDER-MOVE at risk at DC-SOUTH",
+    )[0]
+    assert (late["status"], late["reason"], late["suggested_action"]) == (
+        "at_risk",
+        "pick_not_started",
+        "expedite",
+    )
+    assert late["milestone"] == "pick_start" and late["promise_version"] == 1
+    events.fulfilment("ORDER-MOVE", "pick_started", location_id="DC-SOUTH")
+    events.flush()
+    wait_until(
+        lambda: records_for(worker, AT_RISK, "ORDER-MOVE")[-1]["status"] == "cleared",
+        20,
+        "cleared by the pick",
+    )
+
+    # Nothing was raised for DC-NORTH but the short pick itself, and that was cleared by the move.
+    states_seen = records_for(worker, AT_RISK, "ORDER-MOVE")
+    north = [r for r in states_seen if r.get("location_id") == "DC-NORTH"]
+    assert all(r["reason"] == "short_pick" for r in north), states_seen
+    if north:
+        after = states_seen[states_seen.index(north[-1]) + 1]
+        assert (after["status"], after["reason"]) == ("cleared", "resourced"), states_seen
+
+
+def order_with_shipments(worker: WorkerProcess, order_id: str) -> dict[str, Any] | None:
+    order = worker.get(f"/orders/{order_id}")[1] or {}
+    return order if order.get("shipments") and order["sourcing"]["round"] >= 1 else None
+
+
+def order_with_moves(worker: WorkerProcess, order_id: str) -> dict[str, Any] | None:
+    order = worker.get(f"/orders/{order_id}")[1] or {}
+    return order if order.get("moves") else None
+
+
+def promised_route(worker: WorkerProcess, sku: str, pickup: dict[str, str]) -> str | None:
+    body = {"cart": [{"sku": sku, "quantity": 1}], "destination": pickup}
+    _, answer = worker.post("/promise", json.dumps(body).encode())
+    for option in (answer or {}).get("options", []):
+        for shipment in option["shipments"]:
+            if shipment.get("route_id"):
+                return str(shipment["route_id"])
+    return None
 
 
 def test_click_and_collect_takes_the_store_shelf_first_and_rides_the_route_for_the_rest(

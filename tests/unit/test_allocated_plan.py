@@ -1,0 +1,440 @@
+"""Re-sourcing moves milestones and risk with the allocation (``domain.allocated_plan``), pure: the
+promise's shipments folded with sourcing's allocations, withdrawals and round outcomes, and what the
+risk watch makes of the result."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from oms_streams.domain.allocated_plan import (
+    Allocated,
+    AllocatedPlan,
+    Move,
+    SourcingRound,
+    Withdrawal,
+    allocated_plan,
+    clearance_reason,
+)
+from oms_streams.domain.orders import Milestone, MilestoneKind, PromiseRecord
+from oms_streams.domain.promise_types import CartLine, Shipment
+from oms_streams.domain.risk import (
+    FulfilmentEvent,
+    FulfilmentKind,
+    OrderTracking,
+    RiskReason,
+    SuggestedAction,
+    apply_fulfilment,
+    assess,
+    event_targets,
+    latest_event_ms,
+    next_check_ms,
+    risk_event_id,
+)
+from tests.unit.builders import minutes
+from tests.unit.test_risk import WINDOW_END, a_record, an_option, home_delivery_milestones
+
+K = FulfilmentKind
+M = MilestoneKind
+MINUTE = 60_000
+TENT, STOVE = "SKU-TENT", "SKU-STOVE"
+
+# Round 2 (after the short pick at DC-NORTH) is decided at minute 30; DC-SOUTH must start picking
+# by minute 90, hand over by minute 300; the window ends at WINDOW_END (minute 1920).
+SOUTH_PICK, SOUTH_HANDOVER = minutes(90), minutes(300)
+
+
+def shipment(location: str, *lines: tuple[str, int], arrives: int = minutes(1800)) -> Shipment:
+    return Shipment(
+        location_id=location,
+        lines=tuple(CartLine(sku, n) for sku, n in lines),
+        ready_at_ms=minutes(60),
+        handover_at_ms=minutes(240),
+        arrives_at_ms=arrives,
+        service_id="POSTNL-STANDARD",
+        distance_km=80.0,
+    )
+
+
+def a_promise(*shipments: Shipment) -> PromiseRecord:
+    """A home delivery promised from DC-NORTH (or ``shipments``), each with the three milestones."""
+    shipments = shipments or (shipment("DC-NORTH", (TENT, 1)),)
+    milestones = tuple(
+        m
+        for i, s in enumerate(shipments)
+        for m in home_delivery_milestones(shipment=i, location_id=s.location_id)
+    )
+    return a_record(option=an_option(shipments=shipments), milestones=milestones)
+
+
+def allocated(
+    allocation_id: str,
+    location: str,
+    *lines: tuple[str, int],
+    late: bool = False,
+    arrives: int = minutes(1800),
+) -> Allocated:
+    round_ = int(allocation_id.split(":")[1])
+    milestones = (
+        Milestone(M.PICK_START, location, SOUTH_PICK, 0),
+        Milestone(M.CARRIER_HANDOVER, location, SOUTH_HANDOVER, 0),
+        Milestone(M.DELIVERED, location, WINDOW_END, 0),
+    )
+    return Allocated(allocation_id, round_, shipment(location, *lines, arrives=arrives), milestones, late)
+
+
+def a_round(number: int, *ids: str, outcome: str = "allocated", backorder: tuple[str, ...] = (), at: int = 0):
+    return SourcingRound(number, outcome, ids, backorder, f"round {number}", at or minutes(number * 15))
+
+
+SHORT_PICK = "short_pick at DC-NORTH: not on the shelf"
+
+
+def short_picked_and_moved_south() -> AllocatedPlan:
+    """Promised and allocated at DC-NORTH, short-picked there, re-sourced to DC-SOUTH in round 2."""
+    return allocated_plan(
+        a_promise(),
+        [allocated("O:1:0", "DC-NORTH", (TENT, 1)), allocated("O:2:0", "DC-SOUTH", (TENT, 1))],
+        [Withdrawal("O:1:0", SHORT_PICK)],
+        [a_round(1, "O:1:0"), a_round(2, "O:2:0", at=minutes(30))],
+    )
+
+
+def watched(plan: AllocatedPlan, *events: FulfilmentEvent) -> OrderTracking:
+    order = OrderTracking(plan.record, withdrawn=plan.withdrawn, late=plan.late, moved_at_ms=plan.moved_at_ms)
+    for event in events:
+        order, _ = apply_fulfilment(order, event)
+    return order
+
+
+_ids = itertools.count(1)
+
+
+def an_event(kind: FulfilmentKind, *, at: int, location_id: str | None = None, shipment: int | None = None):
+    return FulfilmentEvent(f"FUL-{next(_ids)}", kind, at, location_id, shipment)
+
+
+# --- the plan ---------------------------------------------------------------------------------------
+
+
+def test_without_a_round_the_plan_is_the_promise_itself() -> None:
+    promise = a_promise()
+    plan = allocated_plan(promise, [allocated("O:1:0", "DC-SOUTH", (TENT, 1))], [], [])
+    assert plan.record is promise and plan.withdrawn == frozenset() and plan.moves == () and plan.round == 0
+
+
+def test_an_allocation_where_the_promise_ships_from_confirms_it_with_the_promise_s_milestones() -> None:
+    promise = a_promise()
+    plan = allocated_plan(promise, [allocated("O:1:0", "DC-NORTH", (TENT, 1))], [], [a_round(1, "O:1:0")])
+    assert plan.record.option.shipments == promise.option.shipments
+    assert plan.record.milestones == promise.milestones
+    assert (plan.withdrawn, plan.moves, plan.rounds, plan.round) == (frozenset(), (), (0,), 1)
+
+
+def test_a_short_pick_re_sourced_elsewhere_moves_the_shipment_and_its_milestones() -> None:
+    plan = short_picked_and_moved_south()
+
+    shipments = plan.record.option.shipments
+    assert [s.location_id for s in shipments] == ["DC-NORTH", "DC-SOUTH"]
+    assert shipments[0].lines == () and shipments[1].lines == (CartLine(TENT, 1),)
+    assert plan.withdrawn == frozenset({0}) and plan.rounds == (0, 2)
+    assert [(m.kind, m.location_id, m.due_ms, m.shipment) for m in plan.record.milestones] == [
+        (M.PICK_START, "DC-SOUTH", SOUTH_PICK, 1),
+        (M.CARRIER_HANDOVER, "DC-SOUTH", SOUTH_HANDOVER, 1),
+        (M.DELIVERED, "DC-SOUTH", WINDOW_END, 1),
+    ]
+    assert plan.moves == (Move(0, 2, "DC-NORTH", (CartLine(TENT, 1),), (1,), True, SHORT_PICK, minutes(30)),)
+    assert plan.moved_at_ms == minutes(30) and plan.round == 2
+    # The promise to the customer stands: same window, same version.
+    assert plan.record.option.window_end_ms == WINDOW_END and plan.record.version == 1
+    assert clearance_reason(plan, 0) == "resourced" and clearance_reason(plan, 1) is None
+
+
+def test_the_first_round_moves_what_it_allocates_elsewhere_than_promised() -> None:
+    promise = a_promise(shipment("DC-NORTH", (TENT, 1), (STOVE, 2)))
+    plan = allocated_plan(
+        promise,
+        [allocated("O:1:0", "DC-NORTH", (TENT, 1)), allocated("O:1:1", "DC-SOUTH", (STOVE, 2))],
+        [],
+        [a_round(1, "O:1:0", "O:1:1")],
+    )
+    north, south = plan.record.option.shipments
+    assert north.lines == (CartLine(TENT, 1),) and south.lines == (CartLine(STOVE, 2),)
+    assert plan.withdrawn == frozenset()  # DC-NORTH still ships the tent, to the promise's milestones
+    assert {m.location_id for m in plan.record.milestones} == {"DC-NORTH", "DC-SOUTH"}
+    [move] = plan.moves
+    assert (move.shipment, move.to, move.lines, move.withdrawn) == (0, (1,), (CartLine(STOVE, 2),), False)
+    assert move.reason == "round 1"
+
+
+def test_a_round_is_applied_once_its_outcome_and_every_allocation_it_lists_are_known() -> None:
+    promise = a_promise()
+    facts = (
+        [allocated("O:1:0", "DC-NORTH", (TENT, 1))],
+        [Withdrawal("O:1:0", SHORT_PICK)],
+        [a_round(1, "O:1:0"), a_round(2, "O:2:0", at=minutes(30))],  # O:2:0 not read yet
+    )
+    waiting = allocated_plan(promise, *facts)
+    assert waiting.round == 1 and waiting.withdrawn == frozenset() and waiting.moves == ()
+    assert waiting.record.milestones == promise.milestones
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.permutations(range(5)))
+def test_the_plan_does_not_depend_on_the_order_the_facts_arrived_in(order: list[int]) -> None:
+    facts: list[object] = [
+        allocated("O:1:0", "DC-NORTH", (TENT, 1)),
+        allocated("O:2:0", "DC-SOUTH", (TENT, 1)),
+        Withdrawal("O:1:0", SHORT_PICK),
+        a_round(1, "O:1:0"),
+        a_round(2, "O:2:0", at=minutes(30)),
+    ]
+    seen = [facts[i] for i in order]
+    plan = allocated_plan(
+        a_promise(),
+        [f for f in seen if isinstance(f, Allocated)],
+        [f for f in seen if isinstance(f, Withdrawal)],
+        [f for f in seen if isinstance(f, SourcingRound)],
+    )
+    assert plan == short_picked_and_moved_south()
+
+
+def test_a_rejected_first_round_withdraws_every_shipment_and_keeps_their_units() -> None:
+    promise = a_promise()
+    plan = allocated_plan(promise, [], [], [a_round(1, outcome="rejected", backorder=(TENT,))])
+    assert plan.withdrawn == frozenset({0}) and plan.record.milestones == ()
+    assert plan.record.option.shipments[0].lines == (CartLine(TENT, 1),)
+    assert clearance_reason(plan, 0) == "rejected"
+    assert assess(watched(plan), WINDOW_END + 60 * MINUTE) is None  # nothing to watch
+
+
+def test_a_re_sourcing_that_finds_nothing_leaves_the_units_backordered_on_the_withdrawn_shipment() -> None:
+    promise = a_promise(shipment("DC-NORTH", (TENT, 1)), shipment("DC-SOUTH", (STOVE, 1)))
+    plan = allocated_plan(
+        promise,
+        [allocated("O:1:0", "DC-NORTH", (TENT, 1)), allocated("O:1:1", "DC-SOUTH", (STOVE, 1))],
+        [Withdrawal("O:1:0", SHORT_PICK)],
+        [a_round(1, "O:1:0", "O:1:1"), a_round(2, outcome="rejected", backorder=(TENT,))],
+    )
+    assert plan.withdrawn == frozenset({0})
+    assert plan.record.option.shipments[0].lines == (CartLine(TENT, 1),)
+    [move] = plan.moves
+    assert (move.to, move.lines, move.withdrawn, move.reason) == ((), (), True, SHORT_PICK)
+    assert clearance_reason(plan, 0) == "backordered"
+    assert {m.shipment for m in plan.record.milestones} == {1}  # DC-SOUTH is still watched
+
+
+def test_a_backorder_allocated_when_stock_arrives_is_watched_where_it_ships_from() -> None:
+    """Round 1 found no tent; round 2 (stock arrived) allocates it at DC-SOUTH, nothing withdrawn."""
+    plan = allocated_plan(
+        a_promise(),
+        [allocated("O:2:0", "DC-SOUTH", (TENT, 1))],
+        [],
+        [a_round(1, outcome="rejected", backorder=(TENT,)), a_round(2, "O:2:0", at=minutes(600))],
+    )
+    north, south = plan.record.option.shipments
+    assert north.lines == () and south.lines == (CartLine(TENT, 1),)
+    assert plan.withdrawn == frozenset({0}) and {m.location_id for m in plan.record.milestones} == {
+        "DC-SOUTH"
+    }
+    assert [(m.round, m.shipment, m.to, m.lines) for m in plan.moves] == [
+        (1, 0, (), ()),
+        (2, 0, (1,), (CartLine(TENT, 1),)),
+    ]
+    assert plan.moved_at_ms == minutes(600)
+
+
+def test_a_partial_backorder_allocated_later_leaves_the_first_shipment_alone() -> None:
+    promise = a_promise(shipment("DC-NORTH", (TENT, 1), (STOVE, 2)))
+    plan = allocated_plan(
+        promise,
+        [allocated("O:1:0", "DC-NORTH", (TENT, 1)), allocated("O:2:0", "DC-SOUTH", (STOVE, 2))],
+        [],
+        [
+            a_round(1, "O:1:0", outcome="partially_allocated", backorder=(STOVE,)),
+            a_round(2, "O:2:0"),
+        ],
+    )
+    north, south = plan.record.option.shipments
+    assert north.lines == (CartLine(TENT, 1),) and south.lines == (CartLine(STOVE, 2),)
+    assert plan.withdrawn == frozenset()
+    assert plan.record.milestones[0].location_id in {"DC-NORTH", "DC-SOUTH"}
+    assert {m.shipment for m in plan.record.milestones} == {0, 1}
+
+
+def test_a_replacement_at_the_same_location_keeps_the_shipment() -> None:
+    """A cancellation of one line replaces the allocation by one of the rest, at the same place."""
+    promise = a_promise(shipment("DC-NORTH", (TENT, 1), (STOVE, 1)))
+    plan = allocated_plan(
+        promise,
+        [allocated("O:1:0", "DC-NORTH", (TENT, 1), (STOVE, 1)), allocated("O:2:0", "DC-NORTH", (STOVE, 1))],
+        [Withdrawal("O:1:0", "cancelled")],
+        [a_round(1, "O:1:0"), a_round(2, "O:2:0")],
+    )
+    assert plan.withdrawn == frozenset() and plan.moves == ()
+    assert plan.record.option.shipments == promise.option.shipments
+    assert plan.record.milestones == promise.milestones
+
+
+def test_a_shipment_moved_twice_is_watched_where_it_is_now() -> None:
+    plan = allocated_plan(
+        a_promise(),
+        [
+            allocated("O:1:0", "DC-NORTH", (TENT, 1)),
+            allocated("O:2:0", "DC-SOUTH", (TENT, 1)),
+            allocated("O:3:0", "STORE-UTRECHT-01", (TENT, 1)),
+        ],
+        [Withdrawal("O:1:0", SHORT_PICK), Withdrawal("O:2:0", "store_rejected at DC-SOUTH")],
+        [a_round(1, "O:1:0"), a_round(2, "O:2:0"), a_round(3, "O:3:0")],
+    )
+    assert plan.withdrawn == frozenset({0, 1}) and plan.rounds == (0, 2, 3)
+    assert {m.location_id for m in plan.record.milestones} == {"STORE-UTRECHT-01"}
+    assert [(m.round, m.shipment, m.to, m.reason) for m in plan.moves] == [
+        (2, 0, (1,), SHORT_PICK),
+        (3, 1, (2,), "store_rejected at DC-SOUTH"),
+    ]
+
+
+PLACES = ["DC-NORTH", "DC-SOUTH", "STORE-UTRECHT-01"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.none(), st.sampled_from(PLACES), st.tuples(*[st.sampled_from(PLACES)] * 2)), max_size=5
+    ),
+    st.integers(min_value=1, max_value=3),
+    st.integers(min_value=1, max_value=3),
+)
+def test_every_unit_of_the_order_stays_on_exactly_one_shipment(
+    steps: list[str | tuple[str, str] | None], tents: int, stoves: int
+) -> None:
+    """However the rounds go (all in one place, split over two, nothing found; after a short pick
+    of what was live, or for the backorder when stock arrives), no unit appears or vanishes, and
+    facts read in another order give the same plan."""
+    promise = a_promise(shipment("DC-NORTH", (TENT, tents)), shipment("DC-SOUTH", (STOVE, stoves)))
+    allocations: list[Allocated] = []
+    withdrawals: list[Withdrawal] = []
+    rounds: list[SourcingRound] = []
+    live: list[str] = []
+    for number, step in enumerate(steps, start=1):
+        withdrawals += [Withdrawal(i, "short_pick") for i in live]  # what was live is short-picked
+        if step is None:
+            rounds.append(a_round(number, outcome="rejected", backorder=(TENT, STOVE)))
+            live = []
+            continue
+        if isinstance(step, str):
+            live = [f"O:{number}:0"]
+            allocations.append(allocated(live[0], step, (TENT, tents), (STOVE, stoves)))
+        else:
+            live = [f"O:{number}:0", f"O:{number}:1"]
+            allocations += [
+                allocated(live[0], step[0], (TENT, tents)),
+                allocated(live[1], step[1], (STOVE, stoves)),
+            ]
+        rounds.append(a_round(number, *live))
+    plan = allocated_plan(promise, allocations, withdrawals, rounds)
+    units: Counter[str] = Counter()
+    for s in plan.record.option.shipments:
+        for line in s.lines:
+            units[line.sku] += line.quantity
+    assert units == {TENT: tents, STOVE: stoves}
+    again = allocated_plan(promise, allocations[::-1], withdrawals[::-1], rounds[::-1])
+    assert again == plan
+
+
+# --- what the risk watch makes of it ----------------------------------------------------------------
+
+
+def test_after_the_move_a_late_pick_at_the_new_location_is_at_risk_there_and_nothing_at_the_old() -> None:
+    plan = short_picked_and_moved_south()
+    short_pick = an_event(K.SHORT_PICK, at=minutes(20), location_id="DC-NORTH")
+    order = watched(plan, short_pick)
+
+    assert assess(order, minutes(60)) is None  # the short pick's shipment was withdrawn
+    risk = assess(order, SOUTH_PICK + 10 * MINUTE)
+    assert risk is not None
+    assert (risk.reason, risk.action, risk.location_id, risk.shipment, risk.milestone) == (
+        RiskReason.PICK_NOT_STARTED,
+        SuggestedAction.EXPEDITE,
+        "DC-SOUTH",
+        1,
+        M.PICK_START,
+    )
+    # DC-NORTH's promised milestones are gone: its pick (minute 60 in the promise) is not watched.
+    assert next_check_ms(order, minutes(31)) == SOUTH_PICK
+
+
+def test_events_at_the_old_location_after_the_move_do_not_count_for_the_new_one() -> None:
+    plan = short_picked_and_moved_south()
+    late_north = an_event(K.PICK_STARTED, at=minutes(80), location_id="DC-NORTH")
+    order = watched(plan, late_north)
+    risk = assess(order, SOUTH_PICK + MINUTE)
+    assert risk is not None and risk.location_id == "DC-SOUTH"
+
+    picked_south = an_event(K.PICK_STARTED, at=minutes(95), location_id="DC-SOUTH")
+    assert assess(watched(plan, late_north, picked_south), minutes(100)) is None
+
+
+def test_an_allocation_s_own_index_at_the_new_location_counts_for_the_new_shipment() -> None:
+    """The WMS at DC-SOUTH knows its allocation as shipment 0 of round 2: the location decides."""
+    plan = short_picked_and_moved_south()
+    event = an_event(K.PICK_STARTED, at=minutes(95), location_id="DC-SOUTH", shipment=0)
+    assert tuple(event_targets(event, plan.record)) == (1,)
+    assert assess(watched(plan, event), minutes(100)) is None
+
+
+def test_a_risk_raised_before_the_move_clears_with_a_new_state_id() -> None:
+    before = allocated_plan(
+        a_promise(),
+        [allocated("O:1:0", "DC-NORTH", (TENT, 1))],
+        [Withdrawal("O:1:0", SHORT_PICK)],
+        [a_round(1, "O:1:0")],
+    )
+    short_pick = an_event(K.SHORT_PICK, at=minutes(20), location_id="DC-NORTH")
+    at_risk = assess(watched(before, short_pick), minutes(25))
+    assert at_risk is not None and (at_risk.reason, at_risk.location_id) == (
+        RiskReason.SHORT_PICK,
+        "DC-NORTH",
+    )
+
+    after = watched(short_picked_and_moved_south(), short_pick)
+    assert assess(after, minutes(31)) is None and latest_event_ms(after) == minutes(30)
+    cleared = risk_event_id("O", None, 1, as_of_ms=latest_event_ms(after))
+    assert cleared != risk_event_id("O", None, 1, as_of_ms=latest_event_ms(watched(before, short_pick)))
+
+
+def test_a_new_location_that_cannot_make_the_window_is_at_risk_at_once_with_the_delay() -> None:
+    late_arrival = WINDOW_END + 20 * 60 * MINUTE
+    plan = allocated_plan(
+        a_promise(),
+        [
+            allocated("O:1:0", "DC-NORTH", (TENT, 1)),
+            allocated("O:2:0", "DC-SOUTH", (TENT, 1), late=True, arrives=late_arrival),
+        ],
+        [Withdrawal("O:1:0", SHORT_PICK)],
+        [a_round(1, "O:1:0"), a_round(2, "O:2:0", at=minutes(30))],
+    )
+    assert plan.late == ((1, minutes(30), late_arrival),)
+    risk = assess(watched(plan), minutes(31))
+    assert risk is not None
+    assert (risk.reason, risk.action, risk.location_id, risk.milestone) == (
+        RiskReason.ALLOCATED_LATE,
+        SuggestedAction.INFORM_CUSTOMER,
+        "DC-SOUTH",
+        M.DELIVERED,
+    )
+    assert risk.expected_delay_ms == 20 * 60 * MINUTE and risk.since_ms == minutes(30)
+    # The promise is kept as the customer's: delivered late is still delivered, and then it is over.
+    delivered = an_event(K.DELIVERED, at=late_arrival, location_id="DC-SOUTH")
+    assert assess(watched(plan, delivered), late_arrival + MINUTE) is None
+
+
+def test_a_rejected_order_clears_its_risk() -> None:
+    promise = a_promise()
+    plan = allocated_plan(promise, [], [], [a_round(1, outcome="rejected", backorder=(TENT,))])
+    short_pick = an_event(K.SHORT_PICK, at=minutes(20), location_id="DC-NORTH")
+    assert assess(watched(plan, short_pick), minutes(120)) is None
