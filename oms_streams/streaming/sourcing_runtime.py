@@ -112,7 +112,6 @@ class SourcingRuntime:
     ) -> None:
         self.table = table
         self.partitions = partitions
-        self.network = network
         self.topics = topics
         self.metrics = metrics
         self.lock = asyncio.Lock()
