@@ -4,15 +4,17 @@
 fulfilment events, all keyed by order id, so one worker owns an order's whole saga and keeps it in
 the ``sourcing`` table (one row per order, written whole, in the order's partition).
 
-1. A placement is planned by the pure sourcing engine over the replicated availability view, and
-   each SKU of the plan is asked of its ledger owner (reserve commands keyed by SKU).
+1. A placement is planned by the pure sourcing engine over the replicated availability view
+   (``sourcing_planner``), and each SKU of the plan is asked of its ledger owner (reserve commands
+   keyed by SKU, ``sourcing_commands``).
 2. When every SKU has answered: all reserved -> one allocation per shipment and the order's outcome
    are published; any refused -> what was held is released and the order is planned again with what
-   the refusals said is left (a fresher view than the feed), up to ``MAX_ATTEMPTS``.
+   the refusals said is left (a fresher view than the feed), up to ``MAX_ATTEMPTS``
+   (``sourcing_answers``).
 3. A store's rejection or short pick cancels that allocation, releases its holds and sources its
    lines again without that store (a new round); a pickup store's rejection is left to the at-risk
    flow. A shipment leaving its location (handover, route departure, collection, or a courier's
-   delivery) fulfils its holds.
+   delivery) fulfils its holds (``sourcing_withdrawals``).
 4. Lines a round could not allocate for lack of stock are sourced again in a new round when the
    availability view shows stock the planner can use, until a horizon after placement; then the
    backorder is final (a timer, ``streaming.backorders``).
@@ -30,7 +32,6 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from oms_streams.adapters.cancellations import Cancellation
@@ -41,28 +42,16 @@ from oms_streams.adapters.sourcing import (
     AllocationState,
     Reply,
     SourcingRow,
-    allocation_record,
     decision_to_plan,
-    reservation_batch_record,
-    reservation_command,
     reservations_by_sku,
-    timeout_record,
 )
-from oms_streams.adapters.timestamps import epoch_ms_from_iso
 from oms_streams.domain.backorders import BackorderPolicy
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.placement import PlacementLimits
 from oms_streams.domain.promise import CHANNEL_FOR_METHOD
 from oms_streams.domain.retention import RetentionPolicy
-from oms_streams.domain.risk import FulfilmentKind
 from oms_streams.domain.saga import ReplyPolicy
-from oms_streams.domain.sourcing import (
-    Outcome,
-    SourcingDecision,
-    SourcingPolicy,
-    StockSnapshot,
-    source_order,
-)
+from oms_streams.domain.sourcing import Outcome, SourcingDecision, SourcingPolicy
 from oms_streams.domain.transit import TransitModel
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.backorders import Backorders
@@ -72,34 +61,22 @@ from oms_streams.streaming.courier_slots import CourierSlots
 from oms_streams.streaming.holds import HoldBook
 from oms_streams.streaming.ledger_runtime import AvailabilityView
 from oms_streams.streaming.network import NetworkState
-from oms_streams.streaming.outbox import Durable, Outbox, PartitionBatches, Produce
+from oms_streams.streaming.outbox import Durable, Outbox, Produce
 from oms_streams.streaming.placement_gate import PlacementGate, Unreadable
 from oms_streams.streaming.retention import RetentionIndex
+from oms_streams.streaming.sourcing_answers import MAX_ATTEMPTS as MAX_ATTEMPTS  # re-exported
+from oms_streams.streaming.sourcing_answers import LedgerAnswers
+from oms_streams.streaming.sourcing_commands import LedgerCommands
 from oms_streams.streaming.sourcing_inputs import SourcingInputs, label
 from oms_streams.streaming.sourcing_inputs import SourcingTopics as SourcingTopics  # re-exported
 from oms_streams.streaming.sourcing_outcomes import RoundPublisher
+from oms_streams.streaming.sourcing_planner import RoundPlanner
 from oms_streams.streaming.sourcing_replies import ReplyWatch
 from oms_streams.streaming.sourcing_shed import ShedReplies
+from oms_streams.streaming.sourcing_withdrawals import Withdrawals
 from oms_streams.streaming.table_context import in_partition, in_partition_of
 
 log = logging.getLogger(__name__)
-
-
-MAX_ATTEMPTS = 8
-"""Reservation attempts per round before the order is rejected as unsourceable for now."""
-
-LEFT_LOCATION = frozenset(
-    {
-        FulfilmentKind.HANDED_TO_CARRIER,
-        FulfilmentKind.ROUTE_DEPARTED,
-        FulfilmentKind.COLLECTED,
-        FulfilmentKind.DELIVERED,  # a courier reports no handover; for the others it comes after one
-    }
-)
-"""The shipment's units left the location: its holds are fulfilled (out of on hand and reserved)."""
-WITHDRAWN = frozenset({FulfilmentKind.STORE_REJECTED, FulfilmentKind.SHORT_PICK})
-TRANSFER_CHANNEL = CHANNEL_FOR_METHOD[DeliveryMethod.STANDARD]
-"""Whose view of a DC a click & collect transfer takes (the pickup channel sees stores only)."""
 
 
 def now_ms() -> int:
@@ -135,23 +112,32 @@ class SourcingRuntime:
     ) -> None:
         self.table = table
         self.partitions = partitions
-        self.network = network
-        self.view = view
-        self.transit = transit
         self.topics = topics
         self.metrics = metrics
-        self.policy = policy
-        self.holds = holds
-        """Cart holds: an order placed with one plans on its held units too (availability hides them)."""
         self.lock = asyncio.Lock()
         self.claims = Claims()
         self.workload: dict[str, int] = defaultdict(int)
         """Live allocations per location among this worker's orders (a sourcing cost)."""
+        self.planner = RoundPlanner(
+            network, view, transit, policy, holds, self.claims, self.workload, metrics
+        )
+        """What a round plans on (the view corrected by claims, cart holds, workload), and its plan."""
         self.outbox = Outbox(produce, topics.dlq, metrics, durable)
-        self.commands = PartitionBatches(topics.reservations, partitions, reservation_batch_record)
+        self.commands = LedgerCommands(topics.reservations, partitions, self.outbox)
+        """Every path's reserves, releases and fulfils; each waits in its row for its answer."""
         self.watch = ReplyWatch(replies or ReplyPolicy(), metrics)
         self.rounds = RoundPublisher(self.outbox, topics.allocations, topics.sourced, network, metrics)
-        self.sheds = ShedReplies(self._withdraw, self._withdrawn_again)
+        self.withdrawals = Withdrawals(
+            self.outbox,
+            topics.allocations,
+            metrics,
+            self.commands,
+            self.rounds,
+            self.workload,
+            self._plan_and_reserve,
+        )
+        """Fulfilment events: a shipment that left is fulfilled, a short pick or rejection re-sourced."""
+        self.sheds = ShedReplies(self.withdrawals.withdraw, self.withdrawals.withdrawn_again)
         self.gate = PlacementGate(self.rounds, limits or PlacementLimits(), metrics)
         self.inputs = SourcingInputs(topics, self.outbox, metrics)
         self.courier = CourierSlots(
@@ -174,16 +160,30 @@ class SourcingRuntime:
             topics.allocations,
             topics.cancellation_outcomes,
             metrics,
-            self._send_reservation,
+            self.commands.send,
             self.rounds.publish,
             self.workload,
         )
+        self.answers = LedgerAnswers(
+            self.outbox,
+            topics.replies,
+            metrics,
+            self.commands,
+            self.claims,
+            self.watch,
+            self.sheds,
+            self.rounds,
+            self.cancellations,
+            self._plan_and_reserve,
+            self._finish,
+        )
+        """The ledgers' answers (an attempt closed, retried or given up) and the reply timer's chase."""
         self.backorders = Backorders(
             backorders or BackorderPolicy(),
             view,
             metrics,
-            self._snapshot,
-            self._decide,
+            self.planner.snapshot,
+            self.planner.decide,
             self._plan_and_reserve,
             self.rounds.publish,
         )
@@ -207,7 +207,7 @@ class SourcingRuntime:
                 if part:
                     now = now_ms()
                     self._apply_part(part, now)
-                    self.commands.drain_into(self.outbox, now)
+                    self.commands.drain(now)
                     await self.outbox.flush()
 
     def _apply_part(self, events: list[Any], now: int) -> None:
@@ -253,7 +253,11 @@ class SourcingRuntime:
         if isinstance(decoded, Placement):
             row, verdict = self._place(row, decoded, event.message.partition, now, placed_at(event, now))
         elif isinstance(decoded, Reply):
-            verdict = self._answer(row, decoded, now) if row is not None else self._stray(None, decoded, now)
+            verdict = (
+                self.answers.apply(row, decoded, now)
+                if row is not None
+                else self.answers.stray(None, decoded, now)
+            )
         elif isinstance(decoded, Cancellation):
             verdict = self.cancellations.apply(row, decoded, now)
             if row is not None:
@@ -263,7 +267,7 @@ class SourcingRuntime:
         elif isinstance(decoded, Unreadable):
             row, verdict = self._refuse_unreadable(row, decoded, event.message.partition, now)
         else:
-            verdict = self._progress(row, decoded, now) if row is not None else "ignored"
+            verdict = self.withdrawals.progress(row, decoded, now) if row is not None else "ignored"
         self.metrics.sourcing_events.labels(label(event.message.topic, self.topics), verdict).inc()
         if row is not None and verdict in ("applied", "parked", "released_stray", "rejected"):
             rows[order_id] = (row, event)
@@ -361,7 +365,7 @@ class SourcingRuntime:
         row.round_attempts += 1
         row.pending, row.held, row.refused = [], {}, False
         row.stop_awaiting_reserves()
-        decision = decision or self._decide(row, now)
+        decision = decision or self.planner.decide(row, now)
         row.plan = decision_to_plan(decision)
         if not decision.shipments:
             self._finish(row, now)
@@ -369,132 +373,7 @@ class SourcingRuntime:
         for sku, lines in reservations_by_sku(row.plan, row.channel).items():
             row.pending.append(sku)
             self.claims.asked(sku, lines)
-            self._send_reservation("reserve", row, row.reservation_id, sku, lines, now)
-
-    def _decide(self, row: SourcingRow, now: int) -> SourcingDecision:
-        started = time.perf_counter()
-        request = row.request(now)
-        decision = source_order(
-            request,
-            self._snapshot(row.channel, [line.sku for line in request.lines], now, row.hold_id),
-            self.network.promise_network,
-            self.transit,
-            self._policy(),
-        )
-        self.metrics.sourcing_decision_seconds.observe(time.perf_counter() - started)
-        return decision
-
-    def _policy(self) -> SourcingPolicy:
-        if self.policy is not None:
-            return self.policy
-        return SourcingPolicy(max_splits=self.network.promise_network.policy.max_parcels)
-
-    def _snapshot(self, channel: str, skus: list[str], now: int, hold_id: str | None = None) -> StockSnapshot:
-        units: dict[str, Mapping[str, int]] = {}
-        held = self.holds.held_units(hold_id) if self.holds is not None and hold_id else {}
-        protected: dict[str, dict[str, int]] = {}
-        for sku in skus:
-            record = self.view.get(sku)
-            shown: dict[str, int] = {}
-            at_ms = 0
-            if record is not None:
-                channels = record["channels"]
-                shown = channels.get(channel, {}).get("locations", {})
-                if channel != TRANSFER_CHANNEL:
-                    # A pickup store's missing lines come from DCs, as the webshop sees them.
-                    transfer = channels.get(TRANSFER_CHANNEL, {}).get("locations", {})
-                    shown = {**transfer, **shown}
-                at_ms = epoch_ms_from_iso(record["published_at"])
-                protected[sku] = record.get("protected", {})
-            units[sku] = self.claims.adjust(sku, shown, at_ms, now)
-            if sku in held:  # the reserve takes the hold over: its units are the order's to plan on
-                mine = held[sku]
-                units[sku] = {loc: units[sku].get(loc, 0) + mine.get(loc, 0) for loc in {*units[sku], *mine}}
-        return StockSnapshot(units=units, protected=protected, workload=self.workload)
-
-    # --- replies ----------------------------------------------------------------------------------
-
-    def _answer(self, row: SourcingRow, reply: Reply, now: int) -> str:
-        if reply.kind == "shed":
-            return self.sheds.apply(row, reply, now)
-        if reply.kind == "timeout":
-            return self._timed_out(row, reply, now)
-        if reply.kind != "reserve":
-            # No follow-up, but the command is no longer sent again.
-            return "applied" if row.replied(reply) else "ignored"
-        current = reply.reservation_id == row.reservation_id
-        if not current or row.status != "reserving" or reply.sku not in row.pending:
-            # A redelivered answer: the batch that ended the round on it (an allocation, or a
-            # rejection once nothing was left to try) may have stored the row and died before its
-            # outcome left. The round's outcome goes out again (same ids; once per order here).
-            if self.rounds.republish(row, now):
-                self.cancellations.answer_all_again(row, now)  # decided after the round (parked)
-            allocated = any(a.reservation_id == reply.reservation_id for a in row.allocations)
-            if allocated or (current and reply.sku in row.held):
-                return "duplicate"  # what it holds is the order's
-            return self._stray(row, reply, now)
-        asked = reservations_by_sku(row.plan or {"shipments": []}, row.channel).get(reply.sku, [])
-        self.claims.answered(reply, asked, now)
-        row.replied(reply)
-        row.pending.remove(reply.sku)
-        if reply.status == "reserved":
-            row.held[reply.sku] = [[loc, units] for loc, units, _ in reply.lines]
-        else:
-            row.refused = True
-            self.metrics.reservations_refused.inc()
-        if row.pending:
-            return "applied"
-        if not row.refused:
-            self._finish(row, now)
-            return "applied"
-        self._retry(row, now, "stock kept being taken by other orders")
-        return "applied"
-
-    def _timed_out(self, row: SourcingRow, reply: Reply, now: int) -> str:
-        """The timer's record (``_chase``): the attempt it names is given up, if still the current
-        one; read again after the decision was stored, it publishes the round's outcome again."""
-        if row.status != "reserving" or reply.reservation_id != row.reservation_id:
-            if self.rounds.republish(row, now):
-                self.cancellations.answer_all_again(row, now)
-            return "duplicate"
-        self.metrics.sourcing_attempt_timeouts.inc()
-        self._retry(row, now, reply.reason)
-        return "applied"
-
-    def _retry(self, row: SourcingRow, now: int, why: str) -> None:
-        """The attempt is over without every SKU: give back what it holds, and whatever its
-        unanswered SKUs may hold; then plan again, or after the last attempt reject the order."""
-        asked = reservations_by_sku(row.plan or {"shipments": []}, row.channel)
-        for sku, lines in row.held.items():
-            self._send_reservation("release", row, row.reservation_id, sku, lines, now)
-        for sku in row.pending:
-            # Named, so that the ledger refuses the reserve if it arrives after this release.
-            lines = [[loc, units] for loc, units, *_ in asked.get(sku, [])]
-            self.claims.withdrawn(sku, asked.get(sku, []))
-            self._send_reservation("release", row, row.reservation_id, sku, lines, now)
-        if row.round_attempts >= MAX_ATTEMPTS:
-            row.plan = {
-                "outcome": "rejected",
-                "reason": f"{why}: gave up after {MAX_ATTEMPTS} attempts",
-                "shipments": [],
-                "backorder": row.lines,
-                "trace": (row.plan or {}).get("trace"),
-            }
-            row.held = {}
-            self._finish(row, now)
-        else:
-            self._plan_and_reserve(row, now)
-
-    def _stray(self, row: SourcingRow | None, reply: Reply, now: int) -> str:
-        """An answer to an attempt that is over (a resend after a crash, or an old attempt): give
-        back anything it holds."""
-        if reply.kind == "reserve" and reply.status == "reserved":
-            lines = [[loc, units] for loc, units, _ in reply.lines]
-            self._send_reservation(
-                "release", row, reply.reservation_id, reply.sku, lines, now, reply.order_id
-            )
-            return "released_stray"
-        return "ignored"
+            self.commands.send("reserve", row, row.reservation_id, sku, lines, now)
 
     # --- outcome ----------------------------------------------------------------------------------
 
@@ -525,124 +404,9 @@ class SourcingRuntime:
             kind, ids, why, *only = row.deferred.pop(0)
             hit = [a for a in row.allocations if a.allocation_id in ids and a.state == "live"]
             if hit:
-                self._withdraw(row, hit, kind, why, now, only_skus=only)
+                self.withdrawals.withdraw(row, hit, kind, why, now, only_skus=only)
         self.cancellations.after_round(row, now)
         self.courier.give_back(row, now)
-
-    # --- fulfilment -------------------------------------------------------------------------------
-
-    def _progress(self, row: SourcingRow, fulfilment: Fulfilment, now: int) -> str:
-        event = fulfilment.event
-        kind = event.kind
-        if kind not in LEFT_LOCATION and kind not in WITHDRAWN:
-            return "ignored"
-        live = [a for a in row.allocations if a.state == "live"]
-        if event.location_id is not None:
-            hit = [a for a in live if a.location_id == event.location_id]
-        elif event.shipment is not None:
-            hit = [a for a in live if a.shipment == event.shipment and a.round == row.round]
-        else:
-            hit = []
-        if not hit:
-            if kind in WITHDRAWN and event.location_id is not None:
-                self._withdrawn_again(row, kind.value, event.location_id, event.reason, now)
-            return "ignored"  # repeated, or about a shipment already settled
-        if kind in LEFT_LOCATION:
-            for allocation in hit:
-                # At the handover's time: a count taken since already left these units out.
-                self._settle(row, allocation, "fulfil", "fulfilled", now, at_ms=event.occurred_at_ms)
-            return "applied"
-        pickup = row.destination.get("pickup_store_id")
-        if (
-            kind is FulfilmentKind.STORE_REJECTED
-            and event.location_id is not None
-            and event.location_id == pickup
-        ):
-            # The customer chose this store: customer service decides (the at-risk flow), not sourcing.
-            return "ignored"
-        if row.status == "reserving":
-            # A re-sourcing is under way: withdraw these once it is over (see _finish).
-            row.deferred.append([kind.value, [a.allocation_id for a in hit], event.reason])
-            return "parked"
-        self._withdraw(row, hit, kind.value, event.reason, now)
-        return "applied"
-
-    def _withdrawn_again(
-        self,
-        row: SourcingRow,
-        kind: str,
-        location_id: str,
-        why: str,
-        now: int,
-        skus: Sequence[str] = (),
-        reservation_id: str | None = None,
-    ) -> None:
-        """A short pick, rejection or shed read again: its ``cancel`` records again (same ids), and
-        the round it started if over. Its first reading may have stored the row and died before its
-        outputs left (``Outbox``); the reload re-sends its commands, but only this brings these.
-        ``skus``, ``reservation_id``: a shed's (it withdraws only the allocations holding them)."""
-        withdrawn = [
-            a
-            for a in row.allocations
-            if a.state == "cancelled"
-            and a.location_id == location_id
-            and reservation_id in (None, a.reservation_id)
-            and _withdrawn_there(row, a, skus)
-        ]
-        for allocation in withdrawn:
-            reason = f"{kind} at {location_id}: {why}".rstrip(": ")
-            record = allocation_record(row, allocation, None, [], None, now, kind="cancel", reason=reason)
-            self.outbox.add(self.topics.allocations, row.order_id.encode(), record)
-        if withdrawn:
-            self.rounds.republish(row, now)
-
-    def _withdraw(
-        self,
-        row: SourcingRow,
-        hit: list[AllocationState],
-        kind: str,
-        why: str,
-        now: int,
-        only_skus: Sequence[str] = (),
-    ) -> None:
-        """Cancel the allocations, release their holds, source their lines again without them.
-        ``kind``: a fulfilment kind (short_pick, store_rejected) or ``shed`` (the ledger gave the
-        hold back, ``sourcing_shed``); ``only_skus``: the SKUs never to source there again (all)."""
-        missing: dict[str, int] = {}
-        reasons = []
-        for allocation in hit:
-            self._settle(row, allocation, "release", "cancelled", now)
-            reason = f"{kind} at {allocation.location_id}: {why}".rstrip(": ")
-            reasons.append(reason)
-            record = allocation_record(row, allocation, None, [], None, now, kind="cancel", reason=reason)
-            self.outbox.add(self.topics.allocations, row.order_id.encode(), record)
-            for sku, units in allocation.lines:
-                missing[sku] = missing.get(sku, 0) + units
-                if not only_skus or sku in only_skus:
-                    row.excluded.append([allocation.location_id, sku])
-        row.keep_live_shipments()
-        row.round += 1
-        row.round_attempts = 0
-        row.status = "reserving"
-        row.lines = [[sku, units] for sku, units in missing.items()]
-        row.resourced = [row.round, "; ".join(reasons)]  # the round's outcome says why it happened
-        self.metrics.resourced.labels(kind).inc()
-        self._plan_and_reserve(row, now)
-
-    def _settle(
-        self,
-        row: SourcingRow,
-        allocation: AllocationState,
-        command: str,
-        state: str,
-        now: int,
-        at_ms: int | None = None,
-    ) -> None:
-        allocation.state = state
-        self.workload[allocation.location_id] = max(0, self.workload[allocation.location_id] - 1)
-        for sku, units in allocation.lines:
-            lines = [[allocation.location_id, units]]
-            self._send_reservation(command, row, allocation.reservation_id, sku, lines, now, at_ms=at_ms)
 
     # --- ownership --------------------------------------------------------------------------------
 
@@ -681,10 +445,10 @@ class SourcingRuntime:
                     row.await_pending(reservations_by_sku(row.plan, row.channel), now)
                 with in_partition(self.topics.placed, row.partition):
                     for entry in self.watch.all_again(row, now):
-                        self._command(entry, row, now)
+                        self.commands.again(entry, row, now)
                         resent += 1
                 self._store(row, now)
-            self.commands.drain_into(self.outbox, now)
+            self.commands.drain(now)
             await self.outbox.flush()
             return resent
 
@@ -701,13 +465,13 @@ class SourcingRuntime:
                     continue
                 try:
                     with in_partition(self.topics.placed, row.partition):
-                        self._chase(row, now)
+                        self.answers.chase(row, now)
                     self._store(row, now)
                 except Exception:  # one order's bug must not stop the timer for every other one
                     log.exception("sourcing could not chase the answers of %s", order_id)
                     self.watch.untrack(order_id)
                     continue
-            self.commands.drain_into(self.outbox, now)
+            self.commands.drain(now)
             await self.outbox.flush()
             return len(due)
 
@@ -729,7 +493,7 @@ class SourcingRuntime:
                 except Exception:  # one order's bug must not stop the timer for every other one
                     log.exception("sourcing could not look at the backorder of %s", order_id)
                     self.backorders.untrack(order_id)
-            self.commands.drain_into(self.outbox, now)
+            self.commands.drain(now)
             await self.outbox.flush()
             return changed
 
@@ -740,66 +504,7 @@ class SourcingRuntime:
             now = now_ms()
             return len(self.retention.sweep(now, lambda _, raw: saga_retention(SourcingRow.decode(raw), now)))
 
-    def _chase(self, row: SourcingRow, now: int) -> None:
-        unanswered = sorted(row.pending)
-        entries, give_up = self.watch.chase(row, now)
-        for entry in entries:
-            self._command(entry, row, now)
-        if not give_up:
-            return
-        if row.status != "reserving":
-            row.stop_awaiting_reserves()  # cannot happen (a finished round awaits none): never loop
-            return
-        # Given up when the owner reads this back (``_timed_out``), as an input: a timer has no
-        # input offset, so a decision made here and lost in a crash after the row was stored
-        # could never be published again.
-        why = f"no answer from the ledger of {', '.join(unanswered)}"
-        sku = unanswered[0] if unanswered else str(row.ordered[0][0])
-        record = timeout_record(row.order_id, row.reservation_id, sku, why, now)
-        self.outbox.add(self.topics.replies, row.order_id.encode(), record)
-
     # --- helpers ----------------------------------------------------------------------------------
-
-    def _send_reservation(
-        self,
-        kind: str,
-        row: SourcingRow | None,
-        reservation_id: str,
-        sku: str,
-        lines: list[list[Any]],
-        now: int,
-        order_id: str | None = None,
-        at_ms: int | None = None,
-    ) -> None:
-        """A command to the SKU's ledger; it waits in the row (if any) for its answer. ``at_ms``:
-        when it happened, if not now (a fulfil: the handover)."""
-        order = row.order_id if row is not None else order_id
-        channel = row.channel if row is not None else "webshop"
-        assert order is not None
-        if row is not None:
-            row.await_reply(kind, reservation_id, sku, lines, now, at_ms)
-        takes_over = row.hold_id if row is not None else None  # sent on reserves only
-        at = now if at_ms is None else at_ms
-        self.commands.add(
-            sku,
-            reservation_command(kind, reservation_id, order, sku, channel, lines, at, takes_over=takes_over),
-        )
-
-    def _command(self, entry: dict[str, Any], row: SourcingRow, now: int) -> None:
-        """A waiting command again (same ids: the ledger answers it as the first copy), with the
-        time each location's step happened."""
-        kind, rid, sku = entry["kind"], entry["reservation_id"], entry["sku"]
-        times = entry.get("at_ms", {})
-        by_time: dict[int, list[list[Any]]] = {}
-        for line in entry["lines"]:
-            by_time.setdefault(times.get(str(line[0]), now), []).append(line)
-        for at, lines in by_time.items():
-            self.commands.add(
-                sku,
-                reservation_command(
-                    kind, rid, row.order_id, sku, row.channel, lines, at, takes_over=row.hold_id
-                ),
-            )
 
     def lookup(self, order_id: str) -> SourcingRow | None:
         return self._load(order_id)
@@ -808,10 +513,3 @@ class SourcingRuntime:
         self.metrics.live_allocations.set(sum(self.workload.values()))
         self.metrics.sourcing_awaiting.set(len(self.watch))
         self.metrics.open_backorders.set(len(self.backorders))
-
-
-def _withdrawn_there(row: SourcingRow, allocation: AllocationState, skus: Sequence[str]) -> bool:
-    """Withdrawn (a short pick, rejection or shed: its SKUs, or ``skus`` among them, are never asked
-    at its location again), not cancelled by the customer."""
-    held = [sku for sku, _ in allocation.lines if not skus or sku in skus]
-    return any([allocation.location_id, sku] in row.excluded for sku in held)

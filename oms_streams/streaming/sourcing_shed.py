@@ -2,7 +2,7 @@
 
 A ``shed`` reply (``domain.shortfall``) is no answer to a command: it says the stock under one of
 the order's holds went (a count, a transfer out). The order reacts as to a short pick, through the
-same path (``SourcingRuntime._withdraw``): the allocation that shipped those units is cancelled
+same path (``Withdrawals.withdraw``): the allocation that shipped those units is cancelled
 (fulfilment gets a ``cancel`` with the ledger's reason), its other holds are released, and its lines
 are sourced again in a new round that never asks that location for that SKU again; the new round's
 outcome on ``oms.orders.sourced.v1`` (and ``GET /orders/{id}``) starts with the reason.

@@ -90,12 +90,22 @@ STEPS: dict[str, Step] = {
     "planned": Step(_SOURCING, "SourcingRuntime", "_plan_and_reserve", "now", _always),
     "stored": Step(_SOURCING, "SourcingRuntime", "_plan_and_reserve", "stored", _reserves_planned),
     "reserves_sent": Step(_SOURCING, "SourcingRuntime", "_plan_and_reserve", "sent", _reserves_planned),
-    "replied": Step(_SOURCING, "SourcingRuntime", "_answer", "stored", _reserve_reply_applied),
+    "replied": Step(
+        "oms_streams.streaming.sourcing_answers", "LedgerAnswers", "apply", "stored", _reserve_reply_applied
+    ),
     "allocated": Step(
         "oms_streams.streaming.sourcing_outcomes", "RoundPublisher", "publish", "sent", _allocations_published
     ),
-    "fulfil": Step(_SOURCING, "SourcingRuntime", "_settle", "stored", _settled_as("fulfil")),
-    "release": Step(_SOURCING, "SourcingRuntime", "_send_reservation", "stored", _command_sent("release")),
+    "fulfil": Step(
+        "oms_streams.streaming.sourcing_withdrawals", "Withdrawals", "settle", "stored", _settled_as("fulfil")
+    ),
+    "release": Step(
+        "oms_streams.streaming.sourcing_commands",
+        "LedgerCommands",
+        "send",
+        "stored",
+        _command_sent("release"),
+    ),
     "cancel": Step(
         "oms_streams.streaming.cancellation_runtime", "OrderCancellations", "_carry_out", "sent", _always
     ),

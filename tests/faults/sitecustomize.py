@@ -17,13 +17,13 @@ step               wraps (a passage is a call that...)                moment   t
 planned            SourcingRuntime._plan_and_reserve (any plan)       now      plan made, nothing kept
 stored             SourcingRuntime._plan_and_reserve (with reserves)  stored   row stored, reserves unsent
 reserves_sent      SourcingRuntime._plan_and_reserve (with reserves)  sent     reserves out, input uncommitted
-replied            SourcingRuntime._answer (a reserve reply applied)  stored   reply in the row, its
+replied            LedgerAnswers.apply (a reserve reply applied)      stored   reply in the row, its
                                                                                allocation/release unsent
 allocated          RoundPublisher.publish (with allocations)          sent     allocation and outcome out,
                                                                                the replies uncommitted
-fulfil             SourcingRuntime._settle("fulfil")                  stored   allocation fulfilled in the
+fulfil             Withdrawals.settle("fulfil")                       stored   allocation fulfilled in the
                                                                                row, fulfil command unsent
-release            SourcingRuntime._send_reservation("release")       stored   release decided and stored
+release            LedgerCommands.send("release")                     stored   release decided and stored
                                                                                (retry, short pick, cancel,
                                                                                stray), unsent
 cancel             OrderCancellations._carry_out                      sent     releases, cancel records and
@@ -95,5 +95,5 @@ _kill_at = os.environ.get("OMS_TEST_KILL_AT", "")
 if _kill_at:
     import kill_points  # next to this file, on PYTHONPATH
 
-    # After the lost replies above: it imports sourcing_runtime, which binds decode_replies.
+    # After the lost replies above: it imports the steps' modules (sourcing_runtime binds decode_replies).
     kill_points.install(_kill_at)

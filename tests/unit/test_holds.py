@@ -229,7 +229,7 @@ class SkuLedger:
         if result.status is ReservationStatus.RESERVED:
             self.owned.update({(rid, loc): units for loc, units in result.lines})
         elif command.kind is ReservationKind.RESERVE:
-            # The attempt is given up: released where it asked (``SourcingRuntime._retry``).
+            # The attempt is given up: released where it asked (``LedgerAnswers._retry``).
             self.command(ReservationCommand(ReservationKind.RELEASE, rid, command.lines, self.now))
         return result
 
@@ -319,7 +319,7 @@ def _step(ledger: SkuLedger, step: tuple) -> None:
 
 def _short_pick(ledger: SkuLedger, order: int) -> None:
     """At the first location its latest attempt holds: that hold is released and its units sourced
-    at the other location in a new attempt (``SourcingRuntime._withdraw``); the order's other holds
+    at the other location in a new attempt (``Withdrawals.withdraw``); the order's other holds
     stay with their attempt."""
     rid = ledger.rid(order)
     held = sorted((loc, units) for (r, loc), units in ledger.owned.items() if r == rid)
