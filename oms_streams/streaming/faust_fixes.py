@@ -47,7 +47,9 @@ stock movement:
    generation reads from the committed offset; the runtimes are idempotent), and commits past an
    offset only when it was acked or the broker was asked and holds no record there. A partition
    the group never committed (a new deployment's first minutes) is committed from the first offset
-   the broker holds, not from whatever offset happened to be acked first.
+   the broker holds, not from whatever offset happened to be acked first (``settle_uncommitted``,
+   a timer that runs through rebalances: a heal waits for them to end, and under a burst of them
+   such a partition was never committed and counted as stalled).
 """
 
 from __future__ import annotations
@@ -176,7 +178,7 @@ async def heal_dropped_records(
 ) -> list[Any]:
     """Read again, from its committed offset, every partition whose head has stayed unacked for
     ``HEAL_AFTER_S``, so the records a rebalance dropped are processed; returns those partitions.
-    A partition the group never committed gets the broker's first offset as its committed one.
+    A partition the group never committed is left to ``settle_uncommitted``.
 
     If the head is still missing after such a re-read, the broker is asked what it holds there.
     Offsets it holds no record at (a transaction marker, compaction, retention) count as acked and
@@ -192,11 +194,7 @@ async def heal_dropped_records(
             gaps.pop(tp, None)
             continue
         committed = consumer._committed_offset.get(tp)
-        if committed is None:  # never committed: it starts where the broker's log starts
-            first = await first_offset(tp[0], tp[1], 0)
-            if first is not None:
-                consumer._committed_offset[tp] = first
-                gaps.pop(tp, None)  # the next commit compares with it
+        if committed is None:  # never committed: settle_uncommitted gives it the log's start
             continue
         if now - since < HEAL_AFTER_S:
             continue
@@ -222,6 +220,25 @@ async def heal_dropped_records(
         reread[tp] = committed
         healed.append(tp)
     return healed
+
+
+async def settle_uncommitted(consumer: Any, first_offset: FirstOffset) -> list[Any]:
+    """Give every assigned partition the group never committed, with acks waiting, the first offset
+    the broker holds as its committed one (fix 6): commits then start from there, never from
+    whichever offset happened to be acked first. No seek: safe while a rebalance is under way, when
+    new partitions are most likely to be met (a new deployment's first minutes)."""
+    gaps: dict[Any, float] = consumer.__dict__.setdefault("oms_head_gaps", {})
+    assigned = consumer.assignment()
+    settled = []
+    for tp in list(gaps):
+        if tp not in assigned or consumer._committed_offset.get(tp) is not None:
+            continue
+        first = await first_offset(tp[0], tp[1], 0)
+        if first is not None and consumer._committed_offset.get(tp) is None:
+            consumer._committed_offset[tp] = first
+            gaps.pop(tp, None)  # the next commit compares with it
+            settled.append(tp)
+    return settled
 
 
 async def reread_standing(consumer: Any, tps: list[Any]) -> list[Any]:

@@ -150,6 +150,10 @@ def ledger_upkeep(
             log.exception("releasing expired cart holds failed; trying again at the next check")
 
 
+SETTLE_UNCOMMITTED_S = 1.0
+"""How soon a partition the group never committed gets its first commit (``faust_fixes``)."""
+
+
 def faust_upkeep(app: faust.App, settings: Settings, metrics: Metrics) -> None:
     """Dropped records read again (faust_fixes), and the garbage collector kept off long-lived state."""
 
@@ -157,6 +161,14 @@ def faust_upkeep(app: faust.App, settings: Settings, metrics: Metrics) -> None:
         return await asyncio.get_running_loop().run_in_executor(
             None, first_record_offset, settings.confluent_config(), topic, partition, offset
         )
+
+    @app.timer(interval=SETTLE_UNCOMMITTED_S)  # type: ignore[untyped-decorator]
+    async def settle_uncommitted() -> None:
+        # Also during a rebalance: no seek, and a new deployment's partitions meet one after another.
+        try:
+            await faust_fixes.settle_uncommitted(app.consumer, broker_first_offset)
+        except Exception:
+            log.exception("finding where never committed partitions start failed; trying again")
 
     @app.timer(interval=faust_fixes.HEAL_AFTER_S)  # type: ignore[untyped-decorator]
     async def heal_dropped_records() -> None:

@@ -35,6 +35,9 @@ class FakeConsumer:
     def heal(self, now: float) -> list[Any]:
         return asyncio.run(faust_fixes.heal_dropped_records(self, self.first_offset, now=now))
 
+    def settle(self) -> list[Any]:
+        return asyncio.run(faust_fixes.settle_uncommitted(self, self.first_offset))
+
     def assignment(self) -> set[Any]:
         return self.assigned
 
@@ -100,7 +103,8 @@ def test_a_partition_never_committed_is_committed_from_the_brokers_first_offset(
     consumer.on_broker = [3, 4, 5, 6]
     assert consumer.new_offset() is None
 
-    consumer.heal(now=0)  # at once: nothing to wait for before asking where the log starts
+    assert consumer.heal(now=1e12) == [] and consumer.seeks == []  # not the healer's: no seek
+    consumer.settle()  # at once, rebalance or not: where does the log start?
     assert consumer.asked == [("oms.inventory.movements.v1", 1, 0)]
     assert consumer._committed_offset[consumer.tp] == 3 and consumer.seeks == []
     assert consumer.new_offset() is None  # 3 and 4 are read again (the head gap, as ever)
@@ -111,7 +115,7 @@ def test_a_partition_never_committed_is_committed_from_the_brokers_first_offset(
 def test_a_partition_never_committed_whose_first_records_were_processed_commits_them():
     consumer = FakeConsumer(committed=None, acked=[0, 1, 2])
     assert consumer.new_offset() is None
-    consumer.heal(now=0)
+    consumer.settle()
 
     assert consumer.new_offset() == 3
 
