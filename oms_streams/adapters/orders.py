@@ -9,7 +9,7 @@ import orjson
 
 from oms_streams.adapters.allocated import SourcingFact, plan_of
 from oms_streams.adapters.promise import option_from_wire
-from oms_streams.adapters.stock import Failure, key_problem, parse_model
+from oms_streams.adapters.stock import Failure, key_problem, known_fields, parse_model
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.domain.allocated_plan import AllocatedPlan
 from oms_streams.domain.cancellation import closed_shipments
@@ -299,7 +299,7 @@ class OrderRow:
 
     @classmethod
     def decode(cls, raw: bytes) -> OrderRow:
-        return cls(**orjson.loads(raw))
+        return cls(**known_fields(cls, orjson.loads(raw)))
 
 
 def milestone_view(milestone: Milestone, reached: bool) -> dict[str, Any]:

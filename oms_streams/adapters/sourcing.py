@@ -15,7 +15,7 @@ import orjson
 
 from oms_streams.adapters.courier_slots import courier_slot_view
 from oms_streams.adapters.reservations import batch_record
-from oms_streams.adapters.stock import Failure, key_problem, parse_model
+from oms_streams.adapters.stock import Failure, key_problem, known_fields, parse_model
 from oms_streams.adapters.timestamps import utc_from_epoch_ms
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.orders import Milestone
@@ -183,8 +183,10 @@ class SourcingRow:
 
     @classmethod
     def decode(cls, raw: bytes) -> SourcingRow:
-        body = orjson.loads(raw)
-        body["allocations"] = [AllocationState(**a) for a in body.get("allocations", [])]
+        body = known_fields(cls, orjson.loads(raw))
+        body["allocations"] = [
+            AllocationState(**known_fields(AllocationState, a)) for a in body.get("allocations", [])
+        ]
         return cls(**body)
 
     def keep_live_shipments(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -21,6 +21,14 @@ from oms_streams.domain.ledger import StockCommand
 from oms_streams.schemas.inventory import StockCount, StockMovement, SupplierStock
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def known_fields(row_type: type[Any], body: dict[str, Any]) -> dict[str, Any]:
+    """A stored row's fields this version knows. A row a newer version wrote (a rolling upgrade
+    hands its partition back to an older worker) still loads; what only the newer version knows is
+    left out until a newer worker writes the row again, rather than the row failing every event."""
+    names = {field.name for field in fields(row_type)}
+    return {key: value for key, value in body.items() if key in names}
 
 
 @dataclass(frozen=True, slots=True)

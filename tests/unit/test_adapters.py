@@ -10,6 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from oms_streams.adapters.config import decode_location, decode_rules, to_location, to_rules
+from oms_streams.adapters.orders import OrderRow
+from oms_streams.adapters.sourcing import SourcingRow
 from oms_streams.adapters.stock import (
     DecodedStock,
     Failure,
@@ -438,3 +440,25 @@ def test_invalid_config_records_are_reasons_not_exceptions(decode, value, prefix
 
     assert isinstance(result, str)
     assert result.startswith(prefix)
+
+
+def test_a_row_written_by_a_newer_version_still_loads_without_the_fields_it_does_not_know():
+    # A rolling upgrade can hand a partition back to an older worker: its rows must not fail.
+    sourcing = orjson.loads(
+        SourcingRow(
+            order_id="O-1",
+            placement="e",
+            partition=0,
+            method="standard",
+            lines=[["SKU", 1]],
+            destination={},
+            window_start_ms=0,
+            promised_by_ms=0,
+            channel="webshop",
+        ).encode()
+    )
+    sourcing["field_of_a_later_version"] = [1, 2]
+    assert SourcingRow.decode(orjson.dumps(sourcing)).order_id == "O-1"
+
+    order = {**orjson.loads(OrderRow("O-1", ["ev-place"], partition=2).encode()), "later": True}
+    assert OrderRow.decode(orjson.dumps(order)) == OrderRow("O-1", ["ev-place"], partition=2)
