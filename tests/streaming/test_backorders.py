@@ -405,37 +405,7 @@ def test_a_click_and_collect_backorder_is_sourced_from_the_pickup_store_s_own_sh
         h.view.on_records([SimpleNamespace(key=b"SKU-TENT", value=json.dumps(record).encode())])
 
     shelf(0)
-    end = datetime.now(UTC) + timedelta(days=2)
-    lines = [{"sku": "SKU-TENT", "quantity": 2}]
-    option = {
-        "option_id": "click_and_collect:STORE-UTRECHT-01",
-        "method": "click_and_collect",
-        "window_start": end.isoformat(),
-        "window_end": (end + timedelta(hours=3)).isoformat(),
-        "confidence": 0.95,
-        "parcels": 1,
-        "co2e_g": 0.0,
-        "pickup_store_id": "STORE-UTRECHT-01",
-        "shipments": [
-            {
-                "location_id": "STORE-UTRECHT-01",
-                "lines": lines,
-                "ready_at": end.isoformat(),
-                "handover_at": end.isoformat(),
-                "arrives_at": end.isoformat(),
-            }
-        ],
-    }
-    body = {
-        "event_id": "ORDER-7-placed",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "source": "webshop",
-        "order_id": "ORDER-7",
-        "cart": lines,
-        "destination": {"pickup_store_id": "STORE-UTRECHT-01"},
-        "option": option,
-    }
-    h.run(FakeEvent("placed", b"ORDER-7", json.dumps(body).encode()))
+    h.run(h.shelf_pickup("ORDER-7", {"SKU-TENT": 2}))
     [first] = h.outcomes("ORDER-7")
     assert first["outcome"] == "rejected" and first["backorder_until"]
 

@@ -69,6 +69,40 @@ class Harness(OrdersHarness):
         }
         return FakeEvent("fulfilment", order_id.encode(), json.dumps(body).encode())
 
+    def shelf_pickup(self, order_id: str, cart: dict[str, int]) -> FakeEvent:
+        """A click & collect placement from STORE-UTRECHT-01's own shelf, ready in two days."""
+        end = datetime.now(UTC) + timedelta(days=2)
+        lines = [{"sku": sku, "quantity": q} for sku, q in cart.items()]
+        option = {
+            "option_id": "click_and_collect:STORE-UTRECHT-01",
+            "method": "click_and_collect",
+            "window_start": end.isoformat(),
+            "window_end": (end + timedelta(hours=3)).isoformat(),
+            "confidence": 0.95,
+            "parcels": 1,
+            "co2e_g": 0.0,
+            "pickup_store_id": "STORE-UTRECHT-01",
+            "shipments": [
+                {
+                    "location_id": "STORE-UTRECHT-01",
+                    "lines": lines,
+                    "ready_at": end.isoformat(),
+                    "handover_at": end.isoformat(),
+                    "arrives_at": end.isoformat(),
+                }
+            ],
+        }
+        body = {
+            "event_id": f"{order_id}-placed",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": "webshop",
+            "order_id": order_id,
+            "cart": lines,
+            "destination": {"pickup_store_id": "STORE-UTRECHT-01"},
+            "option": option,
+        }
+        return FakeEvent("placed", order_id.encode(), json.dumps(body).encode())
+
     def placement(self, order_id: str, cart: dict[str, int]) -> FakeEvent:
         """The webshop's placement of ``cart`` (standard delivery from DC-NORTH in six days)."""
         end = datetime.now(UTC) + timedelta(days=6)
@@ -332,37 +366,7 @@ def test_a_pickup_store_rejection_is_left_to_the_at_risk_flow():
             )
         ]
     )
-    end = datetime.now(UTC) + timedelta(days=2)
-    lines = [{"sku": "SKU-TENT", "quantity": 1}]
-    option = {
-        "option_id": "click_and_collect:STORE-UTRECHT-01",
-        "method": "click_and_collect",
-        "window_start": end.isoformat(),
-        "window_end": (end + timedelta(hours=3)).isoformat(),
-        "confidence": 0.95,
-        "parcels": 1,
-        "co2e_g": 0.0,
-        "pickup_store_id": "STORE-UTRECHT-01",
-        "shipments": [
-            {
-                "location_id": "STORE-UTRECHT-01",
-                "lines": lines,
-                "ready_at": end.isoformat(),
-                "handover_at": end.isoformat(),
-                "arrives_at": end.isoformat(),
-            }
-        ],
-    }
-    body = {
-        "event_id": "p",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "source": "webshop",
-        "order_id": "ORDER-9",
-        "cart": lines,
-        "destination": {"pickup_store_id": "STORE-UTRECHT-01"},
-        "option": option,
-    }
-    h.run(FakeEvent("placed", b"ORDER-9", json.dumps(body).encode()))
+    h.run(h.shelf_pickup("ORDER-9", {"SKU-TENT": 1}))
     [command] = h.commands("reserve")
     h.run(h.answer(command, "reserved", 2))
     h.take_sent()
