@@ -34,6 +34,7 @@ from oms_streams.domain.backorders import (
     HOUR_MS,
     Backorder,
     BackorderPolicy,
+    Final,
     Step,
     carry_backorder,
     deadline_ms,
@@ -203,14 +204,7 @@ class Backorders:
             return
         if row.placed_at_ms is not None:
             row.backorder_until_ms = deadline_ms(row.placed_at_ms, self.policy)
-        final = final_reason(
-            method=DeliveryMethod(row.method),
-            round=row.round,
-            stock_short=stock_short,
-            placed_at_ms=row.placed_at_ms,
-            now_ms=now,
-            policy=self.policy,
-        )
+        final = self._final_reason(row, stock_short, now)
         if final is not None and not row.backorder_final and row.round > 0:
             self.metrics.backorders.labels("expired" if final.expired else "final").inc()
         row.backorder_final = "" if final is None else final.reason
@@ -255,17 +249,21 @@ class Backorders:
         self.metrics.backorders.labels("resourced").inc()
         self.plan_and_reserve(row, now, decision)
 
-    def _expire(self, row: SourcingRow, state: Backorder, now: int) -> None:
-        """The horizon passed: a round that allocates nothing says the backorder is final."""
-        self.untrack(row.order_id)
-        final = final_reason(
+    def _final_reason(self, row: SourcingRow, stock_short: bool, now: int) -> Final | None:
+        """Why the row's backorder is no longer sourced again (``domain.backorders.final_reason``)."""
+        return final_reason(
             method=DeliveryMethod(row.method),
             round=row.round,
-            stock_short=True,
+            stock_short=stock_short,
             placed_at_ms=row.placed_at_ms,
             now_ms=now,
             policy=self.policy,
         )
+
+    def _expire(self, row: SourcingRow, state: Backorder, now: int) -> None:
+        """The horizon passed: a round that allocates nothing says the backorder is final."""
+        self.untrack(row.order_id)
+        final = self._final_reason(row, True, now)
         reason = final.reason if final is not None else "not in stock within its horizon"
         row.keep_live_shipments()
         row.round += 1
