@@ -6,7 +6,8 @@ round SIGKILLs and restarts one, stops and restarts one, replaces one by a new m
 fourth join and leave. At the end it checks that every order has an outcome, that the published
 availability of the SKUs not ordered equals a recomputation from the event log and that ``oms audit``
 is clean, and prints the rounds, the partitions taken over, the stalls seen (``/health``
-"stalled"), the faust partitions read again by faust fix 4 before they could stall, and the time.
+"stalled"), the faust partitions read again by faust fix 4 before they could stall, the batches and
+records faust fix 7 kept from being dropped, and the time.
 Figures only.
 """
 

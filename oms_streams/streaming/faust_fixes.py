@@ -9,7 +9,7 @@ version-guarded. Two for throughput and latency, measured with ``make bench`` (b
    drained waits up to 1.5 s for its next fetch, which is the p99 of event-to-availability latency
    at moderate load. The fix makes it a setting (``OMS_FETCH_MAX_WAIT_MS``).
 
-And four for correctness. The first was found by ``oms audit`` after a two-worker start-up lost one
+And five for correctness. The first was found by ``oms audit`` after a two-worker start-up lost one
 stock movement:
 
 3. In a rebalance faust drops records it has already fetched (a ``getmany`` that sees the generation
@@ -50,13 +50,24 @@ stock movement:
    the broker holds, not from whatever offset happened to be acked first (``settle_uncommitted``,
    a timer that runs through rebalances: a heal waits for them to end, and under a burst of them
    such a partition was never committed and counted as stalled).
+7. A seek loses to a batch fetched before it. faust iterates a fetched batch to its end, and each
+   record it hands on moves the partition's read mark past itself; a record fetched before a seek
+   back (faust's own after a rebalance, or fix 3's and 4's) and handed on after it moves the mark
+   past the very records the seek asked for, which are then dropped when they come (``offset <
+   read mark``). A takeover test saw it: fix 4's re-read undone within the second, the partition
+   stood until fix 3. The fix counts the seeks of each partition and hands on no record of a batch
+   fetched before the partition's last seek (nothing is lost: the seek reads it again). And each
+   assignment starts every partition without a read mark, as aiokafka starts it at its committed
+   offset: a mark left by a record handed on between the revoke and the assignment made faust drop
+   the partition's records whenever its recovery ended without "Seek stream partitions to
+   committed offsets".
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import faust
@@ -118,6 +129,13 @@ def apply(fetch_max_wait_ms: int) -> None:
     Consumer.ack = _ack_current_generation  # type: ignore[method-assign]
     _applied["on_partitions_assigned"] = Consumer.on_partitions_assigned
     Consumer.on_partitions_assigned = _assigned_without_older_acks  # type: ignore[method-assign]
+    for name, wrapper in (("seek", _counted_seek), ("perform_seek", _counted_perform_seek)):
+        _applied[name] = getattr(Consumer, name)
+        setattr(Consumer, name, wrapper)
+    _applied["getmany"] = Consumer.getmany
+    Consumer.getmany = _getmany_after_seeks  # type: ignore[method-assign]
+    _applied["_wait_next_records"] = Consumer._wait_next_records
+    Consumer._wait_next_records = _fetch_noting_seeks  # type: ignore[method-assign]
 
 
 async def _assigned_without_older_acks(self: Any, assigned: Any, generation_id: int = 0) -> None:
@@ -128,10 +146,64 @@ async def _assigned_without_older_acks(self: Any, assigned: Any, generation_id: 
 
 
 def forget_older_acks(consumer: Any) -> None:
-    for books in (consumer._acked, consumer._acked_index, consumer._gap):
-        books.clear()
+    for books in (consumer._acked, consumer._acked_index, consumer._gap, consumer._read_offset):
+        books.clear()  # the read marks too (fix 7): aiokafka reads from the committed offset again
     for name in ("oms_head_gaps", "oms_reread"):
         consumer.__dict__.pop(name, None)
+
+
+def _seeks(consumer: Any) -> dict[Any, int]:
+    seeks: dict[Any, int] = consumer.__dict__.setdefault("oms_seeks", {})
+    return seeks
+
+
+async def _counted_seek(self: Any, partition: Any, offset: int) -> None:
+    """faust's ``Consumer.seek``, counted (fix 7): a batch fetched before it is not handed on."""
+    seeks = _seeks(self)
+    seeks[partition] = seeks.get(partition, 0) + 1
+    await _applied["seek"](self, partition, offset)
+
+
+async def _counted_perform_seek(self: Any) -> None:
+    """faust's ``Consumer.perform_seek`` (every assigned partition to its committed offset), counted."""
+    seeks = _seeks(self)
+    for tp in self.assignment():
+        seeks[tp] = seeks.get(tp, 0) + 1
+    await _applied["perform_seek"](self)
+
+
+async def _fetch_noting_seeks(self: Any, timeout: float) -> Any:
+    """faust's ``Consumer._wait_next_records`` (the fetch of a batch), noting the seeks made before
+    its records came: only a later one makes them stale. (aiokafka drops what it fetched before a
+    seek itself.)"""
+    fetched = await _applied["_wait_next_records"](self, timeout)
+    self.__dict__["oms_fetched_after"] = dict(_seeks(self))
+    return fetched
+
+
+async def _getmany_after_seeks(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+    """faust's ``Consumer.getmany`` without the records of a partition sought since the batch was
+    fetched (fix 7): they would move its read mark past the records the seek reads again. A record
+    of a stream below its partition's read mark is handed on all the same, not dropped: it is one a
+    seek reads again (its ack was forgotten, so the partition would stand without it)."""
+    seeks = _seeks(self)
+    async for tp, message in _applied["getmany"](self, timeout):
+        before = self.__dict__["oms_fetched_after"]  # noted when this batch was fetched
+        if seeks.get(tp, 0) != before.get(tp, 0):
+            if before.get(tp) != -1:
+                log.warning(
+                    "%s: records fetched before a seek from offset %d on: read again", tp, message.offset
+                )
+                before[tp] = -1  # once a batch
+            self.__dict__["oms_stale_skipped"] = self.__dict__.get("oms_stale_skipped", 0) + 1
+            continue
+        mark = self._read_offset.get(tp)
+        if mark is not None and message.offset < mark and not self._is_changelog_tp(tp):
+            log.warning(
+                "%s: offset %d came again below the read mark %d: handed on", tp, message.offset, mark
+            )
+            self._read_offset[tp] = None  # faust's drain compares with it once we yield
+        yield tp, message
 
 
 def _ack_current_generation(self: Any, message: Any) -> bool:

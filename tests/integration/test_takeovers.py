@@ -31,6 +31,10 @@ ENV = {"OMS_SESSION_TIMEOUT_S": "6", "OMS_STALL_AFTER_S": "10", "OMS_LEDGER_CACH
 TAKEN = re.compile(r"ledger took partitions \[([\d, ]*)\]")
 REREAD = re.compile(r"records waiting and no progress from offset \d+ .*; reading it again")
 """faust fix 4 acting: a faust agent's partition standing still, read again before it counts as stalled."""
+STALE = re.compile(r"records fetched before a seek from offset \d+ on: read again")
+"""faust fix 7 acting: a batch fetched before a seek, not handed on after it."""
+BELOW_MARK = re.compile(r"came again below the read mark \d+: handed on")
+"""faust fix 7 acting: a record faust would have dropped, handed on."""
 
 
 @dataclass
@@ -41,6 +45,8 @@ class LoopResult:
     movements: int = 0
     orders: int = 0
     rereads: int = 0
+    stale_batches: int = 0
+    below_mark: int = 0
     seconds: float = 0.0
 
 
@@ -121,6 +127,8 @@ def takeover_loop(
         for match in TAKEN.finditer(log):
             result.partitions_taken += len([p for p in match.group(1).split(",") if p.strip()])
         result.rereads += len(REREAD.findall(log))
+        result.stale_batches += len(STALE.findall(log))
+        result.below_mark += len(BELOW_MARK.findall(log))
     result.seconds = time.monotonic() - started
     return result
 

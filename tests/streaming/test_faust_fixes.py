@@ -21,6 +21,7 @@ class FakeConsumer:
         self._acked: dict[Any, list[int]] = defaultdict(list, {self.tp: list(acked)})
         self._acked_index: dict[Any, set[int]] = defaultdict(set, {self.tp: set(acked)})
         self._gap: dict[Any, IntervalTree] = defaultdict(IntervalTree)
+        self._read_offset: dict[Any, int | None] = defaultdict(lambda: None)
         self._committed_offset: dict[Any, int | None] = {self.tp: committed}
         self.seeks: list[tuple[Any, int]] = []
         self.assigned = {self.tp}
@@ -82,6 +83,7 @@ def test_acks_made_before_an_assignment_are_forgotten(monkeypatch: pytest.Monkey
     # those acks, of records nothing processed, must not let the next generation commit past them.
     consumer = FakeConsumer(committed=None, acked=[28, 29, 30])
     consumer.oms_head_gaps = {consumer.tp: 1.0}  # type: ignore[attr-defined]
+    consumer._read_offset[consumer.tp] = 31  # handed on between the revoke and the assignment
     assigned: list[Any] = []
 
     async def faust_assigned(self: Any, tps: Any, generation_id: int = 0) -> None:
@@ -92,6 +94,7 @@ def test_acks_made_before_an_assignment_are_forgotten(monkeypatch: pytest.Monkey
     asyncio.run(faust_fixes._assigned_without_older_acks(consumer, {consumer.tp}, 9))
 
     assert assigned == [({consumer.tp}, 9, [])]
+    assert consumer._read_offset[consumer.tp] is None  # 28-31 are not dropped when they come again
     assert consumer.new_offset() is None  # 28 is read again and acked before anything is committed
     assert not hasattr(consumer, "oms_reread")
 
@@ -290,3 +293,84 @@ def test_a_record_fetched_before_the_last_rebalance_is_never_acked_so_never_comm
     assert faust_fixes._ack_current_generation(consumer, message) is False
     assert consumer.faust_acked == []  # not among the offsets a commit may pass
     assert message.acked and not consumer._unacked_messages  # and a revoke does not wait for it
+
+
+class SeekingConsumer(FakeConsumer):
+    """A fetched batch handed on record by record, with seeks in between (fix 7)."""
+
+    def __init__(self, batch: list[tuple[Any, int]]) -> None:
+        super().__init__(committed=10, acked=[])
+        self.other = ("oms.orders.placed.v1", 0)
+        self.assigned = {self.tp, self.other}
+        self.batch = batch
+
+    async def faust_wait_next_records(self, timeout: float) -> Any:
+        return self.batch, self.assigned
+
+    async def faust_getmany(self, timeout: float) -> Any:
+        await faust_fixes._fetch_noting_seeks(self, timeout)
+        for tp, offset in self.batch:
+            yield tp, Message(offset, generation_id=0)
+
+    def _is_changelog_tp(self, tp: Any) -> bool:
+        return "changelog" in tp[0]
+
+    async def faust_seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+    async def faust_perform_seek(self) -> None:
+        self.seeks.extend((tp, 10) for tp in sorted(self.assigned))
+
+
+@pytest.fixture
+def faust_seeks(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("getmany", "seek", "perform_seek"):
+        monkeypatch.setitem(faust_fixes._applied, name, getattr(SeekingConsumer, f"faust_{name}"))
+    monkeypatch.setitem(faust_fixes._applied, "_wait_next_records", SeekingConsumer.faust_wait_next_records)
+
+
+@pytest.mark.usefixtures("faust_seeks")
+@pytest.mark.parametrize("seek", ["one", "all"])
+def test_records_fetched_before_a_seek_are_not_handed_on_after_it(seek: str) -> None:
+    consumer = SeekingConsumer([])
+    tp, other = consumer.tp, consumer.other
+    consumer.batch = [(tp, 14), (other, 3), (tp, 15), (other, 4)]
+
+    async def hand_on() -> list[tuple[Any, int]]:
+        handed = []
+        async for tp_, message in faust_fixes._getmany_after_seeks(consumer, 1.0):
+            handed.append((tp_, message.offset))
+            if message.offset == 14:  # fix 4 (one) or faust's recovery (all) seeks back while 15 is queued
+                if seek == "one":
+                    await faust_fixes._counted_seek(consumer, tp, 10)
+                else:
+                    await faust_fixes._counted_perform_seek(consumer)
+        return handed
+
+    handed = asyncio.run(hand_on())
+
+    # 15 would have moved the read mark past 10-13, which the seek reads again: it is not handed on
+    # (nor lost: it comes again after them). The other partition goes on unless it was sought too.
+    assert handed == ([(tp, 14), (other, 3), (other, 4)] if seek == "one" else [(tp, 14)])
+    assert consumer.oms_stale_skipped == (1 if seek == "one" else 3)  # type: ignore[attr-defined]
+    assert (tp, 10) in consumer.seeks
+    # The next batch, fetched after the seek, is handed on whole.
+    consumer.batch = [(tp, 10), (tp, 11)]
+    assert asyncio.run(hand_on()) == [(tp, 10), (tp, 11)]
+
+
+@pytest.mark.usefixtures("faust_seeks")
+def test_a_record_of_a_stream_below_the_read_mark_is_handed_on_not_dropped() -> None:
+    # A seek faust did not make (or a batch it handed on before one) left the read mark past
+    # records never processed: faust's drain would drop them and the partition would stand.
+    changelog = ("oms-ledger-changelog", 0)
+    consumer = SeekingConsumer([])
+    consumer.batch = [(consumer.tp, 10), (changelog, 5)]
+    consumer._read_offset.update({consumer.tp: 14, changelog: 9})
+
+    async def hand_on() -> list[tuple[Any, int]]:
+        return [(tp, m.offset) async for tp, m in faust_fixes._getmany_after_seeks(consumer, 1.0)]
+
+    assert asyncio.run(hand_on()) == [(consumer.tp, 10), (changelog, 5)]
+    assert consumer._read_offset[consumer.tp] is None  # so faust's drain hands 10 on
+    assert consumer._read_offset[changelog] == 9  # a changelog's recovery keeps faust's own rule
