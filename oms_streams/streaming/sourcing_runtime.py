@@ -488,6 +488,10 @@ class SourcingRuntime:
                 try:
                     with in_partition(self.topics.placed, row.partition):
                         if self.backorders.act(row, now):
+                            if row.backorder_final:
+                                # A timer has no input to read again: the final outcome leaves
+                                # before the row says so (a crash in between decides it again).
+                                await self.outbox.flush()
                             self._store(row, now)
                             changed += 1
                 except Exception:  # one order's bug must not stop the timer for every other one

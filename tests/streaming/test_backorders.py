@@ -204,6 +204,41 @@ def test_past_the_horizon_the_backorder_is_final_and_a_round_that_allocates_noth
     assert h.events("expired") == 1
 
 
+def test_a_final_backorder_is_said_before_its_row_stores_it_and_a_crash_between_says_it_again(
+    h: Harness,
+) -> None:
+    # A timer has no input offset to read again: had the row gone first, a crash before the
+    # outcome would leave the order final in its row and never said on oms.orders.sourced.v1.
+    partially_allocated(h)
+    h.later(hours=72)
+    stored = dict(h.sourcing_table)
+    rows_when_said: list[bool] = []
+    produce = h._produce
+
+    async def watching(topic: str, key: bytes, value: bytes | None) -> None:
+        if topic == "sourced":
+            rows_when_said.append(bool(SourcingRow.decode(h.sourcing_table["ORDER-1"]).backorder_final))
+        await produce(topic, key, value)
+
+    h._produce = watching  # type: ignore[method-assign]
+    h.saga = h.owner()
+    asyncio.run(h.saga.reload())
+    h.check()
+    [final] = h.outcomes("ORDER-1")
+    assert final["backorder_final"] is True and rows_when_said == [False]
+
+    # The worker died after the outcome left, before the row reached its changelog.
+    h.sourcing_table.clear()
+    h.sourcing_table.update(stored)
+    h.take_sent()
+    h.saga = h.owner()
+    asyncio.run(h.saga.reload())
+    h.check()
+    [again] = h.outcomes("ORDER-1")
+    assert again == final  # the same decision, the same record: consumers see it once
+    assert h.row("ORDER-1").backorder_final
+
+
 def test_an_order_that_never_got_stock_ends_rejected_at_its_horizon_and_then_finishes(h: Harness) -> None:
     h.place("ORDER-3", {"SKU-STOVE": 1})
     h.later(hours=72)
