@@ -99,10 +99,18 @@ def decode_round(value: bytes | None) -> SourcingFact | None:
             [str(line["sku"]) for line in record.get("backorder") or ()],
             str(record.get("reason", "")),
             _ms(record["occurred_at"]),
+            _moved_slot(record.get("courier_slot")),
         ]
         return SourcingFact(record["order_id"], ROUNDS, str(int(record["round"])), entry)
     except _ERRORS:
         return None
+
+
+def _moved_slot(slot: Any) -> list[int] | None:
+    """A courier slot booked elsewhere than chosen: the order's window from then on."""
+    if not isinstance(slot, dict) or not slot.get("moved"):
+        return None
+    return [_ms(slot["slot_start"]), _ms(slot["slot_end"])]
 
 
 def _ms(text: Any) -> int:
@@ -127,10 +135,21 @@ def plan_of(
         promise,
         allocated,
         [Withdrawal(i, entry[0]) for i, entry in (withdrawals or {}).items()],
-        [
-            SourcingRound(int(r), outcome, tuple(ids), tuple(backorder), reason, at_ms)
-            for r, (outcome, ids, backorder, reason, at_ms) in (rounds or {}).items()
-        ],
+        [_to_round(r, entry) for r, entry in (rounds or {}).items()],
+    )
+
+
+def _to_round(number: str, entry: list[Any]) -> SourcingRound:
+    outcome, ids, backorder, reason, at_ms, *rest = entry  # rows written before the window was kept lack it
+    window = rest[0] if rest and rest[0] else None
+    return SourcingRound(
+        int(number),
+        outcome,
+        tuple(ids),
+        tuple(backorder),
+        reason,
+        at_ms,
+        None if window is None else (window[0], window[1]),
     )
 
 

@@ -23,8 +23,10 @@ order is on exactly one shipment, and units a round did not allocate (backordere
 on the shipment they came from, *waiting*, until a later round allocates them (a round that sources
 a backorder when stock arrives takes them from there, wherever they wait).
 
-The promise to the customer does not change: its window stays. An allocation whose plan arrives
-after the window is *late*: the risk watch says so at once, with the expected delay
+The promise to the customer does not change: its window stays, except when a courier order's slot
+was full at placement and the slots' owner booked the next free one: the round says so (``window``)
+and that booked slot is the window from then on. An allocation whose plan arrives after the window
+is *late*: the risk watch says so at once, with the expected delay
 (``risk.RiskReason.ALLOCATED_LATE``), instead of waiting for the window to pass.
 
 Pure and independent of arrival order: facts are keyed (allocation id, round) and folded in round
@@ -74,6 +76,9 @@ class SourcingRound:
     """SKUs the round could not allocate (all of them when it was rejected)."""
     reason: str
     at_ms: int
+    window: tuple[int, int] | None = None
+    """The window the order is delivered in from this round on, when it is no longer the promise's
+    (a courier slot moved to the next free one); None: unchanged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +150,11 @@ def allocated_plan(
         applied = outcome.round
         if moved:
             moved_at = outcome.at_ms
+        if outcome.window is not None:
+            start, end = outcome.window
+            promise = replace(
+                promise, option=replace(promise.option, window_start_ms=start, window_end_ms=end)
+            )
     if applied == 0 and not moves:
         return AllocatedPlan(promise, (0,) * len(slots), frozenset(), (), (), None, 0)
     return _plan(promise, slots, tuple(moves), moved_at, applied)
@@ -243,6 +253,9 @@ def _target(
         if slot.shipment.location_id == here and skus & pool[i].keys():
             slot.bound = (slot.bound - cancelled.keys()) | {allocation.allocation_id}
             slot.late = late
+            if outcome.window is not None:  # a moved slot: its times and milestones, not the promise's
+                slot.shipment = replace(allocation.shipment, lines=slot.shipment.lines)
+                slot.milestones = allocation.milestones
             return i
     slots.append(
         _Slot(

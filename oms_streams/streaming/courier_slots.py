@@ -10,8 +10,9 @@ rejects the order: nothing was reserved). The owner publishes every booking on t
 (and a tombstone when it is given back), which promises read.
 
 A request carries a deterministic id and a repeat is answered as the first time (an order that
-holds a slot keeps it); the order's owner asks again after a rebalance while its row says
-``asking``. A cancelled or rejected order gives its slot back (``release``).
+holds a slot keeps it); the order's owner asks again while its row says ``asking``: after a
+rebalance, and when no answer came within the reply timeout (a lost request or answer). A cancelled
+or rejected order gives its slot back (``release``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class CourierSlots:
         topic: str,
         bookings_topic: str,
         metrics: Metrics,
+        ask_again_ms: int = 30_000,
     ) -> None:
         self.table = table
         """Store id -> its booked slots (``adapters.courier_slots``), in the store id's partition."""
@@ -53,6 +55,10 @@ class CourierSlots:
         self.topic = topic
         self.bookings_topic = bookings_topic
         self.metrics = metrics
+        self.ask_again_ms = ask_again_ms
+        self._asking: dict[str, int] = {}
+        """Order id -> when to ask again if no answer came (this worker's orders only, in memory:
+        a reload asks for every row that says ``asking``)."""
 
     # --- the order's owner ------------------------------------------------------------------------
 
@@ -64,6 +70,17 @@ class CourierSlots:
         courier = row.courier
         record = slot_record("book", row.order_id, courier["store"], courier["requested_ms"], now)
         self.outbox.add(self.topic, courier["store"].encode(), record)
+        self._asking[row.order_id] = now + self.ask_again_ms
+
+    def overdue(self, now: int) -> list[str]:
+        """The orders whose slot answer is overdue (each is asked again by the reply timer)."""
+        return [order_id for order_id, due in self._asking.items() if due <= now]
+
+    def stop_asking(self, order_id: str) -> None:
+        self._asking.pop(order_id, None)
+
+    def forget(self) -> None:
+        self._asking.clear()
 
     def settle(self, row: SourcingRow, answer: SlotMessage) -> bool:
         """The owner's answer, into the row (the order's window follows a moved slot); False when
@@ -71,6 +88,7 @@ class CourierSlots:
         courier = row.courier
         if courier is None or courier["status"] != "asking" or answer.requested_ms != courier["requested_ms"]:
             return False
+        self.stop_asking(row.order_id)
         self.metrics.courier_slots.labels(answer.kind).inc()
         if answer.kind == "refused" or answer.slot_ms is None:
             courier["status"] = "refused"

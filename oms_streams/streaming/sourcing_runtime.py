@@ -147,6 +147,7 @@ class SourcingRuntime:
             topics.courier_slots,
             topics.courier_bookings,
             metrics,
+            ask_again_ms=self.watch.policy.timeout_ms,
         )
         """The slots of the stores whose partitions this worker owns; a courier order's booking."""
         self.retention = (
@@ -416,6 +417,7 @@ class SourcingRuntime:
         self.watch.forget()
         self.retention.forget()
         self.backorders.forget()
+        self.courier.forget()
 
     async def reload(self) -> int:
         """After a rebalance: re-send every unanswered command of the orders this worker now owns.
@@ -426,6 +428,7 @@ class SourcingRuntime:
             now = now_ms()
             self.watch.forget()
             self.backorders.forget()
+            self.courier.forget()
             waiting = []
             for _, raw in self.retention.open_rows():  # finished sagas hold nothing, await nothing
                 row = SourcingRow.decode(raw)
@@ -471,9 +474,21 @@ class SourcingRuntime:
                     log.exception("sourcing could not chase the answers of %s", order_id)
                     self.watch.untrack(order_id)
                     continue
+            self._ask_slots_again(now)
             self.commands.drain(now)
             await self.outbox.flush()
             return len(due)
+
+    def _ask_slots_again(self, now: int) -> None:
+        """A courier order whose slot answer is overdue asks again (the same request: its owner
+        answers a repeat as the first time)."""
+        for order_id in self.courier.overdue(now):
+            row = self._load(order_id)
+            if row is None or row.courier is None or row.courier["status"] != "asking":
+                self.courier.stop_asking(order_id)
+                continue
+            self.metrics.sourcing_resends.labels("courier_slot", "timeout").inc()
+            self.courier.ask(row, now)
 
     async def check_backorders(self) -> int:
         """Timer: source again the backorders the availability view now shows usable stock for, and

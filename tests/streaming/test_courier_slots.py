@@ -6,6 +6,7 @@ harness carries the records it sends on ``courier-slots`` back to it, as the bro
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -188,3 +189,32 @@ def test_book_slot_keeps_a_booked_order_where_it_is() -> None:
     assert book_slot(booked, "O-1", 1000, (1000, 2000), 1).status == "booked"
     assert book_slot(booked, "O-2", 1000, (1000, 2000), 1).slot_ms == 2000
     assert book_slot({1000: ["O-1"], 2000: ["O-3"]}, "O-2", 1000, (1000, 2000), 1).status == "refused"
+
+
+def test_a_slot_request_or_answer_lost_is_asked_again_after_the_reply_timeout(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [int(datetime.now(UTC).timestamp() * 1000)]
+    monkeypatch.setattr(sourcing_runtime, "now_ms", lambda: now[0])
+    h.run(h.courier_placement("O-1", LAST))
+    [lost] = [(k, v) for t, k, v in h.sent if t == "courier-slots"]
+    h.sent.clear()  # the request never reached the slots' owner
+
+    now[0] += 29_000
+    asyncio.run(h.saga.check_replies())
+    assert [t for t, _, _ in h.sent if t == "courier-slots"] == []  # not yet overdue
+
+    now[0] += 2_000
+    asyncio.run(h.saga.check_replies())
+    [again] = [(k, v) for t, k, v in h.sent if t == "courier-slots"]
+    assert again[0] == lost[0] and json.loads(again[1])["event_id"] == json.loads(lost[1])["event_id"]
+    assert h.metrics.sourcing_resends.labels("courier_slot", "timeout")._value.get() == 1
+
+    h.carry()  # answered this time: booked, and the order's stock is sourced
+    [reserve] = h.commands("reserve")
+    h.run(h.answer(reserve, "reserved", 10))
+    assert h.outcome("O-1")["outcome"] == "allocated"
+    now[0] += 60_000
+    h.sent.clear()
+    asyncio.run(h.saga.check_replies())
+    assert [t for t, _, _ in h.sent if t == "courier-slots"] == []  # answered: never asked again

@@ -5,11 +5,13 @@ risk watch makes of the result."""
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from oms_streams.adapters.allocated import decode_round, plan_of
 from oms_streams.domain.allocated_plan import (
     Allocated,
     AllocatedPlan,
@@ -438,3 +440,63 @@ def test_a_rejected_order_clears_its_risk() -> None:
     plan = allocated_plan(promise, [], [], [a_round(1, outcome="rejected", backorder=(TENT,))])
     short_pick = an_event(K.SHORT_PICK, at=minutes(20), location_id="DC-NORTH")
     assert assess(watched(plan, short_pick), minutes(120)) is None
+
+
+def test_a_courier_slot_moved_to_the_next_free_one_is_the_window_from_then_on() -> None:
+    # The chosen slot was full at placement: the slots' owner booked the next one, the round says
+    # so, and the order is watched against that slot, not against the one it chose.
+    later = 120 * MINUTE
+    slot = (WINDOW_END - 60 * MINUTE + later, WINDOW_END + later)
+    moved = Allocated(
+        "O:1:0",
+        1,
+        shipment("DC-NORTH", (TENT, 1), arrives=WINDOW_END + later),
+        tuple(
+            Milestone(m.kind, m.location_id, m.due_ms + later, 0)
+            for m in allocated("O:1:0", "DC-NORTH").milestones
+        ),
+    )
+    outcome = SourcingRound(1, "allocated", ("O:1:0",), (), "round 1", minutes(15), window=slot)
+    plan = allocated_plan(a_promise(), [moved], [], [outcome])
+
+    assert (plan.record.option.window_start_ms, plan.record.option.window_end_ms) == slot
+    assert [m.due_ms for m in plan.record.milestones] == [m.due_ms for m in moved.milestones]
+    on_the_road = (
+        an_event(K.PICK_STARTED, at=minutes(200), location_id="DC-NORTH"),
+        an_event(K.HANDED_TO_CARRIER, at=minutes(400), location_id="DC-NORTH"),
+    )
+    # Past the slot it chose, within the one it got: on time.
+    assert assess(watched(plan, *on_the_road), WINDOW_END + 30 * MINUTE) is None
+    overdue = assess(watched(plan, *on_the_road), WINDOW_END + later + MINUTE)
+    assert overdue is not None and overdue.since_ms == WINDOW_END + later
+    # A round that did not move the slot leaves the promise's window.
+    kept = allocated_plan(a_promise(), [moved], [], [a_round(1, "O:1:0")])
+    assert kept.record.option.window_end_ms == WINDOW_END
+
+
+def test_a_round_outcome_with_a_moved_courier_slot_carries_the_booked_window() -> None:
+    record = {
+        "order_id": "O",
+        "round": 1,
+        "outcome": "allocated",
+        "allocations": [],
+        "occurred_at": "2026-12-08T19:00:00+00:00",
+        "courier_slot": {
+            "store_id": "STORE-UTRECHT-01",
+            "requested_start": "2026-12-08T19:00:00+00:00",
+            "slot_start": "2026-12-08T21:00:00+00:00",
+            "slot_end": "2026-12-08T23:00:00+00:00",
+            "moved": True,
+        },
+    }
+    fact = decode_round(json.dumps(record).encode())
+    assert fact is not None
+    plan = plan_of(a_promise(), {}, {}, {fact.key: fact.entry})
+    start, end = plan.record.option.window_start_ms, plan.record.option.window_end_ms
+    assert (end - start, end) == (2 * 60 * MINUTE, 1796770800000)
+    unmoved = decode_round(
+        json.dumps({**record, "courier_slot": {**record["courier_slot"], "moved": False}}).encode()
+    )
+    assert unmoved is not None and unmoved.entry[-1] is None
+    old_row = plan_of(a_promise(), {}, {}, {fact.key: fact.entry[:5]})  # a row written before
+    assert old_row.record.option.window_end_ms == WINDOW_END
