@@ -11,7 +11,7 @@ import orjson
 from oms_streams.adapters.reservations import batch_record
 from oms_streams.adapters.stock import Failure, parse_model
 from oms_streams.adapters.timestamps import epoch_ms_from_iso, utc_from_epoch_ms
-from oms_streams.schemas.holds import HoldRequest
+from oms_streams.schemas.holds import HoldLineModel, HoldRequest
 
 SOURCE = "oms-streams:holds"
 ENDED = ("taken_over", "released", "expired")
@@ -19,13 +19,46 @@ ENDED = ("taken_over", "released", "expired")
 
 
 def parse_request(body: bytes) -> HoldRequest | Failure:
+    """The request with its ``lines``: given, or those of its option's shipments."""
     request = parse_model(HoldRequest, body, "the hold request")
     if isinstance(request, Failure):
         return request
+    if (request.lines is None) == (request.option is None):
+        return Failure("a hold request gives either its option (as POST /promise returned it) or its lines")
+    if request.option is not None:
+        units: dict[tuple[str, str], int] = {}
+        for shipment in request.option.shipments:
+            for line in shipment.lines:
+                where = (line.sku, shipment.location_id)
+                units[where] = units.get(where, 0) + line.quantity
+        lines = [HoldLineModel(sku=sku, location_id=loc, quantity=n) for (sku, loc), n in units.items()]
+        return request.model_copy(update={"lines": lines})
+    assert request.lines is not None
     seen = {(line.sku, line.location_id) for line in request.lines}
     if len(seen) != len(request.lines):
         return Failure("each (sku, location_id) may appear once in a hold's lines")
     return request
+
+
+def held_lines(request: HoldRequest) -> list[HoldLineModel]:
+    assert request.lines is not None, "parse_request gives every request its lines"
+    return request.lines
+
+
+def hold_cart(request: HoldRequest) -> dict[str, int]:
+    """SKU -> units the hold asks for, over every location (what the placement limits bound)."""
+    cart: dict[str, int] = {}
+    for line in held_lines(request):
+        cart[line.sku] = cart.get(line.sku, 0) + line.quantity
+    return cart
+
+
+def hold_point(request: HoldRequest) -> tuple[float, float] | None:
+    """The home the option was promised for (as a placement's: a pickup store's has none)."""
+    destination = request.destination
+    if destination is None or destination.lat is None or destination.lon is None:
+        return None
+    return destination.lat, destination.lon
 
 
 def _envelope(event_id: str, now_ms: int) -> dict[str, Any]:
@@ -62,8 +95,8 @@ def command_batch_record(commands: list[dict[str, Any]], now_ms: int) -> bytes:
 
 def request_record(hold_id: str, request: HoldRequest, expires_at_ms: int, now_ms: int) -> bytes:
     """Matches ``schemas.holds.HoldRecord`` for the request (key: the hold id)."""
-    lines = [line.model_dump() for line in request.lines]
-    skus = sorted({line.sku for line in request.lines})
+    lines = [line.model_dump() for line in held_lines(request)]
+    skus = sorted({line.sku for line in held_lines(request)})
     return hold_record(hold_id, None, "requested", request.channel, expires_at_ms, lines, now_ms, skus=skus)
 
 

@@ -21,13 +21,19 @@ from faust.web import Request, Response, View
 
 from oms_streams.adapters.holds import (
     command_batch_record,
+    held_lines,
+    hold_cart,
     hold_command,
+    hold_point,
     hold_view,
     parse_request,
     request_record,
 )
+from oms_streams.adapters.promise import option_from_wire
 from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import epoch_ms_from_iso, utc_from_epoch_ms
+from oms_streams.domain.placement import placement_problem
+from oms_streams.domain.promise_token import verify_promise
 from oms_streams.schemas.holds import HoldRequest
 from oms_streams.streaming.app import Worker
 from oms_streams.streaming.partitioning import partition_for
@@ -72,6 +78,13 @@ async def _hold(worker: Worker, body: bytes) -> Response:
         worker.metrics.hold_requests.labels("unknown", "bad_request").inc()
         return _json({"error": parsed.reason}, 400)
     now = time.time_ns() // 1_000_000
+    refusal = _refusal(worker, parsed, now)
+    if refusal is not None:
+        status, reason = refusal
+        worker.metrics.hold_requests.labels(
+            parsed.channel, "forbidden" if status == 403 else "bad_request"
+        ).inc()
+        return _json({"error": reason}, status)
     hold_id = f"hold-{uuid.uuid4().hex}"
     expires_at = now + 1000 * (parsed.ttl_s or worker.settings.hold_ttl_for(parsed.channel))
     lines = _lines_by_sku(parsed)
@@ -95,6 +108,26 @@ async def _hold(worker: Worker, body: bytes) -> Response:
         await producer.flush()
         return _json({"error": view["reason"] or "refused", **view}, 409)
     return _json({**view, "detail": "not answered yet: see GET /holds/{hold_id}"}, 202)
+
+
+def _refusal(worker: Worker, request: HoldRequest, now: int) -> tuple[int, str] | None:
+    """Why the hold may not reserve stock, with its HTTP status: the placement checks. With a
+    signing key only an option the OMS promised, with its valid token (403); always the
+    per-order and per-line limits (400)."""
+    limits = worker.sourcing.gate.limits
+    keys = limits.promise_keys
+    if keys is not None:
+        if request.option is None:
+            return 403, (
+                "a hold needs the chosen option with its promise_token, as POST /promise returned it "
+                "(this OMS signs its promises): lines alone are not accepted"
+            )
+        option = option_from_wire(request.option)
+        problem = verify_promise(request.option.promise_token, option, hold_point(request), keys, now)
+        if problem is not None:
+            return 403, f"{problem.reason}: the hold reserves nothing"
+    problem_text = placement_problem(hold_cart(request), limits)
+    return None if problem_text is None else (400, problem_text)
 
 
 async def _release(worker: Worker, hold_id: str) -> Response:
@@ -125,7 +158,7 @@ async def _release(worker: Worker, hold_id: str) -> Response:
 
 def _pending(hold_id: str, request: HoldRequest, expires_at: int) -> dict[str, Any]:
     """The hold before even its request reached this worker's book."""
-    skus = sorted({line.sku for line in request.lines})
+    skus = sorted({line.sku for line in held_lines(request)})
     return {
         "hold_id": hold_id,
         "status": "pending",
@@ -138,7 +171,7 @@ def _pending(hold_id: str, request: HoldRequest, expires_at: int) -> dict[str, A
 
 def _lines_by_sku(request: HoldRequest) -> dict[str, list[tuple[str, int]]]:
     lines: dict[str, list[tuple[str, int]]] = {}
-    for line in request.lines:
+    for line in held_lines(request):
         lines.setdefault(line.sku, []).append((line.location_id, line.quantity))
     return lines
 

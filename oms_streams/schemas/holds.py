@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field
 
 from oms_streams.schemas.envelope import Envelope, Identifier, WireModel
+from oms_streams.schemas.promise import DeliveryOptionModel, DestinationModel
 
 HoldId = Annotated[str, Field(pattern=r"^hold-[A-Za-z0-9-]{1,64}$", description="'hold-<uuid>'.")]
 HoldStatus = Literal["requested", "held", "refused", "released", "expired", "taken_over"]
@@ -30,10 +31,21 @@ class HoldLineModel(WireModel):
 
 
 class HoldRequest(WireModel):
-    """The body of ``POST /holds``: the chosen option's lines, per location."""
+    """The body of ``POST /holds``: the chosen option as ``POST /promise`` returned it (with its
+    ``promise_token``, and the ``destination`` it was promised for), or its lines per location.
+    When the OMS has a signing key (``OMS_PROMISE_SIGNING_KEYS``) only the option with a valid token
+    is accepted: the hold holds what the OMS promised, nothing else."""
 
     channel: Annotated[str, Field(min_length=1, max_length=64)] = "webshop"
-    lines: Annotated[list[HoldLineModel], Field(min_length=1, max_length=100)]
+    lines: Annotated[list[HoldLineModel], Field(min_length=1, max_length=100)] | None = Field(
+        default=None, description="The units to hold per location (give these or the option)."
+    )
+    option: DeliveryOptionModel | None = Field(
+        default=None, description="The chosen option as POST /promise returned it: its lines are held."
+    )
+    destination: DestinationModel | None = Field(
+        default=None, description="With the option: the home (or pickup store) it was promised for."
+    )
     ttl_s: Annotated[int, Field(ge=1, le=MAX_TTL_S)] | None = Field(
         default=None, description="How long the hold lasts; default: the channel's (OMS_HOLD_TTL_S)."
     )

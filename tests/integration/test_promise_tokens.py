@@ -87,3 +87,34 @@ def test_only_a_placement_with_the_token_of_its_option_reserves_stock(
     assert worker.metric("oms_promise_tokens_total", verdict="valid") == 2
     assert worker.metric("oms_promise_tokens_total", verdict="mismatch") == 2
     assert worker.metric("oms_promise_tokens_total", verdict="missing") == 1
+
+
+def test_a_cart_hold_holds_only_an_option_the_oms_promised_with_its_token(
+    worker: WorkerProcess, events: Events
+) -> None:
+    stock_up(worker, events, ("SKU-TENT", "DC-NORTH", 5))
+    real = promise(worker, {"SKU-TENT": 1})["standard"]
+    greedy = copy.deepcopy(real)
+    greedy["shipments"][0]["lines"][0]["quantity"] = 5_000
+
+    def hold(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        status, answer = worker.post("/holds", json.dumps(body).encode())
+        return status, answer
+
+    lines_only = {"lines": [{"sku": "SKU-TENT", "location_id": "DC-NORTH", "quantity": 5}]}
+    status, answer = hold(lines_only)
+    assert status == 403 and "promise_token" in answer["error"], answer
+    status, answer = hold({"option": greedy, "destination": UTRECHT_HOME})
+    assert (status, answer["error"]) == (
+        403,
+        "option does not match its promise token: the hold reserves nothing",
+    )
+    status, answer = hold({"option": real, "destination": UTRECHT_HOME, "lines": lines_only["lines"]})
+    assert status == 400 and "either its option" in answer["error"], answer
+
+    status, held = hold({"option": real, "destination": UTRECHT_HOME})
+    assert status == 201 and held["status"] == "held", held
+    assert [(s["sku"], s["lines"]) for s in held["skus"]] == [
+        ("SKU-TENT", [{"location_id": "DC-NORTH", "quantity": 1}])
+    ]
+    wait_until(lambda: atp_at(worker, "SKU-TENT", "DC-NORTH") == 4, 20, "one tent held, no more")

@@ -3,10 +3,12 @@ expiry, taken over by the order placed with it, never more than is usable."""
 
 from __future__ import annotations
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oms_streams.adapters.holds import hold_view
+from oms_streams.adapters.holds import held_lines, hold_cart, hold_view, parse_request
+from oms_streams.adapters.stock import Failure
 from oms_streams.domain.inventory import Count, Movement, MovementKind, StockPosition, Verdict
 from oms_streams.domain.ledger import StockCommand, apply_commands
 from oms_streams.domain.reservations import (
@@ -21,6 +23,7 @@ from oms_streams.domain.reservations import (
 from oms_streams.domain.shortfall import sellable, shed_shortfalls
 from oms_streams.schemas.sourcing import ReservationCommand as ReservationCommandModel
 from oms_streams.tools.audit import FindingKind, Logged
+from tests.integration.test_sourcing import an_option
 from tests.unit.builders import T0, a_dc, a_store, minutes, network
 from tests.unit.test_audit import DC, LIGHT, NOW, _at, _wire_time, a_receipt_event, a_row, audit_of
 from tests.unit.test_reservations import applied, atp, release, reserve, stock
@@ -448,3 +451,21 @@ def test_a_refusal_names_every_short_location():
     )
 
     assert result.reason == "DC-NORTH has 1 of 2; DC-SOUTH has 0 of 1"
+
+
+def test_a_hold_request_holds_its_options_lines_per_location_or_its_own_lines_never_both():
+    option = an_option("standard", {"SKU-TENT": 2, "SKU-STOVE": 1})
+    south = an_option("standard", {"SKU-TENT": 1}, location="DC-SOUTH")["shipments"][0]
+    option["shipments"].append(south)
+    request = parse_request(orjson.dumps({"option": option}))
+    assert not isinstance(request, Failure), request
+    assert [(line.sku, line.location_id, line.quantity) for line in held_lines(request)] == [
+        ("SKU-TENT", "DC-NORTH", 2),
+        ("SKU-STOVE", "DC-NORTH", 1),
+        ("SKU-TENT", "DC-SOUTH", 1),
+    ]
+    assert hold_cart(request) == {"SKU-TENT": 3, "SKU-STOVE": 1}  # what the per-line limit bounds
+    lines = [{"sku": "SKU-TENT", "location_id": "DC-NORTH", "quantity": 1}]
+    for body in ({"option": option, "lines": lines}, {"channel": "webshop"}):
+        failure = parse_request(orjson.dumps(body))
+        assert isinstance(failure, Failure) and "either its option" in failure.reason
