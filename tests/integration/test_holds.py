@@ -68,7 +68,10 @@ def test_a_hold_is_held_at_once_refused_whole_released_early_taken_over_and_expi
     assert post_hold(worker, {(TENT, "DC-NORTH"): 1}, ttl_s=0)[0] == 400
     # The placement limits bound a hold too (OMS_MAX_LINE_QUANTITY, 1,000 units of a SKU).
     status, absurd = post_hold(worker, {(TENT, "DC-NORTH"): 600, (TENT, "DC-SOUTH"): 600})
-    assert (status, absurd["error"]) == (400, "quantity over the limit of 1000 units per line: SKU-TENT x 1200")
+    assert (status, absurd["error"]) == (
+        400,
+        "quantity over the limit of 1000 units per line: SKU-TENT x 1200",
+    )
 
     # All or nothing: the light cannot be held whole, so the tent goes back too.
     status, refused = post_hold(worker, {(TENT, "DC-NORTH"): 2, (LIGHT, "DC-NORTH"): 3})
