@@ -274,6 +274,36 @@ BUSINESS = DashboardSpec(
                     unit="ops",
                 ),
                 PanelSpec(
+                    "Backorders",
+                    "Orders whose backorder waits for stock within its horizon (oms_open_backorders), "
+                    "and backorder events: resourced when stock arrived, unusable stock, expired at the "
+                    "horizon, final at once (oms_backorders_total).",
+                    (
+                        _q("sum(oms_open_backorders)", "waiting"),
+                        _rate_by("oms_backorders_total", "event", "{{event}}"),
+                    ),
+                ),
+                PanelSpec(
+                    "Cart holds and courier slots",
+                    "POST /holds answers (oms_hold_requests_total), cart holds as their ledgers decide "
+                    "them (oms_holds_total), and courier slots asked at placement by answer: booked, "
+                    "moved, refused (oms_courier_slots_total).",
+                    (
+                        _rate_by("oms_hold_requests_total", "answer", "hold request: {{answer}}"),
+                        _rate_by("oms_holds_total", "outcome", "hold: {{outcome}}"),
+                        _rate_by("oms_courier_slots_total", "outcome", "courier slot: {{outcome}}"),
+                    ),
+                    unit="ops",
+                ),
+                PanelSpec(
+                    "Promise tokens",
+                    "Placements' promise tokens checked before sourcing, by verdict "
+                    "(oms_promise_tokens_total; only where OMS_PROMISE_SIGNING_KEYS is set).",
+                    (_rate_by("oms_promise_tokens_total", "verdict", "{{verdict}}"),),
+                    unit="ops",
+                    no_value="0",
+                ),
+                PanelSpec(
                     "Sourcing decision time",
                     "One sourcing decision: snapshot of the availability view + the engine "
                     "(oms_sourcing_decision_seconds).",

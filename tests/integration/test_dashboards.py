@@ -31,6 +31,7 @@ from oms_streams.streaming.partitioning import partition_for
 from oms_streams.tools import dashboards
 from oms_streams.tools.simulator import run_simulation
 from tests.integration.conftest import NETWORK_YAML
+from tests.integration.test_courier_slots import courier_option, slot_at
 from tests.integration.test_promise_and_risk import UTRECHT_HOME, click_and_collect_option, stock_up
 from tests.integration.test_returns import CUSTOMER_IN_UTRECHT
 from tests.integration.test_sourcing import allocations_of, an_option, outcome_of
@@ -52,10 +53,16 @@ NOT_FED = {
         "Commands resent and attempts given up",
         f"sum by (kind, cause) (rate(oms_sourcing_resends_total[{dashboards.RATE}]))",
     ),
+    (
+        "oms-business",
+        "Promise tokens",
+        f"sum by (verdict) (rate(oms_promise_tokens_total[{dashboards.RATE}]))",
+    ),
 }
 """Queries whose series only a fault creates (a rebalance that drops a record: faust_fixes; a ledger
-that does not answer a saga command in time, or a rebalance during a sourcing round); they must run
-without error but may return nothing."""
+that does not answer a saga command in time, or a rebalance during a sourcing round), or a setting
+this worker does not have (promise tokens are checked only with OMS_PROMISE_SIGNING_KEYS, which would
+refuse the feed's unsigned placements); they must run without error but may return nothing."""
 
 
 def prometheus_binary() -> str:
@@ -247,6 +254,15 @@ def feed(worker: WorkerProcess, events: Events) -> None:
     events.flush()
     status, answer = worker.post("/orders/ORDER-D3/cancellations", b"")
     assert status == 200, answer
+    # A cart hold; a courier order (its slot booked) for more tents than the store has: a courier
+    # order's backorder is final at once.
+    hold = {"lines": [{"sku": "SKU-STOVE", "location_id": "DC-NORTH", "quantity": 1}]}
+    status, answer = worker.post("/holds", json.dumps(hold).encode())
+    assert status == 201, answer
+    courier = courier_option(slot_at(20))
+    courier["shipments"][0]["lines"][0]["quantity"] = 900
+    events.order_placed("ORDER-D5", courier, UTRECHT_HOME)
+    events.flush()
 
     for metric, labels in (
         ("oms_transit_observations_total", {"verdict": "learned"}),
@@ -258,6 +274,9 @@ def feed(worker: WorkerProcess, events: Events) -> None:
         ("oms_rerouted_total", {}),
         ("oms_dead_letters_total", {"reason": "malformed"}),
         ("oms_retention_removed_total", {"ending": "delivered"}),
+        ("oms_hold_requests_total", {"answer": "held"}),
+        ("oms_courier_slots_total", {"outcome": "booked"}),
+        ("oms_backorders_total", {"event": "final"}),
     ):
         wait_until(lambda m=metric, lb=labels: worker.metric(m, **lb) > 0, 20, f"{metric} {labels}")
 
