@@ -141,6 +141,11 @@ class PromisePolicy:
     click_and_collect_max_stores: int = 5
     store_receiving_minutes: int = 60
     """After a route truck arrives: unloading and putting the order aside for pickup (working time)."""
+    store_ready_minutes: int = 120
+    """A click & collect order from the pickup store's own shelf is promised ready this many working
+    minutes after it is asked for (at least the store's pick time): the store's queue of web orders
+    and walk-in customers, not the pick alone. With the pick time alone every such order would be due
+    to start picking the moment it is placed, and at risk a moment later."""
     van_co2e_g_per_km: float = 900.0
     """A route truck's emissions per km, shared by everything it carries: the marginal CO2e of one
     click & collect order riding it is this times the order's share (see route_share)."""

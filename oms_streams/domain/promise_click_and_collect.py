@@ -54,7 +54,8 @@ def _collect_at(plan: Plan, store: Site) -> DeliveryOption | str:
     legs: list[Leg] = []
     ready_for_pickup = plan.request.asked_at_ms
     if own:
-        own_ready = plan.ready(store, store.pick_minutes)
+        # Ready when the store's queue allows (policy), never before the pick itself is done.
+        own_ready = plan.ready(store, max(store.pick_minutes, plan.network.policy.store_ready_minutes))
         if own_ready is None:
             return f"{store.location_id} does not open within {HORIZON_DAYS} days"
         ready_for_pickup = own_ready

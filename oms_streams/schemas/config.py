@@ -207,6 +207,11 @@ class PromisePolicyRecord(WireModel):
     click_and_collect_radius_km: Annotated[float, Field(gt=0, le=500)] = 25.0
     click_and_collect_max_stores: Annotated[int, Field(ge=1, le=50)] = 5
     store_receiving_minutes: Annotated[int, Field(ge=0, le=1440)] = 60
+    store_ready_minutes: Annotated[int, Field(ge=0, le=1440)] = Field(
+        default=120,
+        description="A click & collect order from the pickup store's shelf is promised ready this many "
+        "working minutes after it is asked for (at least the store's pick time).",
+    )
     van_co2e_g_per_km: Annotated[float, Field(ge=0)] = 900.0
     route_share: Annotated[float, Field(ge=0, le=1)] = 0.01
     horizon_days: Annotated[int, Field(ge=1, le=60)] = 21

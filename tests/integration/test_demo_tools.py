@@ -178,7 +178,8 @@ def test_demo_day_places_fulfils_and_delivers_orders(
     assert worker.metric("oms_dead_letters_total") == 0, worker.log_tail()
     every_token_valid(worker, summary.placed)
 
-    # The first click & collect order (its pick due at once, the fixture's stores never close) was
+    # The first click & collect order (its pick due at once: the fixture promises shelf orders ready
+    # after the pick alone, and its stores never close) was
     # picked late: the worker put it at risk for the missed pick start, and cleared it once picked.
     assert summary.late_picks, out.getvalue()
     late = sorted(summary.late_picks)[0]

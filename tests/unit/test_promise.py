@@ -355,9 +355,17 @@ def collect(**kw) -> DeliveryOption:
     return option(result, "click_and_collect:STORE-UTRECHT-01")
 
 
-def test_click_and_collect_from_own_stock_is_ready_after_picking():
-    own = collect(stock=AT_THE_STORE)
-    assert window(own) == ("2024-05-06 10:30", "2024-05-06 18:00")
+PICK_TIME_ONLY = a_network(policy=PromisePolicy(store_ready_minutes=0))
+"""Shelf click & collect ready after the store's pick time alone (30 minutes): no queue allowance."""
+
+
+def test_click_and_collect_from_own_stock_is_ready_when_the_store_s_queue_allows():
+    own = collect(stock=AT_THE_STORE)  # asked at 10:00: ready within the policy's 120 working minutes
+    assert window(own) == ("2024-05-06 12:00", "2024-05-06 18:00")
+    quick = collect(stock=AT_THE_STORE, network=a_network(policy=PromisePolicy(store_ready_minutes=45)))
+    assert window(quick)[0] == "2024-05-06 10:45"
+    # Never before the pick itself is done (30 minutes at this store).
+    assert window(collect(stock=AT_THE_STORE, network=PICK_TIME_ONLY))[0] == "2024-05-06 10:30"
     assert (own.parcels, own.co2e_g, own.pickup_store_id) == (1, 0.0, "STORE-UTRECHT-01")
     assert [s.location_id for s in own.shipments] == ["STORE-UTRECHT-01"]
 
@@ -408,12 +416,19 @@ def test_click_and_collect_with_some_lines_in_store_waits_for_the_truck_for_the_
 
 def test_store_closed_click_and_collect_ready_next_opening():
     evening = collect(stock=AT_THE_STORE, asked_at="2024-05-06 20:00")
-    assert window(evening) == ("2024-05-07 09:30", "2024-05-07 18:00")
+    assert window(evening) == ("2024-05-07 11:00", "2024-05-07 18:00")  # 120 working minutes from 09:00
+    assert window(collect(stock=AT_THE_STORE, asked_at="2024-05-06 20:00", network=PICK_TIME_ONLY)) == (
+        "2024-05-07 09:30",
+        "2024-05-07 18:00",
+    )
 
 
 def test_click_and_collect_ready_at_closing_time_is_collectable_next_morning():
-    closing = collect(stock=AT_THE_STORE, asked_at="2024-05-06 17:30")
+    closing = collect(stock=AT_THE_STORE, asked_at="2024-05-06 17:30", network=PICK_TIME_ONLY)
     assert window(closing) == ("2024-05-07 09:00", "2024-05-07 18:00")
+    # The queue's working minutes go on the next morning: 30 today, 90 from the 09:00 opening.
+    late = collect(stock=AT_THE_STORE, asked_at="2024-05-06 17:30")
+    assert window(late) == ("2024-05-07 10:30", "2024-05-07 18:00")
 
 
 def test_click_and_collect_offers_each_nearby_store_nearest_first():
@@ -663,7 +678,7 @@ def test_never_earlier_than_the_physical_minimum(scenario: Scenario, asked: int)
                 assert o.window_start_ms >= shipment.arrives_at_ms
             else:
                 pick = (
-                    site.pick_minutes
+                    max(site.pick_minutes, scenario.network.policy.store_ready_minutes)
                     if o.method is CLICK_AND_COLLECT
                     else site.pick_minutes + site.pack_minutes
                 )
