@@ -25,7 +25,7 @@ from oms_streams.domain.allocated_plan import (
 from oms_streams.domain.orders import Milestone, MilestoneKind, PromiseRecord
 from oms_streams.domain.promise_types import CartLine, Shipment
 
-ALLOCATIONS, WITHDRAWALS, ROUNDS = "allocations", "withdrawals", "rounds"
+ALLOCATIONS, WITHDRAWALS, ROUNDS, EDITS = "allocations", "withdrawals", "rounds", "edits"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,8 @@ class SourcingFact:
 
     order_id: str
     family: str
-    """allocations (an ``allocate``) | withdrawals (a ``cancel``) | rounds (an outcome)."""
+    """allocations (an ``allocate``) | withdrawals (a ``cancel``) | rounds (an outcome) | edits (an
+    edit's answer: [status, version], keyed by the edit's placement event id)."""
     key: str
     entry: list[Any]
 
@@ -93,14 +94,31 @@ def decode_round(value: bytes | None) -> SourcingFact | None:
         record = orjson.loads(value) if value is not None else None
         if not isinstance(record, dict):
             return None
+        edit = record.get("edit")
+        if edit is not None and edit["status"] != "accepted":
+            return None  # a refused edit's answer: no round (``decode_edit``)
         entry = [
             str(record["outcome"]),
             [str(i) for i in record["allocations"]],
             [str(line["sku"]) for line in record.get("backorder") or ()],
             str(record.get("reason", "")),
             _ms(record["occurred_at"]),
+            edit is not None,
         ]
         return SourcingFact(record["order_id"], ROUNDS, str(int(record["round"])), entry)
+    except _ERRORS:
+        return None
+
+
+def decode_edit(value: bytes | None) -> SourcingFact | None:
+    """The edit an outcome answers (accepted with its round, or refused); None for other records."""
+    try:
+        record = orjson.loads(value) if value is not None else None
+        if not isinstance(record, dict) or not isinstance(record.get("edit"), dict):
+            return None
+        edit = record["edit"]
+        entry = [str(edit["status"]), int(edit["version"])]
+        return SourcingFact(record["order_id"], EDITS, str(edit["placement_event_id"]), entry)
     except _ERRORS:
         return None
 
@@ -128,8 +146,10 @@ def plan_of(
         allocated,
         [Withdrawal(i, entry[0]) for i, entry in (withdrawals or {}).items()],
         [
-            SourcingRound(int(r), outcome, tuple(ids), tuple(backorder), reason, at_ms)
-            for r, (outcome, ids, backorder, reason, at_ms) in (rounds or {}).items()
+            SourcingRound(
+                int(r), outcome, tuple(ids), tuple(backorder), reason, at_ms, bool(edit and edit[0])
+            )
+            for r, (outcome, ids, backorder, reason, at_ms, *edit) in (rounds or {}).items()
         ],
     )
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from oms_streams.adapters.allocated import decode_allocation, decode_round
+from oms_streams.adapters.allocated import decode_allocation, decode_edit, decode_round
 from oms_streams.adapters.cancellations import decode_cancelled
 from oms_streams.adapters.lifecycle import all_cancelled, order_lifecycle
 from oms_streams.adapters.orders import (
@@ -36,6 +36,7 @@ from oms_streams.adapters.orders import (
     decode_fulfilment,
     decode_placement,
     decode_return_link,
+    option_of_wire,
 )
 from oms_streams.adapters.returnable import fingerprint, returnable_of, returnable_record
 from oms_streams.adapters.sourcing import SourcingRow
@@ -44,6 +45,7 @@ from oms_streams.adapters.timestamps import epoch_ms_from_iso, utc_from_epoch_ms
 from oms_streams.domain.allocated_plan import clearance_reason
 from oms_streams.domain.lifecycle import Lifecycle
 from oms_streams.domain.orders import PromiseRecord, derive_milestones
+from oms_streams.domain.promise_types import DeliveryOption
 from oms_streams.domain.retention import Ending, Finished, RetentionPolicy, order_finished
 from oms_streams.domain.risk import (
     FulfilmentEvent,
@@ -221,18 +223,60 @@ class OrdersRuntime:
         if option.pickup_store_id is not None and option.pickup_store_id not in self.network.locations:
             self.outbox.dead_letter(f"unknown pickup store {option.pickup_store_id!r}", message, now)
             return "dead_lettered"
+        row.placements.append(placement.event_id)
+        if row.option is not None and self.topics.sourced:
+            # An edit (a new version): the promise follows it once sourcing accepted it.
+            answer = (row.edits or {}).get(placement.event_id)
+            if answer is None:
+                waiting = [placement.placed_at_ms, placement.option_wire, placement.destination]
+                row.pending_edits = {**(row.pending_edits or {}), placement.event_id: waiting}
+                return "parked"
+            if answer[0] == "accepted" and answer[1] > row.version:
+                self._promise(
+                    order,
+                    placement.placed_at_ms,
+                    option,
+                    placement.option_wire,
+                    placement.destination,
+                    answer[1],
+                )
+            return "applied"
+        self._promise(order, placement.placed_at_ms, option, placement.option_wire, placement.destination)
+        # A courier slot is booked by the owner of the store's slots (source_orders, courier_slots).
+        return "applied"
+
+    def _promise(
+        self,
+        order: OpenOrder,
+        placed_at_ms: int,
+        option: DeliveryOption,
+        option_wire: dict[str, Any],
+        destination: dict[str, Any],
+        version: int | None = None,
+    ) -> None:
+        """The order's promise becomes this version (by default the next one)."""
+        row = order.row
         record = PromiseRecord(
-            order_id=placement.order_id,
-            version=row.version + 1,  # a placement with a new event id re-promises the order
-            placed_at_ms=placement.placed_at_ms,
+            order_id=row.order_id,
+            version=row.version + 1 if version is None else version,
+            placed_at_ms=placed_at_ms,
             option=option,
             milestones=derive_milestones(option, self.network.promise_network),
         )
-        row.placements.append(placement.event_id)
-        row.set_promise(record, placement.option_wire, placement.destination)
+        row.set_promise(record, option_wire, destination)
         order.tracking = row.tracking_of(record)
-        # A courier slot is booked by the owner of the store's slots (source_orders, courier_slots).
-        return "applied"
+
+    def _edit_answered(self, order: OpenOrder, event_id: str, answer: list[Any]) -> None:
+        """Sourcing answered an edit: an accepted one waiting here becomes the promise."""
+        row = order.row
+        waiting = (row.pending_edits or {}).get(event_id)
+        if waiting is None:
+            return
+        row.pending_edits = {k: v for k, v in (row.pending_edits or {}).items() if k != event_id}
+        status, version = answer
+        if status == "accepted" and version > row.version:
+            placed_at_ms, option_wire, destination = waiting
+            self._promise(order, placed_at_ms, option_of_wire(option_wire), option_wire, destination, version)
 
     def _close_cancelled(self, message: Any, partition: int, now: int) -> tuple[str | None, bool]:
         """Our own answer to a cancellation: the shipments it withdrew are closed (their risk is
@@ -262,12 +306,19 @@ class OrdersRuntime:
         allocated them, and their milestones with them (``domain.allocated_plan``)."""
         outcome = message.topic == self.topics.sourced
         fact = decode_round(message.value) if outcome else decode_allocation(message.value)
+        edit = decode_edit(message.value) if outcome else None
         kind = "sourced" if outcome else "allocation"
-        if fact is None:
+        if fact is None and edit is None:
             self.metrics.order_events.labels(kind, "ignored").inc()
             return None, False
-        order = self._load(fact.order_id, partition)
-        applied = order.row.add_sourcing(fact)
+        order = self._load((fact or edit).order_id, partition)  # type: ignore[union-attr]
+        applied = fact is not None and order.row.add_sourcing(fact)
+        if edit is not None and order.row.add_sourcing(edit):
+            applied = True
+            self._edit_answered(order, edit.key, edit.entry)
+        if fact is None:
+            self.metrics.order_events.labels("edit", "applied" if applied else "duplicate").inc()
+            return edit.order_id if edit is not None else None, applied
         if applied and order.tracking is not None:
             order.tracking = order.row.tracking()
         elif not applied and outcome and order.tracking is not None:
