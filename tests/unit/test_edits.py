@@ -1,0 +1,89 @@
+"""The difference between an order as sourced and its new version (``domain.edits``): pure."""
+
+from __future__ import annotations
+
+from oms_streams.domain.cancellation import Allocated, AllocationStatus
+from oms_streams.domain.edits import Change, Delivery, EditableOrder, EditRequest, Outcome, decide_edit
+
+HOME = Delivery("standard", None, None, ("3511 AB", 52.09, 5.11))
+LIVE, SHIPPED = AllocationStatus.LIVE, AllocationStatus.FULFILLED
+
+
+def order(*allocations: Allocated, ordered=(("A", 3), ("B", 1)), backorder=(), cancelled=()) -> EditableOrder:
+    return EditableOrder("O-1", tuple(ordered), HOME, allocations, tuple(backorder), frozenset(cancelled))
+
+
+def edit(*cart: tuple[str, int], delivery: Delivery = HOME) -> EditRequest:
+    return EditRequest("O-1-v2", cart, delivery)
+
+
+def test_a_reduced_line_withdraws_its_allocation_and_keeps_the_rest_where_it_was():
+    a1 = Allocated("O-1:1:0", "DC-NORTH", (("A", 3), ("B", 1)), LIVE)
+    decision = decide_edit(order(a1), edit(("A", 2), ("B", 1)))
+    assert decision.outcome is Outcome.ACCEPTED
+    assert decision.withdrawn == ("O-1:1:0",)
+    assert decision.kept == (("O-1:1:0", (("A", 2), ("B", 1))),)
+    assert decision.additions == () and decision.ordered == (("A", 2), ("B", 1))
+    assert [(c.sku, c.change) for c in decision.lines] == [("A", Change.REDUCED), ("B", Change.UNCHANGED)]
+
+
+def test_a_removed_sku_is_withdrawn_and_an_untouched_allocation_stays():
+    a1 = Allocated("O-1:1:0", "DC-NORTH", (("A", 3),), LIVE)
+    a2 = Allocated("O-1:1:1", "STORE-1", (("B", 1),), LIVE)
+    decision = decide_edit(order(a1, a2), edit(("A", 3)))
+    assert decision.withdrawn == ("O-1:1:1",) and decision.kept == ()
+    assert decision.lines[1].change is Change.REMOVED and decision.ordered == (("A", 3),)
+
+
+def test_added_and_increased_units_are_sourced_for_the_difference_only():
+    a1 = Allocated("O-1:1:0", "DC-NORTH", (("A", 3), ("B", 1)), LIVE)
+    decision = decide_edit(order(a1), edit(("A", 5), ("B", 1), ("C", 2)))
+    assert decision.withdrawn == () and decision.additions == (("A", 2), ("C", 2))
+    assert [c.change for c in decision.lines] == [Change.INCREASED, Change.UNCHANGED, Change.ADDED]
+
+
+def test_a_reduction_takes_backordered_units_first_then_the_newest_allocation():
+    a1 = Allocated("O-1:1:0", "DC-NORTH", (("A", 2),), LIVE)
+    a2 = Allocated("O-1:2:0", "DC-SOUTH", (("A", 2),), LIVE)
+    ordered = (("A", 6),)
+    decision = decide_edit(order(a1, a2, ordered=ordered, backorder=[("A", 2)]), edit(("A", 5)))
+    assert decision.withdrawn == () and decision.backorder == (("A", 1),)
+    decision = decide_edit(order(a1, a2, ordered=ordered, backorder=[("A", 2)]), edit(("A", 3)))
+    assert decision.backorder == () and decision.withdrawn == ("O-1:2:0",)
+    assert decision.kept == (("O-1:2:0", (("A", 1),)),)
+
+
+def test_a_shipped_line_cannot_be_reduced_below_what_left_and_nothing_changes():
+    a1 = Allocated("O-1:1:0", "DC-NORTH", (("A", 3),), SHIPPED)
+    a2 = Allocated("O-1:1:1", "STORE-1", (("B", 1),), LIVE)
+    decision = decide_edit(order(a1, a2), edit(("A", 1)))
+    assert decision.outcome is Outcome.REFUSED
+    assert decision.reason == "A: 3 already shipped, cannot become 1"
+    assert decision.withdrawn == () and decision.additions == ()
+    assert [c.change for c in decision.lines] == [Change.REFUSED, Change.REMOVED]
+
+
+def test_a_change_of_delivery_is_refused_with_what_changed():
+    pickup = Delivery("click_and_collect", "STORE-UTRECHT-01", None, ())
+    decision = decide_edit(order(), edit(("A", 3), ("B", 1), delivery=pickup))
+    assert (
+        decision.outcome is Outcome.REFUSED
+        and "delivery method (standard -> click_and_collect)" in decision.reason
+    )
+    moved = Delivery("standard", None, None, ("1011 AA", 52.37, 4.89))
+    assert "destination" in decide_edit(order(), edit(("A", 3), ("B", 1), delivery=moved)).reason
+
+
+def test_a_cancelled_line_cannot_come_back_but_may_be_left_out():
+    a1 = Allocated("O-1:1:0", "DC-NORTH", (("A", 3),), LIVE)
+    refused = decide_edit(order(a1, cancelled=["B"]), edit(("A", 3), ("B", 1)))
+    assert refused.outcome is Outcome.REFUSED and "B was cancelled" in refused.reason
+    accepted = decide_edit(order(a1, cancelled=["B"]), edit(("A", 3)))
+    assert accepted.outcome is Outcome.ACCEPTED and accepted.withdrawn == () and accepted.additions == ()
+
+
+def test_the_same_version_changes_nothing():
+    a1 = Allocated("O-1:1:0", "DC-NORTH", (("A", 3), ("B", 1)), LIVE)
+    decision = decide_edit(order(a1), edit(("B", 1), ("A", 3)))
+    assert decision.outcome is Outcome.ACCEPTED
+    assert (decision.withdrawn, decision.kept, decision.additions) == ((), (), ())
