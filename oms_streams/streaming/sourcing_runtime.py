@@ -18,6 +18,9 @@ the ``sourcing`` table (one row per order, written whole, in the order's partiti
 4. Lines a round could not allocate for lack of stock are sourced again in a new round when the
    availability view shows stock the planner can use, until a horizon after placement; then the
    backorder is final (a timer, ``streaming.backorders``).
+5. A placement of a known order with a new event id is an edit: the difference with the order as
+   sourced is withdrawn and sourced in a new round, after the round under way if any
+   (``sourcing_edits``).
 
 Every command carries a deterministic event id and every ledger command is idempotent, and every
 command waits in the row until it is answered (``SourcingRow.outstanding``): the new owner after a
