@@ -224,59 +224,44 @@ class OrdersRuntime:
             self.outbox.dead_letter(f"unknown pickup store {option.pickup_store_id!r}", message, now)
             return "dead_lettered"
         row.placements.append(placement.event_id)
+        version = [placement.placed_at_ms, placement.option_wire, placement.destination]
         if row.option is not None and self.topics.sourced:
-            # An edit (a new version): the promise follows it once sourcing accepted it.
+            # An edit: the new version becomes the promise once sourcing accepted it (docs/edits.md).
+            row.pending_edits = {**(row.pending_edits or {}), placement.event_id: version}
             answer = (row.edits or {}).get(placement.event_id)
             if answer is None:
-                waiting = [placement.placed_at_ms, placement.option_wire, placement.destination]
-                row.pending_edits = {**(row.pending_edits or {}), placement.event_id: waiting}
                 return "parked"
-            if answer[0] == "accepted" and answer[1] > row.version:
-                self._promise(
-                    order,
-                    placement.placed_at_ms,
-                    option,
-                    placement.option_wire,
-                    placement.destination,
-                    answer[1],
-                )
+            self._edit_answered(order, placement.event_id, answer)
             return "applied"
-        self._promise(order, placement.placed_at_ms, option, placement.option_wire, placement.destination)
         # A courier slot is booked by the owner of the store's slots (source_orders, courier_slots).
+        self._promise(order, version, option=option)
         return "applied"
 
     def _promise(
         self,
         order: OpenOrder,
-        placed_at_ms: int,
-        option: DeliveryOption,
-        option_wire: dict[str, Any],
-        destination: dict[str, Any],
-        version: int | None = None,
+        version: list[Any],
+        number: int | None = None,
+        option: DeliveryOption | None = None,
     ) -> None:
-        """The order's promise becomes this version (by default the next one)."""
+        """The order's promise becomes ``version`` ([placed at ms, option as sent, destination]),
+        numbered ``number`` (by default the next one)."""
         row = order.row
-        record = PromiseRecord(
-            order_id=row.order_id,
-            version=row.version + 1 if version is None else version,
-            placed_at_ms=placed_at_ms,
-            option=option,
-            milestones=derive_milestones(option, self.network.promise_network),
-        )
+        placed_at_ms, option_wire, destination = version
+        option = option or option_of_wire(option_wire)
+        milestones = derive_milestones(option, self.network.promise_network)
+        number = row.version + 1 if number is None else number
+        record = PromiseRecord(row.order_id, number, placed_at_ms, option, milestones)
         row.set_promise(record, option_wire, destination)
         order.tracking = row.tracking_of(record)
 
     def _edit_answered(self, order: OpenOrder, event_id: str, answer: list[Any]) -> None:
         """Sourcing answered an edit: an accepted one waiting here becomes the promise."""
         row = order.row
-        waiting = (row.pending_edits or {}).get(event_id)
-        if waiting is None:
-            return
-        row.pending_edits = {k: v for k, v in (row.pending_edits or {}).items() if k != event_id}
-        status, version = answer
-        if status == "accepted" and version > row.version:
-            placed_at_ms, option_wire, destination = waiting
-            self._promise(order, placed_at_ms, option_of_wire(option_wire), option_wire, destination, version)
+        waiting = (row.pending_edits or {}).pop(event_id, None)
+        status, number = answer
+        if waiting is not None and status == "accepted" and number > row.version:
+            self._promise(order, waiting, number)
 
     def _close_cancelled(self, message: Any, partition: int, now: int) -> tuple[str | None, bool]:
         """Our own answer to a cancellation: the shipments it withdrew are closed (their risk is
