@@ -14,7 +14,8 @@ does to the order's stock:
 - units that already left (a fulfilled allocation) cannot be edited away: the whole edit is
   refused with the reason, line by line, and nothing changes (an edit is all or nothing: the
   webshop's cart and the order never disagree about a half-applied version);
-- a cancelled line cannot come back (beyond what shipped of it) and a change of delivery method,
+- a cancelled order cannot be edited, a cancelled line cannot come back (beyond what shipped of
+  it), and a change of delivery method,
   destination, pickup store or courier store is refused too: the allocations were made for that
   delivery (cancel the order and place it again).
 """
@@ -107,6 +108,8 @@ class EditDecision:
 def decide_edit(order: EditableOrder, request: EditRequest) -> EditDecision:
     """What the new version does to the order (see the module docstring)."""
     cart = _merge(request.cart)
+    if order.ordered and all(sku in order.cancelled for sku, _ in order.ordered):
+        return EditDecision(Outcome.REFUSED, reason=f"order {order.order_id} is cancelled: place a new order")
     changed = _delivery_change(order.delivery, request.delivery)
     if changed:
         why = f"an edit cannot change the {changed}: cancel the order and place it again"

@@ -47,6 +47,11 @@ class Unreadable:
     reason: str
 
 
+def is_identifier(text: str) -> bool:
+    """Whether ``text`` may stand where the wire wants an ``Identifier`` (an order or event id)."""
+    return bool(_IDENTIFIER.match(text))
+
+
 def unreadable(key: bytes | None, value: bytes | None, reason: str) -> Unreadable | None:
     """The order a bad placement is for (its key), or None when it has no usable key."""
     order_id = key.decode(errors="replace") if key is not None else ""

@@ -45,7 +45,7 @@ from oms_streams.domain.sourcing import SourcingDecision
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.cancellation_runtime import unplanned
 from oms_streams.streaming.outbox import Outbox
-from oms_streams.streaming.placement_gate import PlacementGate
+from oms_streams.streaming.placement_gate import PlacementGate, is_identifier
 from oms_streams.streaming.sourcing_commands import LedgerCommands
 from oms_streams.streaming.sourcing_outcomes import RoundPublisher
 
@@ -99,20 +99,30 @@ class OrderEdits:
     def after_round(self, row: SourcingRow, now: int) -> None:
         """A round is over: decide the newest edit that waited for it; older ones are superseded."""
         while row.edits_waiting and row.status != "reserving":
-            placement, placed_at = unpark(row.order_id, row.edits_waiting.pop(0))
-            if not row.edits_waiting:
+            entry = row.edits_waiting.pop(0)
+            if "unreadable" in entry:
+                self.refuse_unreadable(row, entry["event_id"], entry["unreadable"], now)
+                continue
+            placement, placed_at = unpark(row.order_id, entry)
+            if not any("unreadable" not in e for e in row.edits_waiting):
                 self._decide(row, placement, placed_at, now)
                 continue
             row.placements = [*(row.placements or [row.placement]), placement.event_id]
-            newer = row.edits_waiting[-1]["event_id"]
+            newer = [e for e in row.edits_waiting if "unreadable" not in e][-1]["event_id"]
             self._refuse(row, placement.event_id, f"superseded by a newer version ({newer})", None, now)
             self.metrics.edits.labels("superseded").inc()
 
     def refuse_unreadable(self, row: SourcingRow, event_id: str, reason: str, now: int) -> str:
         """A placement of a known order that could not be read: the edit is refused (if new)."""
         known = row.placements or [row.placement]
-        if not event_id or event_id in known or row.status == "reserving":
+        if not is_identifier(event_id) or any(e["event_id"] == event_id for e in row.edits_waiting):
+            return "duplicate"  # no id to answer with (dead-lettered by track_orders), or waiting
+        if event_id in known:
+            self.answer_again(row, event_id, now)
             return "duplicate"
+        if row.status == "reserving":
+            row.edits_waiting.append({"event_id": event_id, "unreadable": reason})
+            return "parked"
         row.placements = [*known, event_id]
         self._refuse(row, event_id, reason, None, now)
         return "rejected"

@@ -12,7 +12,10 @@ import json
 from typing import Any
 
 from oms_streams.adapters.allocated import shipments_view
+from oms_streams.domain.transit import TransitModel
 from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
+from oms_streams.streaming.sourcing_runtime import SourcingRuntime
+from tests.streaming.test_cancellation_runtime import TOPICS
 from tests.streaming.test_cancellation_runtime import Harness as SagaHarness
 from tests.streaming.test_orders_runtime import FakeEvent
 
@@ -278,3 +281,43 @@ def _collect(h: Harness) -> Any:
         return None
 
     return produce
+
+
+def test_an_unreadable_edit_is_refused_with_the_reason_after_the_round_under_way():
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=10)
+    h.place("O-1", {"SKU-TENT": 3})
+    first = h.commands("reserve")
+    bad = h.edit("O-1", {"SKU-TENT": 1}, 2)
+    body = json.loads(bad.message.value)
+    body["cart"] = [{"sku": "SKU-TENT", "quantity": 2}]  # the cart does not match its option
+    bad.message.value = json.dumps(body).encode()
+    h.run(bad)  # round 1 still waits for its ledger: the refusal waits too
+    h.take_sent()
+    h.run(h.answer(first[0], "reserved", 7))
+    answer = h.answered()
+    assert answer["edit"]["status"] == "refused" and "impossible option" in answer["edit"]["reason"]
+    assert (answer["round"], answer["outcome"]) == (1, "allocated") and h.commands("release") == []
+
+
+def test_a_worker_that_takes_an_edited_order_over_sends_what_a_crash_lost_again():
+    h = Harness()
+    h.allocated("O-1", {"SKU-TENT": 3, "SKU-BIKE-LIGHT": 1})
+    edit = h.edit("O-1", {"SKU-TENT": 2}, 2)
+    h.run(edit)
+    lost = sorted((c["kind"], c["event_id"]) for c in h.commands())
+    h.take_sent()  # the row was stored, then the worker died before its records left
+
+    h.saga = SourcingRuntime(
+        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
+    )
+    asyncio.run(h.saga.reload())  # the unanswered releases and reserve again, with the same ids
+    assert sorted((c["kind"], c["event_id"]) for c in h.commands()) == lost
+    reserves = h.commands("reserve")
+    h.take_sent()
+    h.run(edit)  # read again (its offset was never committed): the cancel it made, again
+    assert [a["event_id"] for a in h.on("allocations")] == ["O-1:1:0:cancel"] and h.commands() == []
+    h.take_sent()
+    h.run(*(h.answer(c, "reserved", 7) for c in reserves))
+    assert h.answered()["edit"]["version"] == 2
+    assert h.live("O-1") == [("DC-NORTH", [["SKU-TENT", 2]])]

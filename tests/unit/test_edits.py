@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from oms_streams.domain.cancellation import Allocated, AllocationStatus
 from oms_streams.domain.edits import Change, Delivery, EditableOrder, EditRequest, Outcome, decide_edit
 
@@ -87,3 +90,61 @@ def test_the_same_version_changes_nothing():
     decision = decide_edit(order(a1), edit(("B", 1), ("A", 3)))
     assert decision.outcome is Outcome.ACCEPTED
     assert (decision.withdrawn, decision.kept, decision.additions) == ((), (), ())
+
+
+def test_a_cancelled_order_cannot_be_edited():
+    decision = decide_edit(order(cancelled=["A", "B"]), edit(("C", 1)))
+    assert (
+        decision.outcome is Outcome.REFUSED and decision.reason == "order O-1 is cancelled: place a new order"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("ABC"), st.integers(1, 4), st.sampled_from([LIVE, SHIPPED])), max_size=4
+    ),
+    st.dictionaries(st.sampled_from("ABC"), st.integers(0, 3), max_size=3),
+    st.dictionaries(st.sampled_from("ABCD"), st.integers(0, 9), min_size=1, max_size=4),
+)
+def test_every_unit_of_an_accepted_edit_is_shipped_kept_left_alone_added_or_waiting(allocs, waiting, cart):
+    """Conservation: after an accepted edit, per SKU, what shipped + what live allocations keep
+    (untouched or re-reserved) + what is added + what waits for stock is the new version's line."""
+    allocations = tuple(
+        Allocated(f"O-1:1:{i}", "DC-NORTH", ((sku, n),), status) for i, (sku, n, status) in enumerate(allocs)
+    )
+    held = {}
+    for a in allocations:
+        for sku, n in a.lines:
+            held[sku] = held.get(sku, 0) + n
+    for sku, n in waiting.items():
+        held[sku] = held.get(sku, 0) + n
+    ordered = tuple(held.items())
+    decision = decide_edit(
+        order(*allocations, ordered=ordered, backorder=tuple(waiting.items())), edit(*cart.items())
+    )
+    shipped = {}
+    for a in allocations:
+        if a.status is SHIPPED:
+            for sku, n in a.lines:
+                shipped[sku] = shipped.get(sku, 0) + n
+    if decision.outcome is Outcome.REFUSED:
+        assert any(cart.get(sku, 0) < n for sku, n in shipped.items())
+        assert decision.withdrawn == () and decision.additions == ()
+        return
+    units: dict[str, int] = {}
+
+    def add(lines):
+        for sku, n in lines:
+            units[sku] = units.get(sku, 0) + n
+
+    add(
+        (sku, n)
+        for a in allocations
+        if a.allocation_id not in decision.withdrawn and a.status is not AllocationStatus.CANCELLED
+        for sku, n in a.lines
+    )
+    add(line for _, kept in decision.kept for line in kept)
+    add(decision.additions)
+    add(decision.backorder)
+    assert {sku: n for sku, n in units.items() if n} == {sku: n for sku, n in cart.items() if n}
