@@ -22,6 +22,7 @@ from oms_streams.adapters.sourcing import EDIT_WIRE, SOURCE, SourcingRow
 from oms_streams.adapters.timestamps import utc_from_epoch_ms
 from oms_streams.domain.edits import Delivery, EditableOrder, EditDecision, EditRequest
 from oms_streams.domain.network import DeliveryMethod
+from oms_streams.domain.promise import CHANNEL_FOR_METHOD
 from oms_streams.schemas.promise import DeliveryOptionModel
 
 KEPT_ANSWERS = 16
@@ -68,6 +69,19 @@ def edit_request(placement: Placement) -> EditRequest:
     return EditRequest(
         placement.event_id, tuple(cart.items()), delivery(option.method.value, destination, courier)
     )
+
+
+def redeliver(row: SourcingRow, placement: Placement) -> None:
+    """The row's delivery becomes the edit's (method, destination, pickup store, channel); never a
+    courier delivery (``domain.edits`` refuses a change to or from one)."""
+    option = placement.option
+    destination = dict(placement.destination)
+    if option.pickup_store_id is not None:
+        destination["pickup_store_id"] = option.pickup_store_id
+    row.method = option.method.value
+    row.destination = destination
+    row.channel = CHANNEL_FOR_METHOD[option.method]
+    row.courier_store_id = None
 
 
 def parked(placement: Placement, placed_at: int) -> dict[str, Any]:

@@ -14,10 +14,12 @@ does to the order's stock:
 - units that already left (a fulfilled allocation) cannot be edited away: the whole edit is
   refused with the reason, line by line, and nothing changes (an edit is all or nothing: the
   webshop's cart and the order never disagree about a half-applied version);
+- a change of delivery (method, destination, pickup store) re-sources what has not shipped: every
+  live allocation is withdrawn and every unit not shipped (the backorder's too) is sourced again for
+  the new delivery (``redelivered``); what shipped stays shipped;
 - a cancelled order cannot be edited, a cancelled line cannot come back (beyond what shipped of
-  it), and a change of delivery method,
-  destination, pickup store or courier store is refused too: the allocations were made for that
-  delivery (cancel the order and place it again).
+  it), and a courier delivery's method or store cannot be changed (its slot is booked for that
+  store and time: cancel the order and place it again).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from oms_streams.domain.cancellation import Allocated, AllocationStatus
+
+COURIER = "courier"
 
 Lines = tuple[tuple[str, int], ...]
 """(SKU, units)."""
@@ -103,6 +107,8 @@ class EditDecision:
     """The backorder once the edit's reductions took their units from it first."""
     ordered: Lines = ()
     """The lines of the new version."""
+    redelivered: str = ""
+    """What of the delivery changed (empty: nothing): every unit not shipped is sourced again."""
 
 
 def decide_edit(order: EditableOrder, request: EditRequest) -> EditDecision:
@@ -111,8 +117,8 @@ def decide_edit(order: EditableOrder, request: EditRequest) -> EditDecision:
     if order.ordered and all(sku in order.cancelled for sku, _ in order.ordered):
         return EditDecision(Outcome.REFUSED, reason=f"order {order.order_id} is cancelled: place a new order")
     changed = _delivery_change(order.delivery, request.delivery)
-    if changed:
-        why = f"an edit cannot change the {changed}: cancel the order and place it again"
+    if changed and COURIER in (order.delivery.method, request.delivery.method):
+        why = f"an edit cannot change a courier delivery's {changed}: cancel the order and place it again"
         return EditDecision(Outcome.REFUSED, reason=why)
     shipped = _units(a.lines for a in order.allocations if a.status is AllocationStatus.FULFILLED)
     before = _before(order, shipped)
@@ -123,6 +129,8 @@ def decide_edit(order: EditableOrder, request: EditRequest) -> EditDecision:
     refused = [line.reason for line in lines if line.change is Change.REFUSED]
     if refused:
         return EditDecision(Outcome.REFUSED, lines, "; ".join(refused))
+    if changed:
+        return _redelivered(order, lines, shipped, cart, changed)
     waiting = dict(_merge(order.backorder))
     taken: dict[str, dict[str, int]] = {}
     """allocation id -> SKU -> units the edit takes from it."""
@@ -167,6 +175,24 @@ def _before(order: EditableOrder, shipped: Mapping[str, int]) -> dict[str, int]:
     for sku, n in _merge(order.ordered).items():
         before[sku] = shipped.get(sku, 0) if sku in order.cancelled else n
     return {sku: n for sku, n in before.items() if n > 0 or sku not in order.cancelled}
+
+
+def _redelivered(
+    order: EditableOrder,
+    lines: tuple[LineChange, ...],
+    shipped: Mapping[str, int],
+    cart: Mapping[str, int],
+    changed: str,
+) -> EditDecision:
+    """Another delivery: every live allocation withdrawn, every unit not shipped sourced again."""
+    return EditDecision(
+        outcome=Outcome.ACCEPTED,
+        lines=lines,
+        withdrawn=tuple(a.allocation_id for a in order.allocations if a.status is AllocationStatus.LIVE),
+        additions=tuple((sku, n - shipped.get(sku, 0)) for sku, n in cart.items() if n > shipped.get(sku, 0)),
+        ordered=tuple(cart.items()),
+        redelivered=changed,
+    )
 
 
 def _rest(lines: Lines, taken: Mapping[str, int]) -> Lines:

@@ -34,6 +34,7 @@ from oms_streams.adapters.edits import (
     edit_request,
     editable,
     parked,
+    redeliver,
     refusal_record,
     refused,
     unpark,
@@ -193,6 +194,8 @@ class OrderEdits:
         row.edit_round = row.round
         row.window_start_ms, row.promised_by_ms = option.window_start_ms, option.window_end_ms
         row.hold_id = placement.hold_id or row.hold_id
+        if decision.redelivered:
+            redeliver(row, placement)  # the releases above were sent for the old one
         row.ordered = [[sku, units] for sku, units in decision.ordered]
         row.backorder = [[sku, units] for sku, units in decision.backorder]
         pinned = [
@@ -262,4 +265,6 @@ def _merged(lines: Any) -> list[list[Any]]:
 
 def _describe(decision: EditDecision) -> str:
     changed = [f"{c.sku} {c.before} -> {c.after}" for c in decision.lines if c.before != c.after]
+    if decision.redelivered:
+        changed.append(f"another {decision.redelivered}: what has not shipped is sourced again")
     return ", ".join(changed) or "no line changed"

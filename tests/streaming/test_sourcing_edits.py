@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from oms_streams.adapters.allocated import shipments_view
+from oms_streams.domain.placement import PlacementLimits
 from oms_streams.domain.transit import TransitModel
 from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
 from oms_streams.streaming.sourcing_runtime import SourcingRuntime
@@ -154,13 +155,26 @@ def test_a_shipped_line_cannot_be_reduced_the_edit_is_refused_whole_and_nothing_
     assert row is not None and (row.version, row.round, row.placements) == (1, 1, ["O-1-placed", "O-1-v2"])
 
 
-def test_a_change_of_delivery_method_is_refused_with_the_reason():
+def test_another_delivery_withdraws_what_has_not_shipped_and_sources_it_for_the_new_one():
     h = Harness()
-    h.allocated("O-1", {"SKU-TENT": 1})
-    h.run(h.edit("O-1", {"SKU-TENT": 1}, 2, pickup=True))
+    h.stock("SKU-TENT", DC_NORTH=5, STORE_UTRECHT_01=4)
+    h.place("O-1", {"SKU-TENT": 2})
+    h.reserve_all()
+    assert h.live("O-1") == [("DC-NORTH", [["SKU-TENT", 2]])]
+    h.take_sent()
+    h.run(h.edit("O-1", {"SKU-TENT": 2}, 2, pickup=True))  # collect it at the Utrecht store instead
+    assert released(h) == [("SKU-TENT", "O-1/1")]
+    [reserve] = h.commands("reserve")
+    assert (reserve["channel"], reserve["lines"]) == (
+        "click_and_collect",
+        [{"location_id": "STORE-UTRECHT-01", "quantity": 2}],
+    )
+    h.reserve_all()
     answer = h.answered()
-    assert answer["edit"]["status"] == "refused" and "delivery method" in answer["edit"]["reason"]
-    assert h.commands() == []
+    assert answer["edit"]["status"] == "accepted" and "another delivery method" in answer["reason"]
+    [allocation] = [a for a in h.on("allocations") if a["kind"] == "allocate"]
+    assert (allocation["method"], allocation["pickup_store_id"]) == ("click_and_collect", "STORE-UTRECHT-01")
+    assert h.live("O-1") == [("STORE-UTRECHT-01", [["SKU-TENT", 2]])]
 
 
 def test_an_edit_during_a_live_round_waits_for_it_then_is_decided_on_what_it_allocated():
@@ -269,11 +283,43 @@ def test_track_orders_follows_an_accepted_edit_and_ignores_a_refused_one():
     ]
     assert state.record.milestones and {m.shipment for m in state.record.milestones} == {live[0]["shipment"]}
 
-    v3 = h.edit("O-1", {"SKU-TENT": 1}, 3, pickup=True)  # refused: another delivery method
+    h.saga.gate.limits = PlacementLimits(max_line_quantity=5)
+    v3 = h.edit("O-1", {"SKU-TENT": 9}, 3)  # refused: beyond the limits
     h.run(v3)
     follow(v3)
     row, _ = tracking.lookup("O-1")  # type: ignore[misc]
     assert row.version == 2 and not row.pending_edits and row.edits["O-1-v3"] == ["refused", 2]
+
+
+def test_track_orders_follows_a_delivery_change_to_the_pickup_store_s_allocation():
+    h = Harness()
+    tracking = OrdersRuntime({}, h.network, ORDER_TOPICS, _collect(h), h.metrics)
+
+    def follow(*events: FakeEvent) -> None:
+        ours = ("allocations", "sourced")
+        produced = [FakeEvent(t, k, v) for t, k, v in h.sent if t in ours]
+        asyncio.run(tracking.apply_batch([*events, *produced]))
+        h.sent[:] = [sent for sent in h.sent if sent[0] not in ours]
+
+    h.stock("SKU-TENT", DC_NORTH=5, STORE_UTRECHT_01=4)
+    placed = h.placement("O-1", {"SKU-TENT": 2})
+    h.run(placed)
+    h.reserve_all()
+    follow(placed)
+    v2 = h.edit("O-1", {"SKU-TENT": 2}, 2, pickup=True)
+    h.run(v2)
+    follow(v2)
+    h.reserve_all()
+    follow()
+
+    row, state = tracking.lookup("O-1")  # type: ignore[misc]
+    assert row.version == 2 and state is not None
+    live = [s for s in shipments_view(row.plan, state.closed) if s["state"] == "current"]
+    assert [(s["location_id"], s["lines"]) for s in live] == [
+        ("STORE-UTRECHT-01", [{"sku": "SKU-TENT", "quantity": 2}])
+    ]
+    assert state.record.milestones
+    assert {m.location_id for m in state.record.milestones} == {"STORE-UTRECHT-01"}
 
 
 def _collect(h: Harness) -> Any:

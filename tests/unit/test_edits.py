@@ -66,15 +66,23 @@ def test_a_shipped_line_cannot_be_reduced_below_what_left_and_nothing_changes():
     assert [c.change for c in decision.lines] == [Change.REFUSED, Change.REMOVED]
 
 
-def test_a_change_of_delivery_is_refused_with_what_changed():
+def test_another_delivery_withdraws_every_live_allocation_and_sources_what_has_not_shipped():
+    a1 = Allocated("O-1:1:0", "DC-NORTH", (("A", 2),), SHIPPED)
+    a2 = Allocated("O-1:1:1", "DC-SOUTH", (("A", 1), ("B", 1)), LIVE)
     pickup = Delivery("click_and_collect", "STORE-UTRECHT-01", None, ())
-    decision = decide_edit(order(), edit(("A", 3), ("B", 1), delivery=pickup))
-    assert (
-        decision.outcome is Outcome.REFUSED
-        and "delivery method (standard -> click_and_collect)" in decision.reason
-    )
+    decision = decide_edit(order(a1, a2, backorder=[("B", 0)]), edit(("A", 3), ("B", 2), delivery=pickup))
+    assert decision.outcome is Outcome.ACCEPTED and decision.redelivered.startswith("delivery method")
+    assert decision.withdrawn == ("O-1:1:1",) and decision.kept == ()
+    assert decision.additions == (("A", 1), ("B", 2)) and decision.backorder == ()
     moved = Delivery("standard", None, None, ("1011 AA", 52.37, 4.89))
-    assert "destination" in decide_edit(order(), edit(("A", 3), ("B", 1), delivery=moved)).reason
+    assert decide_edit(order(a2), edit(("A", 3), ("B", 1), delivery=moved)).redelivered == "destination"
+
+
+def test_a_courier_delivery_cannot_change_its_method_or_store():
+    courier = Delivery("courier", None, "STORE-UTRECHT-01", ("3511 AB", 52.09, 5.11))
+    decision = decide_edit(order(), edit(("A", 3), ("B", 1), delivery=courier))
+    assert decision.outcome is Outcome.REFUSED
+    assert decision.reason.startswith("an edit cannot change a courier delivery's delivery method")
 
 
 def test_a_cancelled_line_cannot_come_back_but_may_be_left_out():
