@@ -19,6 +19,7 @@ from oms_streams.streaming.sourcing_runtime import SourcingRuntime
 from tests.streaming.test_cancellation_runtime import TOPICS
 from tests.streaming.test_cancellation_runtime import Harness as SagaHarness
 from tests.streaming.test_orders_runtime import FakeEvent
+from tests.streaming.test_placement_tokens import KEYS, with_token
 
 ORDER_TOPICS = OrderTopics(
     "placed",
@@ -367,3 +368,19 @@ def test_a_worker_that_takes_an_edited_order_over_sends_what_a_crash_lost_again(
     h.run(*(h.answer(c, "reserved", 7) for c in reserves))
     assert h.answered()["edit"]["version"] == 2
     assert h.live("O-1") == [("DC-NORTH", [["SKU-TENT", 2]])]
+
+
+def test_with_signing_keys_an_edit_needs_its_own_token_like_any_placement():
+    h = Harness()
+    h.saga.gate.limits = PlacementLimits(promise_keys=KEYS)
+    h.stock("SKU-TENT", DC_NORTH=10)
+    h.run(with_token(h.placement("O-1", {"SKU-TENT": 2})))
+    h.reserve_all()
+    h.take_sent()
+    h.run(h.edit("O-1", {"SKU-TENT": 9}, 2))  # an option nobody signed
+    answer = h.answered()
+    assert (answer["edit"]["status"], answer["edit"]["reason"]) == ("refused", "no promise token")
+    assert h.commands() == []
+    h.take_sent()
+    h.run(with_token(h.edit("O-1", {"SKU-TENT": 3}, 3)))
+    assert h.commands("reserve")[0]["lines"] == [{"location_id": "DC-NORTH", "quantity": 1}]
