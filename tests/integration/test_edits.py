@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from oms_streams.api.models import SourcingView
 from tests.integration.test_cancellation import order
 from tests.integration.test_delivery_failures import assert_clean_audit
 from tests.integration.test_promise_and_risk import UTRECHT_HOME, stock_up
@@ -57,6 +58,8 @@ def test_an_edit_that_increases_one_line_and_removes_another_ends_with_the_right
     view = wait_until(
         lambda: (v := order(worker, "ORDER-E1"))["promise"]["version"] == 2 and v, 20, "version 2"
     )
+    SourcingView.model_validate(view["sourcing"])  # as the OpenAPI document says
+    assert [e["status"] for e in view["sourcing"]["edits"]] == ["accepted"]
     assert view["sourcing"]["version"] == 2 and view["sourcing"]["lines"] == [
         {"sku": "SKU-TENT", "quantity": 3}
     ]
