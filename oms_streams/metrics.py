@@ -266,6 +266,15 @@ class Metrics:
             ["channel", "answer"],
             registry=r,
         )
+        self.edits = Counter(
+            "oms_order_edits",
+            "Order edits (a placement of a known order with a new event id) by verdict: accepted, "
+            "refused (the reason is on oms.orders.sourced.v1), parked (waits for the round under way), "
+            "superseded (a newer version waited behind it), duplicate, stale (a later version came after "
+            "it).",
+            ["verdict"],
+            registry=r,
+        )
         self.cancellations = Counter(
             "oms_order_cancellations",
             "Cancellation requests by outcome (cancelled, partially_cancelled, already_cancelled, "

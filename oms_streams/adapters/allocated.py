@@ -25,7 +25,7 @@ from oms_streams.domain.allocated_plan import (
 from oms_streams.domain.orders import Milestone, MilestoneKind, PromiseRecord
 from oms_streams.domain.promise_types import CartLine, Shipment
 
-ALLOCATIONS, WITHDRAWALS, ROUNDS = "allocations", "withdrawals", "rounds"
+ALLOCATIONS, WITHDRAWALS, ROUNDS, EDITS = "allocations", "withdrawals", "rounds", "edits"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,8 @@ class SourcingFact:
 
     order_id: str
     family: str
-    """allocations (an ``allocate``) | withdrawals (a ``cancel``) | rounds (an outcome)."""
+    """allocations (an ``allocate``) | withdrawals (a ``cancel``) | rounds (an outcome) | edits (an
+    edit's answer: [status, version], keyed by the edit's placement event id)."""
     key: str
     entry: list[Any]
 
@@ -93,12 +94,16 @@ def decode_round(value: bytes | None) -> SourcingFact | None:
         record = orjson.loads(value) if value is not None else None
         if not isinstance(record, dict):
             return None
+        edit = record.get("edit")
+        if edit is not None and edit["status"] != "accepted":
+            return None  # a refused edit's answer: no round (``decode_edit``)
         entry = [
             str(record["outcome"]),
             [str(i) for i in record["allocations"]],
             [str(line["sku"]) for line in record.get("backorder") or ()],
             str(record.get("reason", "")),
             _ms(record["occurred_at"]),
+            edit is not None,
             _moved_slot(record.get("courier_slot")),
         ]
         return SourcingFact(record["order_id"], ROUNDS, str(int(record["round"])), entry)
@@ -111,6 +116,19 @@ def _moved_slot(slot: Any) -> list[int] | None:
     if not isinstance(slot, dict) or not slot.get("moved"):
         return None
     return [_ms(slot["slot_start"]), _ms(slot["slot_end"])]
+
+
+def decode_edit(value: bytes | None) -> SourcingFact | None:
+    """The edit an outcome answers (accepted with its round, or refused); None for other records."""
+    try:
+        record = orjson.loads(value) if value is not None else None
+        if not isinstance(record, dict) or not isinstance(record.get("edit"), dict):
+            return None
+        edit = record["edit"]
+        entry = [str(edit["status"]), int(edit["version"])]
+        return SourcingFact(record["order_id"], EDITS, str(edit["placement_event_id"]), entry)
+    except _ERRORS:
+        return None
 
 
 def _ms(text: Any) -> int:
@@ -140,8 +158,10 @@ def plan_of(
 
 
 def _to_round(number: str, entry: list[Any]) -> SourcingRound:
-    outcome, ids, backorder, reason, at_ms, *rest = entry  # rows written before the window was kept lack it
-    window = rest[0] if rest and rest[0] else None
+    # Rows written before edits and moved courier slots were kept lack the last two.
+    outcome, ids, backorder, reason, at_ms, *rest = entry
+    edit = bool(rest and rest[0])
+    window = rest[1] if len(rest) > 1 and rest[1] else None
     return SourcingRound(
         int(number),
         outcome,
@@ -149,6 +169,7 @@ def _to_round(number: str, entry: list[Any]) -> SourcingRound:
         tuple(backorder),
         reason,
         at_ms,
+        edit,
         None if window is None else (window[0], window[1]),
     )
 

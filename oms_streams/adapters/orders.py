@@ -190,6 +190,11 @@ class OrderRow:
     """Sourcing round -> its outcome (outcome, allocation ids, backordered SKUs, reason, time)."""
     risk_shipment: int | None = None
     """The shipment the last 'at risk' state published was about (a 'cleared' says why it ended)."""
+    edits: dict[str, list[Any]] | None = None
+    """Edit placement event id -> sourcing's answer [status, version] (``adapters.allocated``)."""
+    pending_edits: dict[str, list[Any]] | None = None
+    """Edit placement event id -> [placed at ms, option as sent, destination]: a new version waits
+    for sourcing's answer before it replaces the promise (a refused edit never does)."""
     plan: AllocatedPlan | None = field(default=None, compare=False, repr=False)
     """The tracked plan as last computed (not stored: it is folded from the row)."""
     promise: PromiseRecord | None = field(default=None, compare=False, repr=False)
@@ -220,7 +225,7 @@ class OrderRow:
                 order_id=self.order_id,
                 version=self.version,
                 placed_at_ms=self.placed_at_ms,
-                option=option_from_wire(DeliveryOptionModel.model_validate(self.option, strict=False)),
+                option=option_of_wire(self.option),
                 milestones=tuple(
                     Milestone(MilestoneKind(k), loc, due, i) for k, loc, due, i in self.milestones
                 ),
@@ -294,12 +299,19 @@ class OrderRow:
                 "withdrawals": self.withdrawals,
                 "rounds": self.rounds,
                 "risk_shipment": self.risk_shipment,
+                "edits": self.edits,
+                "pending_edits": self.pending_edits,
             }
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> OrderRow:
         return cls(**known_fields(cls, orjson.loads(raw)))
+
+
+def option_of_wire(wire: dict[str, Any]) -> DeliveryOption:
+    """An option as kept verbatim (``OrderRow.option``, a waiting edit's)."""
+    return option_from_wire(DeliveryOptionModel.model_validate(wire, strict=False))
 
 
 def milestone_view(milestone: Milestone, reached: bool) -> dict[str, Any]:

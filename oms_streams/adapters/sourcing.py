@@ -148,6 +148,17 @@ class SourcingRow:
     """Rounds started to source the backorder again as stock arrived."""
     backorder_tried_ms: int | None = None
     """When the latest of them started (the next one waits out the spacing)."""
+    placements: list[str] = field(default_factory=list)
+    """Event ids of every version of the order read so far, in arrival order (accepted or refused
+    edits): one read again is a duplicate, or stale when a later one came after it (``sourcing_edits``)."""
+    version: int = 1
+    """Versions accepted: 1 as placed, +1 per accepted edit."""
+    edit_round: int = 0
+    """The round the latest accepted edit opened: its outcome answers the edit."""
+    edits: list[dict[str, Any]] = field(default_factory=list)
+    """The latest edit answers (``adapters.edits.answer``): a placement read again is answered again."""
+    edits_waiting: list[dict[str, Any]] = field(default_factory=list)
+    """Edits that arrived while a round was under way (``adapters.edits.parked``): decided after it."""
 
     def open_backorder(self) -> list[list[Any]]:
         """The backordered lines not cancelled since."""
@@ -504,4 +515,14 @@ def sourced_record(
         body["backorder_until"] = utc_from_epoch_ms(until_ms).isoformat()
     if final is not None:
         body["backorder_final"] = True
+    if row.edit_round == row.round and row.round > 0:
+        answer = next(
+            (e for e in reversed(row.edits) if e["round"] == row.round and e["status"] == "accepted"), None
+        )
+        if answer is not None:
+            body["edit"] = {key: answer[key] for key in EDIT_WIRE}
     return orjson.dumps(body)
+
+
+EDIT_WIRE = ("placement_event_id", "version", "status", "reason", "lines")
+"""The fields of a kept edit answer that ``OrderSourced.edit`` carries."""

@@ -17,6 +17,7 @@ from oms_streams.adapters.courier_slots import courier_slot_view
 from oms_streams.adapters.lifecycle import order_lifecycle
 from oms_streams.adapters.orders import milestone_view, risk_view
 from oms_streams.adapters.promise import option_to_wire, parse_query, to_request
+from oms_streams.adapters.sourcing import EDIT_WIRE
 from oms_streams.adapters.stock import Failure
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.api.cancellation import cancellation_view, register_cancellation_view
@@ -187,6 +188,9 @@ def sourcing_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
     until_ms, final = row.backorder_state()
     return {
         "status": row.status,
+        "version": row.version,
+        "lines": [{"sku": sku, "quantity": units} for sku, units in row.ordered],
+        "edits": [{key: e[key] for key in EDIT_WIRE} for e in row.edits],
         "round": row.round,
         "attempts": row.round_attempts,
         "allocations": [

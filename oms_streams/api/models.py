@@ -8,7 +8,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from oms_streams.schemas.cancellations import OrderCancellationOutcome
 from oms_streams.schemas.promise import DeliveryOptionModel
-from oms_streams.schemas.sourcing import CourierSlotModel
+from oms_streams.schemas.sourcing import CourierSlotModel, EditAnswerModel
 
 
 class LocationAvailability(BaseModel):
@@ -126,6 +126,15 @@ class OutstandingCommandView(BaseModel):
 
 class SourcingView(BaseModel):
     status: str = Field(description="reserving, allocated, partially_allocated or rejected")
+    version: int = Field(
+        default=1, description="The order's version in force: 1 as placed, +1 per accepted edit."
+    )
+    lines: list[dict[str, Any]] = Field(
+        default=[], description="The lines of that version, [{sku, quantity}] (docs/edits.md)."
+    )
+    edits: list[EditAnswerModel] = Field(
+        default=[], description="The latest answers to edits of the order, oldest first (docs/edits.md)."
+    )
     round: int = Field(description="1 for the first sourcing, +1 per re-sourcing; 0: refused at placement.")
     attempts: int = Field(description="Reservation attempts of the current round (one per plan).")
     allocations: list[AllocationView]

@@ -76,6 +76,9 @@ class SourcingRound:
     """SKUs the round could not allocate (all of them when it was rejected)."""
     reason: str
     at_ms: int
+    edit: bool = False
+    """The round an accepted edit opened: the shipments whose allocations it withdrew whole are
+    replaced whatever it covers (a line the edit removed is sourced nowhere)."""
     window: tuple[int, int] | None = None
     """The window the order is delivered in from this round on, when it is no longer the promise's
     (a courier slot moved to the next free one); None: unchanged."""
@@ -190,8 +193,9 @@ def _apply_round(
     slots: list[_Slot], outcome: SourcingRound, allocations: list[Allocated], cancelled: Mapping[str, str]
 ) -> list[Move]:
     covered = {line.sku for a in allocations for line in a.shipment.lines} | set(outcome.backorder)
-    sources = [i for i, s in enumerate(slots) if _replaced(s, covered, cancelled)]
-    pool = {i: _take(slots[i], covered) for i in sources}
+    orphaned = {i for i, s in enumerate(slots) if outcome.edit and _orphaned(s, cancelled)}
+    sources = [i for i, s in enumerate(slots) if i in orphaned or _replaced(s, covered, cancelled)]
+    pool = {i: _take(slots[i], set() if i in orphaned else covered) for i in sources}
     why = {
         i: "; ".join(dict.fromkeys(cancelled[a] for a in sorted(slots[i].bound) if a in cancelled))
         for i in sources
@@ -226,6 +230,11 @@ def _replaced(slot: _Slot, covered: set[str], cancelled: Mapping[str, str]) -> b
     if slot.withdrawn or (slot.bound and not slot.bound & cancelled.keys()):
         return False
     return not covered or any(slot.units.get(sku) for sku in covered)
+
+
+def _orphaned(slot: _Slot, cancelled: Mapping[str, str]) -> bool:
+    """Every allocation that confirmed or added the shipment was withdrawn."""
+    return not slot.withdrawn and bool(slot.bound) and slot.bound <= cancelled.keys()
 
 
 def _take(slot: _Slot, covered: set[str]) -> dict[str, int]:
@@ -326,9 +335,30 @@ def _lines(slot: _Slot) -> tuple[CartLine, ...]:
     return tuple(CartLine(sku, n) for sku, n in units.items() if n > 0)
 
 
+def _fit(promise: PromiseRecord, slots: list[_Slot]) -> None:
+    """Units waiting on live shipments beyond what the promise's version asks for leave (newest
+    shipments first): an edit reduced or removed them, or a version came after the allocations
+    that carried them. Allocated units never leave here: their allocation is withdrawn first."""
+    asked: dict[str, int] = {}
+    for shipment in promise.option.shipments:
+        for line in shipment.lines:
+            asked[line.sku] = asked.get(line.sku, 0) + line.quantity
+    live = [s for s in slots if not s.withdrawn]
+    for sku in {sku for s in live for sku in (*s.units, *s.waiting)}:
+        excess = sum(s.units.get(sku, 0) + s.waiting.get(sku, 0) for s in live) - asked.get(sku, 0)
+        for slot in reversed(live):
+            if excess <= 0:
+                break
+            took = min(excess, slot.waiting.get(sku, 0))
+            if took:
+                slot.waiting[sku] -= took
+                excess -= took
+
+
 def _plan(
     promise: PromiseRecord, slots: list[_Slot], moves: tuple[Move, ...], moved_at: int | None, applied: int
 ) -> AllocatedPlan:
+    _fit(promise, slots)
     shipments = tuple(replace(s.shipment, lines=_lines(s)) for s in slots)
     milestones = [
         replace(m, shipment=i) for i, s in enumerate(slots) if not s.withdrawn for m in s.milestones

@@ -31,7 +31,9 @@ class OrderPlaced(Envelope):
     """An order placed with the delivery option the customer chose (as ``POST /promise`` returned it),
     and the option's promise token.
 
-    Placing the same order again with another event id is a re-promise: a new version of its promise.
+    Placing the same order again with another event id is an edit: a new version of the whole order,
+    checked like a placement, its difference withdrawn and sourced, and answered on
+    ``oms.orders.sourced.v1`` (``edit``: accepted or refused with the reason; docs/edits.md).
     """
 
     order_id: Identifier

@@ -195,8 +195,33 @@ class CourierSlotModel(WireModel):
     moved: bool = Field(description="The chosen slot was full: this is the next free one.")
 
 
+EditChange = Literal["unchanged", "increased", "added", "reduced", "removed", "refused"]
+
+
+class EditLineModel(WireModel):
+    sku: Identifier
+    before: int = Field(description="Units of the version in force before the edit.")
+    after: int = Field(description="Units the edit asks for.")
+    change: EditChange
+    reason: str = ""
+
+
+class EditAnswerModel(WireModel):
+    """The answer to an edit: a placement of a known order with a new event id (a new version)."""
+
+    placement_event_id: Identifier = Field(description="The edit's placement event id.")
+    version: int = Field(description="The order's version in force after the answer (1: as first placed).")
+    status: Literal["accepted", "refused"]
+    reason: str = ""
+    lines: list[EditLineModel] = []
+
+
 class OrderSourced(Envelope):
     """The outcome of one sourcing round of an order: exactly one per (order, round).
+
+    An accepted edit opens a round: its outcome carries ``edit`` (status accepted). A refused edit
+    opens none: its answer is a record of the round in force with ``edit`` (status refused, event
+    id 'edit-<digest>'), which is not a round's outcome (nothing changed).
 
     Every placement is answered: one refused before sourcing (a limit, a placement
     that could not be read and went to the dead-letter topic too) is ``rejected`` in round 0, with
@@ -228,4 +253,7 @@ class OrderSourced(Envelope):
         description="The backorder lines are not sourced again: the horizon passed (the round that "
         "says so allocates nothing new, its reason says why), a courier order, not for lack of "
         "stock, or refused at placement.",
+    )
+    edit: EditAnswerModel | None = Field(
+        default=None, description="The edit this record answers (docs/edits.md); null otherwise."
     )

@@ -130,7 +130,7 @@ class OrderCancellations:
             lines = [[sku, units] for sku, units in kept]
             planned.append(
                 {
-                    **(shipments[allocation_id] or _unplanned(row)),
+                    **(shipments[allocation_id] or unplanned(row)),
                     "location_id": old.location_id,
                     "lines": lines,
                 }
@@ -187,7 +187,7 @@ class OrderCancellations:
         self.outbox.add(self.outcomes_topic, row.order_id.encode(), encode_outcome(record))
 
 
-def _unplanned(row: SourcingRow) -> dict[str, Any]:
+def unplanned(row: SourcingRow) -> dict[str, Any]:
     """A shipment whose plan is no longer kept (rows written before plans were kept): the promise's
     window stands in for its times."""
     return {

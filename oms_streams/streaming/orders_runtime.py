@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from oms_streams.adapters.allocated import decode_allocation, decode_round
+from oms_streams.adapters.allocated import decode_allocation, decode_edit, decode_round
 from oms_streams.adapters.cancellations import decode_cancelled
 from oms_streams.adapters.lifecycle import all_cancelled, order_lifecycle
 from oms_streams.adapters.orders import (
@@ -36,6 +36,7 @@ from oms_streams.adapters.orders import (
     decode_fulfilment,
     decode_placement,
     decode_return_link,
+    option_of_wire,
 )
 from oms_streams.adapters.returnable import fingerprint, returnable_of, returnable_record
 from oms_streams.adapters.sourcing import SourcingRow
@@ -44,6 +45,7 @@ from oms_streams.adapters.timestamps import epoch_ms_from_iso, utc_from_epoch_ms
 from oms_streams.domain.allocated_plan import clearance_reason
 from oms_streams.domain.lifecycle import Lifecycle
 from oms_streams.domain.orders import PromiseRecord, derive_milestones
+from oms_streams.domain.promise_types import DeliveryOption
 from oms_streams.domain.retention import Ending, Finished, RetentionPolicy, order_finished
 from oms_streams.domain.risk import (
     FulfilmentEvent,
@@ -221,18 +223,45 @@ class OrdersRuntime:
         if option.pickup_store_id is not None and option.pickup_store_id not in self.network.locations:
             self.outbox.dead_letter(f"unknown pickup store {option.pickup_store_id!r}", message, now)
             return "dead_lettered"
-        record = PromiseRecord(
-            order_id=placement.order_id,
-            version=row.version + 1,  # a placement with a new event id re-promises the order
-            placed_at_ms=placement.placed_at_ms,
-            option=option,
-            milestones=derive_milestones(option, self.network.promise_network),
-        )
         row.placements.append(placement.event_id)
-        row.set_promise(record, placement.option_wire, placement.destination)
-        order.tracking = row.tracking_of(record)
+        version = [placement.placed_at_ms, placement.option_wire, placement.destination]
+        if row.option is not None and self.topics.sourced:
+            # An edit: the new version becomes the promise once sourcing accepted it (docs/edits.md).
+            row.pending_edits = {**(row.pending_edits or {}), placement.event_id: version}
+            answer = (row.edits or {}).get(placement.event_id)
+            if answer is None:
+                return "parked"
+            self._edit_answered(order, placement.event_id, answer)
+            return "applied"
         # A courier slot is booked by the owner of the store's slots (source_orders, courier_slots).
+        self._promise(order, version, option=option)
         return "applied"
+
+    def _promise(
+        self,
+        order: OpenOrder,
+        version: list[Any],
+        number: int | None = None,
+        option: DeliveryOption | None = None,
+    ) -> None:
+        """The order's promise becomes ``version`` ([placed at ms, option as sent, destination]),
+        numbered ``number`` (by default the next one)."""
+        row = order.row
+        placed_at_ms, option_wire, destination = version
+        option = option or option_of_wire(option_wire)
+        milestones = derive_milestones(option, self.network.promise_network)
+        number = row.version + 1 if number is None else number
+        record = PromiseRecord(row.order_id, number, placed_at_ms, option, milestones)
+        row.set_promise(record, option_wire, destination)
+        order.tracking = row.tracking_of(record)
+
+    def _edit_answered(self, order: OpenOrder, event_id: str, answer: list[Any]) -> None:
+        """Sourcing answered an edit: an accepted one waiting here becomes the promise."""
+        row = order.row
+        waiting = (row.pending_edits or {}).pop(event_id, None)
+        status, number = answer
+        if waiting is not None and status == "accepted" and number > row.version:
+            self._promise(order, waiting, number)
 
     def _close_cancelled(self, message: Any, partition: int, now: int) -> tuple[str | None, bool]:
         """Our own answer to a cancellation: the shipments it withdrew are closed (their risk is
@@ -262,12 +291,19 @@ class OrdersRuntime:
         allocated them, and their milestones with them (``domain.allocated_plan``)."""
         outcome = message.topic == self.topics.sourced
         fact = decode_round(message.value) if outcome else decode_allocation(message.value)
+        edit = decode_edit(message.value) if outcome else None
         kind = "sourced" if outcome else "allocation"
-        if fact is None:
+        if fact is None and edit is None:
             self.metrics.order_events.labels(kind, "ignored").inc()
             return None, False
-        order = self._load(fact.order_id, partition)
-        applied = order.row.add_sourcing(fact)
+        order = self._load((fact or edit).order_id, partition)  # type: ignore[union-attr]
+        applied = fact is not None and order.row.add_sourcing(fact)
+        if edit is not None and order.row.add_sourcing(edit):
+            applied = True
+            self._edit_answered(order, edit.key, edit.entry)
+        if fact is None:
+            self.metrics.order_events.labels("edit", "applied" if applied else "duplicate").inc()
+            return edit.order_id if edit is not None else None, applied
         if applied and order.tracking is not None:
             order.tracking = order.row.tracking()
         elif not applied and outcome and order.tracking is not None:

@@ -5,7 +5,7 @@ breaks a limit, and one that cannot be read at all (a schema violation, a cart t
 its option: ``track_orders`` dead-letters it too), is answered ``rejected`` with the reason in round
 0: no stock was asked for. The answer's event id is '<order>:sourced:0' and the refusal is kept as
 the order's sourcing row, so a redelivered placement gets the same answer again and a later one for
-the same order id none that contradicts it (an order id is sourced once). A placement without a
+the same order id (an edit) is refused too (``sourcing_edits``). A placement without a
 readable key cannot be answered: the webshop finds it in the dead-letter topic only.
 
 The token's expiry is compared with the time the placement reached its topic: the broker's clock
@@ -45,6 +45,11 @@ class Unreadable:
     order_id: str
     event_id: str
     reason: str
+
+
+def is_identifier(text: str) -> bool:
+    """Whether ``text`` may stand where the wire wants an ``Identifier`` (an order or event id)."""
+    return bool(_IDENTIFIER.match(text))
 
 
 def unreadable(key: bytes | None, value: bytes | None, reason: str) -> Unreadable | None:

@@ -98,6 +98,12 @@ class RoundPublisher:
         kept["trace"] = None  # the row stays small; a repeat needs only the ids and the outcome
         self._published_now.setdefault(row.order_id, []).append(kept)
 
+    def add_outcome(self, row: SourcingRow, record: bytes) -> None:
+        """A record of the answers topic that is not a round's outcome (a refused edit), kept like
+        one: published again by a worker that takes the row over."""
+        self.outbox.add(self.sourced_topic, row.order_id.encode(), record)
+        self._published_now.setdefault(row.order_id, []).append(orjson.loads(record))
+
     def keep_outcomes(self, row: SourcingRow) -> None:
         """At the row's store: the outcomes published for it since replace those it kept."""
         published = self._published_now.pop(row.order_id, None)

@@ -18,6 +18,9 @@ the ``sourcing`` table (one row per order, written whole, in the order's partiti
 4. Lines a round could not allocate for lack of stock are sourced again in a new round when the
    availability view shows stock the planner can use, until a horizon after placement; then the
    backorder is final (a timer, ``streaming.backorders``).
+5. A placement of a known order with a new event id is an edit: the difference with the order as
+   sourced is withdrawn and sourced in a new round, after the round under way if any
+   (``sourcing_edits``).
 
 Every command carries a deterministic event id and every ledger command is idempotent, and every
 command waits in the row until it is answered (``SourcingRow.outstanding``): the new owner after a
@@ -67,6 +70,7 @@ from oms_streams.streaming.retention import RetentionIndex
 from oms_streams.streaming.sourcing_answers import MAX_ATTEMPTS as MAX_ATTEMPTS  # re-exported
 from oms_streams.streaming.sourcing_answers import LedgerAnswers
 from oms_streams.streaming.sourcing_commands import LedgerCommands
+from oms_streams.streaming.sourcing_edits import OrderEdits
 from oms_streams.streaming.sourcing_inputs import SourcingInputs, label
 from oms_streams.streaming.sourcing_inputs import SourcingTopics as SourcingTopics  # re-exported
 from oms_streams.streaming.sourcing_outcomes import RoundPublisher
@@ -189,6 +193,18 @@ class SourcingRuntime:
             self.rounds.publish,
         )
         """This worker's backorders: sourced again when stock arrives, within their horizon."""
+        self.edits = OrderEdits(
+            self.gate,
+            self.planner.decide,
+            self.outbox,
+            topics.allocations,
+            self.commands,
+            self.rounds,
+            self.workload,
+            metrics,
+            self._reserve_plan,
+        )
+        """Placements of known orders (edits): the difference withdrawn and sourced, then answered."""
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -293,10 +309,8 @@ class SourcingRuntime:
         self, row: SourcingRow | None, placement: Placement, partition: int, now: int, placed_at: int
     ) -> tuple[SourcingRow | None, str]:
         if row is not None:
-            # Sourced once per order: a re-promise changes the promise (track_orders), not the stock.
-            if placement.event_id == row.placement:
-                self.rounds.republish(row, now)
-            return row, "duplicate"
+            # A new version of a known order (an edit), or one read again (``sourcing_edits``).
+            return row, self.edits.apply(row, placement, now, placed_at)
         problem = self.gate.problem(placement, placed_at)
         if problem is not None:
             return self.gate.refuse(placement, partition, problem, now), "rejected"
@@ -357,18 +371,22 @@ class SourcingRuntime:
             return self.gate.refuse_unreadable(bad, partition, now), "rejected"
         if row.round == 0:
             self.rounds.republish(row, now)
-        return row, "duplicate"
+        return row, self.edits.refuse_unreadable(row, bad.event_id, bad.reason, now)
 
     def _plan_and_reserve(self, row: SourcingRow, now: int, decision: SourcingDecision | None = None) -> None:
         """The row's next attempt: planned now, or with ``decision`` (made on this same row and
         snapshot a moment ago: a backorder's round is only started on a plan that allocates)."""
+        self._reserve_plan(row, decision_to_plan(decision or self.planner.decide(row, now)), now)
+
+    def _reserve_plan(self, row: SourcingRow, plan: dict[str, Any], now: int) -> None:
+        """The row's next attempt with ``plan`` (``decision_to_plan``): its reserves sent, or the
+        round finished when it ships nothing."""
         row.attempt += 1
         row.round_attempts += 1
         row.pending, row.held, row.refused = [], {}, False
         row.stop_awaiting_reserves()
-        decision = decision or self.planner.decide(row, now)
-        row.plan = decision_to_plan(decision)
-        if not decision.shipments:
+        row.plan = plan
+        if not plan["shipments"]:
             self._finish(row, now)
             return
         for sku, lines in reservations_by_sku(row.plan, row.channel).items():
@@ -396,6 +414,12 @@ class SourcingRuntime:
         for allocation in allocations:
             self.workload[allocation.location_id] += 1
         self.backorders.close_round(row, plan, bool(shipments), now)  # backorder, status, horizon
+        if (
+            row.edit_round == row.round
+            and row.status == "rejected"
+            and any(a.state != "cancelled" for a in row.allocations)
+        ):  # an edit's round that allocates nothing new leaves the order as it was allocated
+            row.status = "partially_allocated" if row.open_backorder() else "allocated"
         row.pending, row.held = [], {}
         row.stop_awaiting_reserves()
         self.rounds.publish(row, allocations, plan.get("trace"), now)
@@ -407,6 +431,7 @@ class SourcingRuntime:
             if hit:
                 self.withdrawals.withdraw(row, hit, kind, why, now, only_skus=only)
         self.cancellations.after_round(row, now)
+        self.edits.after_round(row, now)
         self.courier.give_back(row, now)
 
     # --- ownership --------------------------------------------------------------------------------

@@ -467,6 +467,8 @@ class _Sourcing:
         self.outcomes: dict[tuple[str, int], dict[tuple[str, str], Logged[OrderSourced]]] = defaultdict(dict)
         for sourced in sorted(records.outcomes, key=lambda r: r.at.order):
             o = sourced.record
+            if o.edit is not None and o.edit.status == "refused":
+                continue  # an edit's refusal: the order as it stood, not a round's outcome
             outcomes = self.outcomes[(o.order_id, o.round)]
             key = (o.event_id, _content(o, {"occurred_at", "trace"}))
             if key in outcomes:

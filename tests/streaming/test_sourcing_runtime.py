@@ -426,7 +426,7 @@ def test_a_placement_over_a_limit_is_answered_rejected_in_round_0_and_reserves_n
     assert row is not None and (row.status, row.round) == ("rejected", 0)
 
 
-def test_a_redelivered_refused_placement_gets_the_same_answer_and_a_new_one_no_other():
+def test_a_redelivered_refused_placement_gets_the_same_answer_and_a_new_one_a_refused_edit():
     h = Harness()
     h.stock("SKU-TENT", DC_NORTH=5)
     h.place("ORDER-U", {"SKU-TENT": 1_001})
@@ -440,7 +440,10 @@ def test_a_redelivered_refused_placement_gets_the_same_answer_and_a_new_one_no_o
     placement = h.placement("ORDER-U", {"SKU-TENT": 1})  # the order id again, a new event id
     placement.message.value = placement.message.value.replace(b"ORDER-U-placed", b"ORDER-U-again")
     h.run(placement)
-    assert h.on("sourced") == [] and h.commands() == []
+    # An edit of a refused order: answered refused, with the order as it stands (round 0, rejected).
+    [answer] = h.on("sourced")
+    assert (answer["round"], answer["outcome"], answer["edit"]["status"]) == (0, "rejected", "refused")
+    assert "refused at placement" in answer["edit"]["reason"] and h.commands() == []
 
 
 def test_limits_on_lines_and_units_are_checked_at_placement():

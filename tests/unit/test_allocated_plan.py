@@ -500,3 +500,30 @@ def test_a_round_outcome_with_a_moved_courier_slot_carries_the_booked_window() -
     assert unmoved is not None and unmoved.entry[-1] is None
     old_row = plan_of(a_promise(), {}, {}, {fact.key: fact.entry[:5]})  # a row written before
     assert old_row.record.option.window_end_ms == WINDOW_END
+
+
+# --- an edited order: the new version folded with every round ---------------------------------------
+
+
+def test_an_edit_s_round_withdraws_a_removed_line_s_shipment_and_keeps_only_the_new_version_s_units() -> None:
+    """Version 1 shipped 2 tents from DC-NORTH and a stove from DC-SOUTH; version 2 asks for 1 tent
+    only: the edit withdrew both allocations and re-allocated 1 tent at DC-NORTH in round 2."""
+    version_2 = a_promise(shipment("DC-NORTH", (TENT, 1)))
+    edited = "edited: withdrawn by version 2 of the order"
+    plan = allocated_plan(
+        version_2,
+        [
+            allocated("O:1:0", "DC-NORTH", (TENT, 2)),
+            allocated("O:1:1", "DC-SOUTH", (STOVE, 1)),
+            allocated("O:2:0", "DC-NORTH", (TENT, 1)),
+        ],
+        [Withdrawal("O:1:0", edited), Withdrawal("O:1:1", edited)],
+        [
+            a_round(1, "O:1:0", "O:1:1"),
+            SourcingRound(2, "allocated", ("O:2:0",), (), "edited", minutes(30), edit=True),
+        ],
+    )
+    live = [s for i, s in enumerate(plan.record.option.shipments) if i not in plan.withdrawn]
+    assert [(s.location_id, s.lines) for s in live] == [("DC-NORTH", (CartLine(TENT, 1),))]
+    assert {m.location_id for m in plan.record.milestones} == {"DC-NORTH"}
+    assert [plan.record.option.shipments[i].location_id for i in plan.withdrawn] == ["DC-SOUTH"]
