@@ -126,7 +126,7 @@ def option_to_wire(option: DeliveryOption) -> dict[str, Any]:
             for s in option.shipments
         ],
         "pickup_store_id": option.pickup_store_id,
-    }
+    } | ({"preorder": True} if option.preorder else {})
 
 
 def result_to_wire(result: PromiseResult, network_generation: int) -> dict[str, Any]:
@@ -179,4 +179,5 @@ def option_from_wire(wire: DeliveryOptionModel) -> DeliveryOption:
             for s in wire.shipments
         ),
         pickup_store_id=wire.pickup_store_id,
+        preorder=wire.preorder,
     )
