@@ -12,6 +12,11 @@ class ChannelAvailability(WireModel):
     locations: dict[str, int] = Field(description="Visible units per location; absent means zero.")
 
 
+class InboundAvailability(WireModel):
+    units: int = Field(description="Announced inbound units with an ETA not promised to preorders yet.")
+    expected_at: AwareDatetime = Field(description="When the first of them is expected (the earliest ETA).")
+
+
 class AvailabilityRecord(WireModel):
     """The whole visible state of one SKU; the latest record per key is the truth."""
 
@@ -30,4 +35,9 @@ class AvailabilityRecord(WireModel):
         default={},
         description="Units each location lacks to its target stock (forecast demand until its next "
         "replenishment plus safety stock); shipped returns are routed where a SKU is short.",
+    )
+    inbound: dict[str, InboundAvailability] = Field(
+        default={},
+        description="Per location: announced inbound (with an ETA) a preorder may still take, and its "
+        "earliest ETA (docs/preorders.md). On-hand figures above do not include it.",
     )

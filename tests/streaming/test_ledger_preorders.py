@@ -12,6 +12,7 @@ import orjson
 
 from oms_streams.adapters.stock import decode_movement
 from oms_streams.adapters.timestamps import utc_from_epoch_ms
+from oms_streams.schemas.availability import AvailabilityRecord
 from oms_streams.schemas.sourcing import ReplyBatch
 from tests.streaming.test_ledger_holds import SKU, T0, Ledger
 
@@ -115,3 +116,19 @@ def test_expected_at_on_another_kind_is_dead_lettered() -> None:
     ledger.movement("receipt", 2, expected_at=utc_from_epoch_ms(T0).isoformat())
     [letter] = ledger.on("dlq")
     assert "expected_at is for inbound_announced" in str(letter)
+
+
+def test_availability_shows_inbound_a_preorder_may_take_with_its_earliest_eta() -> None:
+    ledger = StockLedger()
+    ledger.stock(DC_NORTH=2)
+    soon, later = (utc_from_epoch_ms(T0 + d * DAY).isoformat() for d in (2, 9))
+    ledger.movement("inbound_announced", 3, expected_at=later)
+    ledger.movement("inbound_announced", 2, expected_at=soon)
+    assert ledger.on("availability")[-1]["inbound"] == {"DC-NORTH": {"units": 5, "expected_at": soon}}
+    ledger.command("preorder", "ORDER-9/1", {"DC-NORTH": 2})
+    latest = ledger.on("availability")[-1]
+    assert latest["inbound"] == {"DC-NORTH": {"units": 3, "expected_at": later}}
+    assert latest["channels"]["webshop"]["locations"]["DC-NORTH"] == 2  # on hand as it was
+    AvailabilityRecord.model_validate_json(orjson.dumps(latest))
+    ledger.command("preorder", "ORDER-8/1", {"DC-NORTH": 3})
+    assert "inbound" not in ledger.on("availability")[-1]  # all of it promised
