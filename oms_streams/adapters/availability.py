@@ -60,7 +60,7 @@ def _record(
     lead_time_hours: dict[str, int],
     protected: dict[str, int],
     short: dict[str, int],
-    inbound: dict[str, tuple[int, int]],
+    inbound: dict[str, tuple[tuple[int, int], ...]],
 ) -> dict[str, Any]:
     """The one shape of an availability record, from a copy or from the running views. ``inbound``
     only where some location has inbound a preorder may take (records stay as they were elsewhere)."""
@@ -76,10 +76,19 @@ def _record(
     }
     if inbound:
         record["inbound"] = {
-            loc: {"units": units, "expected_at": utc_from_epoch_ms(eta).isoformat()}
-            for loc, (units, eta) in inbound.items()
+            loc: {
+                "units": sum(units for _, units in lots),
+                "expected_at": utc_from_epoch_ms(lots[0][0]).isoformat(),
+                "lots": [{"expected_at": utc_from_epoch_ms(eta).isoformat(), "units": u} for eta, u in lots],
+            }
+            for loc, lots in inbound.items()
         }
     return record
+
+
+def inbound_lots(seen: dict[str, Any]) -> tuple[tuple[int, int], ...]:
+    """(ETA ms, units) of a location's ``inbound`` entry in a record."""
+    return tuple((epoch_ms(datetime.fromisoformat(lot["expected_at"])), lot["units"]) for lot in seen["lots"])
 
 
 def availability_from_record(record: dict[str, Any]) -> SkuAvailability:
@@ -95,8 +104,5 @@ def availability_from_record(record: dict[str, Any]) -> SkuAvailability:
         hidden={},
         protected=record.get("protected", {}),
         short=record.get("short", {}),
-        inbound={
-            loc: (seen["units"], epoch_ms(datetime.fromisoformat(seen["expected_at"])))
-            for loc, seen in record.get("inbound", {}).items()
-        },
+        inbound={loc: inbound_lots(seen) for loc, seen in record.get("inbound", {}).items()},
     )

@@ -380,6 +380,17 @@ def preorderable(position: StockPosition) -> int:
     return max(0, sum(units for _, units in position.lots) - position.preordered)
 
 
+def free_lots(position: StockPosition) -> tuple[tuple[int, int], ...]:
+    """(ETA, units) of the inbound lots not promised to preorders (those take the earliest first)."""
+    taken, free = position.preordered, []
+    for eta, units in position.lots:
+        skip = min(units, taken)
+        taken -= skip
+        if units > skip:
+            free.append((eta, units - skip))
+    return tuple(free)
+
+
 def preorder_eta(position: StockPosition, through: int) -> int | None:
     """When the ``through``-th preordered unit arrives (preorders are served from the earliest lots
     in order), or None when the lots do not cover it."""

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from oms_streams.domain.inventory import StockPosition, available_to_promise, preorder_eta, preorderable
+from oms_streams.domain.inventory import StockPosition, available_to_promise, free_lots
 from oms_streams.domain.values import value
 
 
@@ -140,9 +140,9 @@ class SkuAvailability:
     short: Mapping[str, int] = field(default_factory=dict)
     """Units each location lacks to reach its target stock (see ``LocationView.short``): where
     return routing sends returned items."""
-    inbound: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-    """Location -> (announced inbound units not preordered yet, the earliest ETA among them): what a
-    preorder may promise (``docs/preorders.md``)."""
+    inbound: Mapping[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    """Location -> (ETA, units) of the announced inbound lots not preordered yet, earliest first:
+    what a preorder may promise (``docs/preorders.md``)."""
 
     def channel(self, name: str) -> ChannelView | None:
         return next((c for c in self.channels if c.channel == name), None)
@@ -211,8 +211,8 @@ class LocationView:
     short: int = 0
     """Units below the location's target stock: its forecast demand until the next replenishment
     (the protection quantity) plus the largest safety stock any channel keeps there."""
-    inbound: tuple[int, int] | None = None
-    """(inbound units with an ETA not preordered yet, the earliest ETA among them), or None."""
+    inbound: tuple[tuple[int, int], ...] | None = None
+    """(ETA, units) of the inbound lots not preordered yet, earliest first; None without any."""
 
 
 def location_view(
@@ -245,15 +245,8 @@ def location_view(
         lead_time_hours=position.lead_time_hours if is_third_party else None,
         protected=full - atp,
         short=max(0, max(0, protection) + largest_safety - full) if location.active else 0,
-        inbound=_inbound(position) if position.lots and location.active else None,
+        inbound=(free_lots(position) or None) if position.lots and location.active else None,
     )
-
-
-def _inbound(position: StockPosition) -> tuple[int, int] | None:
-    """Inbound a preorder may still take here, and when the first of it arrives."""
-    free = preorderable(position)
-    eta = preorder_eta(position, position.preordered + 1) if free else None
-    return None if eta is None else (free, eta)
 
 
 def combine(sku: str, views: Iterable[LocationView], rules: VisibilityRules) -> SkuAvailability:
@@ -263,7 +256,7 @@ def combine(sku: str, views: Iterable[LocationView], rules: VisibilityRules) -> 
     lead_times: dict[str, int] = {}
     protected: dict[str, int] = {}
     short: dict[str, int] = {}
-    inbound: dict[str, tuple[int, int]] = {}
+    inbound: dict[str, tuple[tuple[int, int], ...]] = {}
     network_atp = 0
     for view in sorted(views, key=lambda v: v.location_id):
         network_atp += view.atp
@@ -340,7 +333,7 @@ class RunningAvailability:
         self.lead_times: dict[str, int] = {}
         self.protected: dict[str, int] = {}
         self.short: dict[str, int] = {}
-        self.inbound: dict[str, tuple[int, int]] = {}
+        self.inbound: dict[str, tuple[tuple[int, int], ...]] = {}
         self.network_atp = 0
         self.changed = True
         """Whether the visible units or shortfalls moved since ``published()`` (or ever)."""

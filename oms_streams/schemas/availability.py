@@ -12,9 +12,17 @@ class ChannelAvailability(WireModel):
     locations: dict[str, int] = Field(description="Visible units per location; absent means zero.")
 
 
+class InboundLot(WireModel):
+    expected_at: AwareDatetime
+    units: int
+
+
 class InboundAvailability(WireModel):
     units: int = Field(description="Announced inbound units with an ETA not promised to preorders yet.")
     expected_at: AwareDatetime = Field(description="When the first of them is expected (the earliest ETA).")
+    lots: list[InboundLot] = Field(
+        description="The same units by ETA, earliest first (a preorder takes the earliest free units)."
+    )
 
 
 class AvailabilityRecord(WireModel):

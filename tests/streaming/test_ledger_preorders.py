@@ -124,10 +124,13 @@ def test_availability_shows_inbound_a_preorder_may_take_with_its_earliest_eta() 
     soon, later = (utc_from_epoch_ms(T0 + d * DAY).isoformat() for d in (2, 9))
     ledger.movement("inbound_announced", 3, expected_at=later)
     ledger.movement("inbound_announced", 2, expected_at=soon)
-    assert ledger.on("availability")[-1]["inbound"] == {"DC-NORTH": {"units": 5, "expected_at": soon}}
+    lots = [{"expected_at": soon, "units": 2}, {"expected_at": later, "units": 3}]
+    assert ledger.on("availability")[-1]["inbound"] == {
+        "DC-NORTH": {"units": 5, "expected_at": soon, "lots": lots}
+    }
     ledger.command("preorder", "ORDER-9/1", {"DC-NORTH": 2})
     latest = ledger.on("availability")[-1]
-    assert latest["inbound"] == {"DC-NORTH": {"units": 3, "expected_at": later}}
+    assert latest["inbound"] == {"DC-NORTH": {"units": 3, "expected_at": later, "lots": lots[1:]}}
     assert latest["channels"]["webshop"]["locations"]["DC-NORTH"] == 2  # on hand as it was
     AvailabilityRecord.model_validate_json(orjson.dumps(latest))
     ledger.command("preorder", "ORDER-8/1", {"DC-NORTH": 3})
