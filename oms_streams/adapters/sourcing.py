@@ -155,7 +155,7 @@ class SourcingRow:
     """When the latest of them started (the next one waits out the spacing)."""
     preorder: dict[str, Any] | None = None
     """A preorder's round (``streaming.sourcing_preorders``): {status (asking | waiting | arrived |
-    late | refused), expected_at_ms (the latest ETA its ledgers answered), until_ms (then the
+    late | refused | cancelled), expected_at_ms (the latest ETA its ledgers answered), until_ms (then the
     grace: past it without the goods the preorder is given up)}."""
 
     def preordered(self) -> bool:

@@ -125,10 +125,11 @@ class OutstandingCommandView(BaseModel):
 
 
 class PreorderView(BaseModel):
-    status: Literal["asking", "waiting", "arrived", "late", "refused"] = Field(
+    status: Literal["asking", "waiting", "arrived", "late", "refused", "cancelled"] = Field(
         description="asking: the ledgers have not all answered; waiting: inbound held, allocated when it "
         "arrives; arrived: allocated; late: given up past its ETA plus OMS_PREORDER_GRACE_H; refused: "
-        "the inbound was promised to others, the order was sourced from stock on hand instead."
+        "the inbound was promised to others, the order was sourced from stock on hand instead; "
+        "cancelled: the whole order was cancelled while it waited (its holds released at once)."
     )
     expected_at: AwareDatetime | None = Field(
         default=None, description="The latest ETA its ledgers answered."

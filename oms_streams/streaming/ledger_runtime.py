@@ -64,12 +64,6 @@ _APPLIED, _REJECTED, _SALE, _STORE = Verdict.APPLIED, Verdict.REJECTED, Movement
 """Enum members read per event, as module constants (an enum read costs 0.3 µs in CPython 3.11)."""
 
 _PREORDER = ReservationKind.PREORDER
-
-
-def preorderable(_: str, position: StockPosition) -> int:
-    return inbound_available(position)
-
-
 IN_STEP = object()
 """In ``LedgerRuntime._published``: the SKU's last publication is what its running views show."""
 
@@ -333,7 +327,7 @@ class LedgerRuntime:
         self._verdicts[(decoded.kind, result.status.value)] += 1
         self.holds.on_result(sku, decoded, result, now_ms, late)
         if not is_cart_hold(command.reservation_id):  # a cart has no order owner to answer
-            left = preorderable if command.kind is _PREORDER else usable
+            left = (lambda _, p: inbound_available(p)) if command.kind is _PREORDER else usable
             available = {loc: left(loc, positions.get(loc, StockPosition())) for loc, _ in result.lines}
             self.replies.add(decoded.order_id, reply(decoded, result, available, now_ms))
         return result.changed

@@ -131,17 +131,23 @@ class Preorders:
         eta = utc_from_epoch_ms(state["expected_at_ms"]).isoformat()
         grace_h = self.grace_ms / 3_600_000
         why = f"preorder given up: the inbound expected at {eta} did not arrive within {grace_h:g} h"
-        row.plan = {
-            "outcome": "rejected",
-            "reason": why,
-            "shipments": [],
-            "backorder": row.lines,
-            "trace": None,
-            "stock_short": True,
-            "final_reason": why,
-        }
+        row.plan = {**_rejected(row, why), "final_reason": why}
         self.finish(row, now)
         return True
+
+    def cancelled(self, row: SourcingRow, now: int) -> None:
+        """The whole order is being cancelled: a waiting preorder is given up at once (its holds
+        released, its round rejected with the reason) so the cancellation is decided now instead of
+        waiting for the goods. A line cancellation waits for the round, as for any order."""
+        if not row.preordered():
+            return
+        self._until.pop(row.order_id, None)
+        self._give_up(row, now)
+        assert row.preorder is not None
+        row.preorder = {**row.preorder, "status": "cancelled"}
+        why = "preorder given up: the order is cancelled"
+        row.plan = {**_rejected(row, why), "final_reason": "the order is cancelled"}
+        self.finish(row, now)
 
     def forget(self) -> None:
         self._until.clear()
@@ -157,3 +163,7 @@ class Preorders:
         row.outstanding = [e for e in row.outstanding if e["kind"] != "preorder"]
         if row.preorder is not None:
             row.preorder = {**row.preorder, "status": "refused"}
+
+
+def _rejected(row: SourcingRow, why: str) -> dict[str, Any]:
+    return {"outcome": "rejected", "reason": why, "shipments": [], "backorder": row.lines, "trace": None}

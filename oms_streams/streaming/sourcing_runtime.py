@@ -264,6 +264,8 @@ class SourcingRuntime:
                 else self.answers.stray(None, decoded, now)
             )
         elif isinstance(decoded, Cancellation):
+            if row is not None and not decoded.request.skus:
+                self.preorders.cancelled(row, now)  # a whole order does not wait for its inbound
             verdict = self.cancellations.apply(row, decoded, now)
             if row is not None:
                 self.courier.give_back(row, now)

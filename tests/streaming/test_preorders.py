@@ -155,3 +155,18 @@ def test_a_preordered_answer_to_an_attempt_that_is_over_is_given_back(h: Harness
     h.run(preordered(h, [command]))  # a resend of the first attempt, answered late
     [release] = h.commands("release")
     assert release["reservation_id"] == "ORDER-P/1"
+
+
+def test_cancelling_a_waiting_preorder_releases_its_inbound_at_once(h: Harness) -> None:
+    waiting(h)
+    h.run(h.cancellation("ORDER-P"))
+
+    [release] = h.commands("release")
+    assert (release["reservation_id"], release["sku"]) == ("ORDER-P/1", "SKU-TENT")
+    [answer] = h.on("cancellation-outcomes")
+    assert (answer["outcome"], answer["order_cancelled"]) == ("cancelled", True)
+    row = h.row("ORDER-P")
+    assert row.preorder is not None and row.preorder["status"] == "cancelled"
+    assert order_lifecycle(None, row, True) == "cancelled"
+    h.later(days=12)
+    assert h.check() == 0  # nothing left to give up
