@@ -165,6 +165,8 @@ def preorder(positions: Mapping[str, StockPosition], command: ReservationCommand
     ``preordered`` with each location's ETA; once the goods arrived (the ledger turned the preorder
     into an ordinary hold) a repeat is answered ``reserved``, as the reserve it now is."""
     rid, asked = command.reservation_id, _merged(command.lines)
+    if is_cart_hold(rid):  # a hold's owner is its expiry, and inbound does not arrive by then
+        return ReservationResult(ReservationStatus.REFUSED, {}, asked, "a cart hold cannot preorder inbound")
     waiting = _merged([(loc, u) for loc, p in positions.items() for r, u in p.preorders if r == rid])
     arrived = _held(positions, rid)
     if waiting or arrived:

@@ -111,20 +111,46 @@ class Preorders:
             row.preorder = {**row.preorder, "status": "arrived"}
 
     def track(self, row: SourcingRow) -> None:
-        until = (row.preorder or {}).get("until_ms")
-        if row.preordered() and until is not None:
-            self._until[row.order_id] = until
+        """When to look at the row next: at its ETA (ask again), then at the end of its grace."""
+        state = row.preorder or {}
+        at = state.get("until_ms") if state.get("reasked") else state.get("expected_at_ms")
+        if row.preordered() and at is not None:
+            self._until[row.order_id] = at
         else:
             self._until.pop(row.order_id, None)
 
     def due(self, now: int) -> list[str]:
         return [order_id for order_id, until in self._until.items() if until <= now]
 
-    def expire(self, row: SourcingRow, now: int) -> bool:
-        """Past the grace without the goods: release, reject with the reason (the backorder final)."""
+    def ask_again(self, row: SourcingRow, now: int, send: bool = True) -> None:
+        """The waiting preorder's commands once more (the ledger answers a repeat as things stand:
+        ``reserved`` if the goods arrived): an arrival answer lost in a crash between the ledger's
+        changelog and its reply is recovered at the ETA and at every reload. ``send=False``: only
+        recorded as awaited (a reload sends every awaited command itself)."""
+        if row.preorder is None or row.preorder["status"] != "waiting":
+            return
+        asked = reservations_by_sku(row.plan or {"shipments": []}, row.channel)
+        for sku in row.pending:
+            lines = asked.get(sku, [])
+            if send:
+                self.commands.send("preorder", row, row.reservation_id, sku, lines, now)
+            else:
+                row.await_reply("preorder", row.reservation_id, sku, lines, now)
+
+    def act(self, row: SourcingRow, now: int) -> bool:
+        """At the ETA: ask again. Past the grace without the goods: release, reject with the reason
+        (the backorder final). Whether the row changed."""
         self._until.pop(row.order_id, None)
         state = row.preorder
-        if state is None or not row.preordered() or (state.get("until_ms") or now + 1) > now:
+        if state is None or not row.preordered():
+            return False
+        if not state.get("reasked"):
+            if (state.get("expected_at_ms") or now + 1) > now:
+                return False
+            row.preorder = {**state, "reasked": True}
+            self.ask_again(row, now)
+            return True
+        if (state.get("until_ms") or now + 1) > now:
             return False
         self._give_up(row, now)
         row.preorder = {**state, "status": "late"}

@@ -447,6 +447,7 @@ class SourcingRuntime:
                     self.courier.ask(row, now)  # the slot's answer may have been lost
                 self.backorders.track(row, now)
                 self.preorders.track(row)
+                self.preorders.ask_again(row, now, send=False)  # its arrival answer may be lost
                 if row.outstanding or (row.status == "reserving" and row.pending):
                     waiting.append(row)
                 elif row.order_id not in self.retention:  # no index yet: index it
@@ -497,7 +498,7 @@ class SourcingRuntime:
                 row = self._load(order_id)
                 if row is not None:
                     with in_partition(self.topics.placed, row.partition):
-                        if self.preorders.expire(row, now):
+                        if self.preorders.act(row, now):
                             self._store(row, now)
                             changed += 1
             for order_id in self.backorders.due(now):

@@ -161,3 +161,9 @@ def test_preordered_never_exceeds_inbound_and_no_unit_is_lost(steps: list[tuple[
         assert p.preordered <= sum(u for _, u in p.lots) <= p.inbound
         assert p.reserved == sum(u for _, u in p.holds) <= p.on_hand
         assert len(p.lots) <= MAX_LOTS
+
+
+def test_a_cart_hold_cannot_preorder() -> None:
+    p = move(StockPosition(), announce("a", 5, T0 + DAY))
+    result = apply_reservation({"DC": p}, command(ReservationKind.PREORDER, "hold-1a2b", ("DC", 1)), atp)
+    assert result.status is ReservationStatus.REFUSED and result.changed == {}
