@@ -83,6 +83,11 @@ class Preorders:
         row.replied(reply)
         current = reply.reservation_id == row.reservation_id and row.preordered() and reply.sku in row.pending
         if not current:
+            rid = reply.reservation_id
+            if any(a.reservation_id == rid for a in row.allocations) or (
+                rid == row.reservation_id and row.preordered()
+            ):
+                return "duplicate"  # read again after it arrived (or after another SKU did): the order's
             if reply.status == "preordered":  # an attempt that is over: give back what it holds
                 lines = [[loc, units] for loc, units, _ in reply.lines]
                 self.commands.send("release", row, reply.reservation_id, reply.sku, lines, now)

@@ -180,3 +180,16 @@ def test_cancelling_a_waiting_preorder_releases_its_inbound_at_once(h: Harness) 
     assert order_lifecycle(None, row, True) == "cancelled"
     h.later(days=12)
     assert h.check() == 0  # nothing left to give up
+
+
+def test_a_preordered_answer_read_again_after_the_goods_arrived_releases_nothing(h: Harness) -> None:
+    h.run(preorder_placement(h, "ORDER-P", {"SKU-TENT": 2}))
+    [command] = h.commands("preorder")
+    h.take_sent()
+    answer = preordered(h, [command])
+    h.run(answer)
+    h.run(arrived(h, command))
+    assert [o["outcome"] for o in h.outcomes("ORDER-P")] == ["allocated"]
+    h.take_sent()
+    h.run(answer)  # the replies partition read again after a crash
+    assert h.commands("release") == []
