@@ -107,6 +107,7 @@ class LedgerAnswers:
             self.preorders.arrived(row)
             self.finish(row, now)
             return "applied"
+        self.preorders.ended(row)  # a preorder that lost a hold (shed): sourced from stock on hand now
         self._retry(row, now, "stock kept being taken by other orders")
         return "applied"
 

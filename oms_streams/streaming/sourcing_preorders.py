@@ -115,6 +115,13 @@ class Preorders:
         if row.preorder is not None and row.preordered():
             row.preorder = {**row.preorder, "status": "arrived"}
 
+    def ended(self, row: SourcingRow) -> None:
+        """The preorder's attempt is over without every SKU (a hold shed): the next attempt is an
+        ordinary one, never asked as a preorder again."""
+        if row.preorder is not None and row.preordered():
+            row.preorder = {**row.preorder, "status": "refused"}
+        self._until.pop(row.order_id, None)
+
     def track(self, row: SourcingRow) -> None:
         """When to look at the row next: at its ETA (ask again), then at the end of its grace."""
         state = row.preorder or {}

@@ -193,3 +193,21 @@ def test_a_preordered_answer_read_again_after_the_goods_arrived_releases_nothing
     h.take_sent()
     h.run(answer)  # the replies partition read again after a crash
     assert h.commands("release") == []
+
+
+def test_a_shed_of_an_arrived_sku_while_another_waits_ends_the_preorder_as_a_refusal(h: Harness) -> None:
+    h.run(preorder_placement(h, "ORDER-P", {"SKU-TENT": 2, "SKU-STOVE": 1}))
+    commands = h.commands("preorder")
+    h.take_sent()
+    h.run(preordered(h, commands))
+    tent = next(c for c in commands if c["sku"] == "SKU-TENT")
+    stove = next(c for c in commands if c["sku"] == "SKU-STOVE")
+    h.run(arrived(h, tent))
+    shed = h.answers([{**tent, "kind": "shed"}], "released", 0)
+    h.run(shed)  # a count took the arrived tents away
+    h.run(arrived(h, stove))
+
+    row = h.row("ORDER-P")
+    assert row.preorder is not None and row.preorder["status"] == "refused"
+    assert row.attempt == 2 and not row.preordered()
+    assert {c["kind"] for c in h.commands()} <= {"release", "reserve"}  # never a preorder again
