@@ -84,6 +84,13 @@ class Settings(BaseSettings):
         "sourced again when the availability shows stock for them until this many hours after "
         "placement; then the backorder is final and the order's outcome says so. 0: never again.",
     )
+    preorder_grace_h: float = Field(
+        default=24,
+        ge=0,
+        le=24 * 90,
+        description="A preorder whose announced inbound has not arrived this many hours after its ETA is "
+        "given up: its holds are released and the order is rejected with the reason (docs/preorders.md).",
+    )
     backorder_check_interval_s: float = Field(
         default=30.0,
         gt=0,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-from oms_streams.adapters.timestamps import utc_from_epoch_ms
+from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.domain.visibility import ChannelView, RunningAvailability, SkuAvailability
 
 
@@ -22,6 +23,7 @@ def availability_record(availability: SkuAvailability, rules_version: str, now_m
         dict(availability.lead_time_hours),
         dict(availability.protected),
         dict(availability.short),
+        dict(availability.inbound),
     )
 
 
@@ -44,6 +46,7 @@ def encode_running(views: RunningAvailability, rules_version: str, published_at:
             views.lead_times,
             views.protected,
             views.short,
+            views.inbound,
         )
     )
 
@@ -57,9 +60,11 @@ def _record(
     lead_time_hours: dict[str, int],
     protected: dict[str, int],
     short: dict[str, int],
+    inbound: dict[str, tuple[tuple[int, int], ...]],
 ) -> dict[str, Any]:
-    """The one shape of an availability record, from a copy or from the running views."""
-    return {
+    """The one shape of an availability record, from a copy or from the running views. ``inbound``
+    only where some location has inbound a preorder may take (records stay as they were elsewhere)."""
+    record = {
         "sku": sku,
         "published_at": published_at,
         "rules_version": rules_version,
@@ -69,6 +74,21 @@ def _record(
         "protected": protected,
         "short": short,
     }
+    if inbound:
+        record["inbound"] = {
+            loc: {
+                "units": sum(units for _, units in lots),
+                "expected_at": utc_from_epoch_ms(lots[0][0]).isoformat(),
+                "lots": [{"expected_at": utc_from_epoch_ms(eta).isoformat(), "units": u} for eta, u in lots],
+            }
+            for loc, lots in inbound.items()
+        }
+    return record
+
+
+def inbound_lots(seen: dict[str, Any]) -> tuple[tuple[int, int], ...]:
+    """(ETA ms, units) of a location's ``inbound`` entry in a record."""
+    return tuple((epoch_ms(datetime.fromisoformat(lot["expected_at"])), lot["units"]) for lot in seen["lots"])
 
 
 def availability_from_record(record: dict[str, Any]) -> SkuAvailability:
@@ -84,4 +104,5 @@ def availability_from_record(record: dict[str, Any]) -> SkuAvailability:
         hidden={},
         protected=record.get("protected", {}),
         short=record.get("short", {}),
+        inbound={loc: inbound_lots(seen) for loc, seen in record.get("inbound", {}).items()},
     )

@@ -54,6 +54,7 @@ def lifecycle_facts(
         cancelled=cancelled,
         awaiting_stock=sourcing.awaiting_stock(),
         allocated_ever=bool(sourcing.allocations),
+        preordered=sourcing.preordered(),
     )
 
 

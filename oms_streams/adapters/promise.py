@@ -7,9 +7,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from oms_streams.adapters.availability import inbound_lots
 from oms_streams.adapters.stock import Failure, key_problem, parse_model, validation_reason
 from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.domain.network import DeliveryMethod
+from oms_streams.domain.promise_preorder import Inbound
 from oms_streams.domain.promise_token import PromiseKeys, sign_promise
 from oms_streams.domain.promise_types import (
     CartLine,
@@ -93,6 +95,16 @@ def stock_for(
     return stock
 
 
+def inbound_for(skus: Iterable[str], record_of: Callable[[str], dict[str, Any] | None]) -> Inbound:
+    """SKU -> location -> free inbound lots (ETA ms, units), from the cart SKUs' availability records."""
+    inbound: dict[str, dict[str, tuple[tuple[int, int], ...]]] = {}
+    for sku in skus:
+        record = record_of(sku)
+        if record is not None and record.get("inbound"):
+            inbound[sku] = {loc: inbound_lots(seen) for loc, seen in record["inbound"].items()}
+    return inbound
+
+
 def _iso(ms: int) -> str:
     return utc_from_epoch_ms(ms).isoformat()
 
@@ -126,7 +138,7 @@ def option_to_wire(option: DeliveryOption) -> dict[str, Any]:
             for s in option.shipments
         ],
         "pickup_store_id": option.pickup_store_id,
-    }
+    } | ({"preorder": True} if option.preorder else {})
 
 
 def result_to_wire(result: PromiseResult, network_generation: int) -> dict[str, Any]:
@@ -179,4 +191,5 @@ def option_from_wire(wire: DeliveryOptionModel) -> DeliveryOption:
             for s in wire.shipments
         ),
         pickup_store_id=wire.pickup_store_id,
+        preorder=wire.preorder,
     )

@@ -77,9 +77,36 @@ def reply(
         "status": result.status.value,
         "lines": [
             {"location_id": loc, "quantity": units, "available_after": available_after.get(loc, 0)}
+            | (
+                {"expected_at": utc_from_epoch_ms(result.expected_at[loc]).isoformat()}
+                if loc in result.expected_at
+                else {}
+            )
             for loc, units in result.lines
         ],
         "reason": result.reason,
+    }
+
+
+def arrived_reply(
+    order_id: str, sku: str, reservation_id: str, lines: list[tuple[str, int, int]], now_ms: int
+) -> dict[str, Any]:
+    """An unasked answer (``schemas.sourcing.ReservationReply``): the goods a preorder waited for
+    arrived and its hold is an ordinary one now, so its ``preorder`` command is answered again as
+    the reserve it became (kind ``reserve``, status ``reserved``). Deterministic id: once per
+    reservation and SKU. ``lines``: (location, units, ATP there afterwards)."""
+    return {
+        "event_id": f"{reservation_id}:{sku}:arrived",
+        "occurred_at": utc_from_epoch_ms(now_ms).isoformat(),
+        "source": SOURCE,
+        "schema_version": 1,
+        "kind": "reserve",
+        "reservation_id": reservation_id,
+        "order_id": order_id,
+        "sku": sku,
+        "status": "reserved",
+        "lines": [{"location_id": loc, "quantity": u, "available_after": a} for loc, u, a in lines],
+        "reason": "the preordered inbound arrived",
     }
 
 

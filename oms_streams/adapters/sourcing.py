@@ -16,7 +16,7 @@ import orjson
 from oms_streams.adapters.courier_slots import courier_slot_view
 from oms_streams.adapters.reservations import batch_record
 from oms_streams.adapters.stock import Failure, key_problem, known_fields, parse_model
-from oms_streams.adapters.timestamps import utc_from_epoch_ms
+from oms_streams.adapters.timestamps import epoch_ms, utc_from_epoch_ms
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.orders import Milestone
 from oms_streams.domain.promise_types import CartLine, Destination
@@ -42,6 +42,8 @@ class Reply:
     lines: tuple[tuple[str, int, int], ...]
     """(location id, units, still available there afterwards)."""
     reason: str
+    expected_at_ms: int | None = None
+    """A preorder's answer: when its last units are expected (the latest ETA of its lines)."""
 
 
 def decode_replies(key: bytes | None, value: bytes | None) -> list[Reply] | Failure:
@@ -62,6 +64,9 @@ def decode_replies(key: bytes | None, value: bytes | None) -> list[Reply] | Fail
             status=r.status,
             lines=tuple((line.location_id, line.quantity, line.available_after) for line in r.lines),
             reason=r.reason,
+            expected_at_ms=max(
+                (epoch_ms(line.expected_at) for line in r.lines if line.expected_at is not None), default=None
+            ),
         )
         for r in wire.replies
     ]
@@ -159,6 +164,14 @@ class SourcingRow:
     """The latest edit answers (``adapters.edits.answer``): a placement read again is answered again."""
     edits_waiting: list[dict[str, Any]] = field(default_factory=list)
     """Edits that arrived while a round was under way (``adapters.edits.parked``): decided after it."""
+    preorder: dict[str, Any] | None = None
+    """A preorder's round (``streaming.sourcing_preorders``): {status (asking | waiting | arrived |
+    late | refused | cancelled), expected_at_ms (the latest ETA its ledgers answered), until_ms (then the
+    grace: past it without the goods the preorder is given up)}."""
+
+    def preordered(self) -> bool:
+        """The round holds inbound and waits for the goods (its reserves are answered on arrival)."""
+        return self.preorder is not None and self.preorder["status"] in ("asking", "waiting")
 
     def open_backorder(self) -> list[list[Any]]:
         """The backordered lines not cancelled since."""
@@ -277,6 +290,8 @@ class SourcingRow:
     def await_pending(self, asked: dict[str, list[list[Any]]], now_ms: int) -> None:
         """The reserves of SKUs still to answer, for a row written before commands were recorded
         (it names only those SKUs)."""
+        if self.preordered():
+            return  # its SKUs are answered when the goods arrive, never asked as reserves
         for sku in self.pending:
             if self._awaiting("reserve", self.reservation_id, sku) is None and sku in asked:
                 self.await_reply("reserve", self.reservation_id, sku, asked[sku], now_ms)

@@ -73,7 +73,10 @@ def decode_movement(key: bytes | None, value: bytes | None) -> DecodedStock | Fa
     wrong_key = key_problem(key, wire.sku, "SKU")
     if wrong_key is not None:
         return wrong_key
-    movement = Movement(wire.event_id, _KINDS[wire.kind], wire.quantity, epoch_ms(wire.occurred_at))
+    if wire.expected_at is not None and wire.kind != "inbound_announced":
+        return Failure(f"expected_at is for inbound_announced movements, not {wire.kind}")
+    expected = epoch_ms(wire.expected_at) if wire.expected_at is not None else None
+    movement = Movement(wire.event_id, _KINDS[wire.kind], wire.quantity, epoch_ms(wire.occurred_at), expected)
     return DecodedStock(wire.sku, wire.kind, [StockCommand(wire.location_id, movement)])
 
 
@@ -154,8 +157,12 @@ def position_to_row(p: StockPosition, demand: DemandState | None = None) -> Row:
             demand.open_units,
         ]
     )
-    # Optional tail: [11] the demand model, [12] the applied-movement count (rows before it lack it).
-    if p.applied:
+    # Optional tail: [11] the demand model, [12] the applied-movement count (rows before it lack it),
+    # [13] inbound lots [[eta ms, units], ...] and [14] preorder holds [[reservation id, units], ...]
+    # (only positions with lots have them).
+    if p.lots or p.preorders:
+        row += [demand_row, p.applied, [list(lot) for lot in p.lots], [list(h) for h in p.preorders]]
+    elif p.applied:
         row += [demand_row, p.applied]
     elif demand_row is not None:
         row.append(demand_row)
@@ -187,6 +194,8 @@ def row_to_position(row: Row) -> StockPosition:
         holds=tuple((reservation_id, units) for reservation_id, units in holds),
         settled=tuple(settled),
         applied=row[12] if len(row) > 12 else 0,
+        lots=tuple((eta, units) for eta, units in row[13]) if len(row) > 13 else (),
+        preorders=tuple((rid, units) for rid, units in row[14]) if len(row) > 14 else (),
     )
 
 

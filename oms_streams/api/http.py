@@ -181,6 +181,18 @@ def refused_view(worker: Worker, order_id: str) -> dict[str, Any]:
     }
 
 
+def _preorder_view(preorder: dict[str, Any] | None) -> dict[str, Any] | None:
+    if preorder is None:
+        return None
+    at = {key: preorder.get(key) for key in ("expected_at_ms", "until_ms")}
+    iso = {key: None if ms is None else utc_from_epoch_ms(ms).isoformat() for key, ms in at.items()}
+    return {
+        "status": preorder["status"],
+        "expected_at": iso["expected_at_ms"],
+        "given_up_at": iso["until_ms"],
+    }
+
+
 def sourcing_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
     row = worker.sourcing.lookup(order_id)
     if row is None:
@@ -206,6 +218,7 @@ def sourcing_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
         "backorder_until": None if until_ms is None else utc_from_epoch_ms(until_ms).isoformat(),
         "backorder_final": final,
         "backorder_rounds": row.backorder_rounds,
+        "preorder": _preorder_view(row.preorder),
         "reason": row.reason(),
         "outstanding": [
             {

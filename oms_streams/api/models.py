@@ -124,6 +124,21 @@ class OutstandingCommandView(BaseModel):
     )
 
 
+class PreorderView(BaseModel):
+    status: Literal["asking", "waiting", "arrived", "late", "refused", "cancelled"] = Field(
+        description="asking: the ledgers have not all answered; waiting: inbound held, allocated when it "
+        "arrives; arrived: allocated; late: given up past its ETA plus OMS_PREORDER_GRACE_H; refused: "
+        "the inbound was promised to others, the order was sourced from stock on hand instead; "
+        "cancelled: the whole order was cancelled while it waited (its holds released at once)."
+    )
+    expected_at: AwareDatetime | None = Field(
+        default=None, description="The latest ETA its ledgers answered."
+    )
+    given_up_at: AwareDatetime | None = Field(
+        default=None, description="When the preorder is given up unless the goods arrived (ETA + grace)."
+    )
+
+
 class SourcingView(BaseModel):
     status: str = Field(description="reserving, allocated, partially_allocated or rejected")
     version: int = Field(
@@ -150,6 +165,9 @@ class SourcingView(BaseModel):
         "courier order, not for lack of stock, refused at placement); null while it waits or without one.",
     )
     backorder_rounds: int = Field(default=0, description="Rounds started to source the backorder again.")
+    preorder: PreorderView | None = Field(
+        default=None, description="A preorder's round: inbound held for the order until the goods arrive."
+    )
     reason: str
     outstanding: list[OutstandingCommandView] = Field(
         default=[], description="Commands sent to SKU ledgers and not answered yet."
@@ -226,6 +244,7 @@ class OrderResponse(BaseModel):
             "placed",
             "allocated",
             "partially_allocated",
+            "preordered",
             "backordered",
             "shipped",
             "delivered",

@@ -30,6 +30,9 @@ JOURNAL_WINDOW = 64
 MAX_QUANTITY = 1_000_000_000
 """Larger quantities are treated as corrupt input, not as stock."""
 
+MAX_LOTS = 4
+"""Inbound lots (units by expected arrival) kept per position; a further ETA joins the latest lot."""
+
 
 class MovementKind(StrEnum):
     RECEIPT = "receipt"
@@ -71,6 +74,8 @@ class Movement:
     quantity: int
     """Units moved; positive, except for adjustments, which are signed and non-zero."""
     occurred_at_ms: int
+    expected_at_ms: int | None = None
+    """An inbound announcement's expected arrival (ETA); None: unknown (never preordered)."""
 
 
 @value
@@ -124,6 +129,17 @@ class StockPosition:
     applied: int = 0
     """Movements applied here, ever: the n-th one is in every state with ``applied >= n``, which
     tells a remembered movement id whose position write was lost from one that is in the state."""
+    lots: tuple[tuple[int, int], ...] = ()
+    """(expected arrival ms, units) of the inbound announced with an ETA, earliest first, at most
+    ``MAX_LOTS``; their sum is at most ``inbound`` (the rest has no ETA). Arrivals consume the
+    earliest lots first."""
+    preorders: tuple[tuple[str, int], ...] = ()
+    """(reservation id, units) of every preorder hold on the lots, oldest first: units promised from
+    inbound. Their sum is at most the lots' sum; an arrival turns the oldest into ordinary holds."""
+
+    @property
+    def preordered(self) -> int:
+        return sum(units for _, units in self.preorders)
 
     def knows(self, event_id: str) -> bool:
         for entry in self.journal:  # noqa: SIM110 (any() of a generator: twice the cost, per movement)
@@ -219,8 +235,20 @@ def apply_movement(position: StockPosition, movement: Movement) -> Outcome:
         position.holds,
         position.settled,
         position.applied + 1,
+        position.lots,
+        position.preorders,
     )
+    if d_inbound and (moved.lots or movement.expected_at_ms is not None):  # ETA lots only
+        moved = _lots_moved(moved, d_inbound, movement.expected_at_ms)
     return Outcome(moved, _APPLIED)
+
+
+def _lots_moved(position: StockPosition, d_inbound: int, expected_at_ms: int | None) -> StockPosition:
+    lots = with_lots(position.lots, d_inbound, expected_at_ms)
+    preorders, holds, reserved = convert_preorders(
+        position.preorders, position.holds, position.reserved, lots
+    )
+    return replace(position, lots=lots, preorders=preorders, holds=holds, reserved=reserved)
 
 
 def apply_count(position: StockPosition, count: Count) -> Outcome:
@@ -270,6 +298,8 @@ def apply_count(position: StockPosition, count: Count) -> Outcome:
         position.holds,
         position.settled,
         position.applied,
+        position.lots,
+        position.preorders,
     )
     return Outcome(counted, _APPLIED)
 
@@ -293,6 +323,82 @@ def apply_supplier_feed(position: StockPosition, feed: SupplierFeed) -> Outcome:
         ),
         _APPLIED,
     )
+
+
+def with_lots(
+    lots: tuple[tuple[int, int], ...], d_inbound: int, expected_at_ms: int | None
+) -> tuple[tuple[int, int], ...]:
+    """The lots after inbound changed by ``d_inbound``: an announcement with an ETA adds a lot (one
+    more than ``MAX_LOTS`` joins the latest, at the later ETA: never promised early); an arrival
+    consumes the earliest lots first (announcements without an ETA come last)."""
+    if d_inbound > 0:
+        if expected_at_ms is None:
+            return lots
+        merged = dict(lots)
+        merged[expected_at_ms] = merged.get(expected_at_ms, 0) + d_inbound
+        ordered = sorted(merged.items())
+        while len(ordered) > MAX_LOTS:
+            (_, units), (eta, more) = ordered[-2], ordered[-1]
+            ordered[-2:] = [(eta, units + more)]
+        return tuple(ordered)
+    left, kept = -d_inbound, []
+    for eta, units in lots:
+        take = min(units, left)
+        left -= take
+        if units > take:
+            kept.append((eta, units - take))
+    return tuple(kept)
+
+
+def convert_preorders(
+    preorders: tuple[tuple[str, int], ...],
+    holds: tuple[tuple[str, int], ...],
+    reserved: int,
+    lots: tuple[tuple[int, int], ...],
+) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...], int]:
+    """(preorders, holds, reserved) once the lots shrank: the preorders the lots no longer cover
+    arrived, so they become ordinary holds of the same reservation, oldest first. The arrived units
+    are on hand now and never available to other orders."""
+    excess = sum(units for _, units in preorders) - sum(units for _, units in lots)
+    if excess <= 0:
+        return preorders, holds, reserved
+    kept: list[tuple[str, int]] = []
+    held = dict(holds)
+    for rid, units in preorders:
+        take = min(units, excess)
+        excess -= take
+        if take:
+            held[rid] = held.get(rid, 0) + take
+            reserved += take
+        if units > take:
+            kept.append((rid, units - take))
+    return tuple(kept), tuple(held.items()), reserved
+
+
+def preorderable(position: StockPosition) -> int:
+    """Inbound units with an ETA not yet promised to preorders (inbound available to promise)."""
+    return max(0, sum(units for _, units in position.lots) - position.preordered)
+
+
+def free_lots(position: StockPosition) -> tuple[tuple[int, int], ...]:
+    """(ETA, units) of the inbound lots not promised to preorders (those take the earliest first)."""
+    taken, free = position.preordered, []
+    for eta, units in position.lots:
+        skip = min(units, taken)
+        taken -= skip
+        if units > skip:
+            free.append((eta, units - skip))
+    return tuple(free)
+
+
+def preorder_eta(position: StockPosition, through: int) -> int | None:
+    """When the ``through``-th preordered unit arrives (preorders are served from the earliest lots
+    in order), or None when the lots do not cover it."""
+    for eta, units in position.lots:
+        through -= units
+        if through <= 0:
+            return eta
+    return None
 
 
 def _before(moment_ms: int, counted_at_ms: int | None) -> bool:

@@ -16,6 +16,8 @@ class Lifecycle(StrEnum):
     ALLOCATED = "allocated"
     PARTIALLY_ALLOCATED = "partially_allocated"
     """Some lines allocated; the rest backordered or being sourced again."""
+    PREORDERED = "preordered"
+    """A preorder holds announced inbound for it; allocated when the goods arrive (``docs/preorders.md``)."""
     BACKORDERED = "backordered"
     """Nothing allocated (any more) and nothing shipped: a round found no stock, and the lines wait
     for it within their horizon (``domain.backorders``), or waited past it after an allocation."""
@@ -46,6 +48,8 @@ class LifecycleFacts:
     """The backorder is sourced again when stock arrives (within its horizon): not final yet."""
     allocated_ever: bool = True
     """Some round allocated something (a rejected order whose backorder rounds found nothing was not)."""
+    preordered: bool = False
+    """The current round holds announced inbound and waits for the goods."""
 
 
 def lifecycle(facts: LifecycleFacts) -> Lifecycle:
@@ -60,6 +64,8 @@ def lifecycle(facts: LifecycleFacts) -> Lifecycle:
         done = facts.delivered >= facts.left and facts.live == 0 and facts.sourcing != "reserving"
         return Lifecycle.DELIVERED if done and not facts.awaiting_stock else Lifecycle.SHIPPED
     if facts.live == 0:
+        if facts.preordered:
+            return Lifecycle.PREORDERED
         if facts.sourcing in (None, "reserving"):
             return Lifecycle.PLACED
         return (

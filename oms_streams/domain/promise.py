@@ -24,6 +24,7 @@ from oms_streams.domain.promise_courier import courier_options
 from oms_streams.domain.promise_home_delivery import green_options, ship_from_store_options, standard_options
 from oms_streams.domain.promise_leg_planner import CarrierLeg, LegPlanner, RouteTransfer
 from oms_streams.domain.promise_plan import Plan
+from oms_streams.domain.promise_preorder import Inbound, preorder_options
 from oms_streams.domain.promise_timing import courier_ride_ms
 from oms_streams.domain.promise_types import (
     CHANNEL_FOR_METHOD,
@@ -62,8 +63,11 @@ def promise_options(
     network: PromiseNetwork,
     transit: TransitModel,
     booked_courier_slots: Mapping[tuple[str, int], int] | None = None,
+    inbound: Inbound | None = None,
 ) -> PromiseResult:
-    """Every option for the cart; ``booked_courier_slots`` maps (store, slot start ms) to bookings.
+    """Every option for the cart; ``booked_courier_slots`` maps (store, slot start ms) to bookings;
+    ``inbound``: the cart SKUs' free inbound lots, for a preorder option when standard delivery
+    has none from stock on hand (``promise_preorder``).
 
     Options are sorted by window end, then CO2e; a requested method that cannot be offered gets
     one ``Unavailable`` entry saying why."""
@@ -90,6 +94,11 @@ def promise_options(
         else:
             days = network.policy.horizon_days
             unavailable.append(Unavailable(method, f"cannot be met within the {days}-day horizon"))
+    standard_short = any(u.method is DeliveryMethod.STANDARD for u in unavailable)
+    if inbound and standard_short and plan.need:
+        found = preorder_options(plan, inbound)
+        if not isinstance(found, str):
+            options.extend(found)  # the standard entry stays: nothing from stock on hand
     options.sort(key=lambda o: (o.window_end_ms, o.co2e_g, o.option_id))
     return PromiseResult(request.request_id, request.asked_at_ms, tuple(options), tuple(unavailable))
 

@@ -109,6 +109,8 @@ def promise_terms(option: DeliveryOption, point: Point | None) -> bytes:
         where,
         [_shipment_terms(shipment) for shipment in option.shipments],
     ]
+    if option.preorder:  # only then: tokens of ordinary options are what they always were
+        body.append("preorder")
     return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode()
 
 

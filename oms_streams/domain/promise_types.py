@@ -84,6 +84,9 @@ class DeliveryOption:
     co2e_g: float
     shipments: tuple[Shipment, ...]
     pickup_store_id: str | None = None
+    preorder: bool = False
+    """Served from announced inbound (with an ETA) at the shipments' locations: placing it holds
+    inbound units, and the order is allocated when they arrive (``docs/preorders.md``)."""
 
 
 @dataclass(frozen=True, slots=True)

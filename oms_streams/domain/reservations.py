@@ -27,7 +27,14 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from oms_streams.domain.inventory import Movement, MovementKind, StockPosition, apply_movement
+from oms_streams.domain.inventory import (
+    Movement,
+    MovementKind,
+    StockPosition,
+    apply_movement,
+    preorder_eta,
+    preorderable,
+)
 
 SETTLED_WINDOW = 64
 """Settled reservation ids remembered per position for idempotency."""
@@ -44,6 +51,8 @@ class ReservationKind(StrEnum):
     RESERVE = "reserve"
     RELEASE = "release"
     FULFIL = "fulfil"
+    PREORDER = "preorder"
+    """Hold announced inbound units (with an ETA) for the order: a preorder (``domain.preorders``)."""
 
 
 class ReservationStatus(StrEnum):
@@ -52,6 +61,7 @@ class ReservationStatus(StrEnum):
     RELEASED = "released"
     FULFILLED = "fulfilled"
     EXPIRED = "expired"
+    PREORDERED = "preordered"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +88,8 @@ class ReservationResult:
     """How the SKU's live cart holds changed: hold id -> its expiry, or None once it is over."""
     taken_over: tuple[tuple[str, int], ...] = ()
     """(location id, units) of the cart hold ``takes_over`` that the order took."""
+    expected_at: dict[str, int] = field(default_factory=dict)
+    """A preorder's answer: location id -> when its units are expected to arrive."""
 
 
 Usable = Callable[[str, StockPosition], int]
@@ -104,6 +116,8 @@ def apply_reservation(
     caller keeps an index of them (a busy DC holds for thousands of orders); None looks everywhere.
     ``hold_at``: the same for the cart hold the command takes over. ``now_ms``: the ledger's clock,
     against which a cart hold's expiry is judged."""
+    if command.kind is ReservationKind.PREORDER:
+        return preorder(positions, command)
     if command.kind is not ReservationKind.RESERVE:
         return _settle(positions, command)
     if is_cart_hold(command.reservation_id):
@@ -144,6 +158,66 @@ def _hold(
     if result.status is ReservationStatus.REFUSED:
         return replace(result, expiries={rid: None})  # an earlier plan of it was given back
     return replace(result, expiries={rid: expires_at}) if result.changed else result
+
+
+def preorder(positions: Mapping[str, StockPosition], command: ReservationCommand) -> ReservationResult:
+    """Hold announced inbound (lots with an ETA) for an order, every line or none. Answered
+    ``preordered`` with each location's ETA; once the goods arrived (the ledger turned the preorder
+    into an ordinary hold) a repeat is answered ``reserved``, as the reserve it now is."""
+    rid, asked = command.reservation_id, _merged(command.lines)
+    if is_cart_hold(rid):  # a hold's owner is its expiry, and inbound does not arrive by then
+        return ReservationResult(ReservationStatus.REFUSED, {}, asked, "a cart hold cannot preorder inbound")
+    waiting = _merged([(loc, u) for loc, p in positions.items() for r, u in p.preorders if r == rid])
+    arrived = _held(positions, rid)
+    if waiting or arrived:
+        if _merged([*waiting, *arrived]) == asked:  # a repeat: answer as things stand
+            if waiting:
+                return ReservationResult(
+                    ReservationStatus.PREORDERED, {}, asked, expected_at=_etas(positions, rid, asked)
+                )
+            return ReservationResult(ReservationStatus.RESERVED, {}, asked)
+        why = f"preorder {rid} already holds {_describe(_merged([*waiting, *arrived]))}"
+        return ReservationResult(ReservationStatus.REFUSED, {}, asked, why)
+    if _settled_at(positions, rid, asked):
+        return ReservationResult(
+            ReservationStatus.REFUSED, {}, asked, f"reservation {rid} was already released or refused"
+        )
+    short = [
+        f"{loc} has {preorderable(positions.get(loc, StockPosition()))} of {units} inbound with an ETA"
+        for loc, units in asked
+        if preorderable(positions.get(loc, StockPosition())) < units
+    ]
+    if short:
+        changed = {loc: _settled(positions.get(loc, StockPosition()), rid) for loc, _ in asked}
+        return ReservationResult(ReservationStatus.REFUSED, changed, asked, "; ".join(short))
+    changed = {
+        loc: replace(positions[loc], preorders=(*positions[loc].preorders, (rid, units)))
+        for loc, units in asked
+    }
+    return ReservationResult(
+        ReservationStatus.PREORDERED, changed, asked, expected_at=_etas(changed, rid, asked)
+    )
+
+
+def _etas(
+    positions: Mapping[str, StockPosition], rid: str, asked: Sequence[tuple[str, int]]
+) -> dict[str, int]:
+    """Location -> when the preorder's last unit there is expected (preorders are served in order)."""
+    etas: dict[str, int] = {}
+    for loc, _ in asked:
+        position, through = positions[loc], 0
+        for r, units in position.preorders:
+            through += units
+            if r == rid:
+                eta = preorder_eta(position, through)
+                if eta is not None:
+                    etas[loc] = eta
+                break
+    return etas
+
+
+def _describe(lines: Sequence[tuple[str, int]]) -> str:
+    return ", ".join(f"{units} at {loc}" for loc, units in lines)
 
 
 def _take_over(
@@ -244,7 +318,8 @@ def _settle(positions: Mapping[str, StockPosition], command: ReservationCommand)
     for loc in sorted(named or positions):
         position = positions.get(loc, StockPosition())
         units = sum(u for r, u in position.holds if r == rid)
-        if units == 0:
+        preordered = sum(u for r, u in position.preorders if r == rid) if position.preorders else 0
+        if units == 0 and (preordered == 0 or status is ReservationStatus.FULFILLED):
             if named and rid not in position.settled:
                 # Nothing held (yet): remember the id so an overtaken reserve is not held later.
                 changed[loc] = _settled(position, rid)
@@ -254,6 +329,9 @@ def _settle(positions: Mapping[str, StockPosition], command: ReservationCommand)
             reserved=position.reserved - units,
             holds=tuple(h for h in position.holds if h[0] != rid),
         )
+        if preordered and status is ReservationStatus.RELEASED:  # a preorder not arrived yet
+            position = replace(position, preorders=tuple(p for p in position.preorders if p[0] != rid))
+            units += preordered
         if status is ReservationStatus.FULFILLED:
             shipped = Movement(f"fulfil:{rid}", MovementKind.SALE, units, command.occurred_at_ms)
             position = apply_movement(position, shipped).position

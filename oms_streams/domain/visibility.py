@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from oms_streams.domain.inventory import StockPosition, available_to_promise
+from oms_streams.domain.inventory import StockPosition, available_to_promise, free_lots
 from oms_streams.domain.values import value
 
 
@@ -140,6 +140,9 @@ class SkuAvailability:
     short: Mapping[str, int] = field(default_factory=dict)
     """Units each location lacks to reach its target stock (see ``LocationView.short``): where
     return routing sends returned items."""
+    inbound: Mapping[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    """Location -> (ETA, units) of the announced inbound lots not preordered yet, earliest first:
+    what a preorder may promise (``docs/preorders.md``)."""
 
     def channel(self, name: str) -> ChannelView | None:
         return next((c for c in self.channels if c.channel == name), None)
@@ -208,6 +211,8 @@ class LocationView:
     short: int = 0
     """Units below the location's target stock: its forecast demand until the next replenishment
     (the protection quantity) plus the largest safety stock any channel keeps there."""
+    inbound: tuple[tuple[int, int], ...] | None = None
+    """(ETA, units) of the inbound lots not preordered yet, earliest first; None without any."""
 
 
 def location_view(
@@ -240,6 +245,7 @@ def location_view(
         lead_time_hours=position.lead_time_hours if is_third_party else None,
         protected=full - atp,
         short=max(0, max(0, protection) + largest_safety - full) if location.active else 0,
+        inbound=(free_lots(position) or None) if position.lots and location.active else None,
     )
 
 
@@ -250,6 +256,7 @@ def combine(sku: str, views: Iterable[LocationView], rules: VisibilityRules) -> 
     lead_times: dict[str, int] = {}
     protected: dict[str, int] = {}
     short: dict[str, int] = {}
+    inbound: dict[str, tuple[tuple[int, int], ...]] = {}
     network_atp = 0
     for view in sorted(views, key=lambda v: v.location_id):
         network_atp += view.atp
@@ -263,6 +270,8 @@ def combine(sku: str, views: Iterable[LocationView], rules: VisibilityRules) -> 
             protected[view.location_id] = view.protected
         if view.short:
             short[view.location_id] = view.short
+        if view.inbound is not None:
+            inbound[view.location_id] = view.inbound
         if view.lead_time_hours is not None and any(view.visible):
             lead_times[view.location_id] = view.lead_time_hours
     return SkuAvailability(
@@ -276,6 +285,7 @@ def combine(sku: str, views: Iterable[LocationView], rules: VisibilityRules) -> 
         hidden=hidden,
         protected=protected,
         short=short,
+        inbound=inbound,
     )
 
 
@@ -296,6 +306,7 @@ class RunningAvailability:
         "changed",
         "hidden",
         "hidden_totals",
+        "inbound",
         "lead_times",
         "network_atp",
         "protected",
@@ -322,6 +333,7 @@ class RunningAvailability:
         self.lead_times: dict[str, int] = {}
         self.protected: dict[str, int] = {}
         self.short: dict[str, int] = {}
+        self.inbound: dict[str, tuple[tuple[int, int], ...]] = {}
         self.network_atp = 0
         self.changed = True
         """Whether the visible units or shortfalls moved since ``published()`` (or ever)."""
@@ -329,7 +341,12 @@ class RunningAvailability:
     def put(self, view: LocationView) -> None:
         location_id = view.location_id
         before = self.views.get(location_id)
-        if before is None or before.visible != view.visible or before.short != view.short:
+        if (
+            before is None
+            or before.visible != view.visible
+            or before.short != view.short
+            or before.inbound != view.inbound
+        ):
             self.changed = True
         self._take_out(location_id)
         self.views[location_id] = view
@@ -343,6 +360,8 @@ class RunningAvailability:
             self.protected[location_id] = view.protected
         if view.short:
             self.short[location_id] = view.short
+        if view.inbound is not None:
+            self.inbound[location_id] = view.inbound
         if view.lead_time_hours is not None and any(view.visible):
             self.lead_times[location_id] = view.lead_time_hours
 
@@ -367,6 +386,7 @@ class RunningAvailability:
         self._count_hidden(view, -1)
         self.protected.pop(location_id, None)
         self.short.pop(location_id, None)
+        self.inbound.pop(location_id, None)
         self.lead_times.pop(location_id, None)
 
     def _count_hidden(self, view: LocationView, sign: int) -> None:
@@ -393,6 +413,7 @@ class RunningAvailability:
             hidden=dict(self.hidden),
             protected=dict(self.protected),
             short=dict(self.short),
+            inbound=dict(self.inbound),
         )
 
 
@@ -430,11 +451,13 @@ def publication_signature(availability: SkuAvailability, rules: VisibilityRules)
     """
     if not rules.thresholds_only:
         # Compared with ==, never hashed: the mappings compare by content, without sorting them.
-        return (*((view.channel, view.by_location) for view in availability.channels), availability.short)
+        by_channel = ((view.channel, view.by_location) for view in availability.channels)
+        return (*by_channel, availability.short, availability.inbound)
     low = {r.channel: r.low_stock for r in rules.channels}
     # Where stock is short of target matters to return routing; by how much, only at the next publication.
     return (
         frozenset(availability.short),
+        frozenset(availability.inbound.items()),
         *(
             (
                 view.channel,

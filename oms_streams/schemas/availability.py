@@ -12,6 +12,19 @@ class ChannelAvailability(WireModel):
     locations: dict[str, int] = Field(description="Visible units per location; absent means zero.")
 
 
+class InboundLot(WireModel):
+    expected_at: AwareDatetime
+    units: int
+
+
+class InboundAvailability(WireModel):
+    units: int = Field(description="Announced inbound units with an ETA not promised to preorders yet.")
+    expected_at: AwareDatetime = Field(description="When the first of them is expected (the earliest ETA).")
+    lots: list[InboundLot] = Field(
+        description="The same units by ETA, earliest first (a preorder takes the earliest free units)."
+    )
+
+
 class AvailabilityRecord(WireModel):
     """The whole visible state of one SKU; the latest record per key is the truth."""
 
@@ -30,4 +43,9 @@ class AvailabilityRecord(WireModel):
         default={},
         description="Units each location lacks to its target stock (forecast demand until its next "
         "replenishment plus safety stock); shipped returns are routed where a SKU is short.",
+    )
+    inbound: dict[str, InboundAvailability] = Field(
+        default={},
+        description="Per location: announced inbound (with an ETA) a preorder may still take, and its "
+        "earliest ETA (docs/preorders.md). On-hand figures above do not include it.",
     )

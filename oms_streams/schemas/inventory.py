@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from oms_streams.schemas.envelope import Envelope, Identifier, WireModel
 
@@ -31,6 +31,11 @@ class StockMovement(Envelope):
     quantity: int
     reference: Annotated[str, Field(max_length=128)] | None = Field(
         default=None, description="Document at the source: receipt number, till receipt, transfer id."
+    )
+    expected_at: AwareDatetime | None = Field(
+        default=None,
+        description="inbound_announced only: when the goods are expected to arrive (ETA). Inbound with "
+        "an ETA can be preordered; without one it is tracked but never promised.",
     )
 
 

@@ -106,6 +106,11 @@ class DeliveryOptionModel(WireModel):
     co2e_g: Annotated[float, Field(ge=0)]
     shipments: Annotated[list[ShipmentModel], Field(min_length=1)]
     pickup_store_id: Identifier | None = None
+    preorder: bool = Field(
+        default=False,
+        description="Served from announced inbound stock (with its ETA): the order holds inbound units "
+        "when placed and is allocated when they arrive (docs/preorders.md).",
+    )
     promise_token: PromiseToken | None = Field(
         default=None,
         description="POST /promise with a signing key configured: the OMS's signature of this option. "

@@ -22,8 +22,9 @@ from pydantic import AwareDatetime, Field
 from oms_streams.schemas.envelope import Envelope, Identifier, WireModel
 from oms_streams.schemas.promise import CartLineModel, DestinationModel, MethodName
 
-ReservationKind = Literal["reserve", "release", "fulfil"]
-ReplyKind = Literal["reserve", "release", "fulfil", "shed", "timeout"]
+ReservationKind = Literal["reserve", "release", "fulfil", "preorder"]
+"""``preorder``: hold announced inbound with an ETA (``docs/preorders.md``)."""
+ReplyKind = Literal["reserve", "release", "fulfil", "shed", "timeout", "preorder"]
 """``shed``: no command asked it; the ledger gave the hold back because the stock under it went.
 ``timeout``: not a ledger's: the order's owner gives an attempt nobody answered up when it reads it."""
 
@@ -80,6 +81,9 @@ class ReplyLine(WireModel):
     location_id: Identifier
     quantity: int
     available_after: int = Field(description="Units still visible to the channel at the location afterwards.")
+    expected_at: AwareDatetime | None = Field(
+        default=None, description="A preorder's answer: when its units are expected at the location (ETA)."
+    )
 
 
 class ReservationReply(Envelope):
@@ -90,7 +94,10 @@ class ReservationReply(Envelope):
     reservation_id: str
     order_id: Identifier
     sku: Identifier
-    status: Literal["reserved", "refused", "released", "fulfilled"]
+    status: Literal["reserved", "refused", "released", "fulfilled", "preordered"] = Field(
+        description="``preordered``: a preorder holds inbound units; once they arrive the ledger "
+        "answers the same command again ``reserved`` (kind ``reserve``), unasked."
+    )
     lines: list[ReplyLine] = []
     reason: str = ""
 

@@ -538,6 +538,7 @@ def _sourcing(
             kafka.settings.backorder_retry_s,
             kafka.settings.backorder_check_interval_s,
         ),
+        preorder_grace_ms=int(kafka.settings.preorder_grace_h * 3_600_000),
     )
     # Plans read the network and the availability view: both must be there before the first order.
     register_batched(

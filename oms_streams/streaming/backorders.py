@@ -144,6 +144,8 @@ class Backorders:
         row.backorder = _wire(backorder)
         row.status = round_outcome(str(plan.get("outcome", "rejected")), allocated, bool(backorder))
         self._settle(row, bool(plan.get("stock_short", True)), now)
+        if plan.get("final_reason") and row.open_backorder():  # a preorder given up (late inbound)
+            row.backorder_until_ms, row.backorder_final = None, str(plan["final_reason"])
 
     def track(self, row: SourcingRow, now: int) -> None:
         """After the row was stored (or read at reload): when to look at its backorder next."""

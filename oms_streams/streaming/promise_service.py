@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from oms_streams.adapters.promise import add_tokens, result_to_wire, stock_for
+from oms_streams.adapters.promise import add_tokens, inbound_for, result_to_wire, stock_for
 from oms_streams.adapters.timestamps import epoch_ms
 from oms_streams.domain.promise import promise_options
 from oms_streams.domain.promise_token import PromiseKeys
@@ -119,8 +119,9 @@ class PromiseService:
         """The response body (``schemas.promise.PromiseResponse`` as JSON), measured."""
         started = time.perf_counter()
         stock = stock_for((line.sku for line in request.cart), self.view.get, CHANNELS)
+        inbound = inbound_for((line.sku for line in request.cart), self.view.get)
         result = promise_options(
-            request, stock, self.network.promise_network, self.transit, self.bookings.counts
+            request, stock, self.network.promise_network, self.transit, self.bookings.counts, inbound
         )
         answer = result_to_wire(result, self.network.generation)
         if self.keys is not None:

@@ -27,6 +27,7 @@ from oms_streams.streaming.claims import Claims
 from oms_streams.streaming.outbox import Outbox
 from oms_streams.streaming.sourcing_commands import LedgerCommands
 from oms_streams.streaming.sourcing_outcomes import RoundPublisher
+from oms_streams.streaming.sourcing_preorders import Preorders
 from oms_streams.streaming.sourcing_replies import ReplyWatch
 from oms_streams.streaming.sourcing_shed import ShedReplies
 
@@ -51,6 +52,7 @@ class LedgerAnswers:
         cancellations: OrderCancellations,
         plan_and_reserve: RoundStep,
         finish: RoundStep,
+        preorders: Preorders,
     ) -> None:
         self.outbox = outbox
         self.replies_topic = replies_topic
@@ -63,6 +65,7 @@ class LedgerAnswers:
         self.cancellations = cancellations
         self.plan_and_reserve = plan_and_reserve
         self.finish = finish
+        self.preorders = preorders
 
     def apply(self, row: SourcingRow, reply: Reply, now: int) -> str:
         """One answer for the order's row; the verdict for ``oms_sourcing_events``."""
@@ -70,6 +73,11 @@ class LedgerAnswers:
             return self.sheds.apply(row, reply, now)
         if reply.kind == "timeout":
             return self._timed_out(row, reply, now)
+        if reply.kind == "preorder":
+            answered = self.preorders.answer(row, reply, now)
+            if isinstance(answered, str):
+                return answered
+            reply = answered  # reserved: answered as the reserve it became
         if reply.kind != "reserve":
             # No follow-up, but the command is no longer sent again.
             return "applied" if row.replied(reply) else "ignored"
@@ -96,8 +104,10 @@ class LedgerAnswers:
         if row.pending:
             return "applied"
         if not row.refused:
+            self.preorders.arrived(row)
             self.finish(row, now)
             return "applied"
+        self.preorders.ended(row)  # a preorder that lost a hold (shed): sourced from stock on hand now
         self._retry(row, now, "stock kept being taken by other orders")
         return "applied"
 

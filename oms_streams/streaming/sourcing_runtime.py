@@ -75,6 +75,7 @@ from oms_streams.streaming.sourcing_inputs import SourcingInputs, label
 from oms_streams.streaming.sourcing_inputs import SourcingTopics as SourcingTopics  # re-exported
 from oms_streams.streaming.sourcing_outcomes import RoundPublisher
 from oms_streams.streaming.sourcing_planner import RoundPlanner
+from oms_streams.streaming.sourcing_preorders import Preorders
 from oms_streams.streaming.sourcing_replies import ReplyWatch
 from oms_streams.streaming.sourcing_shed import ShedReplies
 from oms_streams.streaming.sourcing_withdrawals import Withdrawals
@@ -113,6 +114,7 @@ class SourcingRuntime:
         retention: RetentionIndex | None = None,
         slots: Any = None,
         backorders: BackorderPolicy | None = None,
+        preorder_grace_ms: int = 24 * 3_600_000,
     ) -> None:
         self.table = table
         self.partitions = partitions
@@ -169,6 +171,8 @@ class SourcingRuntime:
             self.rounds.publish,
             self.workload,
         )
+        self.preorders = Preorders(self.commands, preorder_grace_ms, self._plan_and_reserve, self._finish)
+        """Preorders: inbound held at placement, the round allocated when the goods arrive."""
         self.answers = LedgerAnswers(
             self.outbox,
             topics.replies,
@@ -181,6 +185,7 @@ class SourcingRuntime:
             self.cancellations,
             self._plan_and_reserve,
             self._finish,
+            self.preorders,
         )
         """The ledgers' answers (an attempt closed, retried or given up) and the reply timer's chase."""
         self.backorders = Backorders(
@@ -276,6 +281,8 @@ class SourcingRuntime:
                 else self.answers.stray(None, decoded, now)
             )
         elif isinstance(decoded, Cancellation):
+            if row is not None and not decoded.request.skus:
+                self.preorders.cancelled(row, now)  # a whole order does not wait for its inbound
             verdict = self.cancellations.apply(row, decoded, now)
             if row is not None:
                 self.courier.give_back(row, now)
@@ -302,6 +309,7 @@ class SourcingRuntime:
         self.retention.mark(row.order_id, row.partition, finished)
         self.watch.track(row)
         self.backorders.track(row, now)
+        self.preorders.track(row)
 
     # --- placement --------------------------------------------------------------------------------
 
@@ -340,6 +348,8 @@ class SourcingRuntime:
         )
         if courier_store is not None and self.topics.courier_slots:
             self.courier.ask(row, now)  # its stock is sourced once the slot is booked
+        elif option.preorder:
+            self.preorders.start(row, option, now)  # inbound held; allocated when it arrives
         else:
             self._plan_and_reserve(row, now)
         return row, "applied"
@@ -443,6 +453,7 @@ class SourcingRuntime:
         self.retention.forget()
         self.backorders.forget()
         self.courier.forget()
+        self.preorders.forget()
 
     async def reload(self) -> int:
         """After a rebalance: re-send every unanswered command of the orders this worker now owns.
@@ -463,6 +474,8 @@ class SourcingRuntime:
                 if row.courier is not None and row.courier["status"] == "asking":
                     self.courier.ask(row, now)  # the slot's answer may have been lost
                 self.backorders.track(row, now)
+                self.preorders.track(row)
+                self.preorders.ask_again(row, now, send=False)  # its arrival answer may be lost
                 if row.outstanding or (row.status == "reserving" and row.pending):
                     waiting.append(row)
                 elif row.order_id not in self.retention:  # no index yet: index it
@@ -521,6 +534,13 @@ class SourcingRuntime:
         async with self.lock:
             now = now_ms()
             changed = 0
+            for order_id in self.preorders.due(now):  # late inbound: the preorder is given up
+                row = self._load(order_id)
+                if row is not None:
+                    with in_partition(self.topics.placed, row.partition):
+                        if self.preorders.act(row, now):
+                            self._store(row, now)
+                            changed += 1
             for order_id in self.backorders.due(now):
                 row = self._load(order_id)
                 if row is None:

@@ -97,6 +97,8 @@ class FindingKind(StrEnum):
     MISSING_ALLOCATION = "missing_allocation"
     UNOWNED_HOLD = "unowned_hold"
     EXPIRED_HOLD = "expired_hold"
+    OVER_PREORDERED = "over_preordered"
+    UNOWNED_PREORDER = "unowned_preorder"
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +259,7 @@ def audit(records: AuditInput) -> AuditReport:
     findings += sourcing.check_allocations()
     findings += sourcing.check_holds()
     findings += check_cart_holds(records, counts)
+    findings += sourcing.check_preorders()
     ordered = (
         "positions",
         "skus_replayed",
@@ -292,6 +295,11 @@ def check_ledger_rows(rows: Iterable[LedgerRow]) -> list[Finding]:
             findings.append(
                 Finding(FindingKind.OVER_RESERVED, key, f"reserved {p.reserved} > on hand {p.on_hand}")
             )
+        if p.preordered > min(p.inbound, sum(units for _, units in p.lots)):
+            detail = (
+                f"preordered {p.preordered} > inbound {p.inbound} (with an ETA: {sum(u for _, u in p.lots)})"
+            )
+            findings.append(Finding(FindingKind.OVER_PREORDERED, key, detail))
         held = sum(units for _, units in p.holds)
         if row.holds_known and held != p.reserved:
             findings.append(
@@ -558,9 +566,15 @@ class _Sourcing:
 
     def check_outcomes(self) -> list[Finding]:
         findings = []
+        waiting = {
+            order_of_reservation(rid) for row in self.records.ledger for rid, _ in row.position.preorders
+        }
         for order_id, placed_at in sorted(self.placed_at.items()):
             if (order_id, 1) in self.outcomes or (order_id, 0) in self.outcomes:
                 continue  # round 0: refused at placement (a limit, unreadable), answered all the same
+            if order_id in waiting:
+                self.counts["preordered"] += 1  # its outcome comes when the inbound arrives
+                continue
             if self._recent(placed_at):
                 self.counts["in_flight"] += 1
                 continue
@@ -737,6 +751,46 @@ class _Sourcing:
                     )
                 )
         return findings
+
+    def check_preorders(self) -> list[Finding]:
+        """Every preorder hold (inbound promised to an order) has a live owner: its order was placed,
+        is not cancelled, and has published no outcome since the preorder was asked for (a round
+        that ends, allocated or given up, converts or releases it)."""
+        asked: dict[str, int] = {}
+        for sent in self.records.commands:
+            if sent.record.kind == "preorder":
+                rid, at = sent.record.reservation_id, sent.at.timestamp_ms
+                asked[rid] = min(at, asked.get(rid, at))
+        findings = []
+        for row in self.records.ledger:
+            for rid, units in row.position.preorders:
+                self.counts["preorders"] += 1
+                why = self._preorder_unowned(order_of_reservation(rid), asked.get(rid))
+                if why is not None:
+                    key = f"{row.sku}|{row.location_id}"
+                    findings.append(
+                        Finding(FindingKind.UNOWNED_PREORDER, key, f"{rid} preorders {units}: {why}")
+                    )
+        return findings
+
+    def _preorder_unowned(self, order_id: str, asked_at: int | None) -> str | None:
+        if order_id not in self.placed_at:
+            return f"order {order_id} was never placed"
+        cancelled_at = self.order_cancelled_at.get(order_id)
+        if cancelled_at is not None and not self._recent(cancelled_at):
+            return f"order {order_id} was cancelled"
+        since = [
+            logged
+            for (order, _), distinct in self.outcomes.items()
+            if order == order_id
+            for logged in distinct.values()
+            if asked_at is None or logged.at.timestamp_ms >= asked_at
+        ]
+        latest = max(since, key=lambda logged: logged.at.order, default=None)
+        if latest is not None and not self._recent(latest.at.timestamp_ms):
+            outcome = latest.record
+            return f"order {order_id} has an outcome since ({outcome.outcome} in round {outcome.round})"
+        return None
 
     def _orphans(
         self, order_id: str, sku: str, location_id: str, extra: list[tuple[str, int]], known: set[str]

@@ -375,8 +375,15 @@ def test_the_audit_finds_cart_holds_held_past_their_expiry_or_without_one():
 
 def test_the_wire_names_of_kinds_and_statuses_are_fixed():
     # They travel on oms.inventory.reservations.v2 and the replies topic: renaming one breaks clients.
-    assert [k.value for k in ReservationKind] == ["reserve", "release", "fulfil"]
-    assert [s.value for s in ReservationStatus] == ["reserved", "refused", "released", "fulfilled", "expired"]
+    assert [k.value for k in ReservationKind] == ["reserve", "release", "fulfil", "preorder"]
+    assert [s.value for s in ReservationStatus] == [
+        "reserved",
+        "refused",
+        "released",
+        "fulfilled",
+        "expired",
+        "preordered",
+    ]
 
 
 def test_an_expired_hold_is_released_even_when_a_live_one_sorts_before_it():

@@ -1,0 +1,169 @@
+"""Preorders on one SKU's ledger: inbound lots by ETA, holds on inbound, conversion on arrival."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from oms_streams.adapters.stock import position_to_row, row_to_position
+from oms_streams.domain.inventory import (
+    MAX_LOTS,
+    Count,
+    Movement,
+    MovementKind,
+    StockPosition,
+    apply_count,
+    apply_movement,
+    available_to_promise,
+    preorderable,
+)
+from oms_streams.domain.reservations import (
+    ReservationCommand,
+    ReservationKind,
+    ReservationStatus,
+    apply_reservation,
+)
+from tests.unit.builders import T0, minutes
+
+DAY = 24 * 60 * 60 * 1000
+
+
+def announce(eid: str, units: int, eta: int | None, at: int = T0) -> Movement:
+    return Movement(eid, MovementKind.INBOUND_ANNOUNCED, units, at, eta)
+
+
+def receipt(eid: str, units: int, at: int = T0) -> Movement:
+    return Movement(eid, MovementKind.RECEIPT, units, at)
+
+
+def move(position: StockPosition, *movements: Movement) -> StockPosition:
+    for movement in movements:
+        position = apply_movement(position, movement).position
+    return position
+
+
+def command(kind: ReservationKind, rid: str, *lines: tuple[str, int]) -> ReservationCommand:
+    return ReservationCommand(kind, rid, tuple(lines), T0)
+
+
+def atp(_: str, position: StockPosition) -> int:
+    return available_to_promise(position)
+
+
+def test_announcements_with_an_eta_make_lots_earliest_first_and_bounded() -> None:
+    p = move(
+        StockPosition(), announce("a", 5, T0 + 3 * DAY), announce("b", 4, T0 + DAY), announce("c", 2, None)
+    )
+    assert p.inbound == 11
+    assert p.lots == ((T0 + DAY, 4), (T0 + 3 * DAY, 5))
+    assert preorderable(p) == 9  # inbound without an ETA is never promised
+    for i in range(MAX_LOTS + 2):
+        p = move(p, announce(f"more{i}", 1, T0 + (10 + i) * DAY))
+    assert len(p.lots) == MAX_LOTS
+    assert sum(u for _, u in p.lots) == 9 + MAX_LOTS + 2
+    assert p.lots[-1][0] == T0 + (10 + MAX_LOTS + 1) * DAY  # merged at the later ETA: never early
+
+
+def test_arrivals_consume_the_earliest_lots_first() -> None:
+    p = move(StockPosition(), announce("a", 5, T0 + 3 * DAY), announce("b", 4, T0 + DAY), receipt("r", 6))
+    assert p.on_hand == 6 and p.inbound == 3
+    assert p.lots == ((T0 + 3 * DAY, 3),)
+
+
+def test_a_preorder_holds_inbound_and_leaves_on_hand_alone() -> None:
+    p = move(StockPosition(on_hand=2), announce("a", 5, T0 + DAY))
+    result = apply_reservation({"DC": p}, command(ReservationKind.PREORDER, "o1/1", ("DC", 3)), atp)
+    assert result.status is ReservationStatus.PREORDERED
+    assert result.expected_at == {"DC": T0 + DAY}
+    after = result.changed["DC"]
+    assert after.preorders == (("o1/1", 3),) and after.reserved == 0
+    assert available_to_promise(after) == 2 and preorderable(after) == 2
+    again = apply_reservation({"DC": after}, command(ReservationKind.PREORDER, "o1/1", ("DC", 3)), atp)
+    assert again.status is ReservationStatus.PREORDERED and again.changed == {}  # idempotent
+    refused = apply_reservation({"DC": after}, command(ReservationKind.PREORDER, "o2/1", ("DC", 3)), atp)
+    assert refused.status is ReservationStatus.REFUSED
+    assert "has 2 of 3 inbound" in refused.reason
+
+
+def test_the_eta_of_a_preorder_is_that_of_the_lot_its_last_unit_comes_from() -> None:
+    p = move(StockPosition(), announce("a", 2, T0 + DAY), announce("b", 5, T0 + 4 * DAY))
+    first = apply_reservation({"DC": p}, command(ReservationKind.PREORDER, "o1/1", ("DC", 1)), atp)
+    second = apply_reservation(first.changed, command(ReservationKind.PREORDER, "o2/1", ("DC", 2)), atp)
+    assert first.expected_at == {"DC": T0 + DAY}
+    assert second.expected_at == {"DC": T0 + 4 * DAY}
+
+
+def test_an_arrival_turns_the_oldest_preorders_into_holds_others_cannot_take() -> None:
+    p = move(StockPosition(), announce("a", 5, T0 + DAY))
+    p = apply_reservation({"DC": p}, command(ReservationKind.PREORDER, "o1/1", ("DC", 3)), atp).changed["DC"]
+    p = apply_reservation({"DC": p}, command(ReservationKind.PREORDER, "o2/1", ("DC", 2)), atp).changed["DC"]
+    p = move(p, receipt("r1", 4))
+    assert p.on_hand == 4 and p.inbound == 1
+    assert p.holds == (("o1/1", 3), ("o2/1", 1)) and p.reserved == 4
+    assert p.preorders == (("o2/1", 1),)
+    assert available_to_promise(p) == 0  # the arrived units are the preorders'
+    refused = apply_reservation({"DC": p}, command(ReservationKind.RESERVE, "o3/1", ("DC", 1)), atp)
+    assert refused.status is ReservationStatus.REFUSED
+    p = move(p, receipt("r2", 3))
+    assert p.holds == (("o1/1", 3), ("o2/1", 2)) and p.preorders == () and p.reserved == 5
+    assert available_to_promise(p) == 2
+    repeat = apply_reservation({"DC": p}, command(ReservationKind.PREORDER, "o2/1", ("DC", 2)), atp)
+    assert repeat.status is ReservationStatus.RESERVED  # answered as the reserve it became
+
+
+def test_releasing_a_preorder_gives_the_inbound_back_and_refuses_a_late_resend() -> None:
+    p = move(StockPosition(), announce("a", 5, T0 + DAY))
+    p = apply_reservation({"DC": p}, command(ReservationKind.PREORDER, "o1/1", ("DC", 3)), atp).changed["DC"]
+    released = apply_reservation({"DC": p}, command(ReservationKind.RELEASE, "o1/1"), atp)
+    assert released.status is ReservationStatus.RELEASED and released.lines == (("DC", 3),)
+    p = released.changed["DC"]
+    assert p.preorders == () and preorderable(p) == 5
+    late = apply_reservation({"DC": p}, command(ReservationKind.PREORDER, "o1/1", ("DC", 3)), atp)
+    assert late.status is ReservationStatus.REFUSED
+
+
+def test_counts_keep_lots_and_preorders() -> None:
+    p = move(StockPosition(on_hand=1), announce("a", 5, T0 + DAY))
+    p = apply_reservation({"DC": p}, command(ReservationKind.PREORDER, "o1/1", ("DC", 3)), atp).changed["DC"]
+    counted = apply_count(p, Count("c", 7, T0 + minutes(5))).position
+    assert counted.on_hand == 7 and counted.lots == p.lots and counted.preorders == p.preorders
+
+
+def test_rows_keep_lots_and_preorders() -> None:
+    p = move(StockPosition(), announce("a", 5, T0 + DAY))
+    p = apply_reservation({"DC": p}, command(ReservationKind.PREORDER, "o1/1", ("DC", 3)), atp).changed["DC"]
+    assert row_to_position(position_to_row(p)) == p
+    plain = move(StockPosition(), receipt("r", 2))
+    assert len(position_to_row(plain)) == 13  # positions without lots write the rows they always did
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("announce"), st.integers(1, 9), st.integers(0, 6)),
+            st.tuples(st.just("receipt"), st.integers(1, 9), st.just(0)),
+            st.tuples(st.just("preorder"), st.integers(1, 9), st.integers(0, 4)),
+            st.tuples(st.just("release"), st.just(0), st.integers(0, 4)),
+        ),
+        max_size=30,
+    )
+)
+def test_preordered_never_exceeds_inbound_and_no_unit_is_lost(steps: list[tuple[str, int, int]]) -> None:
+    p = StockPosition()
+    for i, (kind, units, arg) in enumerate(steps):
+        if kind == "announce":
+            p = move(p, announce(f"a{i}", units, T0 + arg * DAY if arg else None))
+        elif kind == "receipt":
+            p = move(p, receipt(f"r{i}", units))
+        else:
+            k = ReservationKind.PREORDER if kind == "preorder" else ReservationKind.RELEASE
+            p = apply_reservation({"DC": p}, command(k, f"o{arg}/1", ("DC", units)), atp).changed.get("DC", p)
+        assert p.preordered <= sum(u for _, u in p.lots) <= p.inbound
+        assert p.reserved == sum(u for _, u in p.holds) <= p.on_hand
+        assert len(p.lots) <= MAX_LOTS
+
+
+def test_a_cart_hold_cannot_preorder() -> None:
+    p = move(StockPosition(), announce("a", 5, T0 + DAY))
+    result = apply_reservation({"DC": p}, command(ReservationKind.PREORDER, "hold-1a2b", ("DC", 1)), atp)
+    assert result.status is ReservationStatus.REFUSED and result.changed == {}
