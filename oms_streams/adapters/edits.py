@@ -56,7 +56,10 @@ def editable(row: SourcingRow) -> EditableOrder:
     )
 
 
-def edit_request(placement: Placement) -> EditRequest:
+def what_is_ordered(placement: Placement) -> tuple[dict[str, int], str | None, dict[str, Any]]:
+    """The placement's cart (SKU -> units over its shipments), its courier store (a courier
+    delivery's only source) and its destination with the pickup store: a first placement's and an
+    edit's alike."""
     option = placement.option
     cart: dict[str, int] = {}
     for shipment in option.shipments:
@@ -66,8 +69,15 @@ def edit_request(placement: Placement) -> EditRequest:
     destination = dict(placement.destination)
     if option.pickup_store_id is not None:
         destination["pickup_store_id"] = option.pickup_store_id
+    return cart, courier, destination
+
+
+def edit_request(placement: Placement) -> EditRequest:
+    cart, courier, destination = what_is_ordered(placement)
     return EditRequest(
-        placement.event_id, tuple(cart.items()), delivery(option.method.value, destination, courier)
+        placement.event_id,
+        tuple(cart.items()),
+        delivery(placement.option.method.value, destination, courier),
     )
 
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from oms_streams.adapters.cancellations import Cancellation
 from oms_streams.adapters.courier_slots import SlotMessage
+from oms_streams.adapters.edits import what_is_ordered
 from oms_streams.adapters.lifecycle import saga_retention
 from oms_streams.adapters.orders import Fulfilment, Placement
 from oms_streams.adapters.sourcing import (
@@ -49,7 +50,6 @@ from oms_streams.adapters.sourcing import (
     reservations_by_sku,
 )
 from oms_streams.domain.backorders import BackorderPolicy
-from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.placement import PlacementLimits
 from oms_streams.domain.promise import CHANNEL_FOR_METHOD
 from oms_streams.domain.retention import RetentionPolicy
@@ -323,14 +323,7 @@ class SourcingRuntime:
         if problem is not None:
             return self.gate.refuse(placement, partition, problem, now), "rejected"
         option = placement.option
-        lines: dict[str, int] = {}
-        for shipment in option.shipments:
-            for line in shipment.lines:
-                lines[line.sku] = lines.get(line.sku, 0) + line.quantity
-        courier_store = option.shipments[0].location_id if option.method is DeliveryMethod.COURIER else None
-        destination = dict(placement.destination)
-        if option.pickup_store_id is not None:
-            destination["pickup_store_id"] = option.pickup_store_id
+        lines, courier_store, destination = what_is_ordered(placement)
         row = SourcingRow(
             order_id=placement.order_id,
             placement=placement.event_id,
