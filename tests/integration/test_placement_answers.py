@@ -45,11 +45,19 @@ def test_an_absurd_quantity_and_an_impossible_cart_are_answered_rejected_with_th
     view = worker.get("/orders/ORDER-UNKNOWN")[1]
     assert view["sourcing"]["reason"] == limit and view["sourcing"]["round"] == 0
 
-    # ORDER-BAD's first placement was valid and sourced; the forged one is dead-lettered only.
+    # ORDER-BAD's first placement was valid and sourced; the forged one (a new event id: an edit) is
+    # dead-lettered and answered as a refused edit, which changes nothing.
     assert outcome_of(worker, "ORDER-BAD")["outcome"] == "allocated"
     wait_until(lambda: placement_letters(worker), 20, "the forged placement dead-lettered")
     assert any("impossible option" in letter["reason"] for letter in placement_letters(worker))
-    assert [r["round"] for r in records_for(worker, SOURCED, "ORDER-BAD")] == [1]
+    answers = wait_until(
+        lambda: [r for r in records_for(worker, SOURCED, "ORDER-BAD") if r.get("edit")],
+        20,
+        "the edit refused",
+    )
+    assert [(a["round"], a["edit"]["status"], a["outcome"]) for a in answers] == [(1, "refused", "allocated")]
+    assert "impossible option" in answers[0]["edit"]["reason"], answers
+    assert [r["round"] for r in records_for(worker, SOURCED, "ORDER-BAD") if not r.get("edit")] == [1]
 
 
 def test_a_placement_that_cannot_be_read_is_answered_rejected_and_shown_rejected(

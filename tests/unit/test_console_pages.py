@@ -136,3 +136,51 @@ async def test_open_pages_wake_on_a_change_and_on_close() -> None:
     assert await feeds.changes.wait(seen + 1, 0.01) == seen + 1  # a timeout: nothing new
     feeds.changes.close()
     assert feeds.changes.closed and await feeds.changes.wait(seen + 2, 5.0) == seen + 2
+
+
+def test_an_order_page_shows_where_it_ships_from_as_allocated_and_each_move() -> None:
+    view = {
+        "order_id": "O1",
+        "status": "on_track",
+        "shipments": [
+            {
+                "shipment": 0,
+                "location_id": "DC-NORTH",
+                "lines": [{"sku": "SKU-TENT", "quantity": 1}],
+                "service_id": "POSTNL-STANDARD",
+                "arrives_at": "2026-01-03T10:00:00+00:00",
+                "round": 0,
+                "state": "withdrawn",
+                "late_minutes": None,
+            },
+            {
+                "shipment": 1,
+                "location_id": "DC-SOUTH",
+                "lines": [{"sku": "SKU-TENT", "quantity": 1}],
+                "service_id": "POSTNL-STANDARD",
+                "arrives_at": "2026-01-03T12:00:00+00:00",
+                "round": 2,
+                "state": "current",
+                "late_minutes": 120,
+            },
+        ],
+        "moves": [
+            {
+                "round": 2,
+                "shipment": 0,
+                "from_location_id": "DC-NORTH",
+                "to": [{"shipment": 1, "location_id": "DC-SOUTH"}],
+                "lines": [{"sku": "SKU-TENT", "quantity": 1}],
+                "withdrawn": True,
+                "reason": "short_pick at DC-NORTH: <not> on the shelf",
+                "at": "2026-01-01T10:30:00+00:00",
+            }
+        ],
+    }
+    html = pages.order_page(view)
+    shipments = html[html.index('data-testid="shipments"') : html.index("<h2>Moves</h2>")]
+    assert "DC-NORTH" in shipments and "withdrawn" in shipments and "current, 120 min late" in shipments
+    moves = html[html.index("<h2>Moves</h2>") :]
+    assert "0 at DC-NORTH" in moves and "1 at DC-SOUTH" in moves and "SKU-TENT x 1" in moves
+    assert "&lt;not&gt;" in moves and "<not>" not in moves
+    assert "<h2>Shipments</h2>" not in pages.order_page({"order_id": "O2", "status": "placed"})

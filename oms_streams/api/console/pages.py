@@ -306,6 +306,7 @@ def order_page(view: Mapping[str, Any]) -> str:
     body += "<h2>Timeline</h2>" + table(
         ("time", "what", "detail"), _timeline(view), "Nothing yet.", "timeline"
     )
+    body += _shipments(view)
     sourcing = view.get("sourcing")
     if sourcing:
         body += (
@@ -366,6 +367,54 @@ def order_page(view: Mapping[str, Any]) -> str:
             ("return", "location", "handling", "items", "processed"), rows, "", "returns"
         )
     return layout(f"Order {order_id}", body, "/console/orders")
+
+
+def _lines_text(lines: Any) -> str:
+    return ", ".join(f"{line.get('sku')} x {line.get('quantity')}" for line in lines or [])
+
+
+def _shipments(view: Mapping[str, Any]) -> str:
+    """Where the order ships from as allocated (the promise's shipments, then those sourcing added),
+    and each move a re-sourcing made: from where, to which shipments, what and why."""
+    shipments = view.get("shipments") or []
+    if not shipments:
+        return ""
+    rows: list[tuple[str, ...]] = [
+        (
+            esc(s.get("shipment")),
+            esc(s.get("location_id")),
+            esc(_lines_text(s.get("lines"))),
+            esc(s.get("service_id") or s.get("route_id") or ""),
+            esc(s.get("arrives_at") or ""),
+            esc(s.get("round")),
+            esc(s.get("state") + (f", {s['late_minutes']} min late" if s.get("late_minutes") else "")),
+        )
+        for s in shipments
+    ]
+    html = "<h2>Shipments</h2>" + table(
+        ("shipment", "location", "lines", "service / route", "arrives", "round", "state"),
+        rows,
+        "",
+        "shipments",
+    )
+    moves = view.get("moves") or []
+    if moves:
+        rows = [
+            (
+                esc(m.get("at") or ""),
+                esc(m.get("round")),
+                esc(f"{m.get('shipment')} at {m.get('from_location_id')}"),
+                esc(
+                    ", ".join(f"{t.get('shipment')} at {t.get('location_id')}" for t in m.get("to", []))
+                    or "nowhere"
+                ),
+                esc(_lines_text(m.get("lines"))),
+                esc(m.get("reason") or ""),
+            )
+            for m in moves
+        ]
+        html += "<h2>Moves</h2>" + table(("at", "round", "from", "to", "lines", "why"), rows, "", "moves")
+    return html
 
 
 def _minutes(value: Any) -> str:
