@@ -38,7 +38,7 @@ from oms_streams.streaming.topics import (
     ORDERS_SOURCED,
     RETURNS_PROCESSED,
 )
-from oms_streams.tools.audit import _keyed
+from oms_streams.tools.audit.reader import _keyed
 from oms_streams.tools.topic_reader import read_to_end
 
 M = TypeVar("M", bound=BaseModel)
