@@ -156,3 +156,16 @@ def test_every_unit_of_an_accepted_edit_is_shipped_kept_left_alone_added_or_wait
     add(decision.additions)
     add(decision.backorder)
     assert {sku: n for sku, n in units.items() if n} == {sku: n for sku, n in cart.items() if n}
+
+
+def test_a_line_kept_at_what_shipped_adds_nothing_and_a_cancelled_line_kept_as_shipped_is_accepted():
+    # The boundaries "more than shipped" (what is sourced again) and "more than before" (a cancelled
+    # line brought back).
+    shipped = Allocated("O-1:1:0", "DC-NORTH", (("A", 3), ("B", 1)), SHIPPED)
+    decision = decide_edit(order(shipped), edit(("A", 3), ("B", 1), ("C", 1)))
+    assert decision.outcome is Outcome.ACCEPTED and decision.additions == (("C", 1),)
+    # B was cancelled after its unit shipped: keeping that unit is no change, not a line brought back.
+    kept = decide_edit(order(shipped, cancelled={"B"}), edit(("A", 3), ("B", 1)))
+    assert kept.outcome is Outcome.ACCEPTED, kept.reason
+    back = decide_edit(order(shipped, cancelled={"B"}), edit(("A", 3), ("B", 2)))
+    assert back.outcome is Outcome.REFUSED
