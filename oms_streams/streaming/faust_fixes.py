@@ -165,10 +165,12 @@ async def _counted_seek(self: Any, partition: Any, offset: int) -> None:
 
 
 async def _counted_perform_seek(self: Any) -> None:
-    """faust's ``Consumer.perform_seek`` (every assigned partition to its committed offset), counted."""
+    """faust's ``Consumer.perform_seek`` (the streams to their committed offsets), counted for the
+    stream partitions only: a changelog's records keep coming to a standby table meanwhile."""
     seeks = _seeks(self)
     for tp in self.assignment():
-        seeks[tp] = seeks.get(tp, 0) + 1
+        if not self._is_changelog_tp(tp):
+            seeks[tp] = seeks.get(tp, 0) + 1
     await _applied["perform_seek"](self)
 
 

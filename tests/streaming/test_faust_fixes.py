@@ -374,3 +374,22 @@ def test_a_record_of_a_stream_below_the_read_mark_is_handed_on_not_dropped() -> 
     assert asyncio.run(hand_on()) == [(consumer.tp, 10), (changelog, 5)]
     assert consumer._read_offset[consumer.tp] is None  # so faust's drain hands 10 on
     assert consumer._read_offset[changelog] == 9  # a changelog's recovery keeps faust's own rule
+
+
+@pytest.mark.usefixtures("faust_seeks")
+def test_faust_s_seek_of_the_streams_leaves_a_changelog_s_batch_to_its_standby_table() -> None:
+    # perform_seek seeks the stream partitions only: a changelog's records, fetched for a standby
+    # table, are not read again, so none of them may be held back.
+    changelog = ("oms-ledger-changelog", 0)
+    consumer = SeekingConsumer([(("oms.inventory.movements.v1", 1), 14), (changelog, 5), (changelog, 6)])
+    consumer.assigned = {consumer.tp, changelog}
+
+    async def hand_on() -> list[tuple[Any, int]]:
+        handed = []
+        async for tp, message in faust_fixes._getmany_after_seeks(consumer, 1.0):
+            handed.append((tp, message.offset))
+            if message.offset == 14:
+                await faust_fixes._counted_perform_seek(consumer)
+        return handed
+
+    assert asyncio.run(hand_on()) == [(consumer.tp, 14), (changelog, 5), (changelog, 6)]
