@@ -207,8 +207,11 @@ def test_a_broker_frozen_past_the_delivery_timeout_stops_the_worker_and_nothing_
             assert_availability_is_the_log(broker.bootstrap, prefix)
             # A burst the worker is in the middle of when the broker stops answering: what it has
             # fetched it applies, and the changelog and availability records it sends then time out.
+            # Large enough to last seconds: the ledger applies 1 MiB chunks (about 5,000 movements),
+            # and a burst of one or two chunks could be done and acknowledged before the freeze,
+            # leaving nothing to fail (seen once in CI).
             before = worker.metric("oms_stock_events_total")
-            shop.movements(6000)
+            shop.movements(40_000)
             wait_until(lambda: worker.metric("oms_stock_events_total") > before + 200, 30, "the burst begun")
             os.kill(broker.pid, signal.SIGSTOP)
             assert_stopped_for_a_restart(worker, 60)
