@@ -14,23 +14,13 @@ from typing import Any
 from oms_streams.adapters.allocated import shipments_view
 from oms_streams.domain.placement import PlacementLimits
 from oms_streams.domain.transit import TransitModel
-from oms_streams.streaming.orders_runtime import OrdersRuntime, OrderTopics
+from oms_streams.streaming.orders_runtime import OrdersRuntime
 from oms_streams.streaming.sourcing_runtime import SourcingRuntime
 from tests.streaming.test_cancellation_runtime import TOPICS
 from tests.streaming.test_cancellation_runtime import Harness as SagaHarness
+from tests.streaming.test_orders_resourcing import TOPICS as ORDER_TOPICS
 from tests.streaming.test_orders_runtime import FakeEvent
 from tests.streaming.test_placement_tokens import KEYS, with_token
-
-ORDER_TOPICS = OrderTopics(
-    "placed",
-    "fulfilment",
-    "at-risk",
-    "observations",
-    "bookings",
-    "dlq",
-    allocations="allocations",
-    sourced="sourced",
-)
 
 
 class Harness(SagaHarness):

@@ -92,16 +92,7 @@ class Harness(OrdersHarness):
                 }
             ],
         }
-        body = {
-            "event_id": f"{order_id}-placed",
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "source": "webshop",
-            "order_id": order_id,
-            "cart": lines,
-            "destination": {"pickup_store_id": "STORE-UTRECHT-01"},
-            "option": option,
-        }
-        return FakeEvent("placed", order_id.encode(), json.dumps(body).encode())
+        return self._placed(order_id, lines, option, {"pickup_store_id": "STORE-UTRECHT-01"})
 
     def placement(self, order_id: str, cart: dict[str, int]) -> FakeEvent:
         """The webshop's placement of ``cart`` (standard delivery from DC-NORTH in six days)."""
@@ -125,13 +116,19 @@ class Harness(OrdersHarness):
                 }
             ],
         }
+        return self._placed(order_id, lines, option, UTRECHT_HOME)
+
+    @staticmethod
+    def _placed(
+        order_id: str, lines: list[dict[str, Any]], option: dict[str, Any], destination: dict[str, Any]
+    ) -> FakeEvent:
         body = {
             "event_id": f"{order_id}-placed",
             "occurred_at": datetime.now(UTC).isoformat(),
             "source": "webshop",
             "order_id": order_id,
             "cart": lines,
-            "destination": UTRECHT_HOME,
+            "destination": destination,
             "option": option,
         }
         return FakeEvent("placed", order_id.encode(), json.dumps(body).encode())
