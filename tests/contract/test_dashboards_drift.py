@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from oms_streams.metrics import Metrics
-from oms_streams.tools import dashboards
+from oms_streams.tools import dashboard_panels, dashboards
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -42,8 +42,8 @@ def test_every_panel_reads_a_metric_the_worker_exports() -> None:
     exported = exported_series()
     unknown = {
         (uid, title, name)
-        for uid, title, expr in dashboards.panel_queries()
-        for name in dashboards.metric_names(expr)
+        for uid, title, expr in dashboard_panels.panel_queries()
+        for name in dashboard_panels.metric_names(expr)
         if name not in exported
     }
     assert not unknown, f"panels read metrics no worker exports: {sorted(unknown)}"
@@ -67,7 +67,7 @@ def test_every_panel_has_a_query_and_unique_ids_and_the_provisioned_data_source(
             ref_ids = [target["refId"] for target in panel["targets"]]
             assert len(set(ref_ids)) == len(ref_ids) and all(ref_ids), (relative, panel["title"])
             assert all(target["expr"] for target in panel["targets"])
-    assert len(uids) == len(dashboards.DASHBOARDS)
+    assert len(uids) == len(dashboard_panels.DASHBOARDS)
 
 
 def test_compose_provisions_the_dashboards_and_the_data_source() -> None:
@@ -81,4 +81,4 @@ def test_compose_provisions_the_dashboards_and_the_data_source() -> None:
     assert mounts["./grafana/provisioning/dashboards"] == "/etc/grafana/provisioning/dashboards"
     assert "prometheus" in compose["services"]
     scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
-    assert [job["job_name"] for job in scrape["scrape_configs"]] == [dashboards.JOB]
+    assert [job["job_name"] for job in scrape["scrape_configs"]] == [dashboard_panels.JOB]

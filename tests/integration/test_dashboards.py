@@ -28,7 +28,7 @@ import yaml
 
 from oms_streams.config import Settings
 from oms_streams.streaming.partitioning import partition_for
-from oms_streams.tools import dashboards
+from oms_streams.tools import dashboard_panels
 from oms_streams.tools.simulator import run_simulation
 from tests.integration.conftest import NETWORK_YAML
 from tests.integration.test_courier_slots import courier_option, slot_at
@@ -46,17 +46,17 @@ NOT_FED = {
     (
         "oms-engine",
         "Stalled partitions",
-        f"sum by (topic) (increase(oms_partitions_reread_total[{dashboards.RATE}]))",
+        f"sum by (topic) (increase(oms_partitions_reread_total[{dashboard_panels.RATE}]))",
     ),
     (
         "oms-engine",
         "Commands resent and attempts given up",
-        f"sum by (kind, cause) (rate(oms_sourcing_resends_total[{dashboards.RATE}]))",
+        f"sum by (kind, cause) (rate(oms_sourcing_resends_total[{dashboard_panels.RATE}]))",
     ),
     (
         "oms-business",
         "Promise tokens",
-        f"sum by (verdict) (rate(oms_promise_tokens_total[{dashboards.RATE}]))",
+        f"sum by (verdict) (rate(oms_promise_tokens_total[{dashboard_panels.RATE}]))",
     ),
 }
 """Queries whose series only a fault creates (a rebalance that drops a record: faust_fixes; a ledger
@@ -87,7 +87,7 @@ class Prometheus:
                     "rule_files": [str(ALERTS)],
                     "scrape_configs": [
                         {
-                            "job_name": dashboards.JOB,
+                            "job_name": dashboard_panels.JOB,
                             "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}],
                         }
                     ],
@@ -150,7 +150,7 @@ def has_data(result: list[dict[str, Any]]) -> bool:
 
 
 def runnable(expr: str) -> str:
-    for variable in dashboards.GRAFANA_VARIABLES:
+    for variable in dashboard_panels.GRAFANA_VARIABLES:
         expr = expr.replace(variable, WINDOW)
     assert "$" not in expr, f"a Grafana variable this test does not substitute: {expr}"
     return expr
@@ -193,7 +193,7 @@ def prometheus(prometheus_bin: str, monitored_worker: WorkerProcess, tmp_path: P
     try:
         wait_until(server.ready, 30, f"prometheus ready (log: {server.log_path})", server.assert_alive)
         wait_until(
-            lambda: server.query(f'up{{job="{dashboards.JOB}"}} == 1'),
+            lambda: server.query(f'up{{job="{dashboard_panels.JOB}"}} == 1'),
             30,
             "the worker scraped",
             server.assert_alive,
@@ -302,7 +302,7 @@ def test_every_dashboard_panel_shows_data_from_a_fed_worker(
         simulator.join(30)
     assert simulated.get("events", 0) > 100, simulated
 
-    queries = [(uid, title, expr, runnable(expr)) for uid, title, expr in dashboards.panel_queries()]
+    queries = [(uid, title, expr, runnable(expr)) for uid, title, expr in dashboard_panels.panel_queries()]
     required = [q for q in queries if q[:3] not in NOT_FED]
     assert len(required) == len(queries) - len(NOT_FED), "NOT_FED names a query no panel has"
     missing: list[tuple[str, str, str]] = []
