@@ -6,7 +6,7 @@ import asyncio
 import json
 from types import SimpleNamespace
 
-from oms_streams.api.console import pages
+from oms_streams.api.console import markup, order_pages, pages
 from oms_streams.api.console.feeds import DISPLAY_CHARS, MAX_LETTERS, ConsoleFeeds
 from oms_streams.api.console.views import sse_message
 
@@ -96,7 +96,7 @@ def test_the_at_risk_book_keeps_the_latest_state_per_order_newest_first() -> Non
 
 
 def test_an_order_link_escapes_and_quotes_the_id() -> None:
-    assert pages.order_link('a/"b') == '<a href="/console/orders/a%2F%22b">a/&quot;b</a>'
+    assert markup.order_link('a/"b') == '<a href="/console/orders/a%2F%22b">a/&quot;b</a>'
 
 
 def test_an_order_page_renders_the_timeline_in_time_order_and_escapes_it() -> None:
@@ -115,7 +115,7 @@ def test_an_order_page_renders_the_timeline_in_time_order_and_escapes_it() -> No
         "lines": [],
         "cancellations": [],
     }
-    html = pages.order_page(view)
+    html = order_pages.order_page(view)
     assert "O&lt;1&gt;" in html and "<1>" not in html
     order = [html.index(what) for what in ("placed", "picked", "milestone pick_start", "milestone delivered")]
     assert order == sorted(order)
@@ -177,10 +177,10 @@ def test_an_order_page_shows_where_it_ships_from_as_allocated_and_each_move() ->
             }
         ],
     }
-    html = pages.order_page(view)
+    html = order_pages.order_page(view)
     shipments = html[html.index('data-testid="shipments"') : html.index("<h2>Moves</h2>")]
     assert "DC-NORTH" in shipments and "withdrawn" in shipments and "current, 120 min late" in shipments
     moves = html[html.index("<h2>Moves</h2>") :]
     assert "0 at DC-NORTH" in moves and "1 at DC-SOUTH" in moves and "SKU-TENT x 1" in moves
     assert "&lt;not&gt;" in moves and "<not>" not in moves
-    assert "<h2>Shipments</h2>" not in pages.order_page({"order_id": "O2", "status": "placed"})
+    assert "<h2>Shipments</h2>" not in order_pages.order_page({"order_id": "O2", "status": "placed"})

@@ -21,7 +21,7 @@ import faust
 from aiohttp import web
 from faust.web import Request, Response, View
 
-from oms_streams.api.console import pages
+from oms_streams.api.console import markup, order_pages, pages
 from oms_streams.api.console.feeds import ConsoleFeeds
 from oms_streams.api.console.static import CONTENT_TYPES, read
 from oms_streams.api.http import order_view
@@ -175,8 +175,8 @@ def register_console_views(worker: Worker) -> None:
         async def get(self, request: Request) -> Response:
             order_id = request.query.get("order_id", "").strip()
             if order_id:
-                return _redirect(f"/console/orders/{pages.path_part(order_id)}")
-            return _html(pages.order_lookup_page())
+                return _redirect(f"/console/orders/{markup.path_part(order_id)}")
+            return _html(order_pages.order_lookup_page())
 
     @app.page("/console/orders/{order_id}")
     class ConsoleOrder(View):
@@ -185,15 +185,15 @@ def register_console_views(worker: Worker) -> None:
             # Like GET /orders/{id}: answered by the worker that owns the order (proxied to it).
             view = order_view(worker, order_id)
             if view is None:
-                return _html(pages.order_lookup_page(order_id, f"No order {order_id!r}."), status=404)
-            return _html(pages.order_page(view))
+                return _html(order_pages.order_lookup_page(order_id, f"No order {order_id!r}."), status=404)
+            return _html(order_pages.order_page(view))
 
     @app.page("/console/returns")
     class ConsoleReturnLookup(View):
         async def get(self, request: Request) -> Response:
             return_id = request.query.get("return_id", "").strip()
             if return_id:
-                return _redirect(f"/console/returns/{pages.path_part(return_id)}")
+                return _redirect(f"/console/returns/{markup.path_part(return_id)}")
             return _html(pages.return_lookup_page())
 
     @app.page("/console/returns/{return_id}")
