@@ -30,7 +30,7 @@ def test_sasl_settings_reach_confluent_and_aiokafka_clients(sasl_settings: Setti
 
 
 def test_faust_worker_gets_sasl_credentials(sasl_settings: Settings) -> None:
-    from oms_streams.streaming.app import _credentials
+    from oms_streams.streaming.worker_kafka import _credentials
 
     credentials = _credentials(sasl_settings)
     assert credentials.mechanism.value == "SCRAM-SHA-512"
