@@ -18,6 +18,7 @@ from oms_streams.domain.inventory import (
     SupplierFeed,
 )
 from oms_streams.domain.ledger import StockCommand
+from oms_streams.domain.values import value
 from oms_streams.schemas.inventory import StockCount, StockMovement, SupplierStock
 
 M = TypeVar("M", bound=BaseModel)
@@ -31,7 +32,7 @@ def known_fields(row_type: type[Any], body: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in body.items() if key in names}
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DecodedStock:
     sku: str
     kind: str

@@ -13,7 +13,10 @@ MILLISECOND = timedelta(milliseconds=1)
 
 
 def epoch_ms(moment: datetime) -> int:
-    return (moment - EPOCH) // MILLISECOND
+    # The difference's parts, not ``// MILLISECOND``: the same integer at half the cost (once per
+    # decoded stock event).
+    since = moment - EPOCH
+    return since.days * 86_400_000 + since.seconds * 1000 + since.microseconds // 1000
 
 
 def utc_from_epoch_ms(ms: int) -> datetime:

@@ -40,6 +40,8 @@ from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Protocol, TypeVar
 
+from oms_streams.domain.values import value
+
 SEASON_DAYS = 7
 """One seasonal index per weekday."""
 MAX_GAP_DAYS = 56
@@ -77,7 +79,7 @@ class DemandForecaster(Protocol[StateT]):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DemandState:
     """Bounded state of one (store, SKU): a dozen floats whatever the history length.
 
@@ -119,7 +121,17 @@ class HoltWintersForecaster:
 
     def record_sale(self, state: DemandState, day_index: int, units: float) -> DemandState:
         if state.open_day is None or day_index == state.open_day:
-            return replace(state, open_day=day_index, open_units=state.open_units + units)
+            # The constructor, not ``replace``: once per till sale learned, and replace's field
+            # introspection costs more than the rest of the step.
+            return DemandState(
+                state.level,
+                state.season,
+                state.variance,
+                state.last_day,
+                state.warmup,
+                day_index,
+                state.open_units + units,
+            )
         if day_index < state.open_day:
             return state  # the day was closed: a late sale cannot be learned without double counting
         closed = self.observe(state, state.open_day, state.open_units)

@@ -496,14 +496,21 @@ def test_distances_within_finds_the_stores_close_enough_and_skips_those_without_
 
 @given(net=networks(), rules=visibility_rules(), sku=st.sampled_from(SKUS), data=st.data())
 def test_availability_kept_location_by_location_equals_the_whole_combination(net, rules, sku, data):
-    locations_, positions, protection = net
+    locations_, positions, _ = net  # protection is drawn per put here
     running = RunningAvailability(sku, rules)
     views = {}
     known = [loc for loc in positions if loc in locations_]
     # Views put, replaced and removed in any order end where a fresh combination of the survivors is.
     for loc in data.draw(st.lists(st.sampled_from(known), max_size=12)) if known else []:
         if data.draw(st.booleans()):
-            view = location_view(sku, locations_[loc], positions[loc], rules, protection.get(loc, 0))
+            # A location's view replaced by one of other figures, as a movement or a hold makes it.
+            position = replace(
+                positions[loc],
+                on_hand=data.draw(st.integers(0, 60)),
+                reserved=data.draw(st.integers(0, 5)),
+                unsellable=data.draw(st.integers(0, 3)),
+            )
+            view = location_view(sku, locations_[loc], position, rules, data.draw(st.integers(0, 8)))
             running.put(view)
             views[loc] = view
         else:
@@ -519,3 +526,4 @@ def test_availability_kept_location_by_location_equals_the_whole_combination(net
     ]
     assert got.hidden == {k: v for k, v in expected.hidden.items() if v}
     assert got.lead_time_hours == expected.lead_time_hours and got.protected == expected.protected
+    assert got.short == expected.short and got.inbound == expected.inbound
