@@ -143,6 +143,9 @@ class SourcingRow:
     last_outcomes: list[dict[str, Any]] = field(default_factory=list)
     """The outcomes (``oms.orders.sourced.v1``, without trace) of the last batch that published any:
     published again by a worker that takes the row over (``sourcing_outcomes``)."""
+    last_allocations: list[dict[str, Any]] = field(default_factory=list)
+    """The allocation records (without trace) of the last batch that published any: published
+    again, but the cancelled ones, with ``last_outcomes``."""
     placed_at_ms: int | None = None
     """When the placement reached its topic: a backorder waits for stock until then + the horizon."""
     backorder_until_ms: int | None = None

@@ -6,9 +6,11 @@ ids, so that consumers recognise the repeat.
 
 A batch stores its rows before its outputs are produced, so a crash between the two can lose
 outcomes that the row, stored, no longer shows: a round finished and the next one started in the
-same batch (an allocation and a shed answered together). So each row keeps the outcomes of the
-last batch that published any for it (``last_outcomes``, without their trace), and a worker that
-touches a row it did not write itself (after a crash or a rebalance) publishes them again first.
+same batch (an allocation and a shed answered together, an edit or a cancellation that waited for
+the round). So each row keeps the outcomes and the allocation records of the last batch that
+published any for it (``last_outcomes``, ``last_allocations``, without their trace), and a worker
+that touches a row it did not write itself (after a crash or a rebalance) publishes them again
+first (the allocations but those cancelled since).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class RoundPublisher:
         """Orders whose finished round this worker published again (once is enough)."""
         self._published_now: dict[str, list[dict[str, Any]]] = {}
         """Order -> the outcomes published for it since its row was last stored."""
+        self._allocated_now: dict[str, list[dict[str, Any]]] = {}
+        """Order -> the allocation records published for it since its row was last stored."""
         self._known: set[str] = set()
         """Orders whose last outcomes this worker published itself, or published again."""
         self._resent: set[str] = set()
@@ -89,14 +93,14 @@ class RoundPublisher:
             shipment = shipments[allocation.shipment]
             record = allocation_record(row, allocation, shipment, own, trace, now)
             self.outbox.add(self.allocations_topic, row.order_id.encode(), record)
+            self._allocated_now.setdefault(row.order_id, []).append(_without_trace(record))
         if not outcome:
             return
         ids = [allocation.allocation_id for allocation in allocations]
         record = sourced_record(row, row.status, ids, row.reason(), now)
         self.outbox.add(self.sourced_topic, row.order_id.encode(), record)
-        kept = orjson.loads(record)
-        kept["trace"] = None  # the row stays small; a repeat needs only the ids and the outcome
-        self._published_now.setdefault(row.order_id, []).append(kept)
+        # The row stays small; a repeat needs only the ids and the outcome.
+        self._published_now.setdefault(row.order_id, []).append(_without_trace(record))
 
     def add_outcome(self, row: SourcingRow, record: bytes) -> None:
         """A record of the answers topic that is not a round's outcome (a refused edit), kept like
@@ -110,20 +114,28 @@ class RoundPublisher:
         if published:
             row.last_outcomes = published
             self._remember(row.order_id)
+        allocated = self._allocated_now.pop(row.order_id, None)
+        if allocated:
+            row.last_allocations = allocated
+            self._remember(row.order_id)
 
     def resend_outcomes(self, row: SourcingRow) -> bool:
         """Before a worker first acts on a row it did not write: its last outcomes again."""
         if row.order_id in self._known:
             return False
         self._remember(row.order_id)
+        cancelled = {a.allocation_id for a in row.allocations if a.state == "cancelled"}
+        for allocation in row.last_allocations:  # before the outcomes that list them, as published
+            if allocation["allocation_id"] not in cancelled:
+                self.outbox.add(self.allocations_topic, row.order_id.encode(), orjson.dumps(allocation))
         for outcome in row.last_outcomes:
             self.outbox.add(self.sourced_topic, row.order_id.encode(), orjson.dumps(outcome))
             if len(self._resent) >= 100_000:
                 self._resent.clear()
             self._resent.add(outcome["event_id"])
-        if row.last_outcomes:
+        if row.last_outcomes or row.last_allocations:
             self.metrics.sourcing_events.labels("republish", "last_outcomes").inc()
-        return bool(row.last_outcomes)
+        return bool(row.last_outcomes or row.last_allocations)
 
     def _remember(self, order_id: str) -> None:
         if len(self._known) >= 100_000:
@@ -155,3 +167,10 @@ class RoundPublisher:
             ),
             pickup_store_id=row.destination.get("pickup_store_id"),
         )
+
+
+def _without_trace(record: bytes) -> dict[str, Any]:
+    kept: dict[str, Any] = orjson.loads(record)
+    if kept.get("trace") is not None:
+        kept["trace"] = None
+    return kept

@@ -374,3 +374,50 @@ def test_with_signing_keys_an_edit_needs_its_own_token_like_any_placement():
     h.take_sent()
     h.run(with_token(h.edit("O-1", {"SKU-TENT": 3}, 3)))
     assert h.commands("reserve")[0]["lines"] == [{"location_id": "DC-NORTH", "quantity": 1}]
+
+
+def test_a_round_that_ended_with_a_waiting_edit_sends_its_allocation_again_from_a_new_owner():
+    # Found by the chaos run with edits (kill point replied@stored): round 1 allocated and the edit
+    # that waited for it opened round 2 in the same batch; the row was stored, the worker died before
+    # the batch's records left, and the new owner's row was in round 2: round 1's outcome came again
+    # (``last_outcomes``) but its allocation never did (oms audit: missing_allocation).
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=10)
+    h.stock("SKU-BIKE-LIGHT", DC_NORTH=10)
+    h.place("O-1", {"SKU-TENT": 1})
+    [first] = h.commands("reserve")
+    h.take_sent()
+    h.run(h.edit("O-1", {"SKU-TENT": 1, "SKU-BIKE-LIGHT": 2}, 2))  # waits for round 1
+    last = h.answer(first, "reserved", 9)
+    h.run(last)
+    [allocated] = [a for a in h.on("allocations") if a["kind"] == "allocate"]
+    assert allocated["allocation_id"] == "O-1:1:0"
+    h.take_sent()  # the row was stored in round 2, then the worker died before its records left
+
+    h.saga = SourcingRuntime(
+        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
+    )
+    asyncio.run(h.saga.reload())
+    h.take_sent()  # round 2's reserve again
+    h.run(last)  # read again (its offset was never committed)
+
+    [again] = [a for a in h.on("allocations") if a["kind"] == "allocate"]
+    assert (again["event_id"], again["lines"]) == (allocated["event_id"], allocated["lines"])
+    assert [o["round"] for o in h.on("sourced")] == [1]
+
+
+def test_an_allocation_cancelled_since_is_not_sent_again_by_a_new_owner():
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=10)
+    h.place("O-1", {"SKU-TENT": 1})
+    [first] = h.commands("reserve")
+    h.run(h.answer(first, "reserved", 9))
+    h.run(h.cancellation("O-1", request_id="CANCEL-A"))
+    h.take_sent()
+
+    h.saga = SourcingRuntime(
+        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
+    )
+    h.run(h.answer(first, "reserved", 9))  # an old reply read again by the new owner
+
+    assert [a for a in h.on("allocations") if a["kind"] == "allocate"] == []
