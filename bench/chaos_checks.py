@@ -54,6 +54,8 @@ class EndCounts:
     orders_without_end_state: int = 0
     duplicate_allocations: int = 0
     cancellations_unanswered: int = 0
+    edits_unanswered: int = 0
+    """Edits with no answer (accepted in a round's outcome, or refused) on oms.orders.sourced.v1."""
     other_audit_findings: dict[str, int] = field(default_factory=dict)
     holds_shown_held_after_expiry: int = 0
     listed_cancelled_unpublished: int = 0
@@ -74,6 +76,7 @@ class EndCounts:
             or self.orders_without_end_state
             or self.duplicate_allocations
             or self.cancellations_unanswered
+            or self.edits_unanswered
             or self.other_audit_findings
         )
 
@@ -112,6 +115,9 @@ def end_counts(bootstrap: str, prefix: str, load: ChaosLoad, workers: list[Worke
     unanswered = set(load.requests) - answered_requests(bootstrap, prefix)
     counts.cancellations_unanswered = len(unanswered)
     counts.examples += [f"unanswered cancellation {r}" for r in sorted(unanswered)[:3]]
+    unanswered = set(load.edits) - answered_edits(bootstrap, prefix)
+    counts.edits_unanswered = len(unanswered)
+    counts.examples += [f"unanswered edit {e} of {load.edits[e]}" for e in sorted(unanswered)[:3]]
     counts.holds_shown_held_after_expiry = len(holds_shown_held(load, workers))
     return counts
 
@@ -210,6 +216,12 @@ def _order_and_sku(item: dict[str, str]) -> tuple[str, str]:
 
 def answered_requests(bootstrap: str, prefix: str) -> set[str]:
     return {json.loads(value)["request_id"] for _, value, _ in read_timed(bootstrap, prefix + OUTCOMES)}
+
+
+def answered_edits(bootstrap: str, prefix: str) -> set[str]:
+    """Placement event ids of the edits answered, accepted (a round's outcome) or refused."""
+    answers = (json.loads(value).get("edit") for _, value, _ in read_timed(bootstrap, prefix + SOURCED))
+    return {edit["placement_event_id"] for edit in answers if edit}
 
 
 def holds_shown_held(load: ChaosLoad, workers: list[WorkerProcess]) -> list[str]:

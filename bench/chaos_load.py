@@ -4,6 +4,8 @@ keep working while workers die.
 - Orders race for a few SKUs with little stock at two DCs, so they compete and some are refused.
 - Cart holds (``POST /holds`` to any live worker) with a TTL of a few seconds: some are taken over
   by an order placed with the hold id (some of those after the hold expired), the rest expire.
+- Edits: an order placed again under its id with a new event id and another cart (a line more or
+  less, a quantity changed, another DC), at any point of its life.
 - Cancellations of whole orders or of one line, on ``oms.orders.cancellations.v1``, at any point
   of an order's life (before it is sourced, allocated, after a shipment left).
 - A WMS that follows ``oms.fulfilment.allocations.v1`` and answers each allocation once: handed to
@@ -42,6 +44,7 @@ class LoadFigures:
     orders: int = 0
     orders_with_hold: int = 0
     cancellations: int = 0
+    edits: int = 0
     holds: Counter[str] = field(default_factory=Counter)
     """POST /holds answers: held, refused, pending (202), failed (no worker answered)."""
     wms: Counter[str] = field(default_factory=Counter)
@@ -54,6 +57,7 @@ class LoadFigures:
             "orders": self.orders,
             "orders_with_hold": self.orders_with_hold,
             "cancellations": self.cancellations,
+            "edits": self.edits,
             "holds": dict(self.holds),
             "wms": dict(self.wms),
             "receipts": self.receipts,
@@ -88,8 +92,12 @@ class ChaosLoad:
         self.holds_per_s = holds_per_s
         self.figures = LoadFigures()
         self.placed: list[str] = []
+        self.carts: dict[str, dict[str, int]] = {}
+        """Order id -> its cart as last placed (or edited)."""
         self.requests: dict[str, str] = {}
         """Cancellation request id -> order id."""
+        self.edits: dict[str, str] = {}
+        """Edit placement event id -> order id."""
         self.holds: list[Hold] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()  # the producer is shared by the three threads
@@ -125,6 +133,8 @@ class ChaosLoad:
             self._place(f"CHAOS-{len(self.placed):05d}", self._cart())
             if self.rng.random() < 0.2 and self.placed:
                 self._cancel(self.rng.choice(self.placed[-40:]))
+            if self.rng.random() < 0.15 and self.placed:
+                self._edit(self.rng.choice(self.placed[-40:]))
             if tick % 3 == 0:
                 with self._lock:
                     self.events.movement(self.rng.choice(SKUS), self.rng.choice(DCS), "receipt", 4)
@@ -144,8 +154,26 @@ class ChaosLoad:
         with self._lock:
             self.events.order_placed(order_id, option, UTRECHT_HOME, hold_id=hold_id)
         self.placed.append(order_id)
+        self.carts[order_id] = cart
         self.figures.orders += 1
         self.figures.orders_with_hold += hold_id is not None
+
+    def _edit(self, order_id: str) -> None:
+        """The order placed again with one change to its cart: a quantity, a line more or less."""
+        cart = dict(self.carts[order_id])
+        sku = self.rng.choice(SKUS)
+        if sku in cart and (len(cart) > 1 or self.rng.random() < 0.5):
+            cart[sku] = self.rng.choice([q for q in (1, 2, 3) if q != cart[sku]] + [0] * (len(cart) > 1))
+        else:
+            cart[sku] = self.rng.randint(1, 2)
+        cart = {s: q for s, q in cart.items() if q}
+        event_id = f"{order_id}-edit-{len(self.edits)}"
+        option = an_option("standard", cart, location=self.rng.choice(DCS))
+        with self._lock:
+            self.events.order_placed(order_id, option, UTRECHT_HOME, event_id=event_id)
+        self.carts[order_id] = cart
+        self.edits[event_id] = order_id
+        self.figures.edits += 1
 
     def _cancel(self, order_id: str) -> None:
         request_id = f"{order_id}-cancel-{len(self.requests)}"
