@@ -150,6 +150,8 @@ def orders_without_end_state(
     latest: dict[str, int] = {}  # order -> its latest round with an outcome
     for _, value, _ in read_timed(bootstrap, prefix + SOURCED):
         outcome = json.loads(value)
+        if outcome["outcome"] == "preordered":
+            continue  # a preorder's interim answer: its round's outcome comes at the arrival
         latest[outcome["order_id"]] = max(outcome["round"], latest.get(outcome["order_id"], -1))
     withdrawn: dict[str, int] = {}  # order -> the latest round an allocation was withdrawn from
     for _, value, _ in read_timed(bootstrap, prefix + ALLOCATIONS):
