@@ -8,8 +8,9 @@ hold of the same reservation and answers the command again, unasked, as a ``rese
 ``reserved`` (``streaming.preorder_arrivals``): the round finishes as any round does, with
 allocations fulfilment can pick. So an arrival never lets another order take the units.
 
-- A refused preorder (the inbound was promised to others in the meantime) gives back what the
-  attempt holds and plans the order again from on-hand stock, as a backorder if there is none.
+- A refused preorder (the inbound was promised to others in the meantime), or one a hold of which
+  the ledger shed (stock gone under units that arrived for it), gives back what the attempt holds
+  and plans the order again from on-hand stock, as a backorder if there is none.
 - A preorder whose goods have not arrived ``grace`` after its latest ETA is given up: its holds are
   released and the order is rejected with the reason, its backorder final. Late inbound is not
   chased: the webshop is told, and may place the order again with a fresh promise.
@@ -146,6 +147,20 @@ class Preorders:
             state["until_ms"] = state["expected_at_ms"] + self.grace_ms
         self.rounds.add_outcome(row, preordered_record(row, now))
         self.metrics.preorders.labels("held").inc()
+
+    def shed(self, row: SourcingRow, reply: Reply, now: int) -> bool:
+        """The ledger shed a hold of the preorder under way (stock gone under units that arrived for
+        it, all of a SKU's or part of them): the preorder cannot ship as promised, so it ends now as
+        a refused one does. Every SKU is released (named lines: the release takes what still waits
+        as inbound too), and the order is planned again from stock on hand. Whether it was one."""
+        if not (row.preordered() and reply.reservation_id == row.reservation_id):
+            return False
+        if reply.sku not in row.pending and reply.sku not in row.held:
+            return False
+        self._give_up(row, now)
+        self.metrics.preorders.labels("refused").inc()
+        self.plan_and_reserve(row, now)
+        return True
 
     def arrived(self, row: SourcingRow) -> None:
         """Every SKU answered ``reserved``: the round allocates now."""

@@ -206,11 +206,54 @@ def test_a_shed_of_an_arrived_sku_while_another_waits_ends_the_preorder_as_a_ref
     tent = next(c for c in commands if c["sku"] == "SKU-TENT")
     stove = next(c for c in commands if c["sku"] == "SKU-STOVE")
     h.run(arrived(h, tent))
+    h.take_sent()
     shed = h.answers([{**tent, "kind": "shed"}], "released", 0)
-    h.run(shed)  # a count took the arrived tents away
+    h.run(shed)  # a count took the arrived tents away: sourced from stock on hand now
+    assert released_now(h) == [("SKU-STOVE", "ORDER-P/1"), ("SKU-TENT", "ORDER-P/1")]
+    assert h.row("ORDER-P").attempt == 2
     h.run(arrived(h, stove))
 
     row = h.row("ORDER-P")
     assert row.preorder is not None and row.preorder["status"] == "refused"
     assert row.attempt == 2 and not row.preordered()
     assert {c["kind"] for c in h.commands()} <= {"release", "reserve"}  # never a preorder again
+
+
+def released_now(h: Harness) -> list[tuple[str, str]]:
+    return sorted((c["sku"], c["reservation_id"]) for c in h.commands("release"))
+
+
+def test_a_shed_of_part_of_a_sku_still_on_its_way_ends_the_preorder_and_sources_it_from_stock(
+    h: Harness,
+) -> None:
+    # Two tents preordered; one arrived and became a hold, then a count took it away while the other
+    # is still inbound. Allocating at the next arrival would ship one tent short: the preorder ends.
+    h.stock("SKU-TENT", DC_SOUTH=5)
+    h.run(preorder_placement(h, "ORDER-P", {"SKU-TENT": 2}))
+    [tent] = h.commands("preorder")
+    h.take_sent()
+    h.run(preordered(h, [tent]))
+    shed = h.answers(
+        [{**tent, "kind": "shed", "lines": [{"location_id": "DC-NORTH", "quantity": 1}]}], "released"
+    )
+    h.take_sent()
+    h.run(shed)
+
+    # Named: the release also takes the tent still preordered as inbound.
+    [release] = h.commands("release")
+    assert (release["reservation_id"], [line["location_id"] for line in release["lines"]]) == (
+        "ORDER-P/1",
+        ["DC-NORTH"],
+    )
+    [reserve] = h.commands("reserve")
+    assert (reserve["reservation_id"], reserve["lines"][0]["location_id"]) == ("ORDER-P/2", "DC-SOUTH")
+    row = h.row("ORDER-P")
+    assert row.preorder is not None and row.preorder["status"] == "refused" and not row.preordered()
+    assert h.metrics.preorders.labels("refused")._value.get() == 1
+    h.take_sent()
+
+    h.run(arrived(h, tent))  # the other tent's arrival answer, for the attempt that is over
+    assert released_now(h) == [("SKU-TENT", "ORDER-P/1")]
+    h.take_sent()
+    h.run(shed)  # read again: nothing more
+    assert h.commands() == [] and h.row("ORDER-P").attempt == 2
