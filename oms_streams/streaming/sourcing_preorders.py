@@ -130,6 +130,10 @@ class Preorders:
             etas[reply.sku] = max(etas.get(reply.sku, 0), reply.expected_at_ms)
         if state["status"] == "waiting" and state["expected_at_ms"] is not None:
             state["until_ms"] = state["expected_at_ms"] + self.grace_ms  # asked again: a later ETA
+        if state["status"] == "waiting" and not state.get("said"):
+            # A row from before interim answers: said at its next answer (asked on reload, at the ETA).
+            state.setdefault("accepted_at_ms", reply.at_ms)
+            self._say(row, now)
         self._waits(row, now)
         return "applied"
 
@@ -145,6 +149,11 @@ class Preorders:
         state["status"] = "waiting"
         if state["expected_at_ms"] is not None:
             state["until_ms"] = state["expected_at_ms"] + self.grace_ms
+        self._say(row, now)
+
+    def _say(self, row: SourcingRow, now: int) -> None:
+        assert row.preorder is not None
+        row.preorder["said"] = True
         self.rounds.add_outcome(row, preordered_record(row, now))
         self.metrics.preorders.labels("held").inc()
 

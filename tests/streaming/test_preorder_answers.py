@@ -154,6 +154,28 @@ def test_a_crash_before_the_row_was_stored_decides_the_same_interim_answer_again
     assert h.outcomes("ORDER-P") == [first]
 
 
+def test_a_preorder_that_waited_before_interim_answers_existed_is_said_at_its_next_answer(h: Harness) -> None:
+    commands = placed(h, {"SKU-TENT": 2})
+    h.run(preordered(h, [commands["SKU-TENT"]]))
+    row = h.row("ORDER-P")
+    assert row.preorder is not None
+    del row.preorder["said"]  # as a row written by the version before this one
+    row.last_outcomes = []
+    h.sourcing_table["ORDER-P"] = row.encode()
+    h.take_sent()
+
+    h.saga = h.owner()  # an upgrade is a restart: the new owner asks the waiting preorder again
+    asyncio.run(h.saga.reload())
+    [again] = h.commands("preorder")
+    h.take_sent()
+    h.run(preordered(h, [again]))
+    [interim] = h.outcomes("ORDER-P")
+    assert interim["event_id"] == "ORDER-P:preordered:1"
+    h.take_sent()
+    h.run(preordered(h, [again]))  # and once only
+    assert h.outcomes("ORDER-P") == []
+
+
 def test_a_consumer_of_round_outcomes_skips_the_interim_answer(h: Harness) -> None:
     commands = placed(h, {"SKU-TENT": 2})
     h.run(preordered(h, [commands["SKU-TENT"]]))
