@@ -48,6 +48,7 @@ ENV = {
     "OMS_STALL_AFTER_S": "10",
     "OMS_HOLD_EXPIRY_CHECK_S": "0.5",
     "OMS_SOURCING_REPLY_TIMEOUT_S": "5",
+    "OMS_PREORDER_GRACE_H": "0.005",  # 18 s: a preorder whose goods never came ends within the run
 }
 SAGA_STEPS = ("planned", "stored", "reserves_sent", "replied", "allocated", "fulfil", "release", "cancel")
 """The issue's steps, on the order owner's side; the ledger's are the rest of ``STEPS``."""
@@ -123,7 +124,15 @@ def kill_plan(rng: random.Random, rounds: int, steps: tuple[str, ...], random_ki
 
 class ChaosRun:
     def __init__(
-        self, bootstrap: str, prefix: str, work: Path, plan: list[Kill], *, workers: int = 3, seed: int = 5
+        self,
+        bootstrap: str,
+        prefix: str,
+        work: Path,
+        plan: list[Kill],
+        *,
+        workers: int = 3,
+        seed: int = 5,
+        preorder_share: float = 0.0,
     ) -> None:
         self.bootstrap, self.prefix, self.work = bootstrap, prefix, work
         self.rng = random.Random(seed)
@@ -137,7 +146,7 @@ class ChaosRun:
         self.armed: list[Kill | None] = [None] * workers
         self.log_from = [0] * workers
         """Where the slot's worker log was when it last started: its kill point's line comes after."""
-        self.load = ChaosLoad(self.events, self.live_workers, seed + 1)
+        self.load = ChaosLoad(self.events, self.live_workers, seed + 1, preorder_share=preorder_share)
         self.fire_timeout_s = 60.0
         self._lock = threading.Lock()
 
@@ -284,6 +293,9 @@ def main() -> None:
     parser.add_argument("--settle-s", type=float, default=240, help="longest wait for every order to end")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument(
+        "--preorders", type=float, default=0.0, help="share of the orders placed as preorders (0: none)"
+    )
+    parser.add_argument(
         "--bootstrap", default=os.environ.get("OMS_KAFKA_BOOTSTRAP"), help="a broker (else a private one)"
     )
     args = parser.parse_args()
@@ -297,7 +309,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="oms-chaos-"))
     with broker(args.bootstrap) as (bootstrap, _):
         prefix = f"chaos{uuid.uuid4().hex[:6]}."
-        run = ChaosRun(bootstrap, prefix, work, plan, workers=args.workers, seed=args.seed)
+        run = ChaosRun(
+            bootstrap, prefix, work, plan, workers=args.workers, seed=args.seed, preorder_share=args.preorders
+        )
         result = run.run(settle_timeout_s=args.settle_s)
     report = result.report()
     if result.end.clean:

@@ -2,7 +2,7 @@
 see, read from the topics and the workers.
 
 ``oms audit`` reports oversold stock (``over_reserved``, ``negative``), holds without a live owner
-(``orphan_hold``, ``unowned_hold``, ``expired_hold``) and allocations made twice
+(``orphan_hold``, ``unowned_hold``, ``expired_hold``, ``unowned_preorder``) and allocations made twice
 (``over_allocated``, ``conflicting_allocation``, ``conflicting_outcomes``), but an order's end only
 for its first round (``missing_outcome``). So the run also counts, per order placed:
 
@@ -40,7 +40,7 @@ from tests.worker_process import REPO_ROOT, WorkerProcess
 
 REPLIES = "oms.orders.reservation-replies.v2"
 OVERSOLD = ("over_reserved", "negative")
-UNOWNED = ("orphan_hold", "unowned_hold", "expired_hold")
+UNOWNED = ("orphan_hold", "unowned_hold", "expired_hold", "unowned_preorder")
 DUPLICATED = ("over_allocated", "conflicting_allocation", "conflicting_outcomes")
 HELD_LATE_S = 15
 """A hold's record may say 'held' this long after its expiry (the ledger checks every 0.5 s here)."""
@@ -156,6 +156,8 @@ def orders_without_end_state(
     latest: dict[str, int] = {}  # order -> its latest round with an outcome
     for _, value, _ in read_timed(bootstrap, prefix + SOURCED):
         outcome = json.loads(value)
+        if outcome["outcome"] == "preordered":
+            continue  # a preorder's interim answer: its round's outcome comes at the arrival
         latest[outcome["order_id"]] = max(outcome["round"], latest.get(outcome["order_id"], -1))
     withdrawn: dict[str, int] = {}  # order -> the latest round an allocation was withdrawn from
     for _, value, _ in read_timed(bootstrap, prefix + ALLOCATIONS):

@@ -12,6 +12,12 @@ keep working while workers die.
   the carrier (fulfil), a short pick (release and re-source), or nothing.
 - Receipts that refill the DCs, and now and then a count that may leave fewer units than are held
   (the ledger sheds holds and their orders are sourced again).
+- With ``preorder_share`` > 0 (``--preorders``, off by default), that share of the orders are
+  preorders: an ERP announces the cart as inbound with an ETA a few seconds ahead at one DC, and the
+  order is placed with a ``preorder`` option there (docs/preorders.md). The receipts above are
+  arrivals that convert preorders; one whose goods do not come is given up at
+  ``OMS_PREORDER_GRACE_H`` (seconds here); another preorder may take the announced units first
+  (refused: sourced from stock on hand); a count may shed what arrived for one.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import urllib.error
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -37,6 +43,7 @@ SKUS = [f"SKU-CHAOS-{i}" for i in range(1, 7)]
 """Few SKUs, spread over the three partitions of every topic (murmur2: 1, 0, 2, 1, 1, 2)."""
 DCS = ("DC-NORTH", "DC-SOUTH")
 CANCELLATIONS = "oms.orders.cancellations.v1"
+MOVEMENTS = "oms.inventory.movements.v1"
 
 
 @dataclass
@@ -51,6 +58,9 @@ class LoadFigures:
     """handed_to_carrier, short_pick, left alone."""
     receipts: int = 0
     counts: int = 0
+    preorders: int = 0
+    announced: int = 0
+    """Inbound announcements (with an ETA) made for preorders."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +72,8 @@ class LoadFigures:
             "wms": dict(self.wms),
             "receipts": self.receipts,
             "counts": self.counts,
+            "preorders": self.preorders,
+            "announced": self.announced,
         }
 
 
@@ -84,12 +96,14 @@ class ChaosLoad:
         seed: int,
         orders_per_s: float = 2.0,
         holds_per_s: float = 0.7,
+        preorder_share: float = 0.0,
     ) -> None:
         self.events = events
         self.live_workers = live_workers
         self.rng = random.Random(seed)
         self.orders_per_s = orders_per_s
         self.holds_per_s = holds_per_s
+        self.preorder_share = preorder_share
         self.figures = LoadFigures()
         self.placed: list[str] = []
         self.carts: dict[str, dict[str, int]] = {}
@@ -130,7 +144,10 @@ class ChaosLoad:
         tick = 0
         while not self._stop.wait(1 / self.orders_per_s):
             tick += 1
-            self._place(f"CHAOS-{len(self.placed):05d}", self._cart())
+            if self.preorder_share and self.rng.random() < self.preorder_share:
+                self._preorder(f"CHAOS-P{len(self.placed):05d}", self._cart())
+            else:
+                self._place(f"CHAOS-{len(self.placed):05d}", self._cart())
             if self.rng.random() < 0.2 and self.placed:
                 self._cancel(self.rng.choice(self.placed[-40:]))
             if self.rng.random() < 0.15 and self.placed:
@@ -160,6 +177,8 @@ class ChaosLoad:
 
     def _edit(self, order_id: str) -> None:
         """The order placed again with one change to its cart: a quantity, a line more or less."""
+        if order_id not in self.carts:
+            return  # a preorder: its edits are not part of this load
         cart = dict(self.carts[order_id])
         sku = self.rng.choice(SKUS)
         if sku in cart and (len(cart) > 1 or self.rng.random() < 0.5):
@@ -174,6 +193,32 @@ class ChaosLoad:
         self.carts[order_id] = cart
         self.edits[event_id] = order_id
         self.figures.edits += 1
+
+    def _preorder(self, order_id: str, cart: dict[str, int]) -> None:
+        """The cart announced as inbound at one DC with an ETA 3 to 15 s ahead, then ordered with a
+        ``preorder`` option there (no promise token: the chaos workers have no signing key)."""
+        dc = self.rng.choice(DCS)
+        eta = datetime.now(UTC) + timedelta(seconds=self.rng.uniform(3, 15))
+        with self._lock:
+            for sku, units in cart.items():
+                self.figures.announced += 1
+                announcement = {
+                    "event_id": f"{self.events.prefix}asn-{order_id}-{sku}",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "source": "erp",
+                    "sku": sku,
+                    "location_id": dc,
+                    "kind": "inbound_announced",
+                    "quantity": units,
+                    "expected_at": eta.isoformat(),
+                }
+                self.events.send(MOVEMENTS, sku.encode(), json.dumps(announcement).encode())
+            option = an_option("standard", cart, location=dc, preorder=True)
+            option["option_id"] = f"preorder:{dc}"
+            self.events.order_placed(order_id, option, UTRECHT_HOME)
+        self.placed.append(order_id)
+        self.figures.orders += 1
+        self.figures.preorders += 1
 
     def _cancel(self, order_id: str) -> None:
         request_id = f"{order_id}-cancel-{len(self.requests)}"

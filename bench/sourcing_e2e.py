@@ -126,7 +126,7 @@ class Outcomes(threading.Thread):
                 record = orjson.loads(message.value())
                 at = message.timestamp()[1]
                 if message.topic() == outcomes:
-                    if record.get("round") == 1:
+                    if record.get("round") == 1 and record.get("outcome") != "preordered":
                         self.seen.setdefault(record["order_id"], (record["outcome"], at))
                 elif message.topic() == commands:
                     for command in record.get("commands", ()):

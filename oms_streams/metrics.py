@@ -121,7 +121,7 @@ class Metrics:
         self.order_events = Counter(
             "oms_order_events",
             "Order placements and fulfilment events by kind and verdict (applied, duplicate, parked, "
-            "dead_lettered).",
+            "dead_lettered; interim: a preorder's interim answer, not a round's outcome).",
             ["kind", "verdict"],
             registry=r,
         )
@@ -198,6 +198,27 @@ class Metrics:
             "oms_open_backorders",
             "Orders of this worker whose backorder waits for stock within its horizon (one being "
             "sourced again right now not counted).",
+            registry=r,
+        )
+        self.preorders = Counter(
+            "oms_preorders",
+            "Preorders of this worker's orders by event (docs/preorders.md): held (every ledger held "
+            "the inbound: the interim answer 'preordered' left), arrived (the goods arrived: the round "
+            "allocates), refused (the inbound went to others, or a converted hold was shed: sourced "
+            "from stock on hand), given_up (not arrived within OMS_PREORDER_GRACE_H after the ETA: "
+            "rejected), cancelled (the order cancelled while it waited), line_cancelled (one per line "
+            "cancelled while it waited: its hold released at once).",
+            ["event"],
+            registry=r,
+        )
+        self.preorders_waiting = Gauge(
+            "oms_preorders_waiting",
+            "Preorders of this worker's orders held on announced inbound, waiting for their goods.",
+            registry=r,
+        )
+        self.preorder_units_waiting = Gauge(
+            "oms_preorder_units_waiting",
+            "Units those preorders wait for (held on announced inbound, not arrived yet).",
             registry=r,
         )
         self.sourcing_resends = Counter(

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from oms_streams.adapters.preorder_answers import is_interim
 from oms_streams.adapters.timestamps import epoch_ms_from_iso, utc_from_epoch_ms
 from oms_streams.domain.allocated_plan import (
     Allocated,
@@ -97,6 +98,8 @@ def decode_round(value: bytes | None) -> SourcingFact | None:
         edit = record.get("edit")
         if edit is not None and edit["status"] != "accepted":
             return None  # a refused edit's answer: no round (``decode_edit``)
+        if is_interim(record):
+            return None  # a preorder's interim answer: its round's outcome comes at the arrival
         entry = [
             str(record["outcome"]),
             [str(i) for i in record["allocations"]],

@@ -102,7 +102,9 @@ def cancellable(row: SourcingRow) -> CancellableOrder:
         ),
         cancelled=frozenset(row.cancelled),
         decided=frozenset(answer["request_id"] for answer in row.cancellations),
-        sourcing_under_way=row.status == "reserving",
+        # A preorder's round waits for goods, not for answers: its lines are cancelled at once
+        # (``sourcing_preorders.cancel_lines`` takes them out of the round first).
+        sourcing_under_way=row.status == "reserving" and not row.preordered(),
     )
 
 

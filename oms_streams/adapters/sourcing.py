@@ -44,6 +44,8 @@ class Reply:
     reason: str
     expected_at_ms: int | None = None
     """A preorder's answer: when its last units are expected (the latest ETA of its lines)."""
+    at_ms: int | None = None
+    """When the ledger answered (the reply's ``occurred_at``): read again, the same."""
 
 
 def decode_replies(key: bytes | None, value: bytes | None) -> list[Reply] | Failure:
@@ -67,6 +69,7 @@ def decode_replies(key: bytes | None, value: bytes | None) -> list[Reply] | Fail
             expected_at_ms=max(
                 (epoch_ms(line.expected_at) for line in r.lines if line.expected_at is not None), default=None
             ),
+            at_ms=epoch_ms(r.occurred_at),
         )
         for r in wire.replies
     ]

@@ -7,7 +7,8 @@
 - ``oms.orders.reservation-replies.v2`` carries the ledger's answers back to the owner of the order,
   batched the same way per order partition (keyed by the first reply's order id).
 - ``oms.fulfilment.allocations.v1`` (key: order id): one allocation per shipment, for fulfilment.
-- ``oms.orders.sourced.v1`` (key: order id): one outcome per order and sourcing round.
+- ``oms.orders.sourced.v1`` (key: order id): one outcome per order and sourcing round (and a
+  preorder's interim answer, ``preordered``, while it waits for its inbound: not an outcome).
 
 Batching is what keeps the saga affordable: an order's commands and answers would otherwise be two
 records per SKU, each paying the full per-record cost of Kafka and faust on both sides.
@@ -170,7 +171,8 @@ class Allocation(Envelope):
     reason: str = ""
 
 
-SourcedOutcome = Literal["allocated", "partially_allocated", "rejected"]
+SourcedOutcome = Literal["allocated", "partially_allocated", "rejected", "preordered"]
+"""``preordered`` is not a round's outcome: a preorder's interim answer (``PreorderAnswerModel``)."""
 
 
 CourierSlotKind = Literal["book", "release", "booked", "moved", "refused"]
@@ -223,6 +225,27 @@ class EditAnswerModel(WireModel):
     lines: list[EditLineModel] = []
 
 
+class PreorderLineModel(WireModel):
+    sku: Identifier
+    quantity: int
+    location_id: Identifier
+    expected_at: AwareDatetime | None = Field(
+        description="When the line's units are expected at the location (the ETA the ledger answered); "
+        "null: they had already arrived and are held for the order."
+    )
+
+
+class PreorderAnswerModel(WireModel):
+    """A preorder the ledgers accepted: the announced inbound is held for the order until it arrives."""
+
+    expected_at: AwareDatetime | None = Field(description="The latest ETA of the lines (null: all arrived).")
+    give_up_at: AwareDatetime | None = Field(
+        description="Unless the goods arrived by then (the latest ETA + OMS_PREORDER_GRACE_H), the "
+        "preorder is given up: the round's outcome is then rejected with the reason."
+    )
+    lines: list[PreorderLineModel]
+
+
 class OrderSourced(Envelope):
     """The outcome of one sourcing round of an order: exactly one per (order, round).
 
@@ -232,7 +255,13 @@ class OrderSourced(Envelope):
 
     Every placement is answered: one refused before sourcing (a limit, a placement
     that could not be read and went to the dead-letter topic too) is ``rejected`` in round 0, with
-    the reason and nothing allocated."""
+    the reason and nothing allocated.
+
+    A preorder (docs/preorders.md) is answered twice in its round: once its ledgers held the inbound,
+    an interim answer, outcome ``preordered`` with ``preorder`` (event id '<order>:preordered:<round>',
+    at most one per round, never changed: read again it is the same record), then the round's
+    outcome as for any order (``allocated`` when the goods arrived; ``rejected`` when the preorder is
+    given up or the order cancelled). A consumer of round outcomes skips ``preordered``."""
 
     order_id: Identifier
     round: int = Field(
@@ -263,4 +292,9 @@ class OrderSourced(Envelope):
     )
     edit: EditAnswerModel | None = Field(
         default=None, description="The edit this record answers (docs/edits.md); null otherwise."
+    )
+    preorder: PreorderAnswerModel | None = Field(
+        default=None,
+        description="Outcome preordered: the inbound held for the order, its ETAs and when the "
+        "preorder is given up unless the goods arrived; null otherwise.",
     )

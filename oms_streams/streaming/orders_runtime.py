@@ -38,6 +38,7 @@ from oms_streams.adapters.orders import (
     decode_return_link,
     option_of_wire,
 )
+from oms_streams.adapters.preorder_answers import is_interim_value
 from oms_streams.adapters.returnable import fingerprint, returnable_of, returnable_record
 from oms_streams.adapters.sourcing import SourcingRow
 from oms_streams.adapters.stock import Failure
@@ -294,7 +295,9 @@ class OrdersRuntime:
         edit = decode_edit(message.value) if outcome else None
         kind = "sourced" if outcome else "allocation"
         if fact is None and edit is None:
-            self.metrics.order_events.labels(kind, "ignored").inc()
+            # A preorder's interim answer is the webshop's: the round's outcome follows.
+            verdict = "interim" if outcome and is_interim_value(message.value) else "ignored"
+            self.metrics.order_events.labels(kind, verdict).inc()
             return None, False
         order = self._load((fact or edit).order_id, partition)  # type: ignore[union-attr]
         applied = fact is not None and order.row.add_sourcing(fact)

@@ -70,6 +70,8 @@ class LedgerAnswers:
     def apply(self, row: SourcingRow, reply: Reply, now: int) -> str:
         """One answer for the order's row; the verdict for ``oms_sourcing_events``."""
         if reply.kind == "shed":
+            if self.preorders.shed(row, reply, now):
+                return "applied"  # a preorder's hold shed: sourced from stock on hand now
             return self.sheds.apply(row, reply, now)
         if reply.kind == "timeout":
             return self._timed_out(row, reply, now)

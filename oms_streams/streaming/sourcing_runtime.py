@@ -171,7 +171,9 @@ class SourcingRuntime:
             self.rounds.publish,
             self.workload,
         )
-        self.preorders = Preorders(self.commands, preorder_grace_ms, self._plan_and_reserve, self._finish)
+        self.preorders = Preorders(
+            self.commands, preorder_grace_ms, self._plan_and_reserve, self._finish, self.rounds, metrics
+        )
         """Preorders: inbound held at placement, the round allocated when the goods arrive."""
         self.answers = LedgerAnswers(
             self.outbox,
@@ -283,6 +285,8 @@ class SourcingRuntime:
         elif isinstance(decoded, Cancellation):
             if row is not None and not decoded.request.skus:
                 self.preorders.cancelled(row, now)  # a whole order does not wait for its inbound
+            elif row is not None:
+                self.preorders.cancel_lines(row, decoded.request.skus, now)  # nor do its lines
             verdict = self.cancellations.apply(row, decoded, now)
             if row is not None:
                 self.courier.give_back(row, now)
@@ -532,6 +536,10 @@ class SourcingRuntime:
                 if row is not None:
                     with in_partition(self.topics.placed, row.partition):
                         if self.preorders.act(row, now):
+                            if not row.preordered():
+                                # Given up: said before the row says so, as a final backorder is
+                                # (a timer has no input to read again; a crash decides it again).
+                                await self.outbox.flush()
                             self._store(row, now)
                             changed += 1
             for order_id in self.backorders.due(now):
@@ -570,3 +578,6 @@ class SourcingRuntime:
         self.metrics.live_allocations.set(sum(self.workload.values()))
         self.metrics.sourcing_awaiting.set(len(self.watch))
         self.metrics.open_backorders.set(len(self.backorders))
+        preorders, units = self.preorders.waiting()
+        self.metrics.preorders_waiting.set(preorders)
+        self.metrics.preorder_units_waiting.set(units)

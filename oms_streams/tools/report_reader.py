@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from oms_streams.adapters.config import decode_location
+from oms_streams.adapters.preorder_answers import is_interim
 from oms_streams.adapters.stock import Failure, parse_model
 from oms_streams.config import Settings
 from oms_streams.domain.visibility import Location
@@ -64,6 +65,9 @@ class ReportInput:
 
     allocations: list[Allocation] = field(default_factory=list)
     sourced: list[OrderSourced] = field(default_factory=list)
+    """Rounds' outcomes (a preorder's interim answers are in ``preordered``)."""
+    preordered: list[OrderSourced] = field(default_factory=list)
+    """Preorders' interim answers ('preordered' on the outcomes topic): not rounds' outcomes."""
     placed: list[OrderPlaced] = field(default_factory=list)
     fulfilment: list[FulfilmentEvent] = field(default_factory=list)
     at_risk: list[OrderAtRisk] = field(default_factory=list)
@@ -128,6 +132,8 @@ class _Decoder:
         decoded = decode(key, value)
         if isinstance(decoded, Failure):
             self.reasons[name][decoded.reason] += 1
+        elif name == ORDERS_SOURCED.name and is_interim(decoded):
+            self.input.preordered.append(decoded)
         else:
             into.append(decoded)
 

@@ -49,8 +49,13 @@ def an_option(
 
 
 def outcome_of(worker: WorkerProcess, order_id: str, round: int = 1) -> dict[str, Any]:
+    """The round's outcome (a preorder's interim answer 'preordered' is not one)."""
     return wait_until(
-        lambda: [r for r in records_for(worker, SOURCED, order_id) if r["round"] == round],
+        lambda: [
+            r
+            for r in records_for(worker, SOURCED, order_id)
+            if r["round"] == round and r["outcome"] != "preordered"
+        ],
         30,
         f"{order_id} sourced (round {round})",
     )[0]

@@ -83,7 +83,10 @@ def test_a_preorder_holds_inbound_waits_and_is_allocated_when_the_goods_arrive(h
     assert row.preorder["expected_at_ms"] == epoch_ms(ETA)
     assert row.outstanding == [] and sorted(row.pending) == ["SKU-STOVE", "SKU-TENT"]
     assert order_lifecycle(None, row, False) == "preordered"
-    assert h.outcomes("ORDER-P") == [] and h.on("allocations") == []
+    [interim] = h.outcomes("ORDER-P")  # the webshop is told at once (``test_preorder_answers``)
+    assert (interim["outcome"], interim["allocations"]) == ("preordered", [])
+    assert h.on("allocations") == []
+    h.take_sent()
 
     h.run(arrived(h, commands[0]))
     assert h.outcomes("ORDER-P") == []  # one SKU still on its way
@@ -149,8 +152,8 @@ def test_a_new_owner_asks_a_waiting_preorder_again_and_allocates_if_the_goods_ar
     assert (again["kind"], again["reservation_id"]) == ("preorder", "ORDER-P/1")
     h.take_sent()
     h.run(h.answer(again, "reserved"))  # the goods arrived while the answer was lost
-    [outcome] = h.outcomes("ORDER-P")
-    assert outcome["outcome"] == "allocated"
+    # The new owner first publishes the row's last outcomes again (the interim answer: a repeat).
+    assert [o["outcome"] for o in h.outcomes("ORDER-P")] == ["preordered", "allocated"]
     h.later(days=12)
     assert h.check() == 0
 
@@ -189,7 +192,7 @@ def test_a_preordered_answer_read_again_after_the_goods_arrived_releases_nothing
     answer = preordered(h, [command])
     h.run(answer)
     h.run(arrived(h, command))
-    assert [o["outcome"] for o in h.outcomes("ORDER-P")] == ["allocated"]
+    assert [o["outcome"] for o in h.outcomes("ORDER-P")] == ["preordered", "allocated"]
     h.take_sent()
     h.run(answer)  # the replies partition read again after a crash
     assert h.commands("release") == []
@@ -203,11 +206,54 @@ def test_a_shed_of_an_arrived_sku_while_another_waits_ends_the_preorder_as_a_ref
     tent = next(c for c in commands if c["sku"] == "SKU-TENT")
     stove = next(c for c in commands if c["sku"] == "SKU-STOVE")
     h.run(arrived(h, tent))
+    h.take_sent()
     shed = h.answers([{**tent, "kind": "shed"}], "released", 0)
-    h.run(shed)  # a count took the arrived tents away
+    h.run(shed)  # a count took the arrived tents away: sourced from stock on hand now
+    assert released_now(h) == [("SKU-STOVE", "ORDER-P/1"), ("SKU-TENT", "ORDER-P/1")]
+    assert h.row("ORDER-P").attempt == 2
     h.run(arrived(h, stove))
 
     row = h.row("ORDER-P")
     assert row.preorder is not None and row.preorder["status"] == "refused"
     assert row.attempt == 2 and not row.preordered()
     assert {c["kind"] for c in h.commands()} <= {"release", "reserve"}  # never a preorder again
+
+
+def released_now(h: Harness) -> list[tuple[str, str]]:
+    return sorted((c["sku"], c["reservation_id"]) for c in h.commands("release"))
+
+
+def test_a_shed_of_part_of_a_sku_still_on_its_way_ends_the_preorder_and_sources_it_from_stock(
+    h: Harness,
+) -> None:
+    # Two tents preordered; one arrived and became a hold, then a count took it away while the other
+    # is still inbound. Allocating at the next arrival would ship one tent short: the preorder ends.
+    h.stock("SKU-TENT", DC_SOUTH=5)
+    h.run(preorder_placement(h, "ORDER-P", {"SKU-TENT": 2}))
+    [tent] = h.commands("preorder")
+    h.take_sent()
+    h.run(preordered(h, [tent]))
+    shed = h.answers(
+        [{**tent, "kind": "shed", "lines": [{"location_id": "DC-NORTH", "quantity": 1}]}], "released"
+    )
+    h.take_sent()
+    h.run(shed)
+
+    # Named: the release also takes the tent still preordered as inbound.
+    [release] = h.commands("release")
+    assert (release["reservation_id"], [line["location_id"] for line in release["lines"]]) == (
+        "ORDER-P/1",
+        ["DC-NORTH"],
+    )
+    [reserve] = h.commands("reserve")
+    assert (reserve["reservation_id"], reserve["lines"][0]["location_id"]) == ("ORDER-P/2", "DC-SOUTH")
+    row = h.row("ORDER-P")
+    assert row.preorder is not None and row.preorder["status"] == "refused" and not row.preordered()
+    assert h.metrics.preorders.labels("refused")._value.get() == 1
+    h.take_sent()
+
+    h.run(arrived(h, tent))  # the other tent's arrival answer, for the attempt that is over
+    assert released_now(h) == [("SKU-TENT", "ORDER-P/1")]
+    h.take_sent()
+    h.run(shed)  # read again: nothing more
+    assert h.commands() == [] and h.row("ORDER-P").attempt == 2

@@ -38,6 +38,7 @@ class FindingKind(StrEnum):
     EXPIRED_HOLD = "expired_hold"
     OVER_PREORDERED = "over_preordered"
     UNOWNED_PREORDER = "unowned_preorder"
+    UNANSWERED_PREORDER = "unanswered_preorder"
 
 
 @dataclass(frozen=True, slots=True)

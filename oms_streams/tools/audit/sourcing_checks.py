@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 
 from pydantic import BaseModel
 
+from oms_streams.adapters.preorder_answers import INTERIM
 from oms_streams.domain.reservations import is_cart_hold
 from oms_streams.schemas.sourcing import Allocation, OrderSourced
 from oms_streams.tools.audit.model import AuditInput, Finding, FindingKind, Logged, _holds_text
@@ -53,12 +54,17 @@ class _Sourcing:
                 asked[sku] = max(asked.get(sku, 0), units)
         counts["orders_placed"] += len(self.placed_at)
 
+        self.interim: dict[tuple[str, int], dict[str, Logged[OrderSourced]]] = defaultdict(dict)
+        """Distinct interim answers (``preordered``) per (order, round): one, whatever the repeats."""
         # Distinct outcomes per (order, round): redeliveries (same event id, same decision) fold.
         self.outcomes: dict[tuple[str, int], dict[tuple[str, str], Logged[OrderSourced]]] = defaultdict(dict)
         for sourced in sorted(records.outcomes, key=lambda r: r.at.order):
             o = sourced.record
             if o.edit is not None and o.edit.status == "refused":
                 continue  # an edit's refusal: the order as it stood, not a round's outcome
+            if o.outcome == INTERIM:  # a preorder's interim answer: the round's outcome follows
+                self.interim[(o.order_id, o.round)].setdefault(_content(o, {"occurred_at"}), sourced)
+                continue
             outcomes = self.outcomes[(o.order_id, o.round)]
             key = (o.event_id, _content(o, {"occurred_at", "trace"}))
             if key in outcomes:
@@ -66,6 +72,7 @@ class _Sourcing:
             else:
                 outcomes[key] = sourced
         counts["outcomes"] += len(self.outcomes)
+        counts["preorder_answers"] += len(self.interim)
 
         self.allocated: dict[str, dict[str, Logged[Allocation]]] = defaultdict(dict)
         """Allocation id -> its distinct 'allocate' records by content."""
@@ -156,6 +163,14 @@ class _Sourcing:
                 continue  # round 0: refused at placement (a limit, unreadable), answered all the same
             if order_id in waiting:
                 self.counts["preordered"] += 1  # its outcome comes when the inbound arrives
+                if (order_id, 1) not in self.interim and not self._recent(placed_at):
+                    findings.append(
+                        Finding(
+                            FindingKind.UNANSWERED_PREORDER,
+                            order_id,
+                            "preorder holds inbound, no answer 'preordered' on the outcomes topic",
+                        )
+                    )
                 continue
             if self._recent(placed_at):
                 self.counts["in_flight"] += 1
@@ -168,6 +183,15 @@ class _Sourcing:
                     f"placed {age_s:,.0f} s ago, no outcome for round 1",
                 )
             )
+        for (order_id, round_), answers in sorted(self.interim.items()):
+            if len(answers) > 1:
+                findings.append(
+                    Finding(
+                        FindingKind.CONFLICTING_OUTCOMES,
+                        order_id,
+                        f"round {round_}: {len(answers)} different interim answers 'preordered'",
+                    )
+                )
         for (order_id, round_), distinct in sorted(self.outcomes.items()):
             if order_id not in self.placed_at:
                 self.counts["unknown_orders"] += 1
