@@ -15,6 +15,9 @@
 #                       day's sales a minute: after local midnight the forecasts then protect every
 #                       store unit and click & collect shows 0)
 #      OMS_DEMO_DEMAND  the demand shape file, or "flat" (default deploy/demo/demand_shape.json)
+#      OMS_DEMO_HOURS   the hour-of-day shape file, or "flat" (default deploy/demo/hourly_shape.json:
+#                       webshop orders by the hour of real e-commerce orders, till sales by a store
+#                       curve inside each store's opening hours; the rates above are the day's mean)
 #      OMS_DEMO_LATE_PICKS share of allocations picked after their latest pick start (default 0.05;
 #                       the first whose pick is due at once, a click & collect from a store's shelf, too)
 #      OMS_DEMO_ORDERS_PER_MINUTE webshop orders per minute (default 4)
@@ -38,6 +41,7 @@ ORDERS_PER_MINUTE="${OMS_DEMO_ORDERS_PER_MINUTE:-4}"
 TIME_SCALE="${OMS_DEMO_TIME_SCALE:-1}"
 REGION="${OMS_DEMO_NETWORK:-nl}"
 DEMAND="${OMS_DEMO_DEMAND:-deploy/demo/demand_shape.json}"
+HOURS="${OMS_DEMO_HOURS:-deploy/demo/hourly_shape.json}"
 LATE_PICKS="${OMS_DEMO_LATE_PICKS:-0.05}"
 OMS=(.venv/bin/python -m oms_streams.cli)
 if [[ -x .venv/bin/oms ]]; then OMS_SHOWN=".venv/bin/oms"; else OMS_SHOWN="${OMS[*]}"; fi
@@ -231,7 +235,7 @@ if ! curl -s --max-time 2 "http://127.0.0.1:$WEB_PORT/health" | grep -Eq '"ready
 fi
 
 # --- simulator ---------------------------------------------------------------------------------
-"${OMS[@]}" simulate --rate "$RATE" --network "$NETWORK" --demand "$DEMAND" >"$RUN/demo-simulator.log" 2>&1 &
+"${OMS[@]}" simulate --rate "$RATE" --network "$NETWORK" --demand "$DEMAND" --hours "$HOURS" >"$RUN/demo-simulator.log" 2>&1 &
 SIM_PID=$!
 
 # Webshop orders, their fulfilment, carrier deliveries, cancellations and returns, through the
@@ -241,7 +245,7 @@ ORDER_PREFIX="ORDER-"
 [[ $BROKER_FRESH -eq 1 ]] || ORDER_PREFIX="ORDER-$(date +%H%M%S)-"
 "${OMS[@]}" demo day --web-url "http://127.0.0.1:$WEB_PORT" --network "$NETWORK" \
   --orders-per-minute "$ORDERS_PER_MINUTE" --time-scale "$TIME_SCALE" --order-prefix "$ORDER_PREFIX" \
-  --late-picks "$LATE_PICKS" >"$RUN/demo-orders.log" &
+  --late-picks "$LATE_PICKS" --hours "$HOURS" >"$RUN/demo-orders.log" &
 DAY_PID=$!
 
 cat >&2 <<BANNER
@@ -252,8 +256,10 @@ cat >&2 <<BANNER
   worker     http://127.0.0.1:$WEB_PORT  (log: $RUN/demo-worker.log)
   simulator  $RATE stock events/s on an average day: ERP counts and receipts, POS sales, transfers,
              returns, damage, and a SUPPLIER-ACME snapshot every ~10 s; till sales follow real stores'
-             weekdays and months ($DEMAND)   (log: $RUN/demo-simulator.log)
-  orders     about $ORDERS_PER_MINUTE webshop orders a minute via POST /promise; a simulated WMS, store
+             weekdays and months ($DEMAND) and the hours of the day, only while a store
+             is open ($HOURS)   (log: $RUN/demo-simulator.log)
+  orders     about $ORDERS_PER_MINUTE webshop orders a minute on average over the day, by the hour of day
+             of real webshop orders (few at night) via POST /promise; a simulated WMS, store
              app and carrier pick, pack, ship and deliver them (seconds, with faults); some are
              cancelled, some returned; the store is behind on the first click & collect order, so
              it goes at risk (so do a share $LATE_PICKS of the others, when their pick falls due)

@@ -6,6 +6,8 @@ It talks to the worker only as the retailer's other systems would: ``POST /promi
 ``oms.returns.*`` out; ``oms.fulfilment.allocations.v1`` and ``oms.returns.routed.v1`` in, and
 ``oms.orders.at-risk.v1`` to count (and print) the orders the worker puts at risk. One thread, one
 scheduler: placing, fulfilment steps and customers' later actions are timed events on a heap.
+With an hourly shape (``hourly_shape.py``) customers come by the hour of day of real webshop
+orders (local time of the network's stores): ``orders_per_minute`` is the day's mean.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from oms_streams.streaming.topics import (
 )
 from oms_streams.tools.demo_options import add_arguments
 from oms_streams.tools.fulfilment_sim import FaultRates, FulfilmentPlanner, FulfilmentTimes, Step, occurred_at
+from oms_streams.tools.hourly_shape import HourlyShape, WebArrivals, load_hours, web_zone
 from oms_streams.tools.simulator import DEFAULT_NETWORK, SKUS, _stop_on_signals
 from oms_streams.tools.webshop_sim import ApiError, PlacedOrder, Webshop
 
@@ -64,6 +67,8 @@ class DemoDayOptions:
     tell: int = 3
     """Print this many order ids to try (to ``tell_to``) once they are allocated."""
     web_url: str = "http://127.0.0.1:6066"
+    hours: HourlyShape | None = None
+    """Customers by the hour of day (None: the same rate at every hour)."""
 
 
 @dataclass
@@ -95,6 +100,8 @@ class DemoDay:
         self.rng = random.Random(options.seed)
         self.webshop = Webshop(config, SKUS, options.web_url, self.rng)
         self.planner = FulfilmentPlanner(config, self.rng, options.times, options.faults)
+        stores = [loc for loc in config.locations if loc.type == "store"]
+        self.arrivals = WebArrivals(options.orders_per_minute, options.hours, web_zone(stores), self.rng)
         self.run_id = format(int(time.time() * 1000), "x")
         self.summary = DemoDaySummary()
         self.orders: dict[str, PlacedOrder] = {}
@@ -134,8 +141,11 @@ class DemoDay:
     # --- the webshop ------------------------------------------------------------------------------
 
     def place_next(self) -> None:
-        """Place one order, then schedule the next (exponential gaps: customers do not queue)."""
-        self.at(self.rng.expovariate(self.options.orders_per_minute / 60.0), self.place_next)
+        """Place one order, then schedule the next (exponential gaps: customers do not queue; by
+        the hour of day with an hourly shape)."""
+        self.at(self.arrivals.next_gap_s(), self.place_next)
+        if not self.arrivals.stays(datetime.now(UTC)):
+            return
         cart, home = self.webshop.cart(), self.webshop.home()
         try:
             options = self.webshop.promise(cart, home)
@@ -367,6 +377,7 @@ def options_from(args: argparse.Namespace) -> DemoDayOptions:
         seed=args.seed,
         order_prefix=args.order_prefix,
         web_url=args.web_url,
+        hours=None if args.hours == "flat" else load_hours(Path(args.hours)),
         times=times,
         faults=faults,
     )
