@@ -6,6 +6,9 @@ It talks to the worker only as the retailer's other systems would: ``POST /promi
 ``oms.returns.*`` out; ``oms.fulfilment.allocations.v1`` and ``oms.returns.routed.v1`` in, and
 ``oms.orders.at-risk.v1`` to count (and print) the orders the worker puts at risk. One thread, one
 scheduler: placing, fulfilment steps and customers' later actions are timed events on a heap.
+Events are stamped with business time (``oms_streams.clock``); the heap runs on the monotonic
+clock: customers' gaps are business time (a day's orders in a simulated day), the fulfilment
+steps' compressed delays and customers' later actions wall seconds.
 With an hourly shape (``hourly_shape.py``) customers come by the hour of day of real webshop
 orders (local time of the network's stores): ``orders_per_minute`` is the day's mean.
 """
@@ -22,13 +25,16 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
 from confluent_kafka import Consumer, Producer
 from pydantic import BaseModel, ValidationError
 
+from oms_streams.clock import current as simulated_clock
+from oms_streams.clock import now as business_now
+from oms_streams.clock import wall_seconds
 from oms_streams.config import Settings
 from oms_streams.schemas.orders import FulfilmentEvent, OrderAtRisk
 from oms_streams.schemas.returns import Origin, ReturnReceived, ReturnRequested, ReturnRouted
@@ -143,8 +149,8 @@ class DemoDay:
     def place_next(self) -> None:
         """Place one order, then schedule the next (exponential gaps: customers do not queue; by
         the hour of day with an hourly shape)."""
-        self.at(self.arrivals.next_gap_s(), self.place_next)
-        if not self.arrivals.stays(datetime.now(UTC)):
+        self.at(wall_seconds(self.arrivals.next_gap_s()), self.place_next)
+        if not self.arrivals.stays(business_now()):
             return
         cart, home = self.webshop.cart(), self.webshop.home()
         try:
@@ -228,13 +234,13 @@ class DemoDay:
             delay += step.after_s
             if step.not_before is not None:
                 self._late_pick(allocation, step.not_before)
-                delay = max(delay, (step.not_before - datetime.now(UTC)).total_seconds())
+                delay = max(delay, wall_seconds((step.not_before - business_now()).total_seconds()))
             self.at(delay, lambda s=step: self._report(allocation, s))  # type: ignore[misc]
 
     def _report(self, allocation: Allocation, step: Step) -> None:
         if allocation.allocation_id in self.withdrawn:
             return  # cancelled, or re-sourced after a fault: the location stops working on it
-        now = datetime.now(UTC)
+        now = business_now()
         event = FulfilmentEvent(
             event_id=self._event_id(),
             occurred_at=occurred_at(step, self.handed.get(allocation.allocation_id), now),
@@ -318,6 +324,14 @@ class DemoDay:
 
     def run(self, stop: threading.Event) -> DemoDaySummary:
         started = time.monotonic()
+        if simulated_clock() is not None:
+            print(
+                f"demo-day: business time on OMS_CLOCK={simulated_clock()}: customers come per business "
+                "minute, fulfilment steps take wall seconds. The worker does not follow OMS_CLOCK yet: "
+                "see docs/demo-clock.md",
+                file=self.tell_to,
+                flush=True,
+            )
         next_summary = started + SUMMARY_EVERY_S
         self.at(1.0, self.place_next)
         seconds = self.options.seconds

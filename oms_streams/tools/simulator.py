@@ -17,6 +17,11 @@ hours only (nothing sells at a closed store, and customers bring returns only to
 The sequence of events is a pure function of the seed, the network and (with a demand shape) the
 days the clock goes through: the same seed plays the same day. Event ids carry a run id (by
 default the start time) so a second run is not taken for redeliveries of the first.
+
+Time: events are stamped with business time (``oms_streams.clock``: the wall clock, or the shared
+simulated clock of ``OMS_CLOCK``) and ``rate`` is per second of business time, so at ``SPEED`` the
+simulator sends ``SPEED`` times as many events per wall second. ``seconds`` (the run's length) and
+the supplier's snapshots every ~10 s stay on the wall clock.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -38,6 +43,9 @@ from typing import Any, TextIO
 from confluent_kafka import KafkaException, Producer
 from pydantic import BaseModel
 
+from oms_streams.clock import current as simulated_clock
+from oms_streams.clock import now as business_now
+from oms_streams.clock import speed
 from oms_streams.config import Settings
 from oms_streams.schemas.config import NetworkConfig
 from oms_streams.schemas.inventory import (
@@ -142,7 +150,7 @@ class RetailDay:
             raise ValueError("the network needs at least one DC and one store to simulate a retail day")
         self.rng = random.Random(seed)
         self.run_id = run_id
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or business_now
         self._last: datetime | None = None
         self._seq = 0
         self._transfer_seq = 0
@@ -433,10 +441,18 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 def _summary_line(summary: SimulationSummary, day: RetailDay, started: float) -> str:
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(summary.by_kind.items(), key=lambda kv: -kv[1]))
+    at = f"{day.now():%Y-%m-%d %H:%M:%S} UTC" if simulated_clock() else time.strftime("%H:%M:%S")
     return (
-        f"simulate {time.strftime('%H:%M:%S')}  +{time.monotonic() - started:5.0f}s  "
+        f"simulate {at}  +{time.monotonic() - started:5.0f}s  "
         f"sent {summary.events} ({kinds})  delivered {summary.delivered}  failed {summary.failed}  "
         f"sellable units in DCs+stores {day.network_units()}"
+    )
+
+
+def _clock_line() -> str:
+    return (
+        f"business time on OMS_CLOCK={simulated_clock()} ({speed():g} x the wall clock; rates are per "
+        "business second). The worker does not follow OMS_CLOCK yet: see docs/demo-clock.md"
     )
 
 
@@ -513,6 +529,8 @@ def run_simulation(
         file=out,
         flush=True,
     )
+    if simulated_clock() is not None:
+        print(f"simulate: {_clock_line()}", file=out, flush=True)
     if day.demand is not None:
         print(_demand_line(day.demand, day.demand.network_factor(day.now())), file=out, flush=True)
     if day.hours is not None:
@@ -543,7 +561,7 @@ def run_simulation(
                     continue
                 batch = day.step()
                 send(batch)
-                due += len(batch) / (rate * day.pace_factor())
+                due += len(batch) / (rate * day.pace_factor() * speed())
                 if time.monotonic() >= next_summary:
                     print(_summary_line(summary, day, started), file=out, flush=True)
                     next_summary += SUMMARY_EVERY_S
