@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from oms_streams import clock
 from oms_streams.config import Settings
 from oms_streams.tools.demo_options import DEMAND_SHAPE, HOURLY_SHAPE
 from oms_streams.tools.demo_options import add_arguments as add_demo_day_arguments
@@ -22,6 +23,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from oms_streams.streaming.admin import ensure_topics
     from oms_streams.streaming.app import create_app
 
+    simulated = clock.current()  # a malformed OMS_CLOCK stops the worker here, in one line
     created = ensure_topics(settings)
     if created:
         print(f"created topics: {', '.join(created)}", flush=True)
@@ -31,7 +33,12 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
     print(
         f"oms-streams worker {settings.app_id}: Kafka {settings.kafka_bootstrap}, "
-        f"HTTP http://{settings.web_host}:{settings.web_port}",
+        f"HTTP http://{settings.web_host}:{settings.web_port}"
+        + (
+            f", business time on OMS_CLOCK={simulated} ({simulated.speed:g} x the wall clock)"
+            if simulated
+            else ""
+        ),
         flush=True,
     )
     runner = faust.Worker(

@@ -85,6 +85,12 @@ def now_ms() -> int:
     return wall_ms if clock is None else clock.business_ms(wall_ms)
 
 
+def business_ms(wall_ms: int) -> int:
+    """A wall-clock instant (a Kafka record's timestamp) in business time (itself on the wall clock)."""
+    clock = current()
+    return wall_ms if clock is None else clock.business_ms(wall_ms)
+
+
 def now() -> datetime:
     """Business time now, aware (UTC)."""
     clock = current()
@@ -97,6 +103,12 @@ def speed() -> float:
     """Business seconds per wall second (1 on the wall clock)."""
     clock = current()
     return 1.0 if clock is None else clock.speed
+
+
+def wall_span_ms(wall_seconds: float) -> int:
+    """A technical span (a timeout, a grace for clock skew) of ``wall_seconds``, in the business
+    milliseconds it is compared in: the same wall time at any speed."""
+    return round(wall_seconds * 1000 * speed())
 
 
 def wall_seconds(business_seconds: float) -> float:

@@ -327,8 +327,8 @@ class DemoDay:
         if simulated_clock() is not None:
             print(
                 f"demo-day: business time on OMS_CLOCK={simulated_clock()}: customers come per business "
-                "minute, fulfilment steps take wall seconds. The worker does not follow OMS_CLOCK yet: "
-                "see docs/demo-clock.md",
+                "minute, fulfilment steps take wall seconds; the worker must run with the same OMS_CLOCK "
+                "(docs/demo-clock.md)",
                 file=self.tell_to,
                 flush=True,
             )

@@ -452,7 +452,7 @@ def _summary_line(summary: SimulationSummary, day: RetailDay, started: float) ->
 def _clock_line() -> str:
     return (
         f"business time on OMS_CLOCK={simulated_clock()} ({speed():g} x the wall clock; rates are per "
-        "business second). The worker does not follow OMS_CLOCK yet: see docs/demo-clock.md"
+        "business second; the worker must run with the same OMS_CLOCK: docs/demo-clock.md)"
     )
 
 

@@ -29,6 +29,7 @@ def test_without_a_setting_it_is_exactly_the_wall_clock(env_clock: pytest.Monkey
     after = time.time_ns() // 1_000_000
     assert before <= now <= after
     assert clock.current() is None and clock.speed() == 1.0 and clock.wall_seconds(90) == 90
+    assert clock.wall_span_ms(30) == 30_000 and clock.business_ms(1_765_180_800_123) == 1_765_180_800_123
     assert clock.now().tzinfo is UTC and abs(clock.now().timestamp() - time.time()) < 5
     env_clock.setenv(clock.ENV, "  ")
     clock.current.cache_clear()
@@ -48,10 +49,12 @@ def test_business_time_runs_from_its_start_at_its_speed() -> None:
 
 
 def test_every_process_reading_the_setting_agrees(env_clock: pytest.MonkeyPatch) -> None:
-    wall = time.time()
+    wall = round(time.time(), 3)
     env_clock.setenv(clock.ENV, f"2026-03-10T05:00:00Z@{wall:.3f}*120")
     clock.current.cache_clear()
     assert clock.speed() == 120 and clock.wall_seconds(120) == 1
+    assert clock.wall_span_ms(30) == 30 * 1000 * 120  # a 30 s timeout: 30 wall seconds, 1 business hour
+    assert clock.business_ms(round(wall * 1000)) == START.timestamp() * 1000
     elapsed_wall_s = time.time() - wall
     business = clock.now()
     assert business.tzinfo is UTC

@@ -8,12 +8,14 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from oms_streams import clock
 from oms_streams.schemas.returns import Origin
 from oms_streams.streaming.config_publisher import load_network_config
+from oms_streams.streaming.sourcing_runtime import placed_at
 from oms_streams.tools.fulfilment_sim import FaultRates, FulfilmentPlanner, FulfilmentTimes, Step, occurred_at
 from oms_streams.tools.simulator import SKUS, RetailDay
 from oms_streams.tools.webshop_sim import PlacedOrder, Webshop
@@ -68,3 +70,16 @@ def test_without_the_setting_the_simulators_use_the_wall_clock() -> None:
     stamp = day.opening()[0].model.occurred_at  # type: ignore[attr-defined]
     assert abs((stamp - datetime.now(UTC)).total_seconds()) < 5
     assert abs((occurred_at(Step(1.0, "picked", "DC-NORTH"), None) - datetime.now(UTC)).total_seconds()) < 5
+
+
+def test_a_placement_reached_its_topic_at_the_business_time_of_the_brokers_stamp(simulated: None) -> None:
+    """The token's expiry is checked against the broker's (wall) stamp, mapped to business time."""
+    wall_s = time.time()
+    event = SimpleNamespace(message=SimpleNamespace(timestamp=wall_s))
+    later = clock.now_ms() + 3_600_000
+    assert placed_at(event, later) == clock.business_ms(int(wall_s * 1000))
+    assert near_start(datetime.fromtimestamp(placed_at(event, later) / 1000, UTC))
+    earlier = clock.now_ms() - 600_000
+    assert placed_at(event, earlier) == earlier  # never after now
+    no_stamp = SimpleNamespace(message=SimpleNamespace(timestamp=None))
+    assert placed_at(no_stamp, later) == later
