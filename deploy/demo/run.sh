@@ -20,7 +20,14 @@
 #                       curve inside each store's opening hours; the rates above are the day's mean)
 #      OMS_DEMO_LATE_PICKS share of allocations picked after their latest pick start (default 0.05;
 #                       the first whose pick is due at once, a click & collect from a store's shelf, too)
-#      OMS_DEMO_ORDERS_PER_MINUTE webshop orders per minute (default 4)
+#      OMS_DEMO_SPEED   business time runs this many times as fast as the wall clock, for the worker
+#                       and the simulators alike (OMS_CLOCK, docs/demo-clock.md): 60 plays a day in
+#                       24 minutes; rates and orders per minute are then per business second/minute.
+#                       Default 1: no OMS_CLOCK, the wall clock
+#      OMS_DEMO_START   with OMS_DEMO_SPEED: business start, ISO 8601 with its offset (default 06:00
+#                       today in the network's zone)
+#      OMS_DEMO_ORDERS_PER_MINUTE webshop orders per minute (default 4; with OMS_DEMO_SPEED, 4/speed a
+#                       business minute, still about 4 a wall minute)
 #      OMS_DEMO_TIME_SCALE multiplies the simulated pick/pack/handover/transit delays (default 1: seconds)
 #      OMS_DEMO_WEB_PORT worker HTTP port (default 6066)
 #      OMS_PROMISE_SIGNING_KEYS the worker's promise token keys (default: a random key made for the
@@ -95,6 +102,22 @@ if [[ "${REGION,,}" != "nl" ]]; then
   fi
 fi
 RATE="${OMS_DEMO_RATE:-$(awk -v n="$STORES" 'BEGIN {printf "%g", 0.001 * n}')}"
+
+# --- clock -------------------------------------------------------------------------------------
+# One business clock for every process below (worker, simulators, watch, report, audit).
+SPEED="${OMS_DEMO_SPEED:-1}"
+CLOCK_SHOWN="the wall clock"
+if [[ "$SPEED" != "1" ]]; then
+  if ! OMS_CLOCK="$(.venv/bin/python -m oms_streams.tools.demo_clock --network "$NETWORK" --speed "$SPEED" \
+    ${OMS_DEMO_START:+--start "$OMS_DEMO_START"})"; then
+    exit 1
+  fi
+  export OMS_CLOCK
+  # Orders per business minute: by default as many a wall minute as without the clock (4), which at
+  # 60 x is about 100 webshop orders a business day.
+  [[ -n "${OMS_DEMO_ORDERS_PER_MINUTE:-}" ]] || ORDERS_PER_MINUTE="$(awk -v s="$SPEED" 'BEGIN {printf "%g", 4 / s}')"
+  CLOCK_SHOWN="OMS_CLOCK=$OMS_CLOCK: $SPEED x the wall clock, from ${OMS_CLOCK%%@*}"
+fi
 
 BROKER_STARTED=0
 BROKER_FRESH=0
@@ -175,6 +198,10 @@ trap 'exit 143' TERM
 echo "demo: starting Kafka on 127.0.0.1:$PORT (first run downloads the broker jars) ..." >&2
 if [[ -f "$BROKER_DATA/broker.pid" ]] && kill -0 "$(cat "$BROKER_DATA/broker.pid" 2>/dev/null)" 2>/dev/null; then
   echo "demo: using the Kafka broker already running on port $PORT (left running on exit)" >&2
+  if [[ -n "${OMS_CLOCK:-}" ]]; then
+    echo "demo: warning: OMS_DEMO_SPEED on a broker that holds an earlier run's events: business time" \
+      "may go back against them (stop it, or use a fresh OMS_KAFKA_PORT)" >&2
+  fi
 else
   BROKER_STARTED=1  # set before it starts: a Ctrl-C during start-up still stops it
   [[ -d "$BROKER_DATA/kraft" ]] || BROKER_FRESH=1
@@ -265,6 +292,7 @@ cat >&2 <<BANNER
              it goes at risk (so do a share $LATE_PICKS of the others, when their pick falls due)
              (log: $RUN/demo-orders.log)
   network    $NETWORK_SHOWN
+  time       $CLOCK_SHOWN
 
   Try, in another terminal:
     curl 'localhost:$WEB_PORT/availability/SKU-BIKE-LIGHT?channel=webshop'

@@ -10,6 +10,8 @@ import pytest
 
 from oms_streams import clock
 from oms_streams.clock import ClockError, SimulatedClock, parse
+from oms_streams.tools.demo_clock import demo_clock, main
+from oms_streams.tools.demo_options import DEMO_NETWORK
 
 START = datetime(2026, 3, 10, 5, tzinfo=UTC)  # 06:00 in Amsterdam
 
@@ -77,3 +79,17 @@ def test_every_process_reading_the_setting_agrees(env_clock: pytest.MonkeyPatch)
 def test_a_bad_setting_is_refused_with_what_it_should_be(text: str, message: str) -> None:
     with pytest.raises(ClockError, match=message):
         parse(text)
+
+
+def test_the_demo_clock_starts_at_six_in_the_networks_zone() -> None:
+    wall = datetime(2026, 3, 10, 15, 30, tzinfo=UTC).timestamp()  # 16:30 in Amsterdam
+    text = demo_clock(DEMO_NETWORK, 60, wall_s=wall)
+    assert text == f"2026-03-10T06:00:00+01:00@{wall:.3f}*60"
+    simulated = parse(text)
+    assert simulated is not None and simulated.business_ms(int(wall * 1000)) == START.timestamp() * 1000
+    assert demo_clock(DEMO_NETWORK, 600, "2026-07-01T08:00:00Z", wall).startswith(
+        "2026-07-01T08:00:00+00:00@"
+    )
+    with pytest.raises(ClockError, match="SPEED"):
+        demo_clock(DEMO_NETWORK, 0, wall_s=wall)
+    assert main(["--speed", "60", "--start", "2026-07-01T08:00"]) == 2  # no offset: refused in one line

@@ -270,4 +270,4 @@ def read_audit_input(
         collector.add(At(topic, partition, offset, ts), key, value)
 
     missing = read_to_end(settings, "oms-audit", collector.names, add, timeout_s=timeout_s)
-    return collector.build(now_ms, int(settle_s * 1000), missing)
+    return collector.build(now_ms, clock.wall_span_ms(settle_s), missing)  # settling takes wall time
