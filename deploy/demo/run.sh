@@ -107,6 +107,7 @@ RATE="${OMS_DEMO_RATE:-$(awk -v n="$STORES" 'BEGIN {printf "%g", 0.001 * n}')}"
 # One business clock for every process below (worker, simulators, watch, report, audit).
 SPEED="${OMS_DEMO_SPEED:-1}"
 CLOCK_SHOWN="the wall clock"
+ORDERS_SHOWN="$ORDERS_PER_MINUTE webshop orders a minute"
 if [[ "$SPEED" != "1" ]]; then
   if ! OMS_CLOCK="$(.venv/bin/python -m oms_streams.tools.demo_clock --network "$NETWORK" --speed "$SPEED" \
     ${OMS_DEMO_START:+--start "$OMS_DEMO_START"})"; then
@@ -116,7 +117,9 @@ if [[ "$SPEED" != "1" ]]; then
   # Orders per business minute: by default as many a wall minute as without the clock (4), which at
   # 60 x is about 100 webshop orders a business day.
   [[ -n "${OMS_DEMO_ORDERS_PER_MINUTE:-}" ]] || ORDERS_PER_MINUTE="$(awk -v s="$SPEED" 'BEGIN {printf "%g", 4 / s}')"
-  CLOCK_SHOWN="OMS_CLOCK=$OMS_CLOCK: $SPEED x the wall clock, from ${OMS_CLOCK%%@*}"
+  CLOCK_SHOWN="OMS_CLOCK=$OMS_CLOCK: $SPEED x the wall clock, from ${OMS_CLOCK%%@*}; a business day
+             takes $(awk -v s="$SPEED" 'BEGIN {printf "%g", 1440 / s}') wall minutes"
+  ORDERS_SHOWN="$(awk -v m="$ORDERS_PER_MINUTE" 'BEGIN {printf "%g", m * 1440}') webshop orders a business day"
 fi
 
 BROKER_STARTED=0
@@ -285,7 +288,7 @@ cat >&2 <<BANNER
              returns, damage, and a SUPPLIER-ACME snapshot every ~10 s; till sales follow real stores'
              weekdays and months ($DEMAND) and the hours of the day, only while a store
              is open ($HOURS)   (log: $RUN/demo-simulator.log)
-  orders     about $ORDERS_PER_MINUTE webshop orders a minute on average over the day, by the hour of day
+  orders     about $ORDERS_SHOWN on average over the day, by the hour of day
              of real webshop orders (few at night) via POST /promise; a simulated WMS, store
              app and carrier pick, pack, ship and deliver them (seconds, with faults); some are
              cancelled, some returned; the store is behind on the first click & collect order, so
