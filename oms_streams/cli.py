@@ -10,8 +10,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from oms_streams import clock
 from oms_streams.config import Settings
-from oms_streams.tools.demo_options import DEMAND_SHAPE
+from oms_streams.tools.demo_options import DEMAND_SHAPE, HOURLY_SHAPE
 from oms_streams.tools.demo_options import add_arguments as add_demo_day_arguments
 
 
@@ -22,6 +23,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from oms_streams.streaming.admin import ensure_topics
     from oms_streams.streaming.app import create_app
 
+    simulated = clock.current()  # a malformed OMS_CLOCK stops the worker here, in one line
     created = ensure_topics(settings)
     if created:
         print(f"created topics: {', '.join(created)}", flush=True)
@@ -31,7 +33,12 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
     print(
         f"oms-streams worker {settings.app_id}: Kafka {settings.kafka_bootstrap}, "
-        f"HTTP http://{settings.web_host}:{settings.web_port}",
+        f"HTTP http://{settings.web_host}:{settings.web_port}"
+        + (
+            f", business time on OMS_CLOCK={simulated} ({simulated.speed:g} x the wall clock)"
+            if simulated
+            else ""
+        ),
         flush=True,
     )
     runner = faust.Worker(
@@ -82,12 +89,20 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     from oms_streams.tools.demand_shape import load_shape
+    from oms_streams.tools.hourly_shape import load_hours
     from oms_streams.tools.simulator import run_simulation
 
     demand = None if args.demand == "flat" else load_shape(Path(args.demand))
+    hours = None if args.hours == "flat" else load_hours(Path(args.hours))
     network = Path(args.network) if args.network else None
     run_simulation(
-        settings, rate=args.rate, seconds=args.seconds, seed=args.seed, network=network, demand=demand
+        settings,
+        rate=args.rate,
+        seconds=args.seconds,
+        seed=args.seed,
+        network=network,
+        demand=demand,
+        hours=hours,
     )
     return 0
 
@@ -214,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SHAPE.json|flat",
         help="till sales shaped on real daily sales (default: deploy/demo/demand_shape.json); "
         "flat: every store alike, every day",
+    )
+    simulate.add_argument(
+        "--hours",
+        default=str(HOURLY_SHAPE),
+        metavar="HOURS.json|flat",
+        help="till sales follow the hour of each store's local day, inside its opening hours "
+        "(default: deploy/demo/hourly_shape.json); flat: the same at every hour, open or not",
     )
     simulate.set_defaults(run=_simulate)
     demo = sub.add_parser("demo", help="the demo's simulated systems")

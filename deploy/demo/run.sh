@@ -15,9 +15,19 @@
 #                       day's sales a minute: after local midnight the forecasts then protect every
 #                       store unit and click & collect shows 0)
 #      OMS_DEMO_DEMAND  the demand shape file, or "flat" (default deploy/demo/demand_shape.json)
+#      OMS_DEMO_HOURS   the hour-of-day shape file, or "flat" (default deploy/demo/hourly_shape.json:
+#                       webshop orders by the hour of real e-commerce orders, till sales by a store
+#                       curve inside each store's opening hours; the rates above are the day's mean)
 #      OMS_DEMO_LATE_PICKS share of allocations picked after their latest pick start (default 0.05;
 #                       the first whose pick is due at once, a click & collect from a store's shelf, too)
-#      OMS_DEMO_ORDERS_PER_MINUTE webshop orders per minute (default 4)
+#      OMS_DEMO_SPEED   business time runs this many times as fast as the wall clock, for the worker
+#                       and the simulators alike (OMS_CLOCK, docs/demo-clock.md): 60 plays a day in
+#                       24 minutes; rates and orders per minute are then per business second/minute.
+#                       Default 1: no OMS_CLOCK, the wall clock
+#      OMS_DEMO_START   with OMS_DEMO_SPEED: business start, ISO 8601 with its offset (default 06:00
+#                       today in the network's zone)
+#      OMS_DEMO_ORDERS_PER_MINUTE webshop orders per minute (default 4; with OMS_DEMO_SPEED, 4/speed a
+#                       business minute, still about 4 a wall minute)
 #      OMS_DEMO_TIME_SCALE multiplies the simulated pick/pack/handover/transit delays (default 1: seconds)
 #      OMS_DEMO_WEB_PORT worker HTTP port (default 6066)
 #      OMS_PROMISE_SIGNING_KEYS the worker's promise token keys (default: a random key made for the
@@ -38,6 +48,7 @@ ORDERS_PER_MINUTE="${OMS_DEMO_ORDERS_PER_MINUTE:-4}"
 TIME_SCALE="${OMS_DEMO_TIME_SCALE:-1}"
 REGION="${OMS_DEMO_NETWORK:-nl}"
 DEMAND="${OMS_DEMO_DEMAND:-deploy/demo/demand_shape.json}"
+HOURS="${OMS_DEMO_HOURS:-deploy/demo/hourly_shape.json}"
 LATE_PICKS="${OMS_DEMO_LATE_PICKS:-0.05}"
 OMS=(.venv/bin/python -m oms_streams.cli)
 if [[ -x .venv/bin/oms ]]; then OMS_SHOWN=".venv/bin/oms"; else OMS_SHOWN="${OMS[*]}"; fi
@@ -91,6 +102,25 @@ if [[ "${REGION,,}" != "nl" ]]; then
   fi
 fi
 RATE="${OMS_DEMO_RATE:-$(awk -v n="$STORES" 'BEGIN {printf "%g", 0.001 * n}')}"
+
+# --- clock -------------------------------------------------------------------------------------
+# One business clock for every process below (worker, simulators, watch, report, audit).
+SPEED="${OMS_DEMO_SPEED:-1}"
+CLOCK_SHOWN="the wall clock"
+ORDERS_SHOWN="$ORDERS_PER_MINUTE webshop orders a minute"
+if [[ "$SPEED" != "1" ]]; then
+  if ! OMS_CLOCK="$(.venv/bin/python -m oms_streams.tools.demo_clock --network "$NETWORK" --speed "$SPEED" \
+    ${OMS_DEMO_START:+--start "$OMS_DEMO_START"})"; then
+    exit 1
+  fi
+  export OMS_CLOCK
+  # Orders per business minute: by default as many a wall minute as without the clock (4), which at
+  # 60 x is about 100 webshop orders a business day.
+  [[ -n "${OMS_DEMO_ORDERS_PER_MINUTE:-}" ]] || ORDERS_PER_MINUTE="$(awk -v s="$SPEED" 'BEGIN {printf "%g", 4 / s}')"
+  CLOCK_SHOWN="OMS_CLOCK=$OMS_CLOCK: $SPEED x the wall clock, from ${OMS_CLOCK%%@*}; a business day
+             takes $(awk -v s="$SPEED" 'BEGIN {printf "%g", 1440 / s}') wall minutes"
+  ORDERS_SHOWN="$(awk -v m="$ORDERS_PER_MINUTE" 'BEGIN {printf "%g", m * 1440}') webshop orders a business day"
+fi
 
 BROKER_STARTED=0
 BROKER_FRESH=0
@@ -171,6 +201,10 @@ trap 'exit 143' TERM
 echo "demo: starting Kafka on 127.0.0.1:$PORT (first run downloads the broker jars) ..." >&2
 if [[ -f "$BROKER_DATA/broker.pid" ]] && kill -0 "$(cat "$BROKER_DATA/broker.pid" 2>/dev/null)" 2>/dev/null; then
   echo "demo: using the Kafka broker already running on port $PORT (left running on exit)" >&2
+  if [[ -n "${OMS_CLOCK:-}" ]]; then
+    echo "demo: warning: OMS_DEMO_SPEED on a broker that holds an earlier run's events: business time" \
+      "may go back against them (stop it, or use a fresh OMS_KAFKA_PORT)" >&2
+  fi
 else
   BROKER_STARTED=1  # set before it starts: a Ctrl-C during start-up still stops it
   [[ -d "$BROKER_DATA/kraft" ]] || BROKER_FRESH=1
@@ -231,7 +265,7 @@ if ! curl -s --max-time 2 "http://127.0.0.1:$WEB_PORT/health" | grep -Eq '"ready
 fi
 
 # --- simulator ---------------------------------------------------------------------------------
-"${OMS[@]}" simulate --rate "$RATE" --network "$NETWORK" --demand "$DEMAND" >"$RUN/demo-simulator.log" 2>&1 &
+"${OMS[@]}" simulate --rate "$RATE" --network "$NETWORK" --demand "$DEMAND" --hours "$HOURS" >"$RUN/demo-simulator.log" 2>&1 &
 SIM_PID=$!
 
 # Webshop orders, their fulfilment, carrier deliveries, cancellations and returns, through the
@@ -241,7 +275,7 @@ ORDER_PREFIX="ORDER-"
 [[ $BROKER_FRESH -eq 1 ]] || ORDER_PREFIX="ORDER-$(date +%H%M%S)-"
 "${OMS[@]}" demo day --web-url "http://127.0.0.1:$WEB_PORT" --network "$NETWORK" \
   --orders-per-minute "$ORDERS_PER_MINUTE" --time-scale "$TIME_SCALE" --order-prefix "$ORDER_PREFIX" \
-  --late-picks "$LATE_PICKS" >"$RUN/demo-orders.log" &
+  --late-picks "$LATE_PICKS" --hours "$HOURS" >"$RUN/demo-orders.log" &
 DAY_PID=$!
 
 cat >&2 <<BANNER
@@ -252,13 +286,16 @@ cat >&2 <<BANNER
   worker     http://127.0.0.1:$WEB_PORT  (log: $RUN/demo-worker.log)
   simulator  $RATE stock events/s on an average day: ERP counts and receipts, POS sales, transfers,
              returns, damage, and a SUPPLIER-ACME snapshot every ~10 s; till sales follow real stores'
-             weekdays and months ($DEMAND)   (log: $RUN/demo-simulator.log)
-  orders     about $ORDERS_PER_MINUTE webshop orders a minute via POST /promise; a simulated WMS, store
+             weekdays and months ($DEMAND) and the hours of the day, only while a store
+             is open ($HOURS)   (log: $RUN/demo-simulator.log)
+  orders     about $ORDERS_SHOWN on average over the day, by the hour of day
+             of real webshop orders (few at night) via POST /promise; a simulated WMS, store
              app and carrier pick, pack, ship and deliver them (seconds, with faults); some are
              cancelled, some returned; the store is behind on the first click & collect order, so
              it goes at risk (so do a share $LATE_PICKS of the others, when their pick falls due)
              (log: $RUN/demo-orders.log)
   network    $NETWORK_SHOWN
+  time       $CLOCK_SHOWN
 
   Try, in another terminal:
     curl 'localhost:$WEB_PORT/availability/SKU-BIKE-LIGHT?channel=webshop'

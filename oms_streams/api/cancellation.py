@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 from faust.web import Request, Response, View
 
+from oms_streams import clock
 from oms_streams.adapters.cancellations import cancellation_event
 from oms_streams.adapters.sourcing import SourcingRow
 from oms_streams.adapters.stock import Failure
@@ -59,7 +60,7 @@ def register_cancellation_view(worker: Worker) -> None:
 
 async def _cancel_here(worker: Worker, order_id: str, body: bytes) -> Response:
     requests = worker.metrics.cancellation_requests
-    event = cancellation_event(order_id, body, time.time_ns() // 1_000_000)
+    event = cancellation_event(order_id, body, clock.now_ms())
     if isinstance(event, Failure):
         requests.labels("bad_request").inc()
         return _json({"error": event.reason}, 400)

@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 from faust.web import Request, Response, View
 
+from oms_streams import clock
 from oms_streams.adapters.holds import (
     command_batch_record,
     held_lines,
@@ -77,7 +78,7 @@ async def _hold(worker: Worker, body: bytes) -> Response:
     if isinstance(parsed, Failure):
         worker.metrics.hold_requests.labels("unknown", "bad_request").inc()
         return _json({"error": parsed.reason}, 400)
-    now = time.time_ns() // 1_000_000
+    now = clock.now_ms()
     refusal = _refusal(worker, parsed, now)
     if refusal is not None:
         status, reason = refusal
@@ -145,7 +146,7 @@ async def _release(worker: Worker, hold_id: str) -> Response:
         else []
         for sku in live
     }
-    now = time.time_ns() // 1_000_000
+    now = clock.now_ms()
     await _send(
         worker, "release", hold_id, view["channel"], lines, epoch_ms_from_iso(view["expires_at"]), now
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -12,6 +11,7 @@ import orjson
 from aiohttp import web
 from faust.web import Request, Response, View
 
+from oms_streams import clock
 from oms_streams.adapters.allocated import moves_view, shipments_view
 from oms_streams.adapters.courier_slots import courier_slot_view
 from oms_streams.adapters.lifecycle import order_lifecycle
@@ -121,7 +121,7 @@ def order_view(worker: Worker, order_id: str) -> dict[str, Any] | None:
             "returns": row.returns or [],
             **({"sourcing": sourcing_view(worker, order_id)} if refused else {}),
         }
-    now = time.time_ns() // 1_000_000
+    now = clock.now_ms()
     record = row.promise_record() or tracking.record
     plan = row.plan
     risk = assess(tracking, now)
@@ -254,7 +254,7 @@ def register_views(worker: Worker) -> None:
             if problem is not None:
                 worker.metrics.promise_requests.labels("http", "rejected").inc()
                 return _json({"error": problem}, status=400)
-            asked_at = epoch_ms(query.asked_at) if query.asked_at else time.time_ns() // 1_000_000
+            asked_at = epoch_ms(query.asked_at) if query.asked_at else clock.now_ms()
             request_id = query.request_id or uuid.uuid4().hex
             body = worker.promises.answer(to_request(query, request_id, asked_at), "http")
             response = web.Response(body=body, content_type="application/json")

@@ -12,6 +12,7 @@ from typing import Any
 
 import faust
 
+from oms_streams import clock
 from oms_streams.adapters.dlq import dead_letter_for
 from oms_streams.adapters.reservations import decode_reservations
 from oms_streams.adapters.stock import decode_count, decode_movement, decode_supplier_stock
@@ -277,7 +278,7 @@ def _ledger(kafka: _Kafka, shared: _Shared) -> tuple[LedgerRuntime, LedgerEngine
         protection_quantile=settings.protection_quantile,
         protection_default_days=settings.protection_default_days,
         partitions=settings.partitions,
-        dedupe_window_days=settings.dedupe_window_days,
+        dedupe_window_days=settings.dedupe_window_days * clock.speed(),  # redeliveries come in wall time
         cache_positions=settings.ledger_cache_positions,
         holds_topic=kafka.name(HOLDS),
     )
@@ -424,7 +425,7 @@ def _sourcing(
         partitions=kafka.settings.partitions,
         durable=kafka.durable,
         replies=ReplyPolicy(
-            timeout_ms=int(kafka.settings.sourcing_reply_timeout_s * 1000),
+            timeout_ms=clock.wall_span_ms(kafka.settings.sourcing_reply_timeout_s),  # a technical timeout
             max_sends=kafka.settings.sourcing_max_sends,
         ),
         holds=shared.holds,

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from oms_streams import clock
 from oms_streams.adapters.holds import expires_at_ms, hold_record
 from oms_streams.adapters.reservations import DecodedReservation
 from oms_streams.domain.inventory import StockPosition
@@ -180,7 +181,7 @@ class HoldBook:
                 continue
             self.holds.setdefault(hold, {})[sku or None] = orjson.loads(record.value)
         if time.monotonic() - self._pruned_at > self.PRUNE_EVERY_S:
-            self._prune(int(time.time() * 1000))
+            self._prune(clock.now_ms())
 
     def get(self, hold_id: str) -> dict[str | None, dict[str, Any]]:
         return self.holds.get(hold_id, {})

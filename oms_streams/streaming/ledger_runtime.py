@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import orjson
 
+from oms_streams import clock
 from oms_streams.adapters.availability import availability_from_record, encode_running
 from oms_streams.adapters.reservations import DecodedReservation, reply, reply_batch_record
 from oms_streams.adapters.stock import (
@@ -211,7 +212,7 @@ class LedgerRuntime:
             for _, decoded in items
             if isinstance(decoded, DecodedStock)
         )
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.now_ms()
         async with self.lock:
             for skus in by_partition.values():
                 for sku, items in skus.items():
@@ -244,7 +245,7 @@ class LedgerRuntime:
             return
         if self._publish_if_changed(sku, now_ms, "stock", changed=changed):
             observe = self.metrics.event_to_availability.observe
-            now_s = now_ms / 1000
+            now_s = time.time()  # the broker's stamp is wall-clock time, not business time
             for event, _ in items:
                 observe(max(0.0, now_s - event.message.timestamp))
 
@@ -359,7 +360,7 @@ class LedgerRuntime:
         state = self._demand.get(sku, {}).get(location_id)
         if state is None or self.protection_quantile <= 0:
             return 0
-        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        now_ms = now_ms if now_ms is not None else clock.now_ms()
         network = self.network.promise_network
         site = network.sites.get(location_id)
         cached = self._replenishment.get(location_id)
@@ -559,7 +560,7 @@ class LedgerRuntime:
         skus = [key.decode() for key in list(self.store.sku_locations.keys())]
         for start in range(0, len(skus), chunk):
             async with self.lock:
-                now_ms = int(time.time() * 1000)
+                now_ms = clock.now_ms()
                 for sku in skus[start : start + chunk]:
                     if not self.store.owns(self.store.partition_of(sku.encode())):
                         continue  # given up since the list was taken

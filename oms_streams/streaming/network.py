@@ -3,13 +3,13 @@ for the ledger, plus the promise network (calendars, carriers, routes, policy) f
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from oms_streams import clock
 from oms_streams.adapters.config import decode_rules, to_location
 from oms_streams.adapters.network import (
     NetworkConfigError,
@@ -38,7 +38,7 @@ DeadLetterSink = Callable[[str, Any], None]
 def _holiday_years() -> tuple[int, ...]:
     # Public holidays are resolved for last year to three years ahead: enough for any promise
     # horizon over years of uptime (the set is rebuilt on every config change anyway).
-    year = dt.datetime.now(dt.UTC).year
+    year = clock.now().year
     return tuple(range(year - 1, year + 4))
 
 

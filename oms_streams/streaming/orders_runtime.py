@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from oms_streams import clock
 from oms_streams.adapters.allocated import decode_allocation, decode_edit, decode_round
 from oms_streams.adapters.cancellations import decode_cancelled
 from oms_streams.adapters.lifecycle import all_cancelled, order_lifecycle
@@ -98,7 +98,7 @@ class OpenOrder:
 
 
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return clock.now_ms()
 
 
 class OrdersRuntime:

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from oms_streams import clock
 from oms_streams.adapters.orders import Placement
 from oms_streams.adapters.sourcing import SourcingRow
 from oms_streams.config import Settings
@@ -116,7 +117,7 @@ def promise_keys(settings: Settings) -> PromiseKeys | None:
     return PromiseKeys(
         tuple(SigningKey(key_id, secret.encode()) for key_id, secret in pairs),
         ttl_ms=settings.promise_token_ttl_s * 1000,
-        grace_ms=settings.promise_token_grace_s * 1000,
+        grace_ms=clock.wall_span_ms(settings.promise_token_grace_s),  # clock skew and waits: wall time
     )
 
 

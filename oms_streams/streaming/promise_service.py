@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from oms_streams import clock
 from oms_streams.adapters.promise import add_tokens, inbound_for, result_to_wire, stock_for
 from oms_streams.adapters.timestamps import epoch_ms
 from oms_streams.domain.promise import promise_options
@@ -125,7 +126,7 @@ class PromiseService:
         )
         answer = result_to_wire(result, self.network.generation)
         if self.keys is not None:
-            signed_at = time.time_ns() // 1_000_000  # not asked_at (the client's): the TTL runs from now
+            signed_at = clock.now_ms()  # not asked_at (the client's): the TTL runs from now
             add_tokens(answer["options"], result.options, request.destination, self.keys, signed_at)
         wire = orjson.dumps(answer)
         self.metrics.promise_seconds.observe(time.perf_counter() - started)

@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from oms_streams import clock
 from oms_streams.adapters.returnable import REFUSED, accepted_units
 from oms_streams.adapters.returns import (
     Received,
@@ -98,7 +99,7 @@ class ReturnTopics:
 
 
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return clock.now_ms()
 
 
 def movement_id(return_id: str, item_key: str) -> str:

@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
 from typing import Any
 
+from oms_streams import clock
 from oms_streams.adapters.cancellations import Cancellation
 from oms_streams.adapters.courier_slots import SlotMessage
 from oms_streams.adapters.edits import what_is_ordered
@@ -85,14 +85,14 @@ log = logging.getLogger(__name__)
 
 
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return clock.now_ms()
 
 
 def placed_at(event: Any, now: int) -> int:
     """When the placement reached the topic (the broker's time: ``TopicSpec.broker_time``), never
     later than now: a placement that waited out an outage was still placed in time."""
     stamp = getattr(event.message, "timestamp", None)
-    return min(now, int(stamp * 1000)) if stamp else now
+    return min(now, clock.business_ms(int(stamp * 1000))) if stamp else now
 
 
 class SourcingRuntime:

@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 
+from oms_streams import clock
 from oms_streams.config import Settings
 from oms_streams.metrics import Metrics
 from oms_streams.streaming import faust_fixes
@@ -133,7 +134,7 @@ def ledger_upkeep(
     async def forget_expired_event_ids() -> None:
         # An exception in a faust timer would stop the worker: log it, the next sweep tries again.
         try:
-            forgotten = await runtime.forget_expired_ids(int(time.time() * 1000))
+            forgotten = await runtime.forget_expired_ids(clock.now_ms())
             log.info("forgot %d stock movement ids older than the dedupe window", forgotten)
         except Exception:
             log.exception("forgetting expired stock movement ids failed; trying again at the next sweep")
@@ -143,7 +144,7 @@ def ledger_upkeep(
         # The owning ledger releases its cart holds at expiry, by its own clock; after a restart or a
         # rebalance its table of live holds says which are due. A failure is retried at the next check.
         try:
-            expired = await runtime.expire_holds(int(time.time() * 1000))
+            expired = await runtime.expire_holds(clock.now_ms())
             if expired:
                 log.info("released %d expired cart holds", expired)
         except Exception:

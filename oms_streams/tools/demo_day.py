@@ -6,6 +6,11 @@ It talks to the worker only as the retailer's other systems would: ``POST /promi
 ``oms.returns.*`` out; ``oms.fulfilment.allocations.v1`` and ``oms.returns.routed.v1`` in, and
 ``oms.orders.at-risk.v1`` to count (and print) the orders the worker puts at risk. One thread, one
 scheduler: placing, fulfilment steps and customers' later actions are timed events on a heap.
+Events are stamped with business time (``oms_streams.clock``); the heap runs on the monotonic
+clock: customers' gaps are business time (a day's orders in a simulated day), the fulfilment
+steps' compressed delays and customers' later actions wall seconds.
+With an hourly shape (``hourly_shape.py``) customers come by the hour of day of real webshop
+orders (local time of the network's stores): ``orders_per_minute`` is the day's mean.
 """
 
 from __future__ import annotations
@@ -20,13 +25,16 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
 from confluent_kafka import Consumer, Producer
 from pydantic import BaseModel, ValidationError
 
+from oms_streams.clock import current as simulated_clock
+from oms_streams.clock import now as business_now
+from oms_streams.clock import wall_seconds
 from oms_streams.config import Settings
 from oms_streams.schemas.orders import FulfilmentEvent, OrderAtRisk
 from oms_streams.schemas.returns import Origin, ReturnReceived, ReturnRequested, ReturnRouted
@@ -43,6 +51,7 @@ from oms_streams.streaming.topics import (
 )
 from oms_streams.tools.demo_options import add_arguments
 from oms_streams.tools.fulfilment_sim import FaultRates, FulfilmentPlanner, FulfilmentTimes, Step, occurred_at
+from oms_streams.tools.hourly_shape import HourlyShape, WebArrivals, load_hours, web_zone
 from oms_streams.tools.simulator import DEFAULT_NETWORK, SKUS, _stop_on_signals
 from oms_streams.tools.webshop_sim import ApiError, PlacedOrder, Webshop
 
@@ -64,6 +73,8 @@ class DemoDayOptions:
     tell: int = 3
     """Print this many order ids to try (to ``tell_to``) once they are allocated."""
     web_url: str = "http://127.0.0.1:6066"
+    hours: HourlyShape | None = None
+    """Customers by the hour of day (None: the same rate at every hour)."""
 
 
 @dataclass
@@ -95,6 +106,8 @@ class DemoDay:
         self.rng = random.Random(options.seed)
         self.webshop = Webshop(config, SKUS, options.web_url, self.rng)
         self.planner = FulfilmentPlanner(config, self.rng, options.times, options.faults)
+        stores = [loc for loc in config.locations if loc.type == "store"]
+        self.arrivals = WebArrivals(options.orders_per_minute, options.hours, web_zone(stores), self.rng)
         self.run_id = format(int(time.time() * 1000), "x")
         self.summary = DemoDaySummary()
         self.orders: dict[str, PlacedOrder] = {}
@@ -134,8 +147,11 @@ class DemoDay:
     # --- the webshop ------------------------------------------------------------------------------
 
     def place_next(self) -> None:
-        """Place one order, then schedule the next (exponential gaps: customers do not queue)."""
-        self.at(self.rng.expovariate(self.options.orders_per_minute / 60.0), self.place_next)
+        """Place one order, then schedule the next (exponential gaps: customers do not queue; by
+        the hour of day with an hourly shape)."""
+        self.at(wall_seconds(self.arrivals.next_gap_s()), self.place_next)
+        if not self.arrivals.stays(business_now()):
+            return
         cart, home = self.webshop.cart(), self.webshop.home()
         try:
             options = self.webshop.promise(cart, home)
@@ -218,13 +234,13 @@ class DemoDay:
             delay += step.after_s
             if step.not_before is not None:
                 self._late_pick(allocation, step.not_before)
-                delay = max(delay, (step.not_before - datetime.now(UTC)).total_seconds())
+                delay = max(delay, wall_seconds((step.not_before - business_now()).total_seconds()))
             self.at(delay, lambda s=step: self._report(allocation, s))  # type: ignore[misc]
 
     def _report(self, allocation: Allocation, step: Step) -> None:
         if allocation.allocation_id in self.withdrawn:
             return  # cancelled, or re-sourced after a fault: the location stops working on it
-        now = datetime.now(UTC)
+        now = business_now()
         event = FulfilmentEvent(
             event_id=self._event_id(),
             occurred_at=occurred_at(step, self.handed.get(allocation.allocation_id), now),
@@ -308,6 +324,14 @@ class DemoDay:
 
     def run(self, stop: threading.Event) -> DemoDaySummary:
         started = time.monotonic()
+        if simulated_clock() is not None:
+            print(
+                f"demo-day: business time on OMS_CLOCK={simulated_clock()}: customers come per business "
+                "minute, fulfilment steps take wall seconds; the worker must run with the same OMS_CLOCK "
+                "(docs/demo-clock.md)",
+                file=self.tell_to,
+                flush=True,
+            )
         next_summary = started + SUMMARY_EVERY_S
         self.at(1.0, self.place_next)
         seconds = self.options.seconds
@@ -367,6 +391,7 @@ def options_from(args: argparse.Namespace) -> DemoDayOptions:
         seed=args.seed,
         order_prefix=args.order_prefix,
         web_url=args.web_url,
+        hours=None if args.hours == "flat" else load_hours(Path(args.hours)),
         times=times,
         faults=faults,
     )

@@ -9,6 +9,8 @@ DEMO_DIR = Path(__file__).resolve().parents[2] / "deploy" / "demo"
 DEMO_NETWORK = DEMO_DIR / "network.yaml"
 DEMAND_SHAPE = DEMO_DIR / "demand_shape.json"
 """Real daily sales shapes of M5 stores, derived by ``oms_streams.tools.demand_shape``."""
+HOURLY_SHAPE = DEMO_DIR / "hourly_shape.json"
+"""Hour-of-day curves of webshop orders (Olist) and store tills, by ``oms_streams.tools.hourly_shape``."""
 LATE_PICK_SHARE = 0.05
 """Share of allocations whose location starts the pick after its latest pick start."""
 FIRST_LATE_PICK_WITHIN_S = 300.0
@@ -24,6 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--web-url", default="http://127.0.0.1:6066")
     parser.add_argument("--time-scale", type=float, default=1.0, help="multiplies every fulfilment delay")
     parser.add_argument("--network", type=Path, default=DEMO_NETWORK)
+    parser.add_argument(
+        "--hours",
+        default=str(HOURLY_SHAPE),
+        metavar="HOURS.json|flat",
+        help="orders follow the hour of day of real webshop orders (default: deploy/demo/hourly_shape.json, "
+        "--orders-per-minute is then the day's mean); flat: the same rate at every hour",
+    )
     parser.add_argument(
         "--late-picks",
         type=float,

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from oms_streams.clock import now as business_now
+from oms_streams.clock import speed
 from oms_streams.schemas.config import NetworkConfig
 from oms_streams.schemas.orders import FulfilmentKindName
 from oms_streams.schemas.sourcing import Allocation
@@ -47,7 +49,7 @@ class FulfilmentTimes:
     transit_s: float = 6.0
     collect_s: float = 8.0
     late_pick_after_milestone_s: float = 90.0
-    """A late pick starts this long after the allocation's latest pick start (real time)."""
+    """A late pick starts this long (wall seconds) after the allocation's latest pick start."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class FulfilmentPlanner:
 
     def plan(self, allocation: Allocation, now: datetime | None = None) -> list[Step]:
         t, at = self.times, allocation.location_id
-        first = self._start(allocation, now or datetime.now(UTC))
+        first = self._start(allocation, now or business_now())
         if first.kind == "store_rejected":
             return [first]
         steps = [first]
@@ -126,7 +128,8 @@ class FulfilmentPlanner:
             return Step(wait, "store_rejected", at, reason="store too busy to pick web orders now")
         latest = next((m.due for m in allocation.milestones if m.kind == "pick_start"), None)
         if latest is not None and (self._first_late(latest, now) or self._chance(self.faults.late_pick)):
-            late = max(latest, now) + timedelta(seconds=self.times.late_pick_after_milestone_s)
+            behind = timedelta(seconds=self.times.late_pick_after_milestone_s * speed())  # wall seconds
+            late = max(latest, now) + behind
             return Step(wait, "pick_started", at, reason="late pick: the location is behind", not_before=late)
         return Step(wait, "pick_started", at)
 
@@ -173,7 +176,7 @@ class FulfilmentPlanner:
 
 def occurred_at(step: Step, handed_at: datetime | None, now: datetime | None = None) -> datetime:
     """When a step happened: now, or for a delivery its handover plus the carrier's transit."""
-    now = now or datetime.now(UTC)
+    now = now or business_now()
     if step.stamp_after_handover is not None and handed_at is not None:
         return max(now, handed_at + step.stamp_after_handover)
     return now

@@ -10,11 +10,18 @@ construction; keys are the SKU.
 With a demand shape (``demand_shape.py``: real daily sales of M5 stores), till sales follow real
 stores: each store sells at its own profile's rate, more on a Saturday than on a Tuesday and by
 the month of the year (the store's local day), nothing on a day the store is closed; the other
-actions keep their pace. ``rate`` is then the rate of an average day.
+actions keep their pace. ``rate`` is then the rate of an average day. With an hourly shape
+(``hourly_shape.py``), a store's tills also follow the hour of its local day, inside its opening
+hours only (nothing sells at a closed store, and customers bring returns only to an open one).
 
 The sequence of events is a pure function of the seed, the network and (with a demand shape) the
 days the clock goes through: the same seed plays the same day. Event ids carry a run id (by
 default the start time) so a second run is not taken for redeliveries of the first.
+
+Time: events are stamped with business time (``oms_streams.clock``: the wall clock, or the shared
+simulated clock of ``OMS_CLOCK``) and ``rate`` is per second of business time, so at ``SPEED`` the
+simulator sends ``SPEED`` times as many events per wall second. ``seconds`` (the run's length) and
+the supplier's snapshots every ~10 s stay on the wall clock.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -36,6 +43,9 @@ from typing import Any, TextIO
 from confluent_kafka import KafkaException, Producer
 from pydantic import BaseModel
 
+from oms_streams.clock import current as simulated_clock
+from oms_streams.clock import now as business_now
+from oms_streams.clock import speed
 from oms_streams.config import Settings
 from oms_streams.schemas.config import NetworkConfig
 from oms_streams.schemas.inventory import (
@@ -49,6 +59,7 @@ from oms_streams.streaming.config_publisher import load_network_config
 from oms_streams.streaming.topics import COUNTS, MOVEMENTS, SUPPLIER_STOCK
 from oms_streams.tools.demand_shape import DemandShape, StoreDemand
 from oms_streams.tools.demo_options import DEMO_NETWORK
+from oms_streams.tools.hourly_shape import HourlyShape, StoreHours
 
 DEFAULT_NETWORK = DEMO_NETWORK
 
@@ -129,6 +140,7 @@ class RetailDay:
         run_id: str,
         clock: Any = None,
         demand: DemandShape | None = None,
+        hours: HourlyShape | None = None,
     ) -> None:
         active = [loc for loc in network.locations if loc.active]
         self.dcs = [loc.location_id for loc in active if loc.type == "dc"]
@@ -138,7 +150,7 @@ class RetailDay:
             raise ValueError("the network needs at least one DC and one store to simulate a retail day")
         self.rng = random.Random(seed)
         self.run_id = run_id
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or business_now
         self._last: datetime | None = None
         self._seq = 0
         self._transfer_seq = 0
@@ -150,6 +162,7 @@ class RetailDay:
         self.events_until_supplier = 0
         stores = [loc for loc in active if loc.type == "store"]
         self.demand = StoreDemand(demand, stores) if demand is not None else None
+        self.hours = StoreHours(hours, stores) if hours is not None else None
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -251,9 +264,22 @@ class RetailDay:
                 out.append(Outgoing(SUPPLIER_STOCK.name, sku, snapshot, "supplier"))
         return out
 
+    def now(self) -> datetime:
+        """The simulation's clock (unlike the events' stamps, not forced to increase)."""
+        now: datetime = self._clock()
+        return now
+
+    def store_factor(self, store: str, at: datetime) -> float:
+        """How busy a store's tills are at ``at`` against an average store's average hour."""
+        daily = 1.0 if self.demand is None else self.demand.factor(store, at)
+        return daily if self.hours is None or not daily else daily * self.hours.factor(store, at)
+
     def sales_factor(self) -> float:
-        """How busy the tills are now against an average day (1 without a demand shape)."""
-        return 1.0 if self.demand is None else self.demand.network_factor(self._clock())
+        """How busy the tills are now against an average day (1 without a demand or hourly shape)."""
+        if self.demand is None and self.hours is None:
+            return 1.0
+        now = self._clock()
+        return sum(self.store_factor(s, now) for s in self.stores) / len(self.stores)
 
     def pace_factor(self) -> float:
         """Events per second now against an average day: sales scale, the other actions do not."""
@@ -271,10 +297,10 @@ class RetailDay:
 
     def _sale_store(self) -> str | None:
         """A store's till, each by its real rate today (None when every store is closed)."""
-        if self.demand is None:
+        if self.demand is None and self.hours is None:
             return self.rng.choice(self.stores)
         now = self._clock()
-        weights = [self.demand.factor(store, now) for store in self.stores]
+        weights = [self.store_factor(store, now) for store in self.stores]
         return self.rng.choices(self.stores, weights=weights)[0] if sum(weights) > 0 else None
 
     def _sale(self) -> list[Outgoing]:
@@ -332,7 +358,14 @@ class RetailDay:
         return [self._movement(sku, dc, "receipt", quantity, "erp", reference=f"GR-{self._seq + 1}")]
 
     def _return(self) -> list[Outgoing]:
-        store = self.rng.choice(self.stores)
+        if self.hours is None:
+            store = self.rng.choice(self.stores)
+        else:  # brought back over the counter: only to a store that is open now
+            now = self._clock()
+            open_now = [s for s in self.stores if self.hours.factor(s, now) > 0]
+            if not open_now:
+                return self._transfer()
+            store = self.rng.choice(open_now)
         sku = self._pick_sku()
         return [self._movement(sku, store, "customer_return_restocked", 1, f"pos:{store}", label="return")]
 
@@ -408,10 +441,18 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 def _summary_line(summary: SimulationSummary, day: RetailDay, started: float) -> str:
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(summary.by_kind.items(), key=lambda kv: -kv[1]))
+    at = f"{day.now():%Y-%m-%d %H:%M:%S} UTC" if simulated_clock() else time.strftime("%H:%M:%S")
     return (
-        f"simulate {time.strftime('%H:%M:%S')}  +{time.monotonic() - started:5.0f}s  "
+        f"simulate {at}  +{time.monotonic() - started:5.0f}s  "
         f"sent {summary.events} ({kinds})  delivered {summary.delivered}  failed {summary.failed}  "
         f"sellable units in DCs+stores {day.network_units()}"
+    )
+
+
+def _clock_line() -> str:
+    return (
+        f"business time on OMS_CLOCK={simulated_clock()} ({speed():g} x the wall clock; rates are per "
+        "business second; the worker must run with the same OMS_CLOCK: docs/demo-clock.md)"
     )
 
 
@@ -433,16 +474,18 @@ def run_simulation(
     *,
     network: Path | None = None,
     demand: DemandShape | None = None,
+    hours: HourlyShape | None = None,
     run_id: str | None = None,
     out: TextIO | None = None,
 ) -> SimulationSummary:
     """Play a retail day at ``rate`` events/s for ``seconds`` (0: until Ctrl-C or SIGTERM); with a
-    demand shape, ``rate`` is an average day's and till sales follow real stores."""
+    demand shape, ``rate`` is an average day's and till sales follow real stores; with an hourly
+    shape, the stores' local hours and opening hours too."""
     if rate <= 0:
         raise ValueError(f"rate must be positive, not {rate}")
     out = out or sys.stdout
     config = load_network_config(network or DEFAULT_NETWORK)
-    day = RetailDay(config, seed, run_id or format(int(time.time() * 1000), "x"), demand=demand)
+    day = RetailDay(config, seed, run_id or format(int(time.time() * 1000), "x"), demand=demand, hours=hours)
     summary = SimulationSummary()
 
     def delivered(error: Any, message: Any) -> None:
@@ -486,8 +529,17 @@ def run_simulation(
         file=out,
         flush=True,
     )
+    if simulated_clock() is not None:
+        print(f"simulate: {_clock_line()}", file=out, flush=True)
     if day.demand is not None:
-        print(_demand_line(day.demand, day.sales_factor()), file=out, flush=True)
+        print(_demand_line(day.demand, day.demand.network_factor(day.now())), file=out, flush=True)
+    if day.hours is not None:
+        print(
+            f"simulate: till sales follow the hour of each store's local day, within its opening hours; "
+            f"now {day.sales_factor():.2f} x an average hour",
+            file=out,
+            flush=True,
+        )
     started = time.monotonic()
     next_summary = started + SUMMARY_EVERY_S
     stop = threading.Event()
@@ -509,7 +561,7 @@ def run_simulation(
                     continue
                 batch = day.step()
                 send(batch)
-                due += len(batch) / (rate * day.pace_factor())
+                due += len(batch) / (rate * day.pace_factor() * speed())
                 if time.monotonic() >= next_summary:
                     print(_summary_line(summary, day, started), file=out, flush=True)
                     next_summary += SUMMARY_EVERY_S

@@ -16,9 +16,10 @@ import random
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from oms_streams.clock import now as business_now
 from oms_streams.domain.visibility import haversine_km
 from oms_streams.schemas.config import NetworkConfig
 from oms_streams.schemas.orders import OrderPlaced
@@ -180,7 +181,7 @@ class Webshop:
         )
         return OrderPlaced(
             event_id=event_id,
-            occurred_at=datetime.now(UTC),
+            occurred_at=business_now(),
             source="webshop",
             order_id=order_id,
             cart=[CartLineModel(sku=sku, quantity=q) for sku, q in cart.items()],
@@ -210,7 +211,7 @@ class Webshop:
     def parcel_return(self, order: PlacedOrder, lines: dict[str, int], event_id: str) -> ReturnRequested:
         return ReturnRequested(
             event_id=event_id,
-            occurred_at=datetime.now(UTC),
+            occurred_at=business_now(),
             source="webshop",
             return_id=f"RET-{order.order_id}-P",
             order_id=order.order_id,
@@ -240,7 +241,7 @@ class Webshop:
         items = [ReceivedItem(sku=sku, quantity=q, grade=self.rng.choice(GRADES)) for sku, q in lines.items()]  # type: ignore[arg-type]
         return ReturnReceived(
             event_id=event_id,
-            occurred_at=datetime.now(UTC),
+            occurred_at=business_now(),
             source=source,
             return_id=return_id,
             location_id=location_id,

@@ -4,15 +4,14 @@ instead of failing on it (``read_audit_input``)."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import orjson
 from pydantic import BaseModel
 
+from oms_streams import clock
 from oms_streams.adapters.config import decode_location
 from oms_streams.adapters.network import NetworkConfigError, to_site
 from oms_streams.adapters.orders import decode_placement
@@ -263,12 +262,12 @@ def read_audit_input(
     """Every record the audit needs, from the beginning up to the high watermarks seen at the start.
 
     Raises OSError when the broker cannot be reached or the topics are not read in ``timeout_s``."""
-    now_ms = time.time_ns() // 1_000_000
-    year = datetime.now(UTC).year
+    now_ms = clock.now_ms()
+    year = clock.now().year
     collector = _Collector(settings, tuple(range(year - 1, year + 4)))
 
     def add(topic: str, partition: int, offset: int, ts: int, key: bytes | None, value: bytes | None) -> None:
         collector.add(At(topic, partition, offset, ts), key, value)
 
     missing = read_to_end(settings, "oms-audit", collector.names, add, timeout_s=timeout_s)
-    return collector.build(now_ms, int(settle_s * 1000), missing)
+    return collector.build(now_ms, clock.wall_span_ms(settle_s), missing)  # settling takes wall time
