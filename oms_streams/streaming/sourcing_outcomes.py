@@ -48,6 +48,13 @@ class RoundPublisher:
         self._resent: set[str] = set()
         """Outcome event ids this worker published again from ``last_outcomes``."""
 
+    def forget(self) -> None:
+        """After a rebalance: another worker may have owned these orders meanwhile and died before
+        its last records left, so every row this worker touches next is one it did not write."""
+        self._republished.clear()
+        self._known.clear()
+        self._resent.clear()
+
     def republish(self, row: SourcingRow, now: int) -> bool:
         """Publish a finished round's allocations and outcome again, with the same ids; whether it
         did (once per order and worker).

@@ -444,6 +444,7 @@ class SourcingRuntime:
     # --- ownership --------------------------------------------------------------------------------
 
     def forget_ownership(self) -> None:
+        self.rounds.forget()
         self.claims.clear()
         self.workload.clear()
         self.watch.forget()

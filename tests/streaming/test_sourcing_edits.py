@@ -421,3 +421,36 @@ def test_an_allocation_cancelled_since_is_not_sent_again_by_a_new_owner():
     h.run(h.answer(first, "reserved", 9))  # an old reply read again by the new owner
 
     assert [a for a in h.on("allocations") if a["kind"] == "allocate"] == []
+
+
+def test_a_worker_that_owned_the_order_before_sends_again_what_the_owner_meanwhile_lost():
+    # Worker A answered an order (and once published its round again, for a reply read twice); the
+    # order moves to B (a rebalance), B answers an edit, stores the row and dies before the answer
+    # leaves; the order comes back to A, which reads B's last replies again. A "knew" the order and
+    # had republished it: it sent nothing again, and the edit was never answered (found by the
+    # chaos run with edits).
+    a = Harness()
+    a.stock("SKU-TENT", DC_NORTH=10)
+    a.place("O-1", {"SKU-TENT": 1})
+    [reserve] = a.commands("reserve")
+    reply = a.answer(reserve, "reserved", 9)
+    a.run(reply)
+    a.run(reply)  # read twice: the round published again once
+    owner_a = a.saga
+    a.saga = SourcingRuntime(
+        a.sourcing_table, a.network, a.view, TransitModel(), TOPICS, a._produce, a.metrics
+    )
+    a.take_sent()
+    a.run(a.edit("O-1", {"SKU-TENT": 2}, 2))
+    reserves = a.commands("reserve")
+    a.take_sent()
+    replies = [a.answer(c, "reserved", 7) for c in reserves]
+    a.run(*replies)
+    [answer] = [o for o in a.on("sourced") if o.get("edit")]
+    a.take_sent()  # B stored the row, then died before its records left
+
+    a.saga = owner_a
+    owner_a.forget_ownership()  # the rebalance that gives the order back to A
+    a.run(*replies)  # read again: their offsets were never committed
+
+    assert [o["event_id"] for o in a.on("sourced") if o.get("edit")] == [answer["event_id"]]
