@@ -263,6 +263,18 @@ BUSINESS = DashboardSpec(
                     ),
                 ),
                 PanelSpec(
+                    "Preorders",
+                    "Preorders waiting for their announced inbound and the units they wait for "
+                    "(oms_preorders_waiting, oms_preorder_units_waiting), and preorder events: held (the "
+                    "interim answer left), arrived, refused, given up, cancelled, lines cancelled "
+                    "(oms_preorders_total).",
+                    (
+                        _q("sum(oms_preorders_waiting)", "waiting"),
+                        _q("sum(oms_preorder_units_waiting)", "units waiting"),
+                        _rate_by("oms_preorders_total", "event", "{{event}}"),
+                    ),
+                ),
+                PanelSpec(
                     "Cart holds and courier slots",
                     "POST /holds answers (oms_hold_requests_total), cart holds as their ledgers decide "
                     "them (oms_holds_total), and courier slots asked at placement by answer: booked, "

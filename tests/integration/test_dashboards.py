@@ -55,14 +55,20 @@ NOT_FED = {
     ),
     (
         "oms-business",
+        "Preorders",
+        f"sum by (event) (rate(oms_preorders_total[{dashboard_panels.RATE}]))",
+    ),
+    (
+        "oms-business",
         "Promise tokens",
         f"sum by (verdict) (rate(oms_promise_tokens_total[{dashboard_panels.RATE}]))",
     ),
 }
 """Queries whose series only a fault creates (a rebalance that drops a record: faust_fixes; a ledger
-that does not answer a saga command in time, or a rebalance during a sourcing round), or a setting
-this worker does not have (promise tokens are checked only with OMS_PROMISE_SIGNING_KEYS, which would
-refuse the feed's unsigned placements); they must run without error but may return nothing."""
+that does not answer a saga command in time, or a rebalance during a sourcing round), a setting this
+worker does not have (promise tokens are checked only with OMS_PROMISE_SIGNING_KEYS, which would
+refuse the feed's unsigned placements), or a flow the feed does not place (preorders); they must run
+without error but may return nothing."""
 
 
 def prometheus_binary() -> str:
