@@ -1,11 +1,12 @@
 """The split problem: which set of at most k locations allocates a cart, pure set optimisation.
 
-Sourcing (``domain.sourcing``) turns an order into this problem: candidates with the units of each
-line they can give, a cost per parcel and per unit; :class:`SplitProblem` defines the cost of a set
-(the assignment rule) and finds the set. Within ``exact_max_lines`` x ``exact_max_candidates`` the
-search is exact (proven optimal); past the node budget, and for larger problems, the bounded method
-runs: the exact search for ``BOUNDED_EXACT_NODES`` nodes, else a beam of children per node and a
-swap-one-location pass, reporting honest lower bounds and the gap.
+Home delivery sourcing (``domain.sourcing_home_delivery``) turns an order into this problem:
+candidates with the units of each line they can give, a cost per parcel and per unit;
+:class:`SplitProblem` defines the cost of a set (the assignment rule) and finds the set. Within
+``exact_max_lines`` x ``exact_max_candidates`` the search is exact (proven optimal); past the node
+budget, and for larger problems, the bounded method runs: the exact search for
+``BOUNDED_EXACT_NODES`` nodes, else a beam of children per node and a swap-one-location pass,
+reporting honest lower bounds and the gap.
 
 The plans and the order that compares them are in ``split_plans``; the branch and bound itself is in
 ``split_branch_and_bound``.
@@ -35,9 +36,9 @@ from oms_streams.domain.split_plans import (
 )
 
 if TYPE_CHECKING:  # only its limits are read: no import cycle at run time
-    from oms_streams.domain.sourcing import SourcingPolicy
+    from oms_streams.domain.sourcing_types import SourcingPolicy
 
-# The plans and the limits stay importable from here: sourcing imports them from this module.
+# The plans and the limits stay importable from here: home delivery sourcing imports them from here.
 __all__ = [
     "BEAM_WIDTH",
     "BOUNDED_EXACT_NODES",

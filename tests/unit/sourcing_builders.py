@@ -18,10 +18,9 @@ from oms_streams.domain.promise_types import Destination
 from oms_streams.domain.sourcing import (
     SourcingPolicy,
     SourcingRequest,
-    SplitCandidate,
-    SplitProblem,
     StockSnapshot,
 )
+from oms_streams.domain.split_search import SplitCandidate, SplitProblem
 from tests.unit.promise_builders import FixedTransit, a_cart, a_network, at, home
 
 NOW = "2024-05-06 10:00"

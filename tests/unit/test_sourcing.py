@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oms_streams.domain import sourcing
+from oms_streams.domain import sourcing_home_delivery
 from oms_streams.domain.network import Capability, DeliveryMethod
 from oms_streams.domain.promise import promise_options
 from oms_streams.domain.promise_types import CartLine, Destination, PromiseRequest
@@ -18,11 +18,10 @@ from oms_streams.domain.sourcing import (
     SourcingPolicy,
     SourcingRequest,
     SourcingWeights,
-    SplitCandidate,
-    SplitProblem,
     StockSnapshot,
     source_order,
 )
+from oms_streams.domain.split_search import SplitCandidate, SplitProblem
 from oms_streams.domain.visibility import haversine_km
 from tests.unit.promise_builders import (
     BIKE_COURIER,
@@ -545,7 +544,7 @@ def test_lazy_timing_chooses_what_timing_every_candidate_first_chooses(monkeypat
     world = a_world(network=network)
     lazy = decide(order, a_snapshot(units), world)
     assert any("timed lazily" in note for note in lazy.trace.notes)
-    monkeypatch.setattr(sourcing, "EAGER_TIMING_MAX", 1000)
+    monkeypatch.setattr(sourcing_home_delivery, "EAGER_TIMING_MAX", 1000)
     eager = decide(order, a_snapshot(units), world)
     assert eager.shipments == lazy.shipments
     assert [s.location_id for s in lazy.shipments] == ["STORE-005", "STORE-006"]
