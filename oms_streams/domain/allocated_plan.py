@@ -195,7 +195,9 @@ def _apply_round(
     covered = {line.sku for a in allocations for line in a.shipment.lines} | set(outcome.backorder)
     orphaned = {i for i, s in enumerate(slots) if outcome.edit and _orphaned(s, cancelled)}
     sources = [i for i, s in enumerate(slots) if i in orphaned or _replaced(s, covered, cancelled)]
-    pool = {i: _take(slots[i], set() if i in orphaned else covered) for i in sources}
+    # A shipment no round allocated yet gives all it carries: what the round does not cover waits on
+    # it (a line an edit added to a promised shipment is not also counted as shipping from there).
+    pool = {i: _take(slots[i], set() if i in orphaned or not slots[i].bound else covered) for i in sources}
     why = {
         i: "; ".join(dict.fromkeys(cancelled[a] for a in sorted(slots[i].bound) if a in cancelled))
         for i in sources
