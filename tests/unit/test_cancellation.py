@@ -283,6 +283,10 @@ def test_an_order_known_by_its_lines_only_and_a_request_naming_none_cancel_the_w
 
 
 def test_answers_that_cancel_nothing_carry_nothing_to_withdraw_or_release():
+    unknown = decide_cancellation(None, CancellationRequest("CANCEL-1", "ORDER-404"))
+    assert (unknown.lines, unknown.withdrawn, unknown.reduced, unknown.releases) == ((), (), (), ())
+    waiting = decide_cancellation(replace(an_order(SKU_TENT=1), sourcing_under_way=True), cancel())
+    assert waiting.reason == ""
     assert decide_cancellation(None, CancellationRequest("CANCEL-1", "ORDER-404")) == CancellationDecision(
         Outcome.REFUSED, reason="order ORDER-404 is not known: not placed, or not seen yet"
     )

@@ -224,6 +224,9 @@ def test_an_order_known_by_its_lines_and_delivery_only_has_nothing_allocated_wai
 
 def test_a_refused_edit_is_only_its_reason_and_its_lines():
     # Every field a refusal does not set stays empty: nothing withdrawn, sourced or re-delivered.
+    cancelled = decide_edit(order(cancelled=["A", "B"]), edit(("C", 1)))
+    empty = (cancelled.lines, cancelled.withdrawn, cancelled.kept, cancelled.additions, cancelled.backorder)
+    assert empty == ((), (), (), (), ()) and (cancelled.ordered, cancelled.redelivered) == ((), "")
     assert decide_edit(order(cancelled=["A", "B"]), edit(("C", 1))) == EditDecision(
         Outcome.REFUSED, reason="order O-1 is cancelled: place a new order"
     )
@@ -260,6 +263,7 @@ def test_an_unchanged_line_has_no_reason_and_an_accepted_edit_no_reason_nor_rede
         ordered=(("A", 3), ("B", 1)),
     )
     assert decision.reason == "" and decision.redelivered == ""
+    assert [c.reason for c in decision.lines] == ["", ""]
 
 
 def test_a_line_of_no_units_is_no_line_and_a_cancelled_line_with_nothing_shipped_is_gone():

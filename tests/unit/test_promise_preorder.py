@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.promise import promise_options
-from oms_streams.domain.promise_preorder import eta_of
-from oms_streams.domain.promise_types import PromiseResult
+from oms_streams.domain.promise_plan import Plan
+from oms_streams.domain.promise_preorder import eta_of, preorder_options
+from oms_streams.domain.promise_types import Destination, PromiseResult
 from oms_streams.domain.transit import SOURCE_PRIOR
 from tests.unit.promise_builders import (
     BIKE_LIGHT,
     PUMP,
     FixedTransit,
     a_cart,
+    a_green_service,
     a_network,
     a_request,
     a_service,
@@ -111,3 +113,22 @@ def test_a_site_no_carrier_collects_at_is_passed_over_for_the_next_one() -> None
     assert [o.option_id for o in promise_on(network, inbound=both).options] == ["preorder:DC-SOUTH"]
     north_only = {BIKE_LIGHT: {"DC-NORTH": ((ETA_MON, 3),)}}
     assert promise_on(network, inbound=north_only).options == ()
+
+
+def test_why_no_preorder_can_be_offered() -> None:
+    # ``preorder_options`` answers a reason when it offers nothing (``promise_options`` then keeps
+    # the standard method's own reason).
+    def why(network=None, destination=None, inbound=None):  # type: ignore[no-untyped-def]
+        request = a_request(methods=[STANDARD], **({"destination": destination} if destination else {}))
+        plan = Plan(request, EMPTY, network or a_network(), FixedTransit(), {})
+        return preorder_options(
+            plan, {BIKE_LIGHT: {"DC-NORTH": ((ETA_MON, 3),)}} if inbound is None else inbound
+        )
+
+    assert (
+        why(destination=Destination(postal_code="3511 AB")) == "home delivery needs destination coordinates"
+    )
+    assert why(network=a_network(services=[a_green_service()])) == "no standard carrier service"
+    assert why(inbound={}) == "no site that ships expects the whole cart as announced inbound"
+    south_only = a_network(services=[a_service(origins=["DC-SOUTH"])])
+    assert why(network=south_only) == "no standard carrier service collects at DC-NORTH"
