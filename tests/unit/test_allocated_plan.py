@@ -629,6 +629,7 @@ def test_a_round_replaces_only_the_shipments_never_allocated_that_carry_its_skus
     plan = allocated_plan(promise, [allocated("O:1:0", "DC-NORTH", (TENT, 1))], [], [a_round(1, "O:1:0")])
     assert plan.withdrawn == frozenset() and plan.moves == ()
     assert set(plan.record.milestones) == set(promise.milestones)  # the stove's is still expected
+    assert plan.late == ()  # and no allocation said it arrives late
 
 
 def test_only_an_edit_s_round_replaces_a_shipment_whose_allocations_were_all_withdrawn() -> None:
