@@ -449,3 +449,14 @@ def test_keys_tokens_and_problems_cannot_be_changed_once_made() -> None:
     for value in (CURRENT, KEYS, sign_promise(an_option(), HOME, KEYS, T0), problem):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(value, dataclasses.fields(value)[0].name, None)
+
+
+def test_the_keys_default_ttl_and_grace_are_the_settings_defaults() -> None:
+    # 30 minutes to place a promised option, a minute of clock skew and rebalance tolerated.
+    defaults = PromiseKeys((CURRENT,))
+    settings = Settings(promise_signing_keys=None)
+    assert (defaults.ttl_ms, defaults.grace_ms) == (30 * MINUTE, MINUTE)
+    assert (settings.promise_token_ttl_s * 1000, settings.promise_token_grace_s * 1000) == (
+        30 * MINUTE,
+        MINUTE,
+    )
