@@ -15,6 +15,7 @@ from oms_streams.domain.inventory import (
     apply_count,
     apply_movement,
     available_to_promise,
+    free_lots,
     preorderable,
 )
 from oms_streams.domain.reservations import (
@@ -213,3 +214,12 @@ def test_a_position_keeps_four_lots() -> None:
 def test_an_announcement_without_an_eta_makes_no_lot() -> None:
     p = apply_movement(StockPosition(), Movement("a", MovementKind.INBOUND_ANNOUNCED, 4, T0)).position
     assert p.inbound == 4 and p.lots == () and preorderable(p) == 0
+
+
+def test_the_free_lots_are_those_preorders_have_not_taken_earliest_first() -> None:
+    p = move(StockPosition(), announce("a", 2, T0 + DAY), announce("b", 5, T0 + 4 * DAY))
+    assert free_lots(p) == ((T0 + DAY, 2), (T0 + 4 * DAY, 5))
+    p = preorder({"DC": p}, "o1/1", ("DC", 3)).changed["DC"]
+    assert free_lots(p) == ((T0 + 4 * DAY, 4),)
+    p = preorder({"DC": p}, "o2/1", ("DC", 1)).changed["DC"]
+    assert free_lots(p) == ((T0 + 4 * DAY, 3),)

@@ -227,3 +227,11 @@ def test_commands_and_answers_cannot_be_changed_once_made():
     for value in (command, result, Expiry({}, {})):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(value, dataclasses.fields(value)[0].name, None)
+
+
+def test_a_repeat_after_part_was_given_back_is_refused_with_the_reason_and_the_rest_stays_held():
+    positions = applied(stock(DC_NORTH=5, DC_SOUTH=2), reserve("O-1/1", ("DC-NORTH", 2), ("DC-SOUTH", 1)))
+    positions = applied(positions, release("O-1/1", "DC-SOUTH"))
+    again = apply_reservation(positions, reserve("O-1/1", ("DC-NORTH", 2), ("DC-SOUTH", 1)), atp)
+    assert again.status is ReservationStatus.REFUSED and again.changed == {}
+    assert again.reason == "reservation O-1/1 was already released or refused"
