@@ -223,3 +223,17 @@ def test_the_free_lots_are_those_preorders_have_not_taken_earliest_first() -> No
     assert free_lots(p) == ((T0 + 4 * DAY, 4),)
     p = preorder({"DC": p}, "o2/1", ("DC", 1)).changed["DC"]
     assert free_lots(p) == ((T0 + 4 * DAY, 3),)
+
+
+def test_a_preorder_that_partly_arrived_is_released_whole_and_fulfilled_as_far_as_it_arrived() -> None:
+    p = move(StockPosition(), announce("a", 3, T0 + DAY))
+    p = preorder({"DC": p}, "o1/1", ("DC", 3)).changed["DC"]
+    p = move(p, receipt("r", 2))
+    assert p.holds == (("o1/1", 2),) and p.preorders == (("o1/1", 1),)
+    released = apply_reservation({"DC": p}, command(ReservationKind.RELEASE, "o1/1"), atp)
+    assert released.lines == (("DC", 3),)
+    assert released.changed["DC"].preorders == () and released.changed["DC"].reserved == 0
+    fulfilled = apply_reservation({"DC": p}, command(ReservationKind.FULFIL, "o1/1"), atp)
+    assert fulfilled.lines == (("DC", 2),)
+    shipped = fulfilled.changed["DC"]
+    assert shipped.on_hand == 0 and shipped.preorders == (("o1/1", 1),)
