@@ -750,3 +750,25 @@ def test_an_allocation_drawing_on_two_shipments_takes_each_one_s_units() -> None
         (0, (CartLine(TENT, 1),), (2,)),
         (1, (CartLine(TENT, 2),), (2,)),
     ]
+
+
+def test_units_an_edit_removed_do_not_stay_waiting_on_a_withdrawn_shipment() -> None:
+    # Bug found while pinning ``_fit``: four tents, two at each DC; the edit keeps one (it withdraws
+    # DC-SOUTH's allocation whole and DC-NORTH's, reserving one there again). DC-SOUTH's two tents
+    # stayed on its withdrawn shipment as if still waiting for stock (GET /orders: "what nothing took").
+    version_2 = a_promise(shipment("DC-NORTH", (TENT, 1)))
+    plan = allocated_plan(
+        version_2,
+        [
+            allocated("O:1:0", "DC-NORTH", (TENT, 2)),
+            allocated("O:1:1", "DC-SOUTH", (TENT, 2)),
+            allocated("O:2:0", "DC-NORTH", (TENT, 1)),
+        ],
+        [Withdrawal("O:1:0", "edited"), Withdrawal("O:1:1", "edited")],
+        [a_round(1, "O:1:0", "O:1:1"), an_edit_round(2, "O:2:0")],
+    )
+    assert lines_of(plan) == [("DC-NORTH", [(TENT, 1)]), ("DC-SOUTH", [])]
+    assert plan.withdrawn == frozenset({1})
+    # A backorder within what the version asks for still waits where it was (a rejected round).
+    rejected = allocated_plan(a_promise(), [], [], [a_round(1, outcome="rejected", backorder=(TENT,))])
+    assert lines_of(rejected) == [("DC-NORTH", [(TENT, 1)])]
