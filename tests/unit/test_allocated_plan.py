@@ -772,3 +772,14 @@ def test_units_an_edit_removed_do_not_stay_waiting_on_a_withdrawn_shipment() -> 
     # A backorder within what the version asks for still waits where it was (a rejected round).
     rejected = allocated_plan(a_promise(), [], [], [a_round(1, outcome="rejected", backorder=(TENT,))])
     assert lines_of(rejected) == [("DC-NORTH", [(TENT, 1)])]
+
+
+def test_a_backorder_of_one_sku_split_over_two_shipments_waits_on_each() -> None:
+    plan = allocated_plan(
+        a_promise(shipment("DC-NORTH", (TENT, 2)), shipment("DC-SOUTH", (TENT, 2))),
+        [allocated("O:1:0", "DC-NORTH", (TENT, 1)), allocated("O:1:1", "DC-SOUTH", (TENT, 1))],
+        [],
+        [a_round(1, "O:1:0", "O:1:1", outcome="partially_allocated", backorder=(TENT,))],
+    )
+    assert lines_of(plan) == [("DC-NORTH", [(TENT, 2)]), ("DC-SOUTH", [(TENT, 2)])]
+    assert plan.withdrawn == frozenset() and plan.moves == ()
