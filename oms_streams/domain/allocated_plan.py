@@ -195,7 +195,9 @@ def _apply_round(
     covered = {line.sku for a in allocations for line in a.shipment.lines} | set(outcome.backorder)
     orphaned = {i for i, s in enumerate(slots) if outcome.edit and _orphaned(s, cancelled)}
     sources = [i for i, s in enumerate(slots) if i in orphaned or _replaced(s, covered, cancelled)]
-    pool = {i: _take(slots[i], set() if i in orphaned else covered) for i in sources}
+    # A shipment no round allocated yet gives all it carries: what the round does not cover waits on
+    # it (a line an edit added to a promised shipment is not also counted as shipping from there).
+    pool = {i: _take(slots[i], set() if i in orphaned or not slots[i].bound else covered) for i in sources}
     why = {
         i: "; ".join(dict.fromkeys(cancelled[a] for a in sorted(slots[i].bound) if a in cancelled))
         for i in sources
@@ -336,17 +338,20 @@ def _lines(slot: _Slot) -> tuple[CartLine, ...]:
 
 
 def _fit(promise: PromiseRecord, slots: list[_Slot]) -> None:
-    """Units waiting on live shipments beyond what the promise's version asks for leave (newest
-    shipments first): an edit reduced or removed them, or a version came after the allocations
-    that carried them. Allocated units never leave here: their allocation is withdrawn first."""
+    """Waiting units beyond what the promise's version asks for leave (on live shipments first,
+    then on withdrawn ones; newest shipments first): an edit reduced or removed them, or a version
+    came after the allocations that carried them. Allocated units never leave here: their
+    allocation is withdrawn first."""
     asked: dict[str, int] = {}
     for shipment in promise.option.shipments:
         for line in shipment.lines:
             asked[line.sku] = asked.get(line.sku, 0) + line.quantity
     live = [s for s in slots if not s.withdrawn]
-    for sku in {sku for s in live for sku in (*s.units, *s.waiting)}:
+    gone = [s for s in slots if s.withdrawn]
+    for sku in {sku for s in slots for sku in (*s.units, *s.waiting)}:
         excess = sum(s.units.get(sku, 0) + s.waiting.get(sku, 0) for s in live) - asked.get(sku, 0)
-        for slot in reversed(live):
+        excess += sum(s.waiting.get(sku, 0) for s in gone)
+        for slot in (*reversed(live), *reversed(gone)):
             if excess <= 0:
                 break
             took = min(excess, slot.waiting.get(sku, 0))

@@ -4,10 +4,12 @@ risk watch makes of the result."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -527,3 +529,257 @@ def test_an_edit_s_round_withdraws_a_removed_line_s_shipment_and_keeps_only_the_
     assert [(s.location_id, s.lines) for s in live] == [("DC-NORTH", (CartLine(TENT, 1),))]
     assert {m.location_id for m in plan.record.milestones} == {"DC-NORTH"}
     assert [plan.record.option.shipments[i].location_id for i in plan.withdrawn] == ["DC-SOUTH"]
+
+
+# --- what mutation testing found unpinned (mutmut 2.4.5 on domain/allocated_plan.py) -------------------
+
+LAMP = "SKU-LAMP"
+
+
+def lines_of(plan: AllocatedPlan) -> list[tuple[str, list[tuple[str, int]]]]:
+    return [(s.location_id, [(c.sku, c.quantity) for c in s.lines]) for s in plan.record.option.shipments]
+
+
+def an_edit_round(number: int, *ids: str, at: int = 0) -> SourcingRound:
+    return SourcingRound(
+        number, "allocated", ids, (), f"edited: round {number}", at or minutes(number * 15), True
+    )
+
+
+def test_a_line_an_edit_added_to_a_promised_shipment_is_counted_once_where_it_was_allocated() -> None:
+    # Bug found through the survivors: the new version's promise carries the added stove on the
+    # shipment the tent ships on; the first round (before the edit) never covered the stove, so it
+    # stayed on that shipment as if allocated there, and the edit's round added it again elsewhere.
+    version_2 = a_promise(shipment("DC-NORTH", (TENT, 1), (STOVE, 1)))
+    tent = allocated("O:1:0", "DC-NORTH", (TENT, 1))
+    for where in ("DC-SOUTH", "DC-NORTH"):
+        stove = allocated("O:2:0", where, (STOVE, 1))
+        plan = allocated_plan(version_2, [tent, stove], [], [a_round(1, "O:1:0"), an_edit_round(2, "O:2:0")])
+        assert lines_of(plan) == [("DC-NORTH", [(TENT, 1)]), (where, [(STOVE, 1)])]
+        assert plan.withdrawn == frozenset()
+        assert plan.moves == (
+            Move(0, 2, "DC-NORTH", (CartLine(STOVE, 1),), (1,), False, "edited: round 2", minutes(30)),
+        )
+
+
+def test_the_facts_of_a_plan_cannot_be_changed_once_made() -> None:
+    plan = short_picked_and_moved_south()
+    values = [
+        allocated("O:1:0", "DC-NORTH", (TENT, 1)),
+        Withdrawal("O:1:0", SHORT_PICK),
+        a_round(1),
+        plan.moves[0],
+        plan,
+    ]
+    for value in values:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, dataclasses.fields(value)[0].name, None)
+
+
+def test_an_allocation_known_only_by_its_cancel_adds_a_shipment_without_milestones_and_not_late() -> None:
+    # ``adapters.allocated.plan_of`` builds it so when only the cancel was read: no times, no milestones.
+    known_by_cancel = Allocated("O:1:0", 1, Shipment("DC-SOUTH", (CartLine(TENT, 1),), 0, 0, 0))
+    plan = allocated_plan(
+        a_promise(), [known_by_cancel], [Withdrawal("O:1:0", SHORT_PICK)], [a_round(1, "O:1:0")]
+    )
+    assert lines_of(plan) == [("DC-NORTH", []), ("DC-SOUTH", [(TENT, 1)])]
+    assert plan.withdrawn == frozenset({0}) and plan.late == () and plan.record.milestones == ()
+
+
+def test_without_a_round_every_shipment_is_the_promise_s() -> None:
+    plan = allocated_plan(
+        a_promise(shipment("DC-NORTH", (TENT, 1)), shipment("DC-SOUTH", (STOVE, 1))), [], [], []
+    )
+    assert (plan.rounds, plan.late, plan.moved_at_ms, plan.round) == ((0, 0), (), None, 0)
+
+
+def test_a_round_waiting_for_its_allocations_holds_back_every_later_round() -> None:
+    plan = allocated_plan(
+        a_promise(),
+        [allocated("O:1:0", "DC-NORTH", (TENT, 1))],
+        [Withdrawal("O:1:0", SHORT_PICK)],
+        [a_round(1, "O:1:0"), a_round(2, "O:2:0"), a_round(3, outcome="rejected", backorder=(TENT,))],
+    )
+    assert plan.round == 1 and plan.withdrawn == frozenset() and plan.moves == ()
+
+
+def test_each_withdrawn_shipment_s_risk_ends_for_its_own_reason() -> None:
+    # The tent moved north -> store (resourced), then the store rejected it and nothing was found
+    # (backordered); the stove ships on from DC-SOUTH.
+    plan = allocated_plan(
+        a_promise(shipment("DC-NORTH", (TENT, 1)), shipment("DC-SOUTH", (STOVE, 1))),
+        [
+            allocated("O:1:0", "DC-NORTH", (TENT, 1)),
+            allocated("O:1:1", "DC-SOUTH", (STOVE, 1)),
+            allocated("O:2:0", "STORE-UTRECHT-01", (TENT, 1)),
+        ],
+        [Withdrawal("O:1:0", SHORT_PICK), Withdrawal("O:2:0", "store_rejected at STORE-UTRECHT-01")],
+        [
+            a_round(1, "O:1:0", "O:1:1"),
+            a_round(2, "O:2:0"),
+            a_round(3, outcome="rejected", backorder=(TENT,)),
+        ],
+    )
+    assert plan.withdrawn == frozenset({0, 2})
+    assert [clearance_reason(plan, i) for i in range(3)] == ["resourced", None, "backordered"]
+
+
+def test_a_round_replaces_only_the_shipments_never_allocated_that_carry_its_skus() -> None:
+    promise = a_promise(shipment("DC-NORTH", (TENT, 1)), shipment("DC-SOUTH", (STOVE, 1)))
+    plan = allocated_plan(promise, [allocated("O:1:0", "DC-NORTH", (TENT, 1))], [], [a_round(1, "O:1:0")])
+    assert plan.withdrawn == frozenset() and plan.moves == ()
+    assert set(plan.record.milestones) == set(promise.milestones)  # the stove's is still expected
+    assert plan.late == ()  # and no allocation said it arrives late
+
+
+def test_only_an_edit_s_round_replaces_a_shipment_whose_allocations_were_all_withdrawn() -> None:
+    # The stove's allocation was withdrawn whole (its line cancelled); the tent is short-picked and
+    # re-sourced at the store. A plain round leaves the stove's shipment to the cancellation (it is
+    # closed there); an edit's round replaces it: a line the edit removed is expected nowhere.
+    promise = a_promise(shipment("DC-NORTH", (TENT, 1)), shipment("DC-SOUTH", (STOVE, 1)))
+    allocations = [
+        allocated("O:1:0", "DC-NORTH", (TENT, 1)),
+        allocated("O:1:1", "DC-SOUTH", (STOVE, 1)),
+        allocated("O:2:0", "STORE-UTRECHT-01", (TENT, 1)),
+    ]
+    withdrawals = [Withdrawal("O:1:1", "cancelled"), Withdrawal("O:1:0", SHORT_PICK)]
+    plain = allocated_plan(
+        promise, allocations, withdrawals, [a_round(1, "O:1:0", "O:1:1"), a_round(2, "O:2:0")]
+    )
+    assert plain.withdrawn == frozenset({0})
+    edit = allocated_plan(
+        promise, allocations, withdrawals, [a_round(1, "O:1:0", "O:1:1"), an_edit_round(2, "O:2:0")]
+    )
+    assert edit.withdrawn == frozenset({0, 1})
+
+
+def test_a_line_an_edit_removed_from_an_allocation_leaves_the_plan_and_the_other_shipments_stay() -> None:
+    # Version 1: tent and stove at DC-NORTH, a lamp at DC-SOUTH. The edit removes the stove: it
+    # withdraws the DC-NORTH allocation whole and reserves the tent there again (O:2:0).
+    version_2 = a_promise(shipment("DC-NORTH", (TENT, 1)), shipment("DC-SOUTH", (LAMP, 1)))
+    plan = allocated_plan(
+        version_2,
+        [
+            allocated("O:1:0", "DC-NORTH", (TENT, 1), (STOVE, 1)),
+            allocated("O:1:1", "DC-SOUTH", (LAMP, 1)),
+            allocated("O:2:0", "DC-NORTH", (TENT, 1)),
+        ],
+        [Withdrawal("O:1:0", "edited")],
+        [a_round(1, "O:1:0", "O:1:1"), an_edit_round(2, "O:2:0")],
+    )
+    assert lines_of(plan) == [("DC-NORTH", [(TENT, 1)]), ("DC-SOUTH", [(LAMP, 1)])]
+    assert plan.withdrawn == frozenset() and plan.moves == ()
+
+
+def test_a_backordered_unit_waits_on_its_shipment_and_moves_when_stock_arrives_elsewhere() -> None:
+    promise = a_promise(shipment("DC-NORTH", (TENT, 2)), shipment("DC-SOUTH", (STOVE, 1)))
+    first = [allocated("O:1:0", "DC-NORTH", (TENT, 1)), allocated("O:1:1", "DC-SOUTH", (STOVE, 1))]
+    round_1 = a_round(1, "O:1:0", "O:1:1", outcome="partially_allocated", backorder=(TENT,))
+    waiting = allocated_plan(promise, first, [], [round_1])
+    assert lines_of(waiting) == [("DC-NORTH", [(TENT, 2)]), ("DC-SOUTH", [(STOVE, 1)])]
+    arrived = allocated("O:2:0", "STORE-UTRECHT-01", (TENT, 1))
+    plan = allocated_plan(promise, [*first, arrived], [], [round_1, a_round(2, "O:2:0")])
+    assert lines_of(plan) == [
+        ("DC-NORTH", [(TENT, 1)]),
+        ("DC-SOUTH", [(STOVE, 1)]),
+        ("STORE-UTRECHT-01", [(TENT, 1)]),
+    ]
+    assert plan.withdrawn == frozenset()
+    assert plan.moves == (Move(0, 2, "DC-NORTH", (CartLine(TENT, 1),), (2,), False, "round 2", minutes(30)),)
+
+
+def test_a_re_sourcing_round_takes_what_it_needs_and_leaves_the_rest_of_a_backorder_waiting() -> None:
+    # Three tents at DC-NORTH: one allocated, two backordered. The one is short-picked; round 2
+    # finds two at the store: the short-picked one and one of the two waiting.
+    plan = allocated_plan(
+        a_promise(shipment("DC-NORTH", (TENT, 3))),
+        [allocated("O:1:0", "DC-NORTH", (TENT, 1)), allocated("O:2:0", "STORE-UTRECHT-01", (TENT, 2))],
+        [Withdrawal("O:1:0", SHORT_PICK)],
+        [
+            a_round(1, "O:1:0", outcome="partially_allocated", backorder=(TENT,)),
+            a_round(2, "O:2:0", outcome="partially_allocated", backorder=(TENT,)),
+        ],
+    )
+    assert lines_of(plan) == [("DC-NORTH", [(TENT, 1)]), ("STORE-UTRECHT-01", [(TENT, 2)])]
+    assert plan.moves[0].lines == (CartLine(TENT, 2),) and plan.moves[0].withdrawn
+
+
+def test_an_allocation_confirms_only_a_shipment_of_its_location_that_carried_its_skus() -> None:
+    swapped = allocated_plan(
+        a_promise(shipment("DC-NORTH", (TENT, 1)), shipment("DC-SOUTH", (STOVE, 1))),
+        [allocated("O:1:0", "DC-NORTH", (STOVE, 1)), allocated("O:1:1", "DC-SOUTH", (TENT, 1))],
+        [],
+        [a_round(1, "O:1:0", "O:1:1")],
+    )
+    assert swapped.withdrawn == frozenset({0, 1})
+    assert lines_of(swapped)[2:] == [("DC-NORTH", [(STOVE, 1)]), ("DC-SOUTH", [(TENT, 1)])]
+
+
+def test_a_late_allocation_where_the_promise_ships_from_is_late_there() -> None:
+    late_arrival = WINDOW_END + 60 * MINUTE
+    plan = allocated_plan(
+        a_promise(),
+        [allocated("O:1:0", "DC-NORTH", (TENT, 1), late=True, arrives=late_arrival)],
+        [],
+        [a_round(1, "O:1:0")],
+    )
+    assert plan.late == ((0, minutes(15), late_arrival),)
+
+
+def test_a_unit_nothing_took_is_not_said_to_have_moved() -> None:
+    # Two shipments of one SKU; the round allocates one unit where the first ships from.
+    plan = allocated_plan(
+        a_promise(shipment("DC-NORTH", (TENT, 1)), shipment("DC-SOUTH", (TENT, 1))),
+        [allocated("O:1:0", "DC-NORTH", (TENT, 1))],
+        [],
+        [a_round(1, "O:1:0", outcome="partially_allocated", backorder=(TENT,))],
+    )
+    assert plan.moves == (Move(1, 1, "DC-SOUTH", (), (), True, "round 1", minutes(15)),)
+    assert clearance_reason(plan, 1) == "backordered"
+
+
+def test_an_allocation_drawing_on_two_shipments_takes_each_one_s_units() -> None:
+    plan = allocated_plan(
+        a_promise(shipment("DC-NORTH", (TENT, 1)), shipment("DC-SOUTH", (TENT, 2))),
+        [allocated("O:1:0", "STORE-UTRECHT-01", (TENT, 3))],
+        [],
+        [a_round(1, "O:1:0")],
+    )
+    assert lines_of(plan) == [("DC-NORTH", []), ("DC-SOUTH", []), ("STORE-UTRECHT-01", [(TENT, 3)])]
+    assert [(m.shipment, m.lines, m.to) for m in plan.moves] == [
+        (0, (CartLine(TENT, 1),), (2,)),
+        (1, (CartLine(TENT, 2),), (2,)),
+    ]
+
+
+def test_units_an_edit_removed_do_not_stay_waiting_on_a_withdrawn_shipment() -> None:
+    # Bug found while pinning ``_fit``: four tents, two at each DC; the edit keeps one (it withdraws
+    # DC-SOUTH's allocation whole and DC-NORTH's, reserving one there again). DC-SOUTH's two tents
+    # stayed on its withdrawn shipment as if still waiting for stock (GET /orders: "what nothing took").
+    version_2 = a_promise(shipment("DC-NORTH", (TENT, 1)))
+    plan = allocated_plan(
+        version_2,
+        [
+            allocated("O:1:0", "DC-NORTH", (TENT, 2)),
+            allocated("O:1:1", "DC-SOUTH", (TENT, 2)),
+            allocated("O:2:0", "DC-NORTH", (TENT, 1)),
+        ],
+        [Withdrawal("O:1:0", "edited"), Withdrawal("O:1:1", "edited")],
+        [a_round(1, "O:1:0", "O:1:1"), an_edit_round(2, "O:2:0")],
+    )
+    assert lines_of(plan) == [("DC-NORTH", [(TENT, 1)]), ("DC-SOUTH", [])]
+    assert plan.withdrawn == frozenset({1})
+    # A backorder within what the version asks for still waits where it was (a rejected round).
+    rejected = allocated_plan(a_promise(), [], [], [a_round(1, outcome="rejected", backorder=(TENT,))])
+    assert lines_of(rejected) == [("DC-NORTH", [(TENT, 1)])]
+
+
+def test_a_backorder_of_one_sku_split_over_two_shipments_waits_on_each() -> None:
+    plan = allocated_plan(
+        a_promise(shipment("DC-NORTH", (TENT, 2)), shipment("DC-SOUTH", (TENT, 2))),
+        [allocated("O:1:0", "DC-NORTH", (TENT, 1)), allocated("O:1:1", "DC-SOUTH", (TENT, 1))],
+        [],
+        [a_round(1, "O:1:0", "O:1:1", outcome="partially_allocated", backorder=(TENT,))],
+    )
+    assert lines_of(plan) == [("DC-NORTH", [(TENT, 2)]), ("DC-SOUTH", [(TENT, 2)])]
+    assert plan.withdrawn == frozenset() and plan.moves == ()

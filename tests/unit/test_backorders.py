@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from oms_streams.domain.backorders import (
@@ -9,10 +11,12 @@ from oms_streams.domain.backorders import (
     Backorder,
     BackorderPolicy,
     Final,
+    Next,
     Step,
     backoff_ms,
     carry_backorder,
     deadline_ms,
+    describe,
     final_outcome,
     final_reason,
     look_again_ms,
@@ -191,3 +195,52 @@ def test_a_round_s_outcome_says_partially_allocated_while_an_earlier_backorder_r
     assert round_outcome("allocated", allocated=False, backordered=True) == "rejected"
     assert final_outcome(has_allocations=True) == "partially_allocated"
     assert final_outcome(has_allocations=False) == "rejected"
+
+
+# --- what mutation testing found unpinned (mutmut 2.4.5 on domain/backorders.py) ----------------------
+
+
+def test_the_default_policy_waits_72_hours_spaces_rounds_5_minutes_to_an_hour_and_looks_every_30_s() -> None:
+    # What a sourcing runtime started without settings uses (``BackorderPolicy()``).
+    assert HOUR_MS == 3_600_000
+    assert BackorderPolicy() == BackorderPolicy(
+        horizon_ms=259_200_000, retry_ms=300_000, max_retry_ms=3_600_000, check_ms=30_000
+    )
+    assert BackorderPolicy.of(horizon_h=72, retry_s=300, check_s=30) == BackorderPolicy()
+    assert reason(now_ms=T + 259_200_000, policy=BackorderPolicy()) == Final(
+        "not in stock within 72 h of placement", True
+    )
+
+
+def test_the_policy_and_the_answers_about_a_backorder_cannot_be_changed_once_made() -> None:
+    values = [POLICY, waiting(), Next(Step.CHECK, T), Final("refused at placement", False)]
+    for value in values:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, dataclasses.fields(value)[0].name, None)
+
+
+def test_any_horizon_above_zero_makes_a_backorder_wait() -> None:
+    assert reason(now_ms=T, policy=BackorderPolicy(horizon_ms=1)) is None
+    expired = reason(now_ms=T + 1, policy=BackorderPolicy(horizon_ms=1))
+    assert expired is not None and expired.expired
+
+
+def test_before_any_round_to_source_the_backorder_there_is_no_spacing() -> None:
+    assert backoff_ms(0, POLICY) == 0
+    assert backoff_ms(-1, POLICY) == 0
+    assert backoff_ms(1, POLICY) == 300_000
+
+
+def test_a_single_unit_is_stock_and_a_single_unit_line_waits() -> None:
+    assert with_stock((TENT,), {"SKU-TENT": {"DC-NORTH": 1}}) == ("SKU-TENT",)
+    one = CartLine("SKU-STOVE", 1)
+    assert open_lines((one, CartLine("SKU-LAMP", 0)), ()) == (one,)
+
+
+def test_a_sku_whose_units_come_to_nothing_leaves_the_backorder() -> None:
+    assert carry_backorder((CartLine("SKU-STOVE", 0),), (TENT,)) == (TENT,)
+
+
+def test_the_lines_of_a_backorder_are_described_for_people() -> None:
+    # The text of the row's ``resourced`` note: "stock arrived for the backorder (<lines>)".
+    assert describe((TENT, CartLine("SKU-STOVE", 1))) == "SKU-TENT x 2, SKU-STOVE x 1"

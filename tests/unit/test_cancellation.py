@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
+
+import pytest
 
 from oms_streams.domain.cancellation import (
     Allocated,
     AllocationStatus,
     CancellableOrder,
+    CancellationDecision,
     CancellationRequest,
+    LineResult,
     LineVerdict,
     Outcome,
     closed_shipments,
@@ -249,3 +254,54 @@ def test_a_withdrawn_shipment_is_never_at_risk_nor_checked_again_and_its_clearan
     assert risk_event_id("ORDER-1", None, 1, as_of_ms=latest_event_ms(cancelled)) != risk_event_id(
         "ORDER-1", None, 1, as_of_ms=latest_event_ms(overdue)
     )
+
+
+# --- what mutation testing found unpinned (mutmut 2.4.5 on domain/cancellation.py) ---------------------
+
+
+def test_an_allocations_states_are_the_sourcing_rows_allocation_states():
+    # ``adapters.cancellations.cancellable`` reads them from the row's ``state`` strings.
+    assert [s.value for s in AllocationStatus] == ["live", "fulfilled", "cancelled"]
+
+
+def test_a_cancellations_values_cannot_be_changed_once_made():
+    order = an_order(an_allocation(SKU_TENT=1), SKU_TENT=1)
+    request = cancel()
+    decision = decide_cancellation(order, request)
+    for value in (an_allocation(SKU_TENT=1), order, request, decision.lines[0], decision):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, dataclasses.fields(value)[0].name, None)
+
+
+def test_an_order_known_by_its_lines_only_and_a_request_naming_none_cancel_the_whole_order():
+    # The defaults: no allocation (everything backordered), no line named (the whole order).
+    order = CancellableOrder("ORDER-1", (("SKU-TENT", 2),))
+    decision = decide_cancellation(order, CancellationRequest("CANCEL-1", "ORDER-1"))
+    assert decision == CancellationDecision(
+        Outcome.CANCELLED, lines=(LineResult("SKU-TENT", LineVerdict.CANCELLED, 2, 0),)
+    )
+
+
+def test_answers_that_cancel_nothing_carry_nothing_to_withdraw_or_release():
+    unknown = decide_cancellation(None, CancellationRequest("CANCEL-1", "ORDER-404"))
+    assert (unknown.lines, unknown.withdrawn, unknown.reduced, unknown.releases) == ((), (), (), ())
+    waiting = decide_cancellation(replace(an_order(SKU_TENT=1), sourcing_under_way=True), cancel())
+    assert waiting.reason == ""
+    assert decide_cancellation(None, CancellationRequest("CANCEL-1", "ORDER-404")) == CancellationDecision(
+        Outcome.REFUSED, reason="order ORDER-404 is not known: not placed, or not seen yet"
+    )
+    order = an_order(an_allocation(SKU_TENT=1), SKU_TENT=1)
+    decided = replace(order, decided=frozenset({"CANCEL-1"}))
+    assert decide_cancellation(decided, CancellationRequest("CANCEL-1", "ORDER-1")) == CancellationDecision(
+        Outcome.DUPLICATE
+    )
+    busy = replace(order, sourcing_under_way=True)
+    assert decide_cancellation(busy, CancellationRequest("CANCEL-2", "ORDER-1")) == CancellationDecision(
+        Outcome.WAIT
+    )
+
+
+def test_a_line_whose_every_unit_shipped_is_not_open():
+    shipped = an_allocation("ORDER-1:1:0", status=FULFILLED, SKU_TENT=2)
+    live = an_allocation("ORDER-1:1:1", SKU_STOVE=1)
+    assert open_lines(an_order(shipped, live, SKU_TENT=2, SKU_STOVE=1)) == (("SKU-STOVE", 1),)

@@ -610,3 +610,11 @@ def test_a_count_of_the_largest_plausible_quantity_is_applied() -> None:
     assert apply_count(StockPosition(), a_count(on_hand=MAX_QUANTITY)).verdict is Verdict.APPLIED
     with_unsellable = apply_count(StockPosition(), a_count(on_hand=5, unsellable=5))
     assert with_unsellable.verdict is Verdict.APPLIED and with_unsellable.position.unsellable == 5
+
+
+# Kills inventory.available_to_promise: `- unsellable` -> `+ unsellable` (only visibility's tests read it).
+def test_available_to_promise_is_on_hand_less_reserved_unsellable_and_protection():
+    position = StockPosition(on_hand=10, reserved=2, unsellable=3)
+    assert available_to_promise(position) == 5
+    assert available_to_promise(position, protection=4) == 1
+    assert available_to_promise(replace(position, reserved=-2, unsellable=-3)) == 10  # never adds units

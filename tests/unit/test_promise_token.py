@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import replace
@@ -15,7 +16,9 @@ from oms_streams.adapters.stock import Failure
 from oms_streams.config import Settings
 from oms_streams.domain.network import DeliveryMethod
 from oms_streams.domain.promise_token import (
+    MIN_SECRET_BYTES,
     PromiseKeys,
+    PromiseToken,
     SigningKey,
     promise_terms,
     sign_promise,
@@ -392,3 +395,68 @@ def test_two_different_tokens_in_one_placement_are_a_schema_violation() -> None:
     other = promised(an_option(a_shipment(SKU_TENT=2)))["promise_token"]
     decoded = decode_placement(b"ORDER-1", placed(wire, promise_token=other))
     assert isinstance(decoded, Failure) and "promise_token and option.promise_token differ" in decoded.reason
+
+
+# --- what mutation testing found unpinned (mutmut 2.4.5 on domain/promise_token.py) --------------------
+
+
+def test_the_signed_encoding_is_fixed_so_tokens_outlive_a_restart_or_an_upgrade() -> None:
+    # A token made before a rolling upgrade is verified after it by the new code: the canonical
+    # terms (coordinates to 1e-5 degrees, compact JSON, the preorder marker) and the MAC may not drift.
+    option = an_option(a_shipment(SKU_TENT=2, SKU_STOVE=1), preorder=True)
+    assert promise_terms(option, HOME) == (
+        b'["standard",1767434400000,1767470400000,null,[5208940,511000],'
+        b'[["DC-NORTH",[["SKU-STOVE",1],["SKU-TENT",2]],1767265200000,1767268800000,1767434400000,'
+        b'"POSTNL-STANDARD",null]],"preorder"]'
+    )
+    assert sign_promise(option, HOME, KEYS, T0) == PromiseToken(
+        "p1.k2026b.1767263400000.FtUgxh8DpzldVMlzPWwv6bQaYYaHLkmSv1rsZG9wvqY", 1_767_263_400_000
+    )
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: SigningKey("k.1", b"0123456789abcdef"),
+            "a promise key id is 1-32 of A-Z a-z 0-9 _ -, got 'k.1'",
+        ),
+        (lambda: SigningKey("k1", b"too-short"), "promise key 'k1': the secret needs 16+ bytes"),
+        (lambda: PromiseKeys(()), "promise keys: at least one key"),
+        (lambda: PromiseKeys((CURRENT, CURRENT)), "promise keys: a key id twice in ['k2026b', 'k2026b']"),
+        (
+            lambda: PromiseKeys((CURRENT,), ttl_ms=0),
+            "promise keys: the TTL must be positive and the grace not negative",
+        ),
+    ],
+)
+def test_a_refused_key_says_exactly_what_is_wrong(build: Any, message: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        build()
+    assert str(refused.value) == message
+
+
+def test_the_smallest_keys_allowed_are_accepted() -> None:
+    assert len(SigningKey("k1", b"0123456789abcdef").secret) == MIN_SECRET_BYTES == 16
+    keys = PromiseKeys((CURRENT,), ttl_ms=1, grace_ms=0)
+    token = sign_promise(an_option(), HOME, keys, T0)
+    assert verdict(token.text, an_option(), keys, now=T0 + 1) is None
+    assert verdict(token.text, an_option(), keys, now=T0 + 2) is not None
+
+
+def test_keys_tokens_and_problems_cannot_be_changed_once_made() -> None:
+    problem = verify_promise(None, an_option(), HOME, KEYS, T0)
+    for value in (CURRENT, KEYS, sign_promise(an_option(), HOME, KEYS, T0), problem):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, dataclasses.fields(value)[0].name, None)
+
+
+def test_the_keys_default_ttl_and_grace_are_the_settings_defaults() -> None:
+    # 30 minutes to place a promised option, a minute of clock skew and rebalance tolerated.
+    defaults = PromiseKeys((CURRENT,))
+    settings = Settings(promise_signing_keys=None)
+    assert (defaults.ttl_ms, defaults.grace_ms) == (30 * MINUTE, MINUTE)
+    assert (settings.promise_token_ttl_s * 1000, settings.promise_token_grace_s * 1000) == (
+        30 * MINUTE,
+        MINUTE,
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,6 +16,7 @@ from oms_streams.domain.inventory import (
     available_to_promise,
 )
 from oms_streams.domain.reservations import (
+    Expiry,
     ReservationCommand,
     ReservationKind,
     ReservationStatus,
@@ -206,3 +210,28 @@ def test_an_index_of_where_a_reservation_holds_gives_the_same_answers():
 
     assert indexed.changed == apply_reservation(positions, reserve("O-1/1", ("DC-SOUTH", 2)), atp).changed
     assert repeat.status is ReservationStatus.RESERVED and repeat.changed == {}
+
+
+# --- what mutation testing found unpinned (mutmut 2.4.5 on domain/reservations.py) ---------------------
+
+
+def test_a_reserve_answer_has_no_reason_no_cart_hold_change_and_no_eta():
+    result = apply_reservation(stock(DC_NORTH=5), reserve("O-1/1", ("DC-NORTH", 3)), atp)
+    assert result.status is ReservationStatus.RESERVED
+    assert (result.reason, result.expiries, result.taken_over, result.expected_at) == ("", {}, (), {})
+
+
+def test_commands_and_answers_cannot_be_changed_once_made():
+    command = reserve("O-1/1", ("DC-NORTH", 3))
+    result = apply_reservation(stock(DC_NORTH=5), command, atp)
+    for value in (command, result, Expiry({}, {})):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, dataclasses.fields(value)[0].name, None)
+
+
+def test_a_repeat_after_part_was_given_back_is_refused_with_the_reason_and_the_rest_stays_held():
+    positions = applied(stock(DC_NORTH=5, DC_SOUTH=2), reserve("O-1/1", ("DC-NORTH", 2), ("DC-SOUTH", 1)))
+    positions = applied(positions, release("O-1/1", "DC-SOUTH"))
+    again = apply_reservation(positions, reserve("O-1/1", ("DC-NORTH", 2), ("DC-SOUTH", 1)), atp)
+    assert again.status is ReservationStatus.REFUSED and again.changed == {}
+    assert again.reason == "reservation O-1/1 was already released or refused"
