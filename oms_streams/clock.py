@@ -114,3 +114,19 @@ def wall_span_ms(wall_seconds: float) -> int:
 def wall_seconds(business_seconds: float) -> float:
     """Wall seconds a span of business time takes (the span itself on the wall clock)."""
     return business_seconds / speed()
+
+
+UPKEEP_FLOOR_S = 0.25
+"""The shortest wall interval ``upkeep_interval_s`` gives a timer on a fast clock (4 checks a wall
+second: at 600 x, every 2.5 business minutes)."""
+
+
+def upkeep_interval_s(business_seconds: float) -> float:
+    """The wall interval of a timer whose checks decide business behaviour (hold expiry, milestones
+    and risk, backorders, protection, retention), set as ``business_seconds``: the same business
+    resolution at any speed, but never shorter than ``UPKEEP_FLOOR_S`` (nor than the setting itself
+    when that is shorter). On the wall clock the setting as is."""
+    clock = current()
+    if clock is None:
+        return business_seconds
+    return max(clock.wall_seconds(business_seconds), min(UPKEEP_FLOOR_S, business_seconds))

@@ -74,7 +74,7 @@ def order_upkeep(
             except Exception:
                 log.exception("reloading orders failed; retrying at the next rebalance")
 
-    @app.timer(interval=settings.risk_check_interval_s)  # type: ignore[untyped-decorator]
+    @app.timer(interval=clock.upkeep_interval_s(settings.risk_check_interval_s))  # type: ignore[untyped-decorator]
     async def check_overdue_milestones() -> None:
         await orders.check_due()
 
@@ -87,7 +87,7 @@ def order_upkeep(
         except Exception:
             log.exception("chasing unanswered reservation commands failed; trying again at the next check")
 
-    @app.timer(interval=settings.backorder_check_interval_s)  # type: ignore[untyped-decorator]
+    @app.timer(interval=clock.upkeep_interval_s(settings.backorder_check_interval_s))  # type: ignore[untyped-decorator]
     async def source_backorders_again() -> None:
         # The backorders the availability view shows usable stock for, and those past their horizon.
         try:
@@ -95,7 +95,7 @@ def order_upkeep(
         except Exception:
             log.exception("looking at backorders failed; trying again at the next check")
 
-    @app.timer(interval=settings.retention_sweep_interval_s)  # type: ignore[untyped-decorator]
+    @app.timer(interval=clock.upkeep_interval_s(settings.retention_sweep_interval_s))  # type: ignore[untyped-decorator]
     async def remove_finished_rows() -> None:
         # Each runtime removes its own rows, under its own lock, in their own partitions.
         try:
@@ -124,7 +124,7 @@ def ledger_upkeep(
             except Exception:
                 log.exception("resync failed; will retry on the next request")
 
-    @app.timer(interval=settings.protection_refresh_s)  # type: ignore[untyped-decorator]
+    @app.timer(interval=clock.upkeep_interval_s(settings.protection_refresh_s))  # type: ignore[untyped-decorator]
     async def refresh_protection() -> None:
         # Protection is demand until the next truck: it changes as the days pass, not only on events.
         runtime.expire_views()
@@ -139,7 +139,7 @@ def ledger_upkeep(
         except Exception:
             log.exception("forgetting expired stock movement ids failed; trying again at the next sweep")
 
-    @app.timer(interval=settings.hold_expiry_check_s)  # type: ignore[untyped-decorator]
+    @app.timer(interval=clock.upkeep_interval_s(settings.hold_expiry_check_s))  # type: ignore[untyped-decorator]
     async def release_expired_holds() -> None:
         # The owning ledger releases its cart holds at expiry, by its own clock; after a restart or a
         # rebalance its table of live holds says which are due. A failure is retried at the next check.

@@ -1,11 +1,16 @@
 """``oms simulate``: a small retail day on the stock topics, the way ERP, POS and a supplier send it.
 
 The simulator keeps a local model of every (SKU, location) so what it sends is plausible: stores sell
-what they have (bar a rare phantom sale, as real tills do), DCs are replenished by ERP receipts before
-they run dry, stores are topped up by DC→store transfers, customers return goods, some units are
+what is on their shelves (a rare phantom sale, as real tills allow, sells a unit the store had
+flagged as damaged, never one that is not there), DCs are replenished by ERP receipts before they
+run dry, stores are topped up by DC→store transfers, customers return goods, some units are
 damaged (``unsellable_in``), a store now and then recounts a SKU, and the supplier sends a stock
 snapshot about every ten seconds. Every event is built with the wire models, so it is valid by
 construction; keys are the SKU.
+
+Web orders take stock too: the model follows the OMS's allocations and the locations' departures on
+the public topics (``web_order_stock``), so a till never sells the units a web order put aside or
+took away, and a DC never transfers them.
 
 With a demand shape (``demand_shape.py``: real daily sales of M5 stores), till sales follow real
 stores: each store sells at its own profile's rate, more on a Saturday than on a Tuesday and by
@@ -60,6 +65,7 @@ from oms_streams.streaming.topics import COUNTS, MOVEMENTS, SUPPLIER_STOCK
 from oms_streams.tools.demand_shape import DemandShape, StoreDemand
 from oms_streams.tools.demo_options import DEMO_NETWORK
 from oms_streams.tools.hourly_shape import HourlyShape, StoreHours
+from oms_streams.tools.web_order_stock import WebOrderFeed, WebOrderStock, wait_for
 
 DEFAULT_NETWORK = DEMO_NETWORK
 
@@ -96,11 +102,20 @@ ACTIONS: tuple[tuple[str, int], ...] = (
 @dataclass
 class Stock:
     on_hand: int = 0
+    """Units in the building, damaged and put aside included (what a count finds)."""
     unsellable: int = 0
+    set_aside: int = 0
+    """Units web orders allocated here that have not left yet (``web_order_stock``)."""
 
     @property
     def sellable(self) -> int:
-        return self.on_hand - max(0, self.unsellable)
+        """On the shelf for the till (or a DC's transfers): neither damaged nor put aside."""
+        return self.on_hand - max(0, self.unsellable) - max(0, self.set_aside)
+
+    @property
+    def physical(self) -> int:
+        """What a till can physically sell, damaged units included."""
+        return self.on_hand - max(0, self.set_aside)
 
 
 @dataclass
@@ -114,6 +129,8 @@ class SimulationSummary:
     seconds: float = 0.0
     atp: dict[str, dict[str, int]] = field(default_factory=dict)
     """SKU -> location -> ATP in the simulator's own model at the end: what the workers should see."""
+    web_orders: Counter[str] = field(default_factory=Counter)
+    """Web orders' allocations followed: set_aside, left, put_back, repeated (``web_order_stock``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,10 +327,13 @@ class RetailDay:
         sku = self._pick_sku()
         quantity = self.rng.choices((1, 2, 3), weights=(80, 15, 5))[0]
         stock = self._at(sku, store)
-        if stock.sellable < quantity and self.rng.random() > 0.02:  # 2 %: a phantom sale the till allows
-            if stock.sellable <= 0:
+        if stock.sellable < quantity:
+            # 2 %: a phantom sale the till allows, of a unit flagged as damaged; never one not there.
+            on_shelf = stock.physical if self.rng.random() <= 0.02 else stock.sellable
+            if on_shelf <= 0:
                 return self._transfer_to(sku, store)
-            quantity = stock.sellable
+            quantity = min(quantity, on_shelf)
+            stock.unsellable -= max(0, quantity - max(0, stock.sellable))  # the damaged units it sold
         return [
             self._movement(
                 sku,
@@ -383,7 +403,7 @@ class RetailDay:
         sku = self._pick_sku()
         stock = self._at(sku, location)
         on_hand = max(0, stock.on_hand - max(0, stock.unsellable))
-        self.stock[(sku, location)] = Stock(on_hand, 0)
+        self.stock[(sku, location)] = Stock(on_hand, 0, stock.set_aside)
         count = StockCount(
             event_id=self._event_id(),
             occurred_at=self._now(),
@@ -403,8 +423,9 @@ class RetailDay:
         return sum(s.sellable for (_, location), s in self.stock.items() if location not in self.suppliers)
 
 
-def _check_topics(producer: Producer, settings: Settings) -> None:
-    """Refuse to run against missing topics: the producer would auto-create them with 1 partition."""
+def _check_topics(producer: Producer, settings: Settings) -> set[str]:
+    """Refuse to run against missing topics: the producer would auto-create them with 1 partition.
+    Returns the broker's topics."""
     try:
         metadata = producer.list_topics(timeout=15)
     except KafkaException as error:
@@ -416,6 +437,7 @@ def _check_topics(producer: Producer, settings: Settings) -> None:
     ]
     if missing:
         raise OSError(f"topics missing: {', '.join(missing)} (run `oms topics create` first)")
+    return set(metadata.topics)
 
 
 @contextlib.contextmanager
@@ -446,6 +468,7 @@ def _summary_line(summary: SimulationSummary, day: RetailDay, started: float) ->
         f"simulate {at}  +{time.monotonic() - started:5.0f}s  "
         f"sent {summary.events} ({kinds})  delivered {summary.delivered}  failed {summary.failed}  "
         f"sellable units in DCs+stores {day.network_units()}"
+        + (f"  web orders {dict(summary.web_orders)}" if summary.web_orders else "")
     )
 
 
@@ -505,7 +528,9 @@ def run_simulation(
             "partitioner": "murmur2_random",  # the partition of a key must match the worker's hash
         }
     )
-    _check_topics(producer, settings)
+    web_orders = WebOrderStock(day._at)
+    summary.web_orders = web_orders.counts
+    feed = WebOrderFeed.open(settings, web_orders, _check_topics(producer, settings))
 
     def send(batch: list[Outgoing]) -> None:
         for item in batch:
@@ -557,8 +582,10 @@ def run_simulation(
                     send(day.supplier_snapshots())
                     next_supplier = now + SUPPLIER_EVERY_S
                 if due > now:
-                    producer.poll(min(due - now, 0.5))
+                    wait_for(producer, feed, min(due - now, 0.5))
                     continue
+                if feed is not None:
+                    feed.poll(0)  # what web orders took since, before the next sale or transfer
                 batch = day.step()
                 send(batch)
                 due += len(batch) / (rate * day.pace_factor() * speed())
@@ -572,6 +599,8 @@ def run_simulation(
         summary.failed += remaining
         summary.seconds = time.monotonic() - started
         summary.atp = day.atp()
+        if feed is not None:
+            feed.close()
         print(
             _summary_line(summary, day, started)
             + ("  (done)" if not remaining else f"  ({remaining} not acknowledged within 30 s)"),
