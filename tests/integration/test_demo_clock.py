@@ -20,10 +20,9 @@ import pytest
 from oms_streams import clock
 from oms_streams.config import Settings
 from oms_streams.tools.demo_day import DemoDayOptions, run_demo_day
-from oms_streams.tools.fulfilment_sim import FulfilmentTimes
 from oms_streams.tools.simulator import run_simulation
 from tests.integration.conftest import NETWORK_YAML
-from tests.integration.test_demo_tools import DEMO_KEYS, every_token_valid, webshop
+from tests.integration.test_demo_tools import DEMO_KEYS, FAST, every_token_valid, webshop
 from tests.worker_process import WorkerProcess, wait_until
 
 SPEED = 600
@@ -78,21 +77,12 @@ def test_a_demo_day_on_the_shared_clock(
         start = datetime.fromisoformat(option["window_start"])
         assert business_now() - timedelta(hours=1) < start < business_now() + timedelta(days=10), option
 
-    fast = FulfilmentTimes(
-        pick_wait_s=0.5,
-        pick_s=0.4,
-        pack_s=0.3,
-        handover_s=0.4,
-        transit_s=0.8,
-        collect_s=0.8,
-        late_pick_after_milestone_s=3.0,  # wall seconds: 30 business minutes late
-    )
     options = DemoDayOptions(
         orders_per_minute=0.1,  # six a business hour: one a wall second at 600 x
         seconds=20,
         seed=3,
         order_prefix="CLOCK-",
-        times=fast,
+        times=FAST,  # late picks 3 wall seconds after the milestone: 30 business minutes
         web_url=f"http://127.0.0.1:{worker.port}",
     )
     lines, told = io.StringIO(), io.StringIO()

@@ -26,6 +26,17 @@ from tests.kafka_broker import make_topics
 from tests.worker_process import Events, WorkerProcess, wait_until
 
 AVAILABILITY = "oms.availability.v1"
+FAST = FulfilmentTimes(
+    pick_wait_s=0.5,
+    pick_s=0.4,
+    pack_s=0.3,
+    handover_s=0.4,
+    transit_s=0.8,
+    collect_s=0.8,
+    late_pick_after_milestone_s=3.0,
+)
+"""A demo day's fulfilment in seconds, so a test sees orders picked, shipped and delivered."""
+
 DEMO_KEYS = {"OMS_PROMISE_SIGNING_KEYS": "demo-test=demo-test-secret-0123456789"}
 
 
@@ -147,21 +158,12 @@ def test_demo_day_places_fulfils_and_delivers_orders(
     run_simulation(settings, rate=20, seconds=1, seed=5, network=NETWORK_YAML, out=io.StringIO())
     wait_until(lambda: webshop(worker, "SKU-BIKE-LIGHT").get("total", 0) > 0, 20, "stock visible")
 
-    fast = FulfilmentTimes(
-        pick_wait_s=0.5,
-        pick_s=0.4,
-        pack_s=0.3,
-        handover_s=0.4,
-        transit_s=0.8,
-        collect_s=0.8,
-        late_pick_after_milestone_s=3.0,
-    )
     options = DemoDayOptions(
         orders_per_minute=60,
         seconds=20,
         seed=3,
         order_prefix="DEMO-",
-        times=fast,
+        times=FAST,
         web_url=f"http://127.0.0.1:{worker.port}",
     )
     out, told = io.StringIO(), io.StringIO()

@@ -11,22 +11,11 @@ import pytest
 
 from oms_streams.config import Settings
 from oms_streams.tools.demo_day import DemoDayOptions, run_demo_day
-from oms_streams.tools.fulfilment_sim import FulfilmentTimes
 from oms_streams.tools.simulator import SimulationSummary, run_simulation
 from tests.integration.conftest import NETWORK_YAML
 from tests.integration.test_delivery_failures import assert_clean_audit
-from tests.integration.test_demo_tools import DEMO_KEYS, webshop
+from tests.integration.test_demo_tools import DEMO_KEYS, FAST, webshop
 from tests.worker_process import WorkerProcess, wait_until
-
-FAST = FulfilmentTimes(
-    pick_wait_s=0.5,
-    pick_s=0.4,
-    pack_s=0.3,
-    handover_s=0.4,
-    transit_s=0.8,
-    collect_s=0.8,
-    late_pick_after_milestone_s=3,
-)
 
 
 @pytest.fixture
