@@ -528,7 +528,7 @@ def run_simulation(
             "partitioner": "murmur2_random",  # the partition of a key must match the worker's hash
         }
     )
-    web_orders = WebOrderStock(day._at)
+    web_orders = WebOrderStock(day._at, SKU_NAMES)
     summary.web_orders = web_orders.counts
     feed = WebOrderFeed.open(settings, web_orders, _check_topics(producer, settings))
 

@@ -59,8 +59,10 @@ class SetAside:
 class WebOrderStock:
     """Applies the OMS's allocations and the locations' departures to the simulator's stock."""
 
-    def __init__(self, stock_at: Callable[[str, str], Shelf]) -> None:
+    def __init__(self, stock_at: Callable[[str, str], Shelf], skus: Collection[str] | None = None) -> None:
         self._at = stock_at
+        self.skus = skus
+        """The SKUs the simulator stocks (None: all): another SKU's allocation is not its shelves'."""
         self.live: dict[str, SetAside] = {}
         """Allocation id -> the units it keeps aside until they leave."""
         self._settled: set[str] = set()
@@ -109,6 +111,8 @@ class WebOrderStock:
 
     def _move(self, held: SetAside, *, aside: int, on_hand: int) -> None:
         for sku, units in held.lines:
+            if self.skus is not None and sku not in self.skus:
+                continue  # an order of a SKU another system sells (a test's, a live catalogue's)
             stock = self._at(sku, held.location_id)
             stock.set_aside += aside * units
             stock.on_hand += on_hand * units

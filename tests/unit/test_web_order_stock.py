@@ -164,3 +164,18 @@ def test_with_web_orders_followed_the_ledger_never_goes_negative() -> None:
         assert ledger_on_hand(seed, follow_web_orders=True) >= 0
     # The same days with a simulator that does not hear of web orders: its tills sell their units.
     assert min(ledger_on_hand(seed, follow_web_orders=False) for seed in range(4)) < 0
+
+
+def test_an_order_of_a_sku_the_simulator_does_not_stock_leaves_its_shelves_alone() -> None:
+    # Seen in the dashboards test: its feed places SKU-STOVE orders beside the simulator's catalogue;
+    # the simulator made a shelf for them and its availability summary failed (KeyError).
+    day = RetailDay(NETWORK, seed=5, run_id="t", clock=lambda: T0)
+    day.opening()
+    store = day.stores[0]
+    web = WebOrderStock(day._at, SKU_NAMES)
+
+    web.allocation(allocate("WEB-1", store, {"SKU-NOT-SIMULATED": 2, SKU_NAMES[0]: 1}))
+
+    assert ("SKU-NOT-SIMULATED", store) not in day.stock
+    assert day._at(SKU_NAMES[0], store).set_aside == 1
+    assert set(day.atp()) == set(SKU_NAMES)
