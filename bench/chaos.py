@@ -133,6 +133,7 @@ class ChaosRun:
         workers: int = 3,
         seed: int = 5,
         preorder_share: float = 0.0,
+        edit_share: float = 0.15,
     ) -> None:
         self.bootstrap, self.prefix, self.work = bootstrap, prefix, work
         self.rng = random.Random(seed)
@@ -146,7 +147,9 @@ class ChaosRun:
         self.armed: list[Kill | None] = [None] * workers
         self.log_from = [0] * workers
         """Where the slot's worker log was when it last started: its kill point's line comes after."""
-        self.load = ChaosLoad(self.events, self.live_workers, seed + 1, preorder_share=preorder_share)
+        self.load = ChaosLoad(
+            self.events, self.live_workers, seed + 1, preorder_share=preorder_share, edit_share=edit_share
+        )
         self.fire_timeout_s = 60.0
         self._lock = threading.Lock()
 
@@ -296,6 +299,9 @@ def main() -> None:
         "--preorders", type=float, default=0.0, help="share of the orders placed as preorders (0: none)"
     )
     parser.add_argument(
+        "--edits", type=float, default=0.15, help="chance per order placed that a recent order is edited"
+    )
+    parser.add_argument(
         "--bootstrap", default=os.environ.get("OMS_KAFKA_BOOTSTRAP"), help="a broker (else a private one)"
     )
     args = parser.parse_args()
@@ -310,7 +316,14 @@ def main() -> None:
     with broker(args.bootstrap) as (bootstrap, _):
         prefix = f"chaos{uuid.uuid4().hex[:6]}."
         run = ChaosRun(
-            bootstrap, prefix, work, plan, workers=args.workers, seed=args.seed, preorder_share=args.preorders
+            bootstrap,
+            prefix,
+            work,
+            plan,
+            workers=args.workers,
+            seed=args.seed,
+            preorder_share=args.preorders,
+            edit_share=args.edits,
         )
         result = run.run(settle_timeout_s=args.settle_s)
     report = result.report()

@@ -97,6 +97,7 @@ class ChaosLoad:
         orders_per_s: float = 2.0,
         holds_per_s: float = 0.7,
         preorder_share: float = 0.0,
+        edit_share: float = 0.15,
     ) -> None:
         self.events = events
         self.live_workers = live_workers
@@ -104,6 +105,7 @@ class ChaosLoad:
         self.orders_per_s = orders_per_s
         self.holds_per_s = holds_per_s
         self.preorder_share = preorder_share
+        self.edit_share = edit_share
         self.figures = LoadFigures()
         self.placed: list[str] = []
         self.carts: dict[str, dict[str, int]] = {}
@@ -150,7 +152,7 @@ class ChaosLoad:
                 self._place(f"CHAOS-{len(self.placed):05d}", self._cart())
             if self.rng.random() < 0.2 and self.placed:
                 self._cancel(self.rng.choice(self.placed[-40:]))
-            if self.rng.random() < 0.15 and self.placed:
+            if self.edit_share and self.rng.random() < self.edit_share and self.placed:
                 self._edit(self.rng.choice(self.placed[-40:]))
             if tick % 3 == 0:
                 with self._lock:
