@@ -20,7 +20,7 @@ def test_workers_killed_at_every_saga_step_strand_no_stock_and_end_every_order(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     plan = kill_plan(random.Random(3), rounds=1, steps=SAGA_STEPS, random_kills=1)
-    # Without edits: with them (bench.chaos's default) about one CI-size run in three still ends
+    # Without edits: with them (bench.chaos's default) one CI-size run of 7 since the last fixes ended
     # with an edit never answered, a liveness bug of issue 15 not found yet (bench.chaos shows it).
     run = ChaosRun(kafka_bootstrap, topic_prefix, tmp_path, plan, seed=3, edit_share=0.0)
     result = run.run(settle_timeout_s=150)
