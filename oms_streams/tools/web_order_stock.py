@@ -35,10 +35,8 @@ from pydantic import ValidationError
 from oms_streams.config import Settings
 from oms_streams.schemas.orders import FulfilmentEvent
 from oms_streams.schemas.sourcing import Allocation
+from oms_streams.streaming.sourcing_withdrawals import LEFT_LOCATION  # as the OMS fulfils them
 from oms_streams.streaming.topics import ALLOCATIONS, FULFILMENT_EVENTS
-
-LEFT_LOCATION = frozenset({"handed_to_carrier", "route_departed", "collected", "delivered"})
-"""Reports after which a shipment's units are no longer at its location (as the OMS fulfils them)."""
 
 
 class Shelf(Protocol):
