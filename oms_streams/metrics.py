@@ -76,8 +76,9 @@ class Metrics:
         )
         self.partitions_reread = Counter(
             "oms_partitions_reread_total",
-            "Times a partition was read again from its committed offset because a rebalance had "
-            "dropped a record before it was processed (faust_fixes.heal_dropped_records).",
+            "Times a partition was read again because a rebalance had dropped a record before it "
+            "was processed: from its committed offset (faust_fixes.heal_dropped_records), or from "
+            "the record an agent met a later one before (agents.in_order).",
             ["topic"],
             registry=r,
         )

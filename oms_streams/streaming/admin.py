@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -62,6 +64,17 @@ def _create(admin: AdminClient, wanted: list[NewTopic], timeout_s: float) -> lis
             if error.args[0].name() != "TOPIC_ALREADY_EXISTS":  # another worker won the race
                 raise
     return created
+
+
+def first_offset_on(settings: Settings) -> Callable[[str, int, int], Awaitable[int | None]]:
+    """``first_record_offset`` on the settings' broker, in a thread: (topic, partition, offset)."""
+
+    async def first_offset(topic: str, partition: int, offset: int) -> int | None:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, first_record_offset, settings.confluent_config(), topic, partition, offset
+        )
+
+    return first_offset
 
 
 def first_record_offset(

@@ -393,6 +393,7 @@ def _orders(
         runtime.apply_batch,
         (shared.config_follower,),
         kafka.settings,
+        kafka.metrics,
         kafka.rerouter(ORDERS_REROUTED, (ORDERS_PLACED, FULFILMENT_EVENTS)),
     )
     return runtime
@@ -454,6 +455,7 @@ def _sourcing(
         runtime.apply_batch,
         (shared.config_follower, shared.view_follower),
         kafka.settings,
+        kafka.metrics,
         kafka.rerouter(ORDERS_REROUTED, (CANCELLATIONS,), skips=(ORDERS_PLACED, FULFILMENT_EVENTS)),
     )
     return runtime
@@ -495,6 +497,7 @@ def _returns(kafka: _Kafka, shared: _Shared, table: Any, retention: RetentionInd
             shared.returnable_follower,
         ),
         kafka.settings,
+        kafka.metrics,
         kafka.rerouter(RETURNS_REROUTED, (RETURNS_REQUESTED, RETURNS_RECEIVED)),
     )
     return runtime

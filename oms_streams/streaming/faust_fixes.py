@@ -242,6 +242,13 @@ def _new_offset(self: Any, tp: Any) -> int | None:
     return int(batch[-1]) + 1
 
 
+def committed_offset(consumer: Any, tp: Any) -> int | None:
+    """The group's committed offset of ``tp`` (the next to read) as faust last read or wrote it;
+    None when the group never committed there."""
+    offset = consumer._committed_offset.get(tp)
+    return None if offset is None else int(offset)
+
+
 FirstOffset = Callable[[str, int, int], Awaitable[int | None]]
 """(topic, partition, offset) -> the offset of the first record the broker holds at or after it, or
 None when it holds none there (``admin.first_record_offset``)."""

@@ -14,7 +14,7 @@ from oms_streams import clock
 from oms_streams.config import Settings
 from oms_streams.metrics import Metrics
 from oms_streams.streaming import faust_fixes
-from oms_streams.streaming.admin import first_record_offset
+from oms_streams.streaming.admin import first_offset_on
 from oms_streams.streaming.ledger_engine import LedgerEngine
 from oms_streams.streaming.ledger_runtime import LedgerRuntime
 from oms_streams.streaming.orders_runtime import OrdersRuntime
@@ -158,10 +158,7 @@ SETTLE_UNCOMMITTED_S = 1.0
 def faust_upkeep(app: faust.App, settings: Settings, metrics: Metrics) -> None:
     """Dropped records read again (faust_fixes), and the garbage collector kept off long-lived state."""
 
-    async def broker_first_offset(topic: str, partition: int, offset: int) -> int | None:
-        return await asyncio.get_running_loop().run_in_executor(
-            None, first_record_offset, settings.confluent_config(), topic, partition, offset
-        )
+    broker_first_offset = first_offset_on(settings)
 
     @app.timer(interval=SETTLE_UNCOMMITTED_S)  # type: ignore[untyped-decorator]
     async def settle_uncommitted() -> None:
