@@ -147,8 +147,8 @@ class SourcingRow:
     """The outcomes (``oms.orders.sourced.v1``, without trace) of the last batch that published any:
     published again by a worker that takes the row over (``sourcing_outcomes``)."""
     last_allocations: list[dict[str, Any]] = field(default_factory=list)
-    """The allocation records (without trace) of the last batch that published any: published
-    again, but the cancelled ones, with ``last_outcomes``."""
+    """The allocation records (``cancel`` ones too; without trace) of the last batch that published
+    any: published again with ``last_outcomes``, but those of allocations cancelled since."""
     placed_at_ms: int | None = None
     """When the placement reached its topic: a backorder waits for stock until then + the horizon."""
     backorder_until_ms: int | None = None

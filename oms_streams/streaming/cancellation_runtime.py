@@ -41,30 +41,27 @@ from oms_streams.domain.cancellation import (
 )
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.outbox import Outbox
+from oms_streams.streaming.sourcing_outcomes import RoundPublisher
 
 SendReservation = Callable[[str, SourcingRow | None, str, str, list[list[Any]], int], None]
 """(kind, row, reservation id, SKU, [[location, units]], now): a command to the SKU's ledger."""
-PublishRound = Callable[[SourcingRow, list[AllocationState], dict[str, Any] | None, int], None]
-"""(row, allocations, trace, now): a round's allocations and its outcome."""
 
 
 class OrderCancellations:
     def __init__(
         self,
         outbox: Outbox,
-        allocations_topic: str,
         outcomes_topic: str,
         metrics: Metrics,
         send_reservation: SendReservation,
-        publish_round: PublishRound,
+        rounds: RoundPublisher,
         workload: dict[str, int],
     ) -> None:
         self.outbox = outbox
-        self.allocations_topic = allocations_topic
         self.outcomes_topic = outcomes_topic
         self.metrics = metrics
         self.send_reservation = send_reservation
-        self.publish_round = publish_round
+        self.rounds = rounds
         self.workload = workload
 
     def apply(self, row: SourcingRow | None, cancellation: Cancellation, now: int) -> str:
@@ -180,10 +177,10 @@ class OrderCancellations:
                     lines = [[allocation.location_id, units]]
                     self.send_reservation("release", row, allocation.reservation_id, sku, lines, now)
             cancel = allocation_record(row, allocation, None, [], None, now, kind="cancel", reason=why)
-            self.outbox.add(self.allocations_topic, row.order_id.encode(), cancel)
+            self.rounds.add_cancel(row, cancel)
         replacements = [by_id[aid] for aid in record["replacement_allocations"] if aid in by_id]
         if replacements and (not republish_round or replacements[0].round == row.round):
-            self.publish_round(row, replacements, None, now)
+            self.rounds.publish(row, replacements, None, now)
         self.outbox.add(self.outcomes_topic, row.order_id.encode(), encode_outcome(record))
 
 

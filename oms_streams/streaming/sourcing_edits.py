@@ -229,7 +229,7 @@ class OrderEdits:
     def _cancel_record(self, row: SourcingRow, allocation: Any, version: int, now: int) -> None:
         why = f"edited: withdrawn by version {version} of the order"
         record = allocation_record(row, allocation, None, [], None, now, kind="cancel", reason=why)
-        self.outbox.add(self.allocations_topic, row.order_id.encode(), record)
+        self.rounds.add_cancel(row, record)
 
 
 def _joined(pinned: list[dict[str, Any]], planned: list[dict[str, Any]]) -> list[dict[str, Any]]:

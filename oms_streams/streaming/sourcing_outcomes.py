@@ -7,10 +7,12 @@ ids, so that consumers recognise the repeat.
 A batch stores its rows before its outputs are produced, so a crash between the two can lose
 outcomes that the row, stored, no longer shows: a round finished and the next one started in the
 same batch (an allocation and a shed answered together, an edit or a cancellation that waited for
-the round). So each row keeps the outcomes and the allocation records of the last batch that
+the round and was decided in a batch whose own input, read again, does not decide it again). So
+each row keeps the outcomes and the allocation records (``cancel`` ones too) of the last batch that
 published any for it (``last_outcomes``, ``last_allocations``, without their trace), and a worker
 that touches a row it did not write itself (after a crash or a rebalance) publishes them again
-first (the allocations but those cancelled since).
+first (the allocations but those cancelled in a later batch). (Cancellations that waited for the
+round are answered again by ``OrderCancellations.answer_all_again``.)
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ from oms_streams.streaming.outbox import Outbox
 
 class RoundPublisher:
     def __init__(
-        self, outbox: Outbox, allocations: str, sourced: str, network: NetworkState, metrics: Metrics
+        self,
+        outbox: Outbox,
+        allocations: str,
+        sourced: str,
+        network: NetworkState,
+        metrics: Metrics,
     ) -> None:
         self.outbox = outbox
         self.allocations_topic = allocations
@@ -46,7 +53,8 @@ class RoundPublisher:
         self._known: set[str] = set()
         """Orders whose last outcomes this worker published itself, or published again."""
         self._resent: set[str] = set()
-        """Outcome event ids this worker published again from ``last_outcomes``."""
+        """Event ids of the outcomes and cancels this worker published again from a row's last ones
+        (what the input read again would send once more)."""
 
     def forget(self) -> None:
         """After a rebalance: another worker may have owned these orders meanwhile and died before
@@ -115,6 +123,14 @@ class RoundPublisher:
         self.outbox.add(self.sourced_topic, row.order_id.encode(), record)
         self._published_now.setdefault(row.order_id, []).append(orjson.loads(record))
 
+    def add_cancel(self, row: SourcingRow, record: bytes) -> None:
+        """An allocation's ``cancel`` record, kept with the batch's allocation records (not again if
+        ``resend_outcomes`` sent it again already)."""
+        kept = orjson.loads(record)
+        if kept["event_id"] not in self._resent:
+            self.outbox.add(self.allocations_topic, row.order_id.encode(), record)
+            self._allocated_now.setdefault(row.order_id, []).append(kept)
+
     def keep_outcomes(self, row: SourcingRow) -> None:
         """At the row's store: the outcomes published for it since replace those it kept."""
         published = self._published_now.pop(row.order_id, None)
@@ -131,18 +147,26 @@ class RoundPublisher:
         if row.order_id in self._known:
             return False
         self._remember(row.order_id)
-        cancelled = {a.allocation_id for a in row.allocations if a.state == "cancelled"}
+        # An allocation cancelled in that batch is published as it was, allocated then cancelled;
+        # one cancelled in a later batch is not published again (its cancel went out then).
+        cancels = {a["allocation_id"] for a in row.last_allocations if a.get("kind") == "cancel"}
+        cancelled = {a.allocation_id for a in row.allocations if a.state == "cancelled"} - cancels
         for allocation in row.last_allocations:  # before the outcomes that list them, as published
             if allocation["allocation_id"] not in cancelled:
                 self.outbox.add(self.allocations_topic, row.order_id.encode(), orjson.dumps(allocation))
+                if allocation.get("kind") == "cancel":
+                    self._note_resent(allocation["event_id"])
         for outcome in row.last_outcomes:
             self.outbox.add(self.sourced_topic, row.order_id.encode(), orjson.dumps(outcome))
-            if len(self._resent) >= 100_000:
-                self._resent.clear()
-            self._resent.add(outcome["event_id"])
+            self._note_resent(outcome["event_id"])
         if row.last_outcomes or row.last_allocations:
             self.metrics.sourcing_events.labels("republish", "last_outcomes").inc()
         return bool(row.last_outcomes or row.last_allocations)
+
+    def _note_resent(self, event_id: str) -> None:
+        if len(self._resent) >= 100_000:
+            self._resent.clear()  # a repeat more, at worst
+        self._resent.add(event_id)
 
     def _remember(self, order_id: str) -> None:
         if len(self._known) >= 100_000:

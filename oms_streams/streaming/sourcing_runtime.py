@@ -164,11 +164,10 @@ class SourcingRuntime:
         """Open and finished sagas (reloads read only the open rows); removes finished rows."""
         self.cancellations = OrderCancellations(
             self.outbox,
-            topics.allocations,
             topics.cancellation_outcomes,
             metrics,
             self.commands.send,
-            self.rounds.publish,
+            self.rounds,
             self.workload,
         )
         self.preorders = Preorders(

@@ -120,7 +120,7 @@ class Withdrawals:
         for allocation in withdrawn:
             reason = f"{kind} at {location_id}: {why}".rstrip(": ")
             record = allocation_record(row, allocation, None, [], None, now, kind="cancel", reason=reason)
-            self.outbox.add(self.allocations_topic, row.order_id.encode(), record)
+            self.rounds.add_cancel(row, record)
         if withdrawn:
             self.rounds.republish(row, now)
 
@@ -143,7 +143,7 @@ class Withdrawals:
             reason = f"{kind} at {allocation.location_id}: {why}".rstrip(": ")
             reasons.append(reason)
             record = allocation_record(row, allocation, None, [], None, now, kind="cancel", reason=reason)
-            self.outbox.add(self.allocations_topic, row.order_id.encode(), record)
+            self.rounds.add_cancel(row, record)
             for sku, units in allocation.lines:
                 missing[sku] = missing.get(sku, 0) + units
                 if not only_skus or sku in only_skus:

@@ -423,6 +423,61 @@ def test_an_allocation_cancelled_since_is_not_sent_again_by_a_new_owner():
     assert [a for a in h.on("allocations") if a["kind"] == "allocate"] == []
 
 
+def test_an_allocation_an_edit_withdrew_in_the_batch_that_made_it_is_sent_again_with_its_cancel():
+    # Found by the chaos run with edits (kill point stored@stored): the last reply of round 1 ended
+    # it and the edit that waited for it withdrew round 1's allocation, in one batch; the row was
+    # stored and the worker died before the records left. The new owner sent round 1's outcome
+    # again (listing the allocation) but neither the allocation nor its cancel: the allocation was
+    # cancelled in the row (oms audit: missing_allocation).
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=10)
+    h.stock("SKU-BIKE-LIGHT", DC_NORTH=10)
+    h.place("O-1", {"SKU-TENT": 1, "SKU-BIKE-LIGHT": 2})
+    reserves = h.commands("reserve")
+    h.take_sent()
+    h.run(h.edit("O-1", {"SKU-TENT": 1}, 2))  # waits for round 1
+    replies = [h.answer(c, "reserved", 8) for c in reserves]
+    h.run(*replies)
+    published = [(a["kind"], a["event_id"]) for a in h.on("allocations")]
+    assert published == [("allocate", "O-1:1:0:allocate"), ("cancel", "O-1:1:0:cancel")]
+    h.take_sent()  # the row was stored in round 2, then the worker died before its records left
+
+    h.saga = SourcingRuntime(
+        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
+    )
+    asyncio.run(h.saga.reload())
+    h.take_sent()  # round 2's reserve and round 1's releases again
+    h.run(*replies)  # read again (their offsets were never committed)
+
+    assert [(a["kind"], a["event_id"]) for a in h.on("allocations")] == published
+    assert [o["round"] for o in h.on("sourced")] == [1]
+
+
+def test_a_cancellation_answered_after_the_round_is_answered_again_by_a_new_owner():
+    # As above, for a cancellation that waited for the round: its request was committed when it was
+    # parked, and the new owner reads only the reply that ended the round again.
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=5)
+    h.place("O-1", {"SKU-TENT": 1})
+    [reserve] = h.commands("reserve")
+    h.take_sent()
+    h.run(h.cancellation("O-1", request_id="CANCEL-A"))  # parked in the row
+    last = h.answer(reserve, "reserved", 4)
+    h.run(last)
+    answer = h.answer_of("CANCEL-A")
+    h.take_sent()  # lost with the worker
+
+    h.saga = SourcingRuntime(
+        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
+    )
+    asyncio.run(h.saga.reload())
+    h.take_sent()
+    h.run(last)
+
+    assert h.answer_of("CANCEL-A") == answer
+    assert [a["kind"] for a in h.on("allocations")] == ["allocate", "cancel"]
+
+
 def test_a_worker_that_owned_the_order_before_sends_again_what_the_owner_meanwhile_lost():
     # Worker A answered an order (and once published its round again, for a reply read twice); the
     # order moves to B (a rebalance), B answers an edit, stores the row and dies before the answer
