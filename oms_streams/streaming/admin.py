@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -75,6 +75,29 @@ def first_offset_on(settings: Settings) -> Callable[[str, int, int], Awaitable[i
         )
 
     return first_offset
+
+
+def group_offsets_on(settings: Settings) -> Callable[[list[tuple[str, int]]], Awaitable[dict[Any, int]]]:
+    """``group_committed_offsets`` of the worker's consumer group on the settings' broker, in a
+    thread: [(topic, partition)] -> {(topic, partition): committed offset}."""
+
+    async def committed(partitions: list[tuple[str, int]]) -> dict[Any, int]:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, group_committed_offsets, settings.confluent_config(), settings.app_id, partitions
+        )
+
+    return committed
+
+
+def group_committed_offsets(
+    client_config: dict[str, Any], group: str, partitions: list[tuple[str, int]], timeout_s: float = 10.0
+) -> dict[tuple[str, int], int]:
+    """The group's committed offsets (the next to read) of those partitions it ever committed.
+    Blocking: run it in a thread."""
+    admin = AdminClient(client_config)
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in partitions])
+    result = admin.list_consumer_group_offsets([request], request_timeout=timeout_s)[group].result(timeout_s)
+    return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.offset >= 0}
 
 
 def first_record_offset(

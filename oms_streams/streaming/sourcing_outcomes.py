@@ -135,6 +135,12 @@ class RoundPublisher:
         """At the row's store: the outcomes published for it since replace those it kept."""
         published = self._published_now.pop(row.order_id, None)
         if published:
+            # A batch that published no outcome of the round in force (a refused edit, a preorder's
+            # interim answer) keeps that outcome's copy beside its own: a repeat must not rebuild it
+            # from a row that moved on since.
+            round_id = f"{row.order_id}:sourced:{row.round}"
+            if all(o["event_id"] != round_id for o in published):
+                published = [*(o for o in row.last_outcomes if o["event_id"] == round_id), *published]
             row.last_outcomes = published
             self._remember(row.order_id)
         allocated = self._allocated_now.pop(row.order_id, None)

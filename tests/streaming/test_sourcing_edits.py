@@ -478,6 +478,31 @@ def test_a_cancellation_answered_after_the_round_is_answered_again_by_a_new_owne
     assert [a["kind"] for a in h.on("allocations")] == ["allocate", "cancel"]
 
 
+def test_a_round_published_again_after_a_refused_edit_keeps_the_content_it_was_published_with():
+    # Found by the chaos run: a refused edit was the last record published for the order, so the
+    # row kept only that; a new owner that read the round's reply again built the round's outcome
+    # afresh from a row the cancellation had changed (oms audit: conflicting_outcomes).
+    h = Harness()
+    h.stock("SKU-TENT", DC_NORTH=10)
+    h.place("O-1", {"SKU-TENT": 1})
+    [reserve] = h.commands("reserve")
+    reply = h.answer(reserve, "reserved", 9)
+    h.run(reply)
+    [first] = [o for o in h.on("sourced") if o["event_id"] == "O-1:sourced:1"]
+    h.run(h.cancellation("O-1", request_id="CANCEL-A"))
+    h.run(h.edit("O-1", {"SKU-TENT": 2}, 2))
+    assert h.answered()["edit"]["status"] == "refused"
+    h.take_sent()
+
+    h.saga = SourcingRuntime(
+        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
+    )
+    h.run(reply)  # read again by the new owner
+
+    again = [o for o in h.on("sourced") if o["event_id"] == "O-1:sourced:1"]
+    assert again and all(o == {**first, "trace": None} for o in again)
+
+
 def test_a_worker_that_owned_the_order_before_sends_again_what_the_owner_meanwhile_lost():
     # Worker A answered an order (and once published its round again, for a reply read twice); the
     # order moves to B (a rebalance), B answers an edit, stores the row and dies before the answer

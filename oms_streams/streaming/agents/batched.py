@@ -9,7 +9,7 @@ import faust
 
 from oms_streams.config import Settings
 from oms_streams.metrics import Metrics
-from oms_streams.streaming.admin import first_offset_on
+from oms_streams.streaming.admin import first_offset_on, group_offsets_on
 from oms_streams.streaming.agents.in_order import InOrder
 from oms_streams.streaming.follower import TopicFollower
 from oms_streams.streaming.rerouting import Rerouter
@@ -30,7 +30,10 @@ def register_batched(
     each partition's in offset order (``in_order``); records outside their key's partition go
     through ``rerouter`` first."""
     in_order = InOrder(
-        app, first_offset_on(settings), lambda topic: metrics.partitions_reread.labels(topic).inc()
+        app,
+        first_offset_on(settings),
+        group_offsets_on(settings),
+        lambda topic: metrics.partitions_reread.labels(topic).inc(),
     )
 
     # concurrency=1: the runtime's rows are state, and faust can skip offsets with concurrent agents.

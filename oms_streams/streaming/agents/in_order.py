@@ -9,7 +9,8 @@ handed on before the placement it edits became the order's first version, and th
 again later, an edit (seen by the chaos run: an edit never answered, the order sourced as placed).
 
 So an agent hands on a partition's records only in offset order, from the offset its generation
-started at (the committed one; the first the broker holds where the group never committed): a
+started at (the group's committed one, asked of the broker when faust has not read it yet, as
+before its seek after a rebalance; the first the broker holds where the group never committed): a
 record past the next expected offset is held back, with the rest of its partition in the batch,
 and the partition is read again from the expected offset, unless the broker holds nothing in
 between (a transaction marker, retention); a record below it was handed on already in this
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from oms_streams.streaming import faust_fixes
@@ -28,15 +29,25 @@ from oms_streams.streaming.faust_fixes import FirstOffset
 
 log = logging.getLogger(__name__)
 
+GroupOffsets = Callable[[list[tuple[str, int]]], Awaitable[dict[Any, int]]]
+"""[(topic, partition)] -> {(topic, partition): the group's committed offset}, for those it has."""
+
 RESEEK_AFTER_S = 5.0
 """How long a partition read again waits for its expected record before it is read again once more
 (a batch fetched before the seek may still be on its way; a re-read lost in its turn is not)."""
 
 
 class InOrder:
-    def __init__(self, app: Any, first_offset: FirstOffset, on_reread: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        app: Any,
+        first_offset: FirstOffset,
+        group_offsets: GroupOffsets,
+        on_reread: Callable[[str], None],
+    ) -> None:
         self.app = app
         self.first_offset = first_offset
+        self.group_offsets = group_offsets
         self.on_reread = on_reread
         self._generation: int | None = None
         self._expected: dict[Any, int] = {}
@@ -75,26 +86,31 @@ class InOrder:
         return admitted
 
     async def _start_new_partitions(self, events: Sequence[Any]) -> None:
-        """The expected offset of each partition met for the first time in this generation: its
-        committed offset, or the first the broker holds if the group never committed there."""
+        """The expected offset of each partition met for the first time in this generation: the
+        group's committed offset, or the first the broker holds if the group never committed there.
+        (faust forgets its committed offsets at a revoke and reads them again at its seek; records
+        can come before.)"""
         new = {event.message.tp for event in events} - self._expected.keys()
-        never = set()
+        unknown = []
         for tp in new:
             committed = faust_fixes.committed_offset(self.app.consumer, tp)
             if committed is None:
-                never.add(tp)
+                unknown.append(tp)
             else:
                 self._expected[tp] = committed
-        if not never:
+        if not unknown:
             return
         try:
-            starts = await self.app.consumer.earliest_offsets(*never)
-        except Exception as error:  # unknown: its first record met is taken as its start
-            log.warning("where %s start is not known (%r)", sorted(never), error)
+            group = await self.group_offsets([(tp.topic, tp.partition) for tp in unknown])
+            never = [tp for tp in unknown if (tp.topic, tp.partition) not in group]
+            starts = await self.app.consumer.earliest_offsets(*never) if never else {}
+        except Exception as error:  # unknown: the first record met is taken as the start
+            log.warning("where %s start is not known (%r)", sorted(unknown), error)
             return
-        for tp in never:
-            if starts.get(tp) is not None:
-                self._expected[tp] = int(starts[tp])
+        for tp in unknown:
+            start = group.get((tp.topic, tp.partition), starts.get(tp))
+            if start is not None:
+                self._expected[tp] = int(start)
 
     async def _nothing_between(self, tp: Any, expected: int, offset: int) -> bool:
         """Whether the broker holds no record from ``expected`` up to ``offset``; if it does, the
