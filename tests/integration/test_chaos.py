@@ -20,21 +20,23 @@ def test_workers_killed_at_every_saga_step_strand_no_stock_and_end_every_order(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     plan = kill_plan(random.Random(3), rounds=1, steps=SAGA_STEPS, random_kills=1)
-    # Without edits: with them (bench.chaos's default) one CI-size run of 7 since the last fixes ended
-    # with an edit never answered, a liveness bug of issue 15 not found yet (bench.chaos shows it).
-    run = ChaosRun(kafka_bootstrap, topic_prefix, tmp_path, plan, seed=3, edit_share=0.0)
+    # With edits (bench.chaos's default): they found the last bugs (agents.in_order).
+    run = ChaosRun(kafka_bootstrap, topic_prefix, tmp_path, plan, seed=3)
     result = run.run(settle_timeout_s=150)
     report = result.report()
     print(json.dumps(report, indent=2))
 
     assert set(result.kills.by_step) == set(SAGA_STEPS), report  # each step's window was hit
     assert report["orders"] > 50 and report["cancellations"] > 0 and report["holds"] > 0
+    assert report["load"]["edits"] > 0
     # Safety: nothing oversold, no hold without a live owner, nothing allocated twice, no other finding.
     assert report["oversold_units"] == 0, report
     assert report["holds_without_live_owner"] == 0, report
     assert report["duplicate_allocations"] == 0, report
     assert not result.end.other_audit_findings, report
-    # Liveness: every order ended (an outcome for its last round) and every cancellation was answered.
+    # Liveness: every order ended (an outcome for its last round), every cancellation and every edit
+    # was answered.
     assert result.end.orders_without_end_state == 0, report
     assert result.end.cancellations_unanswered == 0, report
+    assert result.end.edits_unanswered == 0, report
     assert result.end.clean, report
