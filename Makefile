@@ -29,6 +29,12 @@ check: $(STAMP) ## ruff, mypy --strict, import-linter layering
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+compile: $(STAMP) ## Optional: compile the ledger's hot path with mypyc (needs gcc; ~1 min; docs/compiled.md)
+	OMS_COMPILED=0 $(PY) -m oms_streams.tools.compile
+
+uncompile: ## Delete the mypyc build: back to pure Python (OMS_COMPILED=0 ignores it without deleting)
+	OMS_COMPILED=0 $(PY) -m oms_streams.tools.compile --clean
+
 generate: $(STAMP) ## Regenerate schemas/, topologies/ and the Grafana dashboards from the code
 	$(PY) -m oms_streams.cli generate
 	$(PY) -m oms_streams.tools.dashboards
@@ -59,4 +65,4 @@ chaos: $(STAMP) ## Workers killed at every saga step and at random under load; p
 clean: ## Remove local run state (.run/); the broker must be stopped first
 	rm -rf .run
 
-.PHONY: help install test test-unit check generate demo broker-up broker-down bench bench-sourcing chaos clean
+.PHONY: help install test test-unit check compile uncompile generate demo broker-up broker-down bench bench-sourcing chaos clean

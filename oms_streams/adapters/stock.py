@@ -32,7 +32,7 @@ def known_fields(row_type: type[Any], body: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in body.items() if key in names}
 
 
-@value
+@value(frozen=True)
 class DecodedStock:
     sku: str
     kind: str

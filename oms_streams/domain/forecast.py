@@ -79,7 +79,7 @@ class DemandForecaster(Protocol[StateT]):
         ...
 
 
-@value
+@value(frozen=True)
 class DemandState:
     """Bounded state of one (store, SKU): a dozen floats whatever the history length.
 

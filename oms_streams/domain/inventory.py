@@ -67,7 +67,7 @@ _APPLIED, _DUPLICATE, _SUPERSEDED, _REJECTED = (
 _ADJUSTMENT = MovementKind.ADJUSTMENT
 
 
-@value
+@value(frozen=True)
 class Movement:
     event_id: str
     kind: MovementKind
@@ -78,7 +78,7 @@ class Movement:
     """An inbound announcement's expected arrival (ETA); None: unknown (never preordered)."""
 
 
-@value
+@value(frozen=True)
 class Count:
     """A full stock count: the absolute on-hand (and optionally unsellable) quantity as of a time."""
 
@@ -88,7 +88,7 @@ class Count:
     unsellable: int | None = None
 
 
-@value
+@value(frozen=True)
 class SupplierFeed:
     """A third party's stock snapshot: what it can ship us, and how long that takes."""
 
@@ -98,7 +98,7 @@ class SupplierFeed:
     as_of_ms: int
 
 
-@value
+@value(frozen=True)
 class JournalEntry:
     event_id: str
     occurred_at_ms: int
@@ -107,7 +107,7 @@ class JournalEntry:
     inbound_delta: int = 0
 
 
-@value
+@value(frozen=True)
 class StockPosition:
     on_hand: int = 0
     reserved: int = 0
@@ -148,7 +148,7 @@ class StockPosition:
         return False
 
 
-@value
+@value(frozen=True)
 class Outcome:
     position: StockPosition
     verdict: Verdict

@@ -29,13 +29,13 @@ from oms_streams.domain.values import value
 from oms_streams.domain.visibility import Location, LocationType
 
 
-@value
+@value(frozen=True)
 class StockCommand:
     location_id: str
     event: StockEvent
 
 
-@value
+@value(frozen=True)
 class LedgerResult:
     changed: dict[str, StockPosition]
     """New positions of the locations whose stock changed."""

@@ -194,7 +194,7 @@ def _seen(
     return visible, hidden
 
 
-@value
+@value(frozen=True)
 class LocationView:
     """One position seen through every channel: the unit a worker caches and recomputes on change."""
 

@@ -16,7 +16,7 @@ import heapq
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -165,7 +165,7 @@ def _split(key: bytes) -> tuple[str, str]:
 class HoldBook:
     """Every worker's view of ``oms.holds.v1``: hold id -> SKU (None: the request) -> latest record."""
 
-    PRUNE_EVERY_S = 60.0
+    PRUNE_EVERY_S: Final = 60.0
 
     def __init__(self) -> None:
         self.holds: dict[str, dict[str | None, dict[str, Any]]] = {}

@@ -13,7 +13,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import orjson
 
@@ -80,7 +80,7 @@ class AvailabilityView:
     reads the same hot SKUs again and again.
     """
 
-    PARSED_MAX = 50_000
+    PARSED_MAX: Final = 50_000
 
     def __init__(self) -> None:
         self.records: dict[str, bytes] = {}

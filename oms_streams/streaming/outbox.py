@@ -15,7 +15,7 @@ commands that are read again (see docs/architecture.md).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 from oms_streams.adapters.dlq import dead_letter_for
 from oms_streams.metrics import Metrics, reason_class
@@ -73,7 +73,7 @@ class PartitionBatches:
     ``MAX_ITEMS`` keeps it far below Kafka's 1 MB record limit.
     """
 
-    MAX_ITEMS = 500
+    MAX_ITEMS: Final = 500
 
     def __init__(
         self, topic: str, partitions: int | None, wrap: Callable[[list[dict[str, Any]], int], bytes]

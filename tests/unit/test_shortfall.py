@@ -3,7 +3,7 @@ sellable units on hand cover what is left held; each shed hold is reported with 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -130,7 +130,7 @@ def test_a_resend_of_a_reserve_part_of_which_was_shed_keeps_the_rest_held():
 
 
 def _fields(position: StockPosition) -> dict[str, object]:
-    return {name: getattr(position, name) for name in position.__slots__}  # type: ignore[attr-defined]
+    return {f.name: getattr(position, f.name) for f in fields(position)}
 
 
 LOCATIONS = network(a_dc("DC-NORTH"), a_store("STORE-UTRECHT-01"))
