@@ -106,8 +106,13 @@ def counts(network_file: Network, n: int, per_batch: int = 125) -> list[list[Rec
 
 
 async def run(args: argparse.Namespace) -> None:
-    data_dir = None if args.memory else Path(tempfile.mkdtemp(prefix="ledger-cpu-db-"))
-    network = build_network(args.locations, Path(tempfile.mkdtemp(prefix="ledger-cpu-")))
+    with tempfile.TemporaryDirectory(prefix="ledger-cpu-") as scratch:  # the RocksDB goes with it
+        await measure(args, Path(scratch))
+
+
+async def measure(args: argparse.Namespace, scratch: Path) -> None:
+    data_dir = None if args.memory else scratch / "db"
+    network = build_network(args.locations, scratch / "network")
     rt, sink = runtime(network, data_dir)
     if args.counts:
         what = f"{args.counts:,} counts x {args.locations} locations"

@@ -44,6 +44,7 @@ from bench.kafka import (
 )
 from bench.profile import Profiler, breakdown, render
 from bench.worker import Worker
+from oms_streams import compiled
 
 RESULTS = REPO_ROOT / "bench" / "results"
 TARGETS = {"c_over_a": 0.25, "p99_ms": 50.0, "count_seconds": 20.0, "count_rss_mib": 1536.0}
@@ -323,6 +324,7 @@ def targets(out: dict[str, Any]) -> dict[str, Any]:
 def table(out: dict[str, Any]) -> str:
     rows: list[tuple[str, str]] = []
     a, b, c = out.get("a_aiokafka") or {}, out.get("b_confluent") or {}, out.get("c_ledger") or {}
+    rows.append(("worker hot path", str(out.get("hot_path", "?"))))
     rows.append(("(a) aiokafka passthrough", _fmt(a.get("events_per_s"), " ev/s")))
     rows.append(("(b) confluent-kafka passthrough", _fmt(b.get("events_per_s"), " ev/s")))
     c_rate = c.get("events_per_s_e2e") or c.get("events_per_s")
@@ -380,11 +382,20 @@ def table(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def hot_path_build() -> str:
+    """What the worker processes run: the mypyc build (``make compile``) or the sources."""
+    if compiled.extensions() and os.environ.get("OMS_COMPILED") != "0":
+        return f"compiled with mypyc ({len(compiled.MODULES)} modules, make compile)"
+    return "pure Python (make compile builds the mypyc hot path)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with broker(os.environ.get("OMS_KAFKA_BOOTSTRAP")) as (bootstrap, started_here):
         bench = Bench(args, bootstrap)
         log(f"run {bench.run_id} on {bootstrap} ({'private broker' if started_here else 'given broker'})")
+        hot_path = hot_path_build()
+        log(f"the worker's hot path: {hot_path}")
         try:
             out = bench.run()
         finally:
@@ -392,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
             if not started_here:
                 n = delete_topics_with_prefixes(bootstrap, [bench.run_id])
                 log(f"deleted {n} bench topics")
+    out["hot_path"] = hot_path
     targets(out)
     print(table(out), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

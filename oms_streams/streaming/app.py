@@ -6,6 +6,7 @@ The faust app itself and the Kafka plumbing every wiring step uses are in ``work
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from oms_streams import clock
 from oms_streams.adapters.dlq import dead_letter_for
 from oms_streams.adapters.reservations import decode_reservations
 from oms_streams.adapters.stock import decode_count, decode_movement, decode_supplier_stock
+from oms_streams.compiled import MODULES, compiled
 from oms_streams.config import Settings
 from oms_streams.domain.backorders import BackorderPolicy
 from oms_streams.domain.placement import PlacementLimits
@@ -82,6 +84,8 @@ from oms_streams.streaming.topics import (
 )
 from oms_streams.streaming.worker_kafka import _faust_app, _Kafka
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Worker:
@@ -127,6 +131,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     upkeep.ledger_upkeep(app, settings, runtime, shared.resync_requested)
     upkeep.faust_upkeep(app, settings, metrics)
     stall_watch = upkeep.watch_lag(app, settings, metrics, ledger)
+    log.info("hot path: %d of %d modules compiled with mypyc", len(compiled()), len(MODULES))
     return Worker(
         app=app,
         runtime=runtime,
