@@ -45,7 +45,6 @@ from oms_streams.domain.edits import EditDecision, Outcome, decide_edit
 from oms_streams.domain.sourcing import SourcingDecision
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.cancellation_runtime import unplanned
-from oms_streams.streaming.outbox import Outbox
 from oms_streams.streaming.placement_gate import PlacementGate, is_identifier
 from oms_streams.streaming.sourcing_commands import LedgerCommands
 from oms_streams.streaming.sourcing_outcomes import RoundPublisher
@@ -61,8 +60,6 @@ class OrderEdits:
         self,
         gate: PlacementGate,
         decide: Decide,
-        outbox: Outbox,
-        allocations_topic: str,
         commands: LedgerCommands,
         rounds: RoundPublisher,
         workload: dict[str, int],
@@ -71,8 +68,6 @@ class OrderEdits:
     ) -> None:
         self.gate = gate
         self.decide = decide
-        self.outbox = outbox
-        self.allocations_topic = allocations_topic
         self.commands = commands
         self.rounds = rounds
         self.workload = workload

@@ -32,12 +32,7 @@ from oms_streams.streaming.outbox import Outbox
 
 class RoundPublisher:
     def __init__(
-        self,
-        outbox: Outbox,
-        allocations: str,
-        sourced: str,
-        network: NetworkState,
-        metrics: Metrics,
+        self, outbox: Outbox, allocations: str, sourced: str, network: NetworkState, metrics: Metrics
     ) -> None:
         self.outbox = outbox
         self.allocations_topic = allocations

@@ -134,8 +134,6 @@ class SourcingRuntime:
         self.watch = ReplyWatch(replies or ReplyPolicy(), metrics)
         self.rounds = RoundPublisher(self.outbox, topics.allocations, topics.sourced, network, metrics)
         self.withdrawals = Withdrawals(
-            self.outbox,
-            topics.allocations,
             metrics,
             self.commands,
             self.rounds,
@@ -202,8 +200,6 @@ class SourcingRuntime:
         self.edits = OrderEdits(
             self.gate,
             self.planner.decide,
-            self.outbox,
-            topics.allocations,
             self.commands,
             self.rounds,
             self.workload,

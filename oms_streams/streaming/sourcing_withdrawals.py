@@ -19,7 +19,6 @@ from oms_streams.adapters.orders import Fulfilment
 from oms_streams.adapters.sourcing import AllocationState, SourcingRow, allocation_record
 from oms_streams.domain.risk import FulfilmentKind
 from oms_streams.metrics import Metrics
-from oms_streams.streaming.outbox import Outbox
 from oms_streams.streaming.sourcing_commands import LedgerCommands
 from oms_streams.streaming.sourcing_outcomes import RoundPublisher
 
@@ -41,16 +40,12 @@ PlanAndReserve = Callable[[SourcingRow, int], None]
 class Withdrawals:
     def __init__(
         self,
-        outbox: Outbox,
-        allocations_topic: str,
         metrics: Metrics,
         commands: LedgerCommands,
         rounds: RoundPublisher,
         workload: dict[str, int],
         plan_and_reserve: PlanAndReserve,
     ) -> None:
-        self.outbox = outbox
-        self.allocations_topic = allocations_topic
         self.metrics = metrics
         self.commands = commands
         self.rounds = rounds
