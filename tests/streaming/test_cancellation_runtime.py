@@ -43,10 +43,14 @@ SCHEMAS = {
 class Harness(SagaHarness):
     def __init__(self) -> None:
         super().__init__()
-        self.saga = SourcingRuntime(
+        self.saga = self.new_worker()
+        self._requests = 0
+
+    def new_worker(self) -> SourcingRuntime:
+        """A sourcing runtime over the same tables: a restarted worker, or a new owner."""
+        return SourcingRuntime(
             self.sourcing_table, self.network, self.view, TransitModel(), TOPICS, self._produce, self.metrics
         )
-        self._requests = 0
 
     async def _produce(self, topic: str, key: bytes, value: bytes | None) -> None:
         if topic in SCHEMAS and value is not None:

@@ -13,10 +13,7 @@ from typing import Any
 
 from oms_streams.adapters.allocated import shipments_view
 from oms_streams.domain.placement import PlacementLimits
-from oms_streams.domain.transit import TransitModel
 from oms_streams.streaming.orders_runtime import OrdersRuntime
-from oms_streams.streaming.sourcing_runtime import SourcingRuntime
-from tests.streaming.test_cancellation_runtime import TOPICS
 from tests.streaming.test_cancellation_runtime import Harness as SagaHarness
 from tests.streaming.test_orders_resourcing import TOPICS as ORDER_TOPICS
 from tests.streaming.test_orders_runtime import FakeEvent
@@ -345,9 +342,7 @@ def test_a_worker_that_takes_an_edited_order_over_sends_what_a_crash_lost_again(
     lost = sorted((c["kind"], c["event_id"]) for c in h.commands())
     h.take_sent()  # the row was stored, then the worker died before its records left
 
-    h.saga = SourcingRuntime(
-        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
-    )
+    h.saga = h.new_worker()
     asyncio.run(h.saga.reload())  # the unanswered releases and reserve again, with the same ids
     assert sorted((c["kind"], c["event_id"]) for c in h.commands()) == lost
     reserves = h.commands("reserve")
@@ -394,9 +389,7 @@ def test_a_round_that_ended_with_a_waiting_edit_sends_its_allocation_again_from_
     assert allocated["allocation_id"] == "O-1:1:0"
     h.take_sent()  # the row was stored in round 2, then the worker died before its records left
 
-    h.saga = SourcingRuntime(
-        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
-    )
+    h.saga = h.new_worker()
     asyncio.run(h.saga.reload())
     h.take_sent()  # round 2's reserve again
     h.run(last)  # read again (its offset was never committed)
@@ -415,9 +408,7 @@ def test_an_allocation_cancelled_since_is_not_sent_again_by_a_new_owner():
     h.run(h.cancellation("O-1", request_id="CANCEL-A"))
     h.take_sent()
 
-    h.saga = SourcingRuntime(
-        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
-    )
+    h.saga = h.new_worker()
     h.run(h.answer(first, "reserved", 9))  # an old reply read again by the new owner
 
     assert [a for a in h.on("allocations") if a["kind"] == "allocate"] == []
@@ -442,9 +433,7 @@ def test_an_allocation_an_edit_withdrew_in_the_batch_that_made_it_is_sent_again_
     assert published == [("allocate", "O-1:1:0:allocate"), ("cancel", "O-1:1:0:cancel")]
     h.take_sent()  # the row was stored in round 2, then the worker died before its records left
 
-    h.saga = SourcingRuntime(
-        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
-    )
+    h.saga = h.new_worker()
     asyncio.run(h.saga.reload())
     h.take_sent()  # round 2's reserve and round 1's releases again
     h.run(*replies)  # read again (their offsets were never committed)
@@ -467,9 +456,7 @@ def test_a_cancellation_answered_after_the_round_is_answered_again_by_a_new_owne
     answer = h.answer_of("CANCEL-A")
     h.take_sent()  # lost with the worker
 
-    h.saga = SourcingRuntime(
-        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
-    )
+    h.saga = h.new_worker()
     asyncio.run(h.saga.reload())
     h.take_sent()
     h.run(last)
@@ -494,9 +481,7 @@ def test_a_round_published_again_after_a_refused_edit_keeps_the_content_it_was_p
     assert h.answered()["edit"]["status"] == "refused"
     h.take_sent()
 
-    h.saga = SourcingRuntime(
-        h.sourcing_table, h.network, h.view, TransitModel(), TOPICS, h._produce, h.metrics
-    )
+    h.saga = h.new_worker()
     h.run(reply)  # read again by the new owner
 
     again = [o for o in h.on("sourced") if o["event_id"] == "O-1:sourced:1"]
@@ -517,9 +502,7 @@ def test_a_worker_that_owned_the_order_before_sends_again_what_the_owner_meanwhi
     a.run(reply)
     a.run(reply)  # read twice: the round published again once
     owner_a = a.saga
-    a.saga = SourcingRuntime(
-        a.sourcing_table, a.network, a.view, TransitModel(), TOPICS, a._produce, a.metrics
-    )
+    a.saga = a.new_worker()
     a.take_sent()
     a.run(a.edit("O-1", {"SKU-TENT": 2}, 2))
     reserves = a.commands("reserve")
