@@ -3,7 +3,7 @@
 Phases, all on one broker (``OMS_KAFKA_BOOTSTRAP``, else a private one from deploy/kafka/start.sh):
 
   preload  N movements (2,000 SKUs x 50 Texas sites by default) onto the movements topic
-  warm-up  (--warmup-s, default 40) a throwaway worker applies copies of those movements, repeated
+  warm-up  (--warmup-s, default 40) a throwaway worker applies fresh movements, 100,000 at a time,
            until that many seconds have passed: a broker just started runs its JIT compiler and
            fills its caches on the same 2 cores, and (c) measured on a cold broker came out
            11,800 -> 15,800 -> 17,500 ev/s in three runs one after the other (2026-12-08)
@@ -226,7 +226,7 @@ class Bench:
         prefix, app_id = f"{self.run_id}w.", f"{self.run_id}w"
         settings = self.prepare(prefix, app_id, network.yaml_path)
         topic = settings.topic("oms.inventory.movements.v1")
-        log(f"warm-up: a throwaway worker on copies of the movements for {seconds:.0f}s ...")
+        log(f"warm-up: a throwaway worker applies fresh movements for {seconds:.0f}s ...")
         started, passes, applied = time.monotonic(), 0, 0
         w = self.worker(prefix, app_id, "warmup")
         window = self.cpu(w)
@@ -236,7 +236,11 @@ class Bench:
                 produce_all(bulk_producer(self.bootstrap), topic, list(generator.many(count)))
                 passes += 1
                 expected = passes * count
-                wait_for(lambda n=expected: w.metric("oms_stock_events_total") >= n, max(120.0, seconds * 3))
+                timeout = max(120.0, 3 * seconds)
+                done = wait_for(lambda n=expected: w.metric("oms_stock_events_total") >= n, timeout)
+                if not done:
+                    log("warm-up: the throwaway worker fell behind; going on with the phases")
+                    break
                 applied = expected
         finally:
             w.stop()

@@ -186,7 +186,11 @@ def _wrap(kill: KillAt) -> None:
     import importlib
 
     step = STEPS[kill.step]
-    owner = getattr(importlib.import_module(step.module), step.owner)
+    module = importlib.import_module(step.module)
+    if not str(module.__file__).endswith(".py"):
+        # A compiled class takes the wrapper silently and its compiled callers never call it.
+        raise RuntimeError(f"kill points need the sources: {step.module} is compiled (OMS_COMPILED=0)")
+    owner = getattr(module, step.owner)
     original = getattr(owner, step.method)
 
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -226,7 +230,12 @@ def _patch_flush() -> None:
 def install(spec: str) -> list[KillAt]:
     kills = parse(spec)
     for kill in kills:
-        _wrap(kill)
+        try:
+            _wrap(kill)
+        except RuntimeError as error:  # raised in sitecustomize, it would only be printed
+            sys.stderr.write(f"KILL POINT {kill.label}: {error}\n")
+            sys.stderr.flush()
+            os._exit(EXIT_BROKEN)
     if any(kill.moment != "now" for kill in kills):
         _patch_flush()
     return kills

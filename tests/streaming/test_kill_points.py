@@ -40,3 +40,26 @@ def test_each_kill_point_finds_the_outbox_of_its_runtime(name: str) -> None:
 def test_an_owner_without_an_outbox_is_refused_loudly() -> None:
     with pytest.raises(RuntimeError, match="no outbox on object"):
         outbox_of(object())
+
+
+def test_a_kill_point_in_a_compiled_module_stops_the_worker_instead_of_never_firing(monkeypatch) -> None:
+    # mypyc's classes take a patched method silently and their compiled callers never call it.
+    import sys
+    import types
+
+    from tests.faults import kill_points
+
+    compiled = types.ModuleType("oms_compiled_example")
+    compiled.__file__ = "/x/oms_compiled_example.cpython-311-x86_64-linux-gnu.so"
+    original = lambda self: None  # noqa: E731
+    compiled.Owner = type("Owner", (), {"step": original})  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "oms_compiled_example", compiled)
+    step = kill_points.Step("oms_compiled_example", "Owner", "step", "now", kill_points._always)
+    monkeypatch.setitem(kill_points.STEPS, "compiled_step", step)
+    exits: list[int] = []
+    monkeypatch.setattr(kill_points.os, "_exit", lambda status: exits.append(status))
+
+    kill_points.install("compiled_step:1")
+
+    assert exits == [kill_points.EXIT_BROKEN]
+    assert compiled.Owner.step is original  # not wrapped
