@@ -95,6 +95,19 @@ def placed_at(event: Any, now: int) -> int:
     return min(now, clock.business_ms(int(stamp * 1000))) if stamp else now
 
 
+def _awaited(row: SourcingRow | None) -> dict[tuple[str, str, str], int]:
+    """The answers the row waits for, per outstanding command (kind, reservation, SKU)."""
+    if row is None or not row.outstanding:
+        return {}
+    return {(e["kind"], e["reservation_id"], e["sku"]): e["awaiting"] for e in row.outstanding}
+
+
+def _settled_since(row: SourcingRow | None, awaited: dict[tuple[str, str, str], int]) -> bool:
+    """Whether the row waits for fewer answers to a command than it did (``awaited``)."""
+    now = _awaited(row)
+    return any(now.get(command, 0) < answers for command, answers in awaited.items())
+
+
 class SourcingRuntime:
     def __init__(
         self,
@@ -269,6 +282,7 @@ class SourcingRuntime:
         if row is not None and order_id not in self.retention:
             # No index entry (a crash kept the row's changelog record, not the entry's): index it.
             self.retention.mark(order_id, row.partition, saga_retention(row, now))
+        awaited = _awaited(row)
         if isinstance(decoded, Placement):
             row, verdict = self._place(row, decoded, event.message.partition, now, placed_at(event, now))
         elif isinstance(decoded, Reply):
@@ -292,7 +306,12 @@ class SourcingRuntime:
         else:
             verdict = self.withdrawals.progress(row, decoded, now) if row is not None else "ignored"
         self.metrics.sourcing_events.labels(label(event.message.topic, self.topics), verdict).inc()
-        if row is not None and verdict in ("applied", "parked", "released_stray", "rejected"):
+        if row is not None and (
+            verdict in ("applied", "parked", "released_stray", "rejected") or _settled_since(row, awaited)
+        ):
+            # Also an answer judged a duplicate that settles a command the row waits for: unstored,
+            # the timer sent that command again every reply timeout for ever (the chaos run saw a
+            # preorder re-sent for 20 minutes, until the ledger had forgotten its release).
             rows[order_id] = (row, event)
 
     def _load(self, order_id: str) -> SourcingRow | None:

@@ -257,3 +257,27 @@ def test_a_shed_of_part_of_a_sku_still_on_its_way_ends_the_preorder_and_sources_
     h.take_sent()
     h.run(shed)  # read again: nothing more
     assert h.commands() == [] and h.row("ORDER-P").attempt == 2
+
+
+def test_an_answer_to_a_preorder_sent_again_after_it_arrived_settles_the_stored_row(h: Harness) -> None:
+    # The chaos run (3 rounds, preorders): a preorder sent again after its goods had arrived was
+    # answered "reserved" (a duplicate: the order's allocation holds it), and the row that no longer
+    # waited for it was not stored. The timer sent it again every reply timeout for 20 minutes, until
+    # the ledger had forgotten the reservation's release and held inbound for it again: a hold nobody
+    # owned.
+    h.run(preorder_placement(h, "ORDER-P", {"SKU-TENT": 2}))
+    [command] = h.commands("preorder")
+    h.take_sent()
+    h.run(preordered(h, [command]))
+    h.run(arrived(h, command))
+    assert [o["outcome"] for o in h.outcomes("ORDER-P")] == ["preordered", "allocated"]
+    row = SourcingRow.decode(h.sourcing_table["ORDER-P"])
+    lines = [[line["location_id"], line["quantity"]] for line in command["lines"]]
+    row.await_reply("preorder", command["reservation_id"], command["sku"], lines, h.now)  # sent again
+    h.sourcing_table["ORDER-P"] = row.encode()
+    h.take_sent()
+
+    h.run(h.answers([command], "reserved", 0))  # the ledger: it is held (the preorder became a hold)
+
+    assert SourcingRow.decode(h.sourcing_table["ORDER-P"]).outstanding == []
+    assert h.commands("release") == []  # the order's hold stays the order's
