@@ -61,12 +61,19 @@ stock movement:
    offset: a mark left by a record handed on between the revoke and the assignment made faust drop
    the partition's records whenever its recovery ended without "Seek stream partitions to
    committed offsets".
+8. A record an agent holds back to keep its partition in order (``agents.in_order``) is acked by
+   faust's ``take_events`` like every record of the batch, so the group could commit past it
+   before the re-read copy was handed on; a lost re-read then lost it (the chaos run: placements
+   never tracked). Such a record is done with when acked but never counts as acked
+   (``hold_back``): the commit waits for the copy read again, and fixes 3 and 4 read it again if
+   that copy does not come.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -208,10 +215,20 @@ async def _getmany_after_seeks(self: Any, timeout: float) -> AsyncIterator[tuple
         yield tp, message
 
 
+_held_back: weakref.WeakSet[Any] = weakref.WeakSet()
+"""Records an agent held back (fix 8), by identity: the copy read again is another message."""
+
+
+def hold_back(message: Any) -> None:
+    """An agent did not hand ``message`` on (fix 8): its ack must not let a commit pass it."""
+    _held_back.add(message)
+
+
 def _ack_current_generation(self: Any, message: Any) -> bool:
-    """faust's ``Consumer.ack`` for a record of the current generation (fix 5). One of an older
-    generation is done with here (so a revoke does not wait for it) but never counts as acked."""
-    if message.generation_id == self.app.consumer_generation_id:
+    """faust's ``Consumer.ack`` for a record of the current generation (fix 5) that no agent held
+    back (fix 8). One of an older generation, or held back, is done with here (so a revoke does
+    not wait for it) but never counts as acked."""
+    if message.generation_id == self.app.consumer_generation_id and message not in _held_back:
         return bool(_applied["ack"](self, message))
     with ack_lock:
         if not message.acked:

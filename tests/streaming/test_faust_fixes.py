@@ -295,6 +295,21 @@ def test_a_record_fetched_before_the_last_rebalance_is_never_acked_so_never_comm
     assert message.acked and not consumer._unacked_messages  # and a revoke does not wait for it
 
 
+@pytest.mark.usefixtures("faust_ack")
+def test_a_record_an_agent_held_back_is_done_with_but_never_committed_past() -> None:
+    # Fix 8: the agent keeps its partition in order and reads it again from an earlier offset;
+    # faust acks the held-back record with its batch. Its copy read again counts instead.
+    consumer = AckingConsumer(generation_id=7)
+    held, again = Message(41, generation_id=7), Message(41, generation_id=7)
+    consumer._unacked_messages.update({held, again})
+    faust_fixes.hold_back(held)
+
+    assert faust_fixes._ack_current_generation(consumer, held) is False
+    assert consumer.faust_acked == [] and held.acked and held not in consumer._unacked_messages
+    assert faust_fixes._ack_current_generation(consumer, again) is True
+    assert consumer.faust_acked == [41]
+
+
 class SeekingConsumer(FakeConsumer):
     """A fetched batch handed on record by record, with seeks in between (fix 7)."""
 

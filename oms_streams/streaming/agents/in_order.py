@@ -69,6 +69,7 @@ class InOrder:
             message = event.message
             tp = message.tp
             if tp in held:
+                faust_fixes.hold_back(message)  # comes again: no commit may pass it meanwhile
                 continue
             expected = self._expected.get(tp)
             if expected is not None and message.offset < expected:
@@ -79,6 +80,7 @@ class InOrder:
                 and not await self._nothing_between(tp, expected, message.offset)
             ):
                 held.add(tp)  # with the rest of its partition in this batch: it comes again
+                faust_fixes.hold_back(message)
                 continue
             self._expected[tp] = message.offset + 1
             self._sought.pop(tp, None)
