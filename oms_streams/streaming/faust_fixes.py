@@ -9,7 +9,7 @@ version-guarded. Two for throughput and latency, measured with ``make bench`` (b
    drained waits up to 1.5 s for its next fetch, which is the p99 of event-to-availability latency
    at moderate load. The fix makes it a setting (``OMS_FETCH_MAX_WAIT_MS``).
 
-And five for correctness. The first was found by ``oms audit`` after a two-worker start-up lost one
+And six for correctness. The first was found by ``oms audit`` after a two-worker start-up lost one
 stock movement:
 
 3. In a rebalance faust drops records it has already fetched (a ``getmany`` that sees the generation

@@ -135,40 +135,6 @@ def test_a_lost_reread_is_sought_again_after_a_while(monkeypatch: pytest.MonkeyP
     assert h.consumer.seeks == [(P2, 5), (P2, 5)]
 
 
-def test_a_lost_reread_with_no_record_after_it_is_sought_again_by_the_timer(monkeypatch: pytest.MonkeyPatch):
-    # The chaos run: the traffic ended with the partition's re-read lost, so no later record came
-    # to find out; the placements at 906-909 never reached track_orders.
-    now = [100.0]
-    monkeypatch.setattr(in_order.time, "monotonic", lambda: now[0])
-    h = Harness({P2: 5}, {P2: list(range(0, 30))})
-    h.admit((P2, 9))
-    asyncio.run(h.in_order.reread_overdue())
-    assert h.consumer.seeks == [(P2, 5)]  # not overdue yet
-
-    now[0] += in_order.RESEEK_AFTER_S + 0.1
-    asyncio.run(h.in_order.reread_overdue())
-    assert h.consumer.seeks == [(P2, 5), (P2, 5)]
-    assert h.rereads == [PLACED, PLACED]
-
-    assert h.admit(*((P2, o) for o in range(5, 10))) == [(P2, o) for o in range(5, 10)]
-    now[0] += 2 * in_order.RESEEK_AFTER_S
-    asyncio.run(h.in_order.reread_overdue())
-    assert h.consumer.seeks == [(P2, 5), (P2, 5)]  # it came: nothing overdue
-
-
-def test_the_timer_leaves_a_new_generation_alone(monkeypatch: pytest.MonkeyPatch):
-    now = [100.0]
-    monkeypatch.setattr(in_order.time, "monotonic", lambda: now[0])
-    h = Harness({P2: 5}, {P2: list(range(0, 30))})
-    h.admit((P2, 9))
-    h.app.consumer_generation_id = 5  # a rebalance: the new generation reads from the committed offset
-    now[0] += 2 * in_order.RESEEK_AFTER_S
-
-    asyncio.run(h.in_order.reread_overdue())
-
-    assert h.consumer.seeks == [(P2, 5)]
-
-
 def test_offsets_the_broker_holds_no_record_at_are_passed_over():
     # A transaction marker at 7, or records removed by retention below 20.
     h = Harness({P2: 5, P0: 3}, {P2: [5, 6, 8, 9], P0: [20, 21]})

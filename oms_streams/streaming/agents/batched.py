@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -11,11 +10,9 @@ import faust
 from oms_streams.config import Settings
 from oms_streams.metrics import Metrics
 from oms_streams.streaming.admin import first_offset_on, group_offsets_on
-from oms_streams.streaming.agents.in_order import RESEEK_AFTER_S, InOrder
+from oms_streams.streaming.agents.in_order import InOrder
 from oms_streams.streaming.follower import TopicFollower
 from oms_streams.streaming.rerouting import Rerouter
-
-log = logging.getLogger(__name__)
 
 
 def register_batched(
@@ -49,15 +46,5 @@ def register_batched(
             to_apply = admitted if rerouter is None else await rerouter.sort(admitted)
             if to_apply:
                 await apply_batch(to_apply)
-
-    @app.timer(interval=RESEEK_AFTER_S)  # type: ignore[untyped-decorator]
-    async def reread_overdue() -> None:
-        # A re-read that never came is asked again (an exception in a faust timer stops the worker).
-        if app.rebalancing:
-            return
-        try:
-            await in_order.reread_overdue()
-        except Exception:
-            log.exception("%s: re-reading overdue partitions failed; trying again", name)
 
     return batched

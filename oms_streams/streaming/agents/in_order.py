@@ -87,31 +87,6 @@ class InOrder:
             admitted.append(event)
         return admitted
 
-    async def reread_overdue(self) -> None:
-        """A timer's: a partition read again whose expected record has not come within
-        ``RESEEK_AFTER_S`` is read again once more. ``admit`` finds a lost re-read only when a later
-        record of the partition comes; at the end of the traffic none does. (The chaos run saw four
-        placements never reach ``track_orders``: ``source_orders`` read the same partition again from
-        a later offset at the same moment, and the re-read from the earlier one never came.)"""
-        if self.app.consumer_generation_id != self._generation:
-            return  # a new generation starts from the committed offsets anyway
-        for tp, since in list(self._sought.items()):
-            expected = self._expected.get(tp)
-            if expected is None or time.monotonic() - since < RESEEK_AFTER_S:
-                continue
-            try:
-                if await self.first_offset(tp.topic, tp.partition, expected) is None:
-                    self._sought.pop(tp, None)  # nothing there to wait for
-                    continue
-                await self.app.consumer.seek(tp, expected)
-            except Exception as error:  # e.g. revoked meanwhile: its next owner reads it
-                log.warning("%s: not read again (%r)", tp, error)
-                self._sought.pop(tp, None)
-                continue
-            log.warning("%s: offset %d has not come since the partition was read again: again", tp, expected)
-            self._sought[tp] = time.monotonic()
-            self.on_reread(tp.topic)
-
     async def _start_new_partitions(self, events: Sequence[Any]) -> None:
         """The expected offset of each partition met for the first time in this generation: the
         group's committed offset, or the first the broker holds if the group never committed there.
