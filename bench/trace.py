@@ -17,10 +17,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-
-def _p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else 0.0
+from bench.ledger import _percentile
 
 
 def windows(rows: list[dict[str, Any]], seconds: float) -> list[dict[str, float]]:
@@ -47,7 +44,7 @@ def windows(rows: list[dict[str, Any]], seconds: float) -> list[dict[str, float]
                 "cpu_ms_per_chunk": cpu / len(chunks),
                 "cpu_us_per_record": 1000 * cpu / max(records, 1),
                 "apply_busy": wall / (1000 * seconds),
-                "oldest_age_p99_ms": _p99([c["oldest_age_ms"] for c in chunks]),
+                "oldest_age_p99_ms": _percentile([c["oldest_age_ms"] for c in chunks], 0.99) or 0.0,
             }
         )
     return out

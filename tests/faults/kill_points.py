@@ -150,9 +150,13 @@ _producers: list[Any] = []
 
 
 def die(kill: KillAt) -> None:
-    sys.stderr.write(f"KILL POINT {kill.label}: exiting with {EXIT_KILLED}\n")
+    _exit(kill, f"exiting with {EXIT_KILLED}", EXIT_KILLED)
+
+
+def _exit(kill: KillAt, why: str, status: int) -> None:
+    sys.stderr.write(f"KILL POINT {kill.label}: {why}\n")
     sys.stderr.flush()
-    os._exit(EXIT_KILLED)
+    os._exit(status)
 
 
 def outbox_of(owner: Any) -> Any:
@@ -177,9 +181,7 @@ def _passed(kill: KillAt, owner: Any) -> None:
     try:
         _armed[id(outbox_of(owner))] = kill
     except RuntimeError as error:  # raised in a batch, it could be caught and logged: exit instead
-        sys.stderr.write(f"KILL POINT {kill.label}: {error}\n")
-        sys.stderr.flush()
-        os._exit(EXIT_BROKEN)
+        _exit(kill, str(error), EXIT_BROKEN)
 
 
 def _wrap(kill: KillAt) -> None:
@@ -233,9 +235,7 @@ def install(spec: str) -> list[KillAt]:
         try:
             _wrap(kill)
         except RuntimeError as error:  # raised in sitecustomize, it would only be printed
-            sys.stderr.write(f"KILL POINT {kill.label}: {error}\n")
-            sys.stderr.flush()
-            os._exit(EXIT_BROKEN)
+            _exit(kill, str(error), EXIT_BROKEN)
     if any(kill.moment != "now" for kill in kills):
         _patch_flush()
     return kills
